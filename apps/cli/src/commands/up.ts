@@ -1,0 +1,91 @@
+import { type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { GradfleetClient, type JobSpecInput, type JobStatus } from '@gradfleet/core';
+import { spawnApp, stopAll } from '../app-process.js';
+import { JobProgressView, formatReport } from '../progress.js';
+
+export interface UpOptions {
+  workers: number;
+  job?: string;
+  epochs?: number;
+  batchSize?: number;
+  backend: string;
+  port: number;
+  dataDir: string;
+  verbose?: boolean;
+}
+
+/** Waits for the coordinator's `GRADFLEET_LISTENING <url>` line. */
+function waitForListening(child: ChildProcess, logFile: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    const timer = setTimeout(() => reject(new Error(`coordinator did not start within 60 s; see ${logFile}`)), 60_000);
+    lines.on('line', (line) => {
+      const m = /^GRADFLEET_LISTENING (\S+)/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`coordinator exited with code ${code} before listening; see ${logFile}`)));
+  });
+}
+
+/**
+ * `gradfleet up`: a local cluster (one coordinator, N worker processes) training a job,
+ * the reference MNIST recipe by default, with live progress and a final report.
+ */
+export async function up(opts: UpOptions): Promise<number> {
+  const logDir = join(opts.dataDir, 'logs');
+  mkdirSync(logDir, { recursive: true });
+  const children: ChildProcess[] = [];
+  const logTo = (name: string) => {
+    const file = join(logDir, `${name}.log`);
+    return { file, stream: createWriteStream(file) };
+  };
+  const coordLog = logTo('coordinator');
+  let finished = false;
+  const shutdown = async () => {
+    if (finished) return;
+    finished = true;
+    await stopAll(children);
+  };
+  process.once('SIGINT', () => void shutdown().then(() => process.exit(130)));
+  try {
+    const coordinator = spawnApp('coordinator', ['--port', String(opts.port), '--announce'], ['ignore', 'pipe', opts.verbose ? 'inherit' : 'pipe']);
+    children.push(coordinator);
+    coordinator.stderr?.pipe(coordLog.stream);
+    const url = await waitForListening(coordinator, coordLog.file);
+    const wsUrl = url.replace(/^http/, 'ws');
+    console.log(`coordinator listening on ${url} (logs in ${logDir})`);
+    for (let i = 1; i <= opts.workers; i++) {
+      const log = logTo(`worker-${i}`);
+      const w = spawnApp('worker', ['--coordinator', wsUrl, '--backend', opts.backend, '--name', `local-${i}`], ['ignore', 'ignore', opts.verbose ? 'inherit' : 'pipe']);
+      w.stderr?.pipe(log.stream);
+      children.push(w);
+    }
+    const client = new GradfleetClient({ url });
+    const workers = await client.waitForWorkers(opts.workers, 120_000);
+    console.log(`${workers.length} workers ready: ${workers.map((w) => `${w.name} (${w.backend}${w.device ? `, ${w.device}` : ''})`).join(', ')}`);
+    const spec: JobSpecInput = opts.job ? (JSON.parse(await readFile(opts.job, 'utf8')) as JobSpecInput) : {};
+    if (opts.epochs !== undefined) spec.epochs = opts.epochs;
+    if (opts.batchSize !== undefined) spec.batchSize = opts.batchSize;
+    spec.minWorkers ??= opts.workers;
+    const submitted = await client.submit(spec);
+    const s = submitted.spec;
+    console.log(`job ${submitted.id}: ${typeof s.model === 'string' ? s.model : 'custom model'} on ${typeof s.dataset === 'string' ? s.dataset : 'idx files'}, ${s.epochs} epochs, global batch ${s.batchSize}, ${s.optimizer} lr ${s.learningRate}`);
+    const view = new JobProgressView();
+    const done: JobStatus = await client.waitForJob(submitted.id, (job) => view.update(job));
+    view.stopBar();
+    console.log(formatReport(done, workers));
+    return done.state === 'SUCCEEDED' ? 0 : 1;
+  } catch (err) {
+    console.error(`gradfleet up failed: ${(err as Error).message}`);
+    return 1;
+  } finally {
+    await shutdown();
+  }
+}

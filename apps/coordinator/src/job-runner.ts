@@ -1,0 +1,320 @@
+import {
+  EpochSampler, GradientReducer, ProtocolError, allocFrame, float32View, splitBatch, trainingSize,
+  type EpochResult, type Logger,
+} from '@gradfleet/core';
+import type { JobRecord } from './job-record.js';
+import type { CoordinatorMetrics } from './metrics.js';
+import { Signal } from './signal.js';
+import type { JobMessage, JobMessageHandler, WorkerConnection } from './worker-connection.js';
+import { Scatter, type RangeStats } from './scatter.js';
+
+/** How long workers may take to build the model and load the data, in ms. */
+const JOB_START_TIMEOUT_MS = 300_000;
+/** Evaluation and weight fetches that take longer than this drop the slow worker, in ms. */
+const COLLECT_TIMEOUT_MS = 300_000;
+
+export class JobAbortedError extends Error {}
+
+interface EpochTotals {
+  lossSum: number;
+  correct: number;
+  samples: number;
+  steps: number;
+}
+
+/**
+ * Runs one job on a set of workers: synchronous data-parallel SGD (docs/architecture.md).
+ * Each step: take the next global batch from the sampler, split it among the live
+ * workers, add each gradient into the reducer as it arrives, then send the one encoded
+ * mean to every replica. A worker lost mid-step gives its slice back to the sampler.
+ */
+export class JobRunner implements JobMessageHandler {
+  readonly members = new Set<WorkerConnection>();
+  private readonly signal = new Signal();
+  private readonly log: Logger;
+  private readonly reducer: GradientReducer;
+  private readonly ready = new Map<WorkerConnection, { trainCount: number; testCount: number }>();
+  private readonly pending = new Map<WorkerConnection, Uint32Array>();
+  private received: Uint32Array[] = [];
+  private sampler: EpochSampler | undefined;
+  private scatter: Scatter | undefined;
+  private epochTotals: EpochTotals = { lossSum: 0, correct: 0, samples: 0, steps: 0 };
+  private readonly checksums = new Map<number, { hash: string; sum: number; worker: string }>();
+  private stepNo = 0;
+  private phase: 'starting' | 'training' | 'collecting' = 'starting';
+  private lastFailure: string | undefined;
+  private trainMs = 0;
+  private trainSamples = 0;
+
+  constructor(
+    private readonly job: JobRecord,
+    workers: WorkerConnection[],
+    private readonly metrics: CoordinatorMetrics,
+    log: Logger,
+    private readonly release: (conn: WorkerConnection) => void,
+  ) {
+    this.log = log.child({ job: job.id });
+    this.reducer = new GradientReducer(job.model.trainableParams);
+    for (const w of workers) {
+      this.members.add(w);
+      w.handler = this;
+    }
+  }
+
+  /** Runs the job to its end; resolves when the state is terminal. */
+  async run(): Promise<void> {
+    const job = this.job;
+    job.status.workers = [...this.members].map((m) => m.id);
+    job.transition('RUNNING', `started on ${this.members.size} worker(s)`);
+    try {
+      const { trainCount, testCount } = await this.startReplicas();
+      const spec = job.spec;
+      const nTrain = trainingSize(trainCount, spec.validationSplit);
+      if (nTrain < 1) throw new Error(`validationSplit ${spec.validationSplit} leaves no training examples out of ${trainCount}`);
+      this.sampler = new EpochSampler({ size: nTrain, seed: spec.seed, shuffle: spec.shuffle });
+      const t0 = Date.now();
+      for (let epoch = 0; epoch < spec.epochs; epoch++) {
+        const started = Date.now();
+        this.sampler.beginEpoch(epoch);
+        this.epochTotals = { lossSum: 0, correct: 0, samples: 0, steps: 0 };
+        Object.assign(job.status.progress, { epoch, epochSize: nTrain, samplesInEpoch: 0, phase: 'training' });
+        while (!this.sampler.epochComplete) await this.step(epoch);
+        const t = this.epochTotals;
+        const result: EpochResult = {
+          epoch, loss: t.lossSum / t.samples, accuracy: t.correct / t.samples, samples: t.samples, steps: t.steps, durationMs: 0, audit: this.sampler.audit(),
+        };
+        if (!result.audit.ok) this.log.error({ audit: result.audit }, 'SAMPLE AUDIT FAILED: an example was skipped or repeated');
+        if (trainCount > nTrain) {
+          job.status.progress.phase = 'evaluating';
+          const val = await this.evaluate('validation', nTrain, trainCount);
+          result.valLoss = val.lossSum / val.count;
+          result.valAccuracy = val.correct / val.count;
+        }
+        result.durationMs = Date.now() - started;
+        job.status.history.push(result);
+        this.log.info(result, `epoch ${epoch + 1}/${spec.epochs} done`);
+      }
+      const wallTimeMs = Date.now() - t0;
+      const test = testCount > 0 ? await this.evaluate('test', 0, testCount) : undefined;
+      job.finalWeights = await this.fetchWeights();
+      job.status.result = {
+        ...(test ? { testLoss: test.lossSum / test.count, testAccuracy: test.correct / test.count } : {}),
+        wallTimeMs, samplesPerSecond: this.trainSamples / Math.max(1e-3, this.trainMs / 1000), steps: this.stepNo,
+      };
+      job.transition('SUCCEEDED', 'all epochs done');
+      this.log.info(job.status.result, 'job succeeded');
+    } catch (err) {
+      if (job.cancelRequested !== undefined) job.transition('CANCELLED', job.cancelRequested);
+      else job.transition('FAILED', err instanceof Error ? err.message : String(err));
+      this.log.warn({ reason: job.status.reason }, `job ${job.state.toLowerCase()}`);
+    } finally {
+      for (const m of this.members) {
+        m.send({ t: 'job-end', jobId: job.id, state: job.state });
+        m.handler = undefined;
+        this.release(m);
+      }
+      this.members.clear();
+    }
+  }
+
+  cancel(reason: string): void {
+    this.job.cancelRequested = reason;
+    this.signal.notify();
+  }
+
+  private checkAlive(): void {
+    if (this.job.cancelRequested !== undefined) throw new JobAbortedError(this.job.cancelRequested);
+    if (this.members.size === 0) throw new Error(`no workers left${this.lastFailure ? ` (last failure: ${this.lastFailure})` : ''}`);
+  }
+
+  /** Sends the spec and initial weights; waits for every replica to report ready. */
+  private async startReplicas(): Promise<{ trainCount: number; testCount: number }> {
+    const job = this.job;
+    const worldSize = this.members.size;
+    let rank = 0;
+    for (const m of this.members) {
+      m.send({ t: 'job-start', jobId: job.id, spec: job.spec as Record<string, unknown>, rank: rank++, worldSize, layout: job.model.layout }, job.model.initialWeights);
+    }
+    const deadline = Date.now() + JOB_START_TIMEOUT_MS;
+    while ([...this.members].some((m) => !this.ready.has(m))) {
+      this.checkAlive();
+      if (await this.signal.wait(deadline - Date.now())) {
+        for (const m of this.members) if (!this.ready.has(m)) this.drop(m, `not ready within ${JOB_START_TIMEOUT_MS} ms`);
+      }
+    }
+    this.checkAlive();
+    const first = this.ready.get([...this.members][0]!)!;
+    for (const m of this.members) {
+      const r = this.ready.get(m)!;
+      if (r.trainCount !== first.trainCount || r.testCount !== first.testCount) {
+        this.drop(m, `dataset differs: ${r.trainCount}/${r.testCount} examples vs ${first.trainCount}/${first.testCount}`);
+      }
+    }
+    this.checkAlive();
+    this.phase = 'training';
+    return first;
+  }
+
+  private async step(epoch: number): Promise<void> {
+    this.checkAlive();
+    const sampler = this.sampler!;
+    const job = this.job;
+    const spec = job.spec;
+    const t0 = performance.now();
+    const batch = sampler.take(spec.batchSize);
+    const members = [...this.members];
+    const slices = splitBatch(batch, members.map(() => 1));
+    const checksum = spec.checksumEverySteps > 0 && (sampler.exhausted || (this.stepNo + 1) % spec.checksumEverySteps === 0);
+    const update = allocFrame({ t: 'update', jobId: job.id, step: this.stepNo, checksum }, job.model.trainableParams * 4);
+    this.reducer.begin(new Float32Array(update.payload.buffer, update.payload.byteOffset, job.model.trainableParams));
+    this.received = [];
+    members.forEach((m, i) => {
+      const slice = slices[i]!;
+      if (slice.length === 0) return;
+      this.pending.set(m, slice);
+      m.send({ t: 'train', jobId: job.id, step: this.stepNo, epoch }, slice);
+    });
+    const deadline = Date.now() + spec.stepTimeoutMs;
+    while (this.pending.size > 0) {
+      if (this.job.cancelRequested !== undefined) throw new JobAbortedError(this.job.cancelRequested);
+      if (await this.signal.wait(deadline - Date.now())) {
+        for (const m of [...this.pending.keys()]) m.fail(new ProtocolError('UNKNOWN_STEP', `no gradient for step ${this.stepNo} within ${spec.stepTimeoutMs} ms`));
+      }
+    }
+    if (this.reducer.count === 0) return; // every slice was given back; retried next step
+    const samples = this.reducer.samples;
+    this.reducer.finish();
+    for (const m of this.members) {
+      m.sendFrame(update.frame);
+      this.metrics.updateBytes.inc({ worker: m.id }, update.payload.byteLength);
+    }
+    for (const s of this.received) sampler.complete(s);
+    const seconds = (performance.now() - t0) / 1000;
+    this.trainMs += seconds * 1000;
+    this.trainSamples += samples;
+    this.stepNo++;
+    this.epochTotals.steps++;
+    this.metrics.steps.inc({ job: job.id });
+    this.metrics.samples.inc({ job: job.id }, samples);
+    this.metrics.stepDuration.observe({ job: job.id }, seconds);
+    Object.assign(job.status.progress, {
+      step: this.stepNo, samplesInEpoch: sampler.completed, samplesPerSecond: this.trainSamples / Math.max(1e-3, this.trainMs / 1000),
+    });
+  }
+
+  private async evaluate(split: 'validation' | 'test', start: number, end: number): Promise<RangeStats> {
+    this.scatter = new Scatter(split, start, end);
+    return this.collect(this.scatter, (m, id, range) => m.send({ t: 'evaluate', jobId: this.job.id, requestId: id, split, start: range[0], end: range[1] }));
+  }
+
+  private async fetchWeights(): Promise<Float32Array> {
+    this.scatter = new Scatter('weights', 0, 1);
+    const stats = await this.collect(this.scatter, (m, id) => m.send({ t: 'fetch-weights', jobId: this.job.id, requestId: id }));
+    return stats.weights!;
+  }
+
+  /** Hands out a scatter's ranges to the members, re-issuing those of lost workers, until all are back. */
+  private async collect(scatter: Scatter, send: (m: WorkerConnection, id: number, range: [number, number]) => void): Promise<RangeStats> {
+    this.phase = 'collecting';
+    try {
+      scatter.split(this.members.size);
+      const deadline = Date.now() + COLLECT_TIMEOUT_MS;
+      while (!scatter.done) {
+        this.checkAlive();
+        for (const [m, id, range] of scatter.assign([...this.members])) send(m, id, range);
+        if (await this.signal.wait(deadline - Date.now())) for (const m of scatter.outstandingWorkers()) this.drop(m, `no ${scatter.what} result within ${COLLECT_TIMEOUT_MS} ms`);
+      }
+      return scatter.totals;
+    } finally {
+      this.phase = 'training';
+      this.scatter = undefined;
+    }
+  }
+
+  private drop(m: WorkerConnection, reason: string): void {
+    this.lastFailure = `${m.id}: ${reason}`;
+    this.onWorkerLost(m, reason);
+    m.send({ t: 'job-end', jobId: this.job.id, state: 'FAILED' });
+    m.handler = undefined;
+    this.release(m);
+  }
+
+  onWorkerLost(m: WorkerConnection, reason: string): void {
+    if (!this.members.delete(m)) return;
+    this.log.warn({ worker: m.id, reason }, 'worker left the job');
+    const slice = this.pending.get(m);
+    if (slice) {
+      this.pending.delete(m);
+      this.sampler?.giveBack(slice);
+    }
+    this.scatter?.lost(m);
+    this.signal.notify();
+  }
+
+  onWorkerMessage(m: WorkerConnection, msg: JobMessage, payload: Uint8Array): void {
+    if (!this.members.has(m)) throw new ProtocolError('UNKNOWN_STEP', `${msg.t} from a worker no longer in job ${this.job.id}`);
+    if (msg.t !== 'failure' && msg.jobId !== this.job.id) throw new ProtocolError('UNKNOWN_STEP', `${msg.t} for job ${msg.jobId}, worker runs ${this.job.id}`);
+    switch (msg.t) {
+      case 'ready':
+        if (this.phase !== 'starting' || this.ready.has(m)) throw new ProtocolError('UNEXPECTED_MESSAGE', 'ready outside job start');
+        this.ready.set(m, { trainCount: msg.trainCount, testCount: msg.testCount });
+        break;
+      case 'gradient': {
+        const slice = this.pending.get(m);
+        if (msg.step !== this.stepNo || !slice) {
+          if (msg.step === this.stepNo && this.phase === 'training') throw new ProtocolError('DUPLICATE_MESSAGE', `second gradient for step ${msg.step}`);
+          throw new ProtocolError('UNKNOWN_STEP', `gradient for step ${msg.step}, step in flight is ${this.stepNo}`);
+        }
+        if (msg.samples !== slice.length) throw new ProtocolError('MALFORMED_FRAME', `gradient over ${msg.samples} samples, slice has ${slice.length}`);
+        this.reducer.add(float32View(payload), msg.samples); // throws on bad size / NaN: slice given back on close
+        this.pending.delete(m);
+        this.received.push(slice);
+        this.epochTotals.lossSum += msg.lossSum;
+        this.epochTotals.correct += msg.correct;
+        this.epochTotals.samples += msg.samples;
+        this.metrics.gradientBytes.inc({ worker: m.id }, payload.byteLength);
+        this.metrics.workerSamples.inc({ job: this.job.id, worker: m.id }, msg.samples);
+        break;
+      }
+      case 'eval-result':
+        if (!this.scatter) throw new ProtocolError('UNEXPECTED_MESSAGE', 'eval-result while no evaluation runs');
+        this.scatter.result(m, msg.requestId, { lossSum: msg.lossSum, correct: msg.correct, count: msg.count });
+        break;
+      case 'weights':
+        if (!this.scatter) throw new ProtocolError('UNEXPECTED_MESSAGE', 'weights while none were asked for');
+        if (payload.byteLength !== this.job.model.initialWeights.byteLength) {
+          throw new ProtocolError('GRADIENT_SIZE_MISMATCH', `weights of ${payload.byteLength} bytes, model has ${this.job.model.initialWeights.byteLength}`);
+        }
+        this.scatter.result(m, msg.requestId, { lossSum: 0, correct: 0, count: 1, weights: Float32Array.from(float32View(payload)) });
+        break;
+      case 'checksum':
+        this.onChecksum(m, msg.step, msg.hash, msg.sum);
+        return;
+      case 'failure':
+        this.log.error({ worker: m.id, message: msg.message }, 'worker failed');
+        this.drop(m, msg.message);
+        return;
+    }
+    this.signal.notify();
+  }
+
+  /** Replica consistency: every replica's weights hash must match after the same step. */
+  private onChecksum(m: WorkerConnection, step: number, hash: string, sum: number): void {
+    const first = this.checksums.get(step);
+    const replicas = this.job.status.replicas;
+    if (!first) {
+      this.checksums.set(step, { hash, sum, worker: m.id });
+      replicas.checks++;
+      replicas.lastStep = step;
+      replicas.lastHash = hash;
+      for (const old of this.checksums.keys()) if (old < step - 1000) this.checksums.delete(old);
+      return;
+    }
+    if (first.hash === hash) return;
+    replicas.divergences++;
+    this.metrics.replicaDivergences.inc({ job: this.job.id });
+    const msg = `REPLICA DIVERGENCE after step ${step}: ${m.id} hash ${hash} (sum ${sum}) vs ${first.worker} hash ${first.hash} (sum ${first.sum})`;
+    this.log.error({ step, worker: m.id, hash, sum, reference: first }, msg);
+    this.job.status.events.push({ time: new Date().toISOString(), state: this.job.state, reason: msg });
+  }
+}

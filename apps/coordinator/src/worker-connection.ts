@@ -1,0 +1,163 @@
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage } from 'node:http';
+import type WebSocket from 'ws';
+import {
+  PROTOCOL_VERSION, ProtocolError, decodeWorkerMessage, encodeMessage,
+  type CoordinatorMessage, type Logger, type WorkerInfo, type WorkerMessage,
+} from '@gradfleet/core';
+import type { CoordinatorMetrics } from './metrics.js';
+
+export interface ConnectionOptions {
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  handshakeTimeoutMs: number;
+}
+
+/** Job messages a connection hands to the job it is assigned to. */
+export type JobMessage = Exclude<WorkerMessage, { t: 'hello' | 'heartbeat' }>;
+
+export interface JobMessageHandler {
+  /** May throw ProtocolError: the connection is then closed with its code. */
+  onWorkerMessage(conn: WorkerConnection, message: JobMessage, payload: Uint8Array): void;
+  onWorkerLost(conn: WorkerConnection, reason: string): void;
+}
+
+interface ConnectionEvents {
+  registered: [];
+  closed: [code: number, reason: string];
+}
+
+let nextId = 1;
+
+/**
+ * One worker's WebSocket, coordinator side: handshake (protocol version), heartbeats both
+ * ways, decoding and validation of every frame, and dispatch of job messages to the job
+ * the worker is assigned to. Any violation closes the socket with its 4xxx code; nothing
+ * a peer sends can throw past this class.
+ */
+export class WorkerConnection extends EventEmitter<ConnectionEvents> {
+  readonly id = `w${nextId++}`;
+  info: WorkerInfo | undefined;
+  handler: JobMessageHandler | undefined;
+  log: Logger;
+  private closed = false;
+  private lastSeen = Date.now();
+  private readonly timer: NodeJS.Timeout;
+  private readonly handshakeTimer: NodeJS.Timeout;
+
+  constructor(
+    private readonly ws: WebSocket,
+    req: IncomingMessage,
+    private readonly options: ConnectionOptions,
+    private readonly metrics: CoordinatorMetrics,
+    log: Logger,
+  ) {
+    super();
+    this.log = log.child({ worker: this.id, remote: req.socket.remoteAddress });
+    ws.on('message', (data: Buffer, isBinary: boolean) => this.onFrame(data, isBinary));
+    ws.on('close', (code, reason) => this.onClosed(code, reason.toString()));
+    ws.on('error', (err) => this.log.warn({ err: err.message }, 'socket error'));
+    this.handshakeTimer = setTimeout(() => this.fail(new ProtocolError('HANDSHAKE_TIMEOUT', `no hello within ${options.handshakeTimeoutMs} ms`)), options.handshakeTimeoutMs);
+    this.timer = setInterval(() => this.tick(), options.heartbeatIntervalMs);
+  }
+
+  get registered(): boolean {
+    return this.info !== undefined;
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  /** Bytes queued in the socket but not yet written (backpressure signal). */
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  send(message: CoordinatorMessage, payload?: ArrayBufferView): void {
+    this.sendFrame(encodeMessage(message, payload));
+  }
+
+  /** Sends an already encoded frame (the same buffer may go to every worker). */
+  sendFrame(frame: Buffer): void {
+    if (!this.closed) this.ws.send(frame, { binary: true });
+  }
+
+  /** Closes the connection for a protocol violation, counting it by code. */
+  fail(err: ProtocolError): void {
+    if (this.closed) return;
+    this.metrics.protocolErrors.inc({ code: err.code });
+    this.log.warn({ code: err.code, closeCode: err.closeCode }, `closing worker: ${err.message}`);
+    this.close(err.closeCode, err.closeReason);
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.ws.close(code, reason);
+    // A peer behind a dead link never completes the closing handshake.
+    setTimeout(() => this.ws.terminate(), 2_000).unref();
+    this.onClosed(code, reason);
+  }
+
+  private onClosed(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    clearTimeout(this.handshakeTimer);
+    this.handler?.onWorkerLost(this, `connection closed (${code}${reason ? `: ${reason}` : ''})`);
+    this.emit('closed', code, reason);
+  }
+
+  private tick(): void {
+    const silent = Date.now() - this.lastSeen;
+    if (silent > this.options.heartbeatTimeoutMs) {
+      this.fail(new ProtocolError('HEARTBEAT_TIMEOUT', `silent for ${silent} ms`));
+      this.ws.terminate();
+      return;
+    }
+    if (this.registered) this.send({ t: 'heartbeat' });
+  }
+
+  private onFrame(data: Buffer, isBinary: boolean): void {
+    if (this.closed) return;
+    this.lastSeen = Date.now();
+    try {
+      if (!isBinary) throw new ProtocolError('MALFORMED_FRAME', 'text frames are not part of the protocol');
+      const { message, payload } = decodeWorkerMessage(data);
+      this.dispatch(message, payload);
+    } catch (err) {
+      if (err instanceof ProtocolError) this.fail(err);
+      else {
+        this.log.error({ err }, 'internal error handling a worker message');
+        this.close(1011, 'internal error');
+      }
+    }
+  }
+
+  private dispatch(message: WorkerMessage, payload: Uint8Array): void {
+    if (message.t === 'hello') {
+      if (this.registered) throw new ProtocolError('UNEXPECTED_MESSAGE', 'second hello');
+      if (message.v !== PROTOCOL_VERSION) {
+        throw new ProtocolError('UNSUPPORTED_PROTOCOL_VERSION', `worker speaks protocol ${message.v}, coordinator speaks ${PROTOCOL_VERSION}`);
+      }
+      clearTimeout(this.handshakeTimer);
+      this.info = {
+        id: this.id, name: message.name, host: message.host, backend: message.backend,
+        ...(message.device ? { device: message.device } : {}), state: 'IDLE', connectedAt: new Date().toISOString(),
+      };
+      this.log = this.log.child({ name: message.name });
+      this.log.info({ backend: message.backend, device: message.device, reason: message.backendReason }, 'worker registered');
+      this.send({ t: 'welcome', v: PROTOCOL_VERSION, workerId: this.id, heartbeatIntervalMs: this.options.heartbeatIntervalMs, heartbeatTimeoutMs: this.options.heartbeatTimeoutMs });
+      this.emit('registered');
+      return;
+    }
+    if (!this.registered) throw new ProtocolError('UNEXPECTED_MESSAGE', `${message.t} before hello`);
+    if (message.t === 'heartbeat') return;
+    if (message.t === 'failure' && !this.handler) {
+      this.log.warn({ message: message.message }, 'worker reported a failure outside a job');
+      return;
+    }
+    if (!this.handler) throw new ProtocolError('UNKNOWN_STEP', `${message.t} while no job is assigned to this worker`);
+    this.handler.onWorkerMessage(this, message, payload);
+  }
+}

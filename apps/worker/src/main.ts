@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { BackendUnavailableError, createLogger, selectBackend, type BackendPreference } from '@gradfleet/core';
+import { WorkerSession } from './worker-session.js';
+
+const program = new Command('gradfleet worker')
+  .description('Run a gradfleet worker: computes gradients for the jobs the coordinator assigns.')
+  .option('-c, --coordinator <url>', 'coordinator WebSocket URL', process.env['GRADFLEET_COORDINATOR'] ?? 'ws://127.0.0.1:7070')
+  .addOption(new Option('-b, --backend <name>', 'TensorFlow.js backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'))
+  .option('--gpu <index>', 'pin to one GPU (sets CUDA_VISIBLE_DEVICES; tensorflow backend)', (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new Error(`--gpu must be a GPU index, got ${v}`);
+    return n;
+  })
+  .option('-n, --name <name>', 'worker name shown in status and metrics')
+  .parse();
+
+const opts = program.opts<{ coordinator: string; backend: BackendPreference; gpu?: number; name?: string }>();
+const logger = createLogger('worker');
+
+try {
+  const backend = await selectBackend(opts.backend, opts.gpu === undefined ? {} : { gpu: opts.gpu });
+  logger.info({ backend: backend.backend, provider: backend.provider, device: backend.device, reason: backend.reason }, `using the ${backend.backend} backend`);
+  const session = new WorkerSession({ coordinator: opts.coordinator, backend, logger, ...(opts.name ? { name: opts.name } : {}) });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => session.stop());
+  session.start();
+  process.exitCode = await session.done;
+} catch (err) {
+  if (err instanceof BackendUnavailableError) logger.error({ code: err.code }, err.message);
+  else logger.error({ err }, 'worker failed');
+  process.exitCode = 1;
+}

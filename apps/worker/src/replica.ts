@@ -1,0 +1,166 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import {
+  buildModel, createOptimizer, flattenWeights, gatherBatch, loadFlatWeights, lossFunction, trainingSize, weightLayout, weightsChecksum,
+  type Dataset, type DataSplit, type JobSpec,
+} from '@gradfleet/core';
+
+/** Sums over a set of examples: what the coordinator needs to combine results exactly. */
+export interface BatchStats {
+  lossSum: number;
+  correct: number;
+  count: number;
+}
+
+/** Examples per forward pass during evaluation (bounds memory, keeps passes efficient). */
+const EVAL_CHUNK = 1024;
+
+/**
+ * One worker's replica of a job's model: computes gradients on the slices it is given
+ * and applies the averaged gradient it receives, with the job's optimizer. Every replica
+ * applies the same updates in the same order, so all stay identical.
+ */
+export class Replica {
+  readonly paramCount: number;
+  private readonly vars: tf.Variable[];
+  private readonly loss: (y: tf.Tensor, p: tf.Tensor) => tf.Tensor;
+  private readonly inputShape: number[];
+  private readonly numClasses: number;
+  private xBuf = new Float32Array(0);
+  private yBuf = new Float32Array(0);
+
+  private constructor(
+    private readonly spec: JobSpec,
+    private readonly model: tfl.LayersModel,
+    private readonly optimizer: tf.Optimizer,
+    readonly data: Dataset,
+  ) {
+    this.vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    this.paramCount = this.vars.reduce((n, v) => n + v.size, 0);
+    this.loss = lossFunction(spec.loss);
+    this.inputShape = (model.inputs[0]!.shape.slice(1) as number[]).map((d) => d ?? 1);
+    const outShape = model.outputs[0]!.shape;
+    this.numClasses = outShape[outShape.length - 1] ?? 1;
+    const features = this.inputShape.reduce((a, b) => a * b, 1);
+    if (features !== data.train.featureSize) {
+      throw new Error(`model input ${this.inputShape.join('x')} (${features} values) does not match dataset examples of ${data.featureShape.join('x')} (${data.train.featureSize} values)`);
+    }
+    if (data.numClasses > this.numClasses) {
+      throw new Error(`dataset has ${data.numClasses} classes, model output has ${this.numClasses} units`);
+    }
+  }
+
+  /** Builds the model, checks it against the coordinator's layout and loads its initial weights. */
+  static async create(spec: JobSpec, layout: number[][], initial: Float32Array, data: Dataset): Promise<Replica> {
+    const model = await buildModel(spec.model, spec.seed);
+    const mine = weightLayout(model);
+    if (JSON.stringify(mine) !== JSON.stringify(layout)) {
+      model.dispose();
+      throw new Error(`model weight layout ${JSON.stringify(mine)} differs from the coordinator's ${JSON.stringify(layout)}`);
+    }
+    loadFlatWeights(model, initial);
+    return new Replica(spec, model, createOptimizer(spec), data);
+  }
+
+  get trainCount(): number {
+    return this.data.train.count;
+  }
+
+  get testCount(): number {
+    return this.data.test?.count ?? 0;
+  }
+
+  private batchTensors(split: DataSplit, indices: ArrayLike<number>): { xs: tf.Tensor; ys: tf.Tensor } {
+    const n = indices.length;
+    const f = split.featureSize;
+    if (this.xBuf.length < n * f) this.xBuf = new Float32Array(n * f);
+    if (this.yBuf.length < n * this.numClasses) this.yBuf = new Float32Array(n * this.numClasses);
+    gatherBatch(split, indices, this.numClasses, this.xBuf, this.yBuf);
+    return {
+      xs: tf.tensor(this.xBuf.subarray(0, n * f), [n, ...this.inputShape]),
+      ys: tf.tensor2d(this.yBuf.subarray(0, n * this.numClasses), [n, this.numClasses]),
+    };
+  }
+
+  private correctCount(ys: tf.Tensor, pred: tf.Tensor): tf.Scalar {
+    return tf.sum(tf.cast(tf.equal(tf.argMax(pred, -1), tf.argMax(ys, -1)), 'int32'));
+  }
+
+  /**
+   * Gradient of the mean loss over the examples at `indices` (training-mode forward pass,
+   * so dropout is active), written into `out` (all trainable weights concatenated).
+   */
+  computeGradient(indices: ArrayLike<number>, out: Float32Array): BatchStats {
+    let pred: tf.Tensor | undefined;
+    const { xs, ys } = this.batchTensors(this.data.train, indices);
+    try {
+      const { value, grads } = tf.variableGrads(() => {
+        pred = tf.keep(this.model.apply(xs, { training: true }) as tf.Tensor);
+        return tf.mean(this.loss(ys, pred)) as tf.Scalar;
+      }, this.vars);
+      let off = 0;
+      for (const v of this.vars) {
+        const g = grads[v.name]!;
+        out.set(g.dataSync() as Float32Array, off);
+        off += v.size;
+      }
+      const correct = tf.tidy(() => this.correctCount(ys, pred!).dataSync()[0]!);
+      const mean = value.dataSync()[0]!;
+      tf.dispose([value, ...Object.values(grads)]);
+      return { lossSum: mean * indices.length, correct, count: indices.length };
+    } finally {
+      tf.dispose([xs, ys]);
+      if (pred) pred.dispose();
+    }
+  }
+
+  /** Applies the averaged gradient of a step with this replica's optimizer. */
+  applyUpdate(mean: Float32Array): void {
+    if (mean.length !== this.paramCount) throw new Error(`update of ${mean.length} values, model has ${this.paramCount}`);
+    let off = 0;
+    const named = this.vars.map((v) => {
+      const tensor = tf.tensor(mean.subarray(off, off + v.size), v.shape);
+      off += v.size;
+      return { name: v.name, tensor };
+    });
+    this.optimizer.applyGradients(named);
+    tf.dispose(named.map((n) => n.tensor));
+  }
+
+  /** Loss and accuracy sums over examples [start, end) of the validation tail or the test split. */
+  evaluate(split: 'validation' | 'test', start: number, end: number): BatchStats {
+    const data = split === 'test' ? this.data.test : this.data.train;
+    if (!data) throw new Error('this dataset has no test split');
+    const lo = split === 'validation' ? trainingSize(data.count, this.spec.validationSplit) : 0;
+    if (start < lo || end > data.count || start > end) throw new Error(`evaluation range [${start}, ${end}) outside the ${split} split`);
+    const stats: BatchStats = { lossSum: 0, correct: 0, count: 0 };
+    for (let s = start; s < end; s += EVAL_CHUNK) {
+      const e = Math.min(end, s + EVAL_CHUNK);
+      const indices = Array.from({ length: e - s }, (_, i) => s + i);
+      const [lossSum, correct] = tf.tidy(() => {
+        const { xs, ys } = this.batchTensors(data, indices);
+        const pred = this.model.apply(xs, { training: false }) as tf.Tensor;
+        return [tf.sum(this.loss(ys, pred)).dataSync()[0]!, this.correctCount(ys, pred).dataSync()[0]!];
+      });
+      stats.lossSum += lossSum;
+      stats.correct += correct;
+      stats.count += e - s;
+    }
+    return stats;
+  }
+
+  /** Bit-exact checksum of the trainable weights (replica consistency check). */
+  checksum(): { hash: string; sum: number } {
+    return weightsChecksum(this.vars.map((v) => v.dataSync() as Float32Array));
+  }
+
+  /** Every weight, flattened (`model.getWeights()` order). */
+  weights(): Float32Array {
+    return flattenWeights(this.model);
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    this.optimizer.dispose();
+  }
+}

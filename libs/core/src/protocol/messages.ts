@@ -1,0 +1,108 @@
+import { z } from 'zod';
+import { MAX_CONTROL_MESSAGE_BYTES } from './constants.js';
+import { decodeFrame, encodeFrame } from './frame.js';
+import { ProtocolError } from './protocol-error.js';
+
+const id = z.string().min(1).max(128);
+const count = z.number().int().nonnegative();
+const finite = z.number().finite();
+
+/** Messages a worker sends to the coordinator, keyed by `t`. */
+export const WorkerMessageSchema = z.discriminatedUnion('t', [
+  z.object({
+    t: z.literal('hello'),
+    v: z.number().int(),
+    name: z.string().max(256),
+    host: z.string().max(256),
+    pid: count,
+    backend: z.string().max(64),
+    device: z.string().max(256).optional(),
+    backendReason: z.string().max(2048).optional(),
+  }),
+  /** Sent once the model is built and the data loaded; reports the dataset sizes it found. */
+  z.object({ t: z.literal('ready'), jobId: id, trainCount: count, testCount: count }),
+  /** Payload: Float32 gradient of the mean loss over `samples` examples, all trainable weights concatenated. */
+  z.object({ t: z.literal('gradient'), jobId: id, step: count, samples: count, lossSum: finite, correct: count, computeMs: finite }),
+  z.object({ t: z.literal('eval-result'), jobId: id, requestId: count, lossSum: finite, correct: count, count }),
+  z.object({ t: z.literal('checksum'), jobId: id, step: count, hash: z.string().max(64), sum: z.number() }),
+  /** Payload: Float32 values of every model weight (`model.getWeights()` order). */
+  z.object({ t: z.literal('weights'), jobId: id, requestId: count }),
+  z.object({ t: z.literal('heartbeat') }),
+  z.object({ t: z.literal('failure'), jobId: id.optional(), message: z.string().max(4096) }),
+]);
+
+/** Messages the coordinator sends to a worker, keyed by `t`. */
+export const CoordinatorMessageSchema = z.discriminatedUnion('t', [
+  z.object({ t: z.literal('welcome'), v: z.number().int(), workerId: id, heartbeatIntervalMs: count, heartbeatTimeoutMs: count }),
+  /** Payload: Float32 initial values of every model weight, in `layout` order. */
+  z.object({
+    t: z.literal('job-start'),
+    jobId: id,
+    spec: z.record(z.string(), z.unknown()),
+    rank: count,
+    worldSize: count,
+    layout: z.array(z.array(count)),
+  }),
+  /** Payload: Uint32 example indices of this worker's slice of the global batch. */
+  z.object({ t: z.literal('train'), jobId: id, step: count, epoch: count }),
+  /** Payload: Float32 sample-weighted mean gradient of the step; every replica applies it. */
+  z.object({ t: z.literal('update'), jobId: id, step: count, checksum: z.boolean() }),
+  z.object({
+    t: z.literal('evaluate'),
+    jobId: id,
+    requestId: count,
+    split: z.enum(['validation', 'test']),
+    start: count,
+    end: count,
+  }),
+  z.object({ t: z.literal('fetch-weights'), jobId: id, requestId: count }),
+  z.object({ t: z.literal('job-end'), jobId: id, state: z.string().max(32) }),
+  z.object({ t: z.literal('heartbeat') }),
+]);
+
+export type WorkerMessage = z.infer<typeof WorkerMessageSchema>;
+export type CoordinatorMessage = z.infer<typeof CoordinatorMessageSchema>;
+export type WorkerMessageType = WorkerMessage['t'];
+export type CoordinatorMessageType = CoordinatorMessage['t'];
+
+/** Message types that carry a payload; every other type must have an empty one. */
+const PAYLOAD_TYPES = new Set(['gradient', 'weights', 'job-start', 'train', 'update']);
+
+export interface Received<M> {
+  message: M;
+  /** Raw payload bytes, a view into the received buffer. */
+  payload: Uint8Array;
+}
+
+function decodeWith<M>(schema: z.ZodType<M>, data: Uint8Array): Received<M> {
+  const { header, payload } = decodeFrame(data);
+  const parsed = schema.safeParse(header);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? issue.path.join('.') : 't';
+    throw new ProtocolError('MALFORMED_FRAME', `invalid message field ${where}: ${issue?.message ?? 'unknown'}`);
+  }
+  const type = (parsed.data as { t: string }).t;
+  if (!PAYLOAD_TYPES.has(type)) {
+    if (payload.byteLength > 0) throw new ProtocolError('MALFORMED_FRAME', `message ${type} carries no payload`);
+    if (data.byteLength > MAX_CONTROL_MESSAGE_BYTES) {
+      throw new ProtocolError('MESSAGE_TOO_LARGE', `control message of ${data.byteLength} bytes exceeds ${MAX_CONTROL_MESSAGE_BYTES}`);
+    }
+  }
+  return { message: parsed.data, payload };
+}
+
+/** Decodes and validates a frame sent by a worker. Throws ProtocolError. */
+export function decodeWorkerMessage(data: Uint8Array): Received<WorkerMessage> {
+  return decodeWith(WorkerMessageSchema, data);
+}
+
+/** Decodes and validates a frame sent by the coordinator. Throws ProtocolError. */
+export function decodeCoordinatorMessage(data: Uint8Array): Received<CoordinatorMessage> {
+  return decodeWith(CoordinatorMessageSchema, data);
+}
+
+/** Encodes a message (and optional payload) into one frame. */
+export function encodeMessage(message: WorkerMessage | CoordinatorMessage, payload?: ArrayBufferView): Buffer {
+  return encodeFrame(message, payload);
+}
