@@ -20,6 +20,8 @@ export default [
           ],
         },
       ],
+      // noUncheckedIndexedAccess makes `!` the honest way to say "checked above".
+      '@typescript-eslint/no-non-null-assertion': 'off',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },

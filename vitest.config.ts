@@ -6,6 +6,9 @@ const core = fileURLToPath(new URL('./libs/core/src/index.ts', import.meta.url))
 export default defineConfig({
   resolve: { alias: { '@gradfleet/core': core } },
   test: {
+    // One JSON report per vitest process, summed by .ci/summary.mjs into CI's closing line.
+    reporters: ['default', 'json'],
+    outputFile: { json: `.vitest-reports/${process.pid}.json` },
     projects: [
       {
         extends: true,

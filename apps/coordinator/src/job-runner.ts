@@ -1,9 +1,10 @@
 import {
-  EpochSampler, GradientReducer, ProtocolError, allocFrame, float32View, splitBatch, trainingSize,
+  EpochSampler, GradientReducer, ProtocolError, float32View, splitBatch, trainingSize,
   type EpochResult, type Logger,
 } from '@gradfleet/core';
 import type { JobRecord } from './job-record.js';
 import type { CoordinatorMetrics } from './metrics.js';
+import { FramePool } from './frame-pool.js';
 import { Signal } from './signal.js';
 import type { JobMessage, JobMessageHandler, WorkerConnection } from './worker-connection.js';
 import { Scatter, type RangeStats } from './scatter.js';
@@ -33,6 +34,7 @@ export class JobRunner implements JobMessageHandler {
   private readonly signal = new Signal();
   private readonly log: Logger;
   private readonly reducer: GradientReducer;
+  private readonly updates: FramePool;
   private readonly ready = new Map<WorkerConnection, { trainCount: number; testCount: number }>();
   private readonly pending = new Map<WorkerConnection, Uint32Array>();
   private received: Uint32Array[] = [];
@@ -55,6 +57,7 @@ export class JobRunner implements JobMessageHandler {
   ) {
     this.log = log.child({ job: job.id });
     this.reducer = new GradientReducer(job.model.trainableParams);
+    this.updates = new FramePool(job.model.trainableParams * 4);
     for (const w of workers) {
       this.members.add(w);
       w.handler = this;
@@ -165,8 +168,8 @@ export class JobRunner implements JobMessageHandler {
     const members = [...this.members];
     const slices = splitBatch(batch, members.map(() => 1));
     const checksum = spec.checksumEverySteps > 0 && (sampler.exhausted || (this.stepNo + 1) % spec.checksumEverySteps === 0);
-    const update = allocFrame({ t: 'update', jobId: job.id, step: this.stepNo, checksum }, job.model.trainableParams * 4);
-    this.reducer.begin(new Float32Array(update.payload.buffer, update.payload.byteOffset, job.model.trainableParams));
+    const update = this.updates.acquire();
+    this.reducer.begin(update.float32()); // the mean is accumulated in place in the outgoing frame
     this.received = [];
     members.forEach((m, i) => {
       const slice = slices[i]!;
@@ -181,11 +184,16 @@ export class JobRunner implements JobMessageHandler {
         for (const m of [...this.pending.keys()]) m.fail(new ProtocolError('UNKNOWN_STEP', `no gradient for step ${this.stepNo} within ${spec.stepTimeoutMs} ms`));
       }
     }
-    if (this.reducer.count === 0) return; // every slice was given back; retried next step
+    if (this.reducer.count === 0) {
+      this.updates.release(update);
+      return; // every slice was given back; retried next step
+    }
     const samples = this.reducer.samples;
     this.reducer.finish();
+    const frame = update.frame({ t: 'update', jobId: job.id, step: this.stepNo, checksum });
+    const sent = this.updates.releaseAfter(update, this.members.size);
     for (const m of this.members) {
-      m.sendFrame(update.frame);
+      m.sendFrame(frame, sent);
       this.metrics.updateBytes.inc({ worker: m.id }, update.payload.byteLength);
     }
     for (const s of this.received) sampler.complete(s);

@@ -78,9 +78,13 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
     this.sendFrame(encodeMessage(message, payload));
   }
 
-  /** Sends an already encoded frame (the same buffer may go to every worker). */
-  sendFrame(frame: Buffer): void {
-    if (!this.closed) this.ws.send(frame, { binary: true });
+  /**
+   * Sends an already encoded frame (the same buffer may go to every worker). `onSent` runs
+   * once the socket no longer needs the buffer (written, or the connection is gone).
+   */
+  sendFrame(frame: Buffer, onSent?: () => void): void {
+    if (this.closed) return onSent?.();
+    this.ws.send(frame, { binary: true }, onSent && (() => onSent()));
   }
 
   /** Closes the connection for a protocol violation, counting it by code. */

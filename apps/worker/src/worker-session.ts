@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import WebSocket from 'ws';
 import {
-  CLOSE_CODES, PROTOCOL_VERSION, ProtocolError, WORKER_WS_PATH, decodeCoordinatorMessage, encodeMessage, float32View,
+  CLOSE_CODES, FrameWriter, PROTOCOL_VERSION, ProtocolError, WORKER_WS_PATH, decodeCoordinatorMessage, encodeMessage, float32View,
   loadDataset, parseJobSpec, uint32View,
   type BackendSelection, type CoordinatorMessage, type Dataset, type Logger, type WorkerMessage,
 } from '@gradfleet/core';
@@ -30,7 +30,9 @@ export class WorkerSession {
   private ws: WebSocket | undefined;
   private replica: Replica | undefined;
   private jobId: string | undefined;
-  private gradient = new Float32Array(0);
+  private gradient: FrameWriter | undefined;
+  private gradientInFlight = false;
+  private timings = { compute: 0, apply: 0, steps: 0 };
   private queue: Promise<void> = Promise.resolve();
   private heartbeat: NodeJS.Timeout | undefined;
   private lastSeen = Date.now();
@@ -47,7 +49,10 @@ export class WorkerSession {
   start(): void {
     const url = this.options.coordinator.replace(/\/+$/, '') + WORKER_WS_PATH;
     const log = this.options.logger;
-    const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 0 });
+    // A zero masking key: ws then sends gradient buffers as they are, with no per-byte XOR
+    // and no copy. Masking (RFC 6455) protects proxies from scripts in browsers; a worker
+    // runs no untrusted code, so it buys nothing here and costs a copy of every gradient.
+    const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 0, generateMask: (mask) => mask.fill(0) });
     this.ws = ws;
     ws.binaryType = 'nodebuffer';
     ws.on('open', () => {
@@ -150,7 +155,8 @@ export class WorkerSession {
         const replica = await Replica.create(spec, msg.layout, initial, data);
         if (this.jobId !== msg.jobId) return replica.dispose();
         this.replica = replica;
-        this.gradient = new Float32Array(replica.paramCount);
+        this.gradient = new FrameWriter(replica.paramCount * 4);
+        this.timings = { compute: 0, apply: 0, steps: 0 };
         this.options.logger.info({ jobId: msg.jobId, rank: msg.rank, worldSize: msg.worldSize, params: replica.paramCount }, 'job started');
         this.send({ t: 'ready', jobId: msg.jobId, trainCount: replica.trainCount, testCount: replica.testCount });
         return;
@@ -158,14 +164,25 @@ export class WorkerSession {
       case 'train': {
         const replica = this.requireJob(msg.jobId);
         const t0 = performance.now();
-        const stats = replica.computeGradient(uint32View(payload), this.gradient);
+        // The step protocol means the last gradient was fully received before this slice
+        // was sent; the flag guards the buffer anyway.
+        if (this.gradientInFlight || !this.gradient) this.gradient = new FrameWriter(replica.paramCount * 4);
+        const stats = replica.computeGradient(uint32View(payload), this.gradient.float32());
         const computeMs = performance.now() - t0;
-        this.send({ t: 'gradient', jobId: msg.jobId, step: msg.step, samples: stats.count, lossSum: stats.lossSum, correct: stats.correct, computeMs }, this.gradient);
+        this.timings.compute += computeMs;
+        this.timings.steps++;
+        const frame = this.gradient.frame({ t: 'gradient', jobId: msg.jobId, step: msg.step, samples: stats.count, lossSum: stats.lossSum, correct: stats.correct, computeMs });
+        if (this.ws?.readyState === WebSocket.OPEN) {
+          this.gradientInFlight = true;
+          this.ws.send(frame, () => (this.gradientInFlight = false));
+        }
         return;
       }
       case 'update': {
         const replica = this.requireJob(msg.jobId);
+        const t0 = performance.now();
         replica.applyUpdate(float32View(payload));
+        this.timings.apply += performance.now() - t0;
         if (msg.checksum) this.send({ t: 'checksum', jobId: msg.jobId, step: msg.step, ...replica.checksum() });
         return;
       }
@@ -181,7 +198,8 @@ export class WorkerSession {
       }
       case 'job-end':
         if (msg.jobId === this.jobId) {
-          this.options.logger.info({ jobId: msg.jobId, state: msg.state }, 'job ended');
+          const t = this.timings;
+          this.options.logger.info({ jobId: msg.jobId, state: msg.state, steps: t.steps, computeMsPerStep: t.compute / t.steps, applyMsPerStep: t.apply / t.steps }, 'job ended');
           this.dropJob();
         }
         return;

@@ -39,7 +39,7 @@ export function parseIdx(raw: Uint8Array, file: string): IdxArray {
   const start = 4 + rank * 4;
   const expected = start + count * type.bytes;
   if (buf.byteLength !== expected) throw new InvalidDataError(`${file}: IDX dimensions ${dims.join('x')} need ${expected} bytes, file has ${buf.byteLength}`);
-  if (type.bytes === 1 && view.getUint8(2) === 0x08) return { dims, data: buf.slice(start, expected) };
+  if (view.getUint8(2) === 0x08) return { dims, data: new Uint8Array(buf.buffer, buf.byteOffset + start, count) };
   const data = type.make(count);
   for (let i = 0; i < count; i++) data[i] = type.read(view, start + i * type.bytes);
   return { dims, data };

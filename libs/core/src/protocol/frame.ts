@@ -126,3 +126,37 @@ export function uint32View(bytes: Uint8Array): Uint32Array {
   misalignedCopies++;
   return new Uint32Array(alignedCopy(bytes));
 }
+
+/**
+ * A reusable frame for messages whose payload size never changes (a worker's gradient):
+ * the payload region stays at a fixed, 8-byte-aligned place and each `frame(header)` writes
+ * the header just in front of it, so producers fill `payload` in place and sending
+ * allocates nothing. A frame must not be rewritten before its previous send completed.
+ */
+export class FrameWriter {
+  private readonly buf: Buffer;
+  private readonly payloadAt: number;
+  readonly payload: Uint8Array;
+
+  constructor(payloadBytes: number, maxHeaderBytes = 1024) {
+    this.payloadAt = payloadOffset(maxHeaderBytes);
+    this.buf = Buffer.allocUnsafeSlow(this.payloadAt + payloadBytes);
+    this.payload = new Uint8Array(this.buf.buffer, this.buf.byteOffset + this.payloadAt, payloadBytes);
+  }
+
+  /** The payload region as Float32 (it is always aligned). */
+  float32(): Float32Array {
+    return new Float32Array(this.payload.buffer, this.payload.byteOffset, this.payload.byteLength / 4);
+  }
+
+  /** Writes `header` in front of the payload and returns the whole frame (a view, no copy). */
+  frame(header: object): Buffer {
+    const head = packr.pack({ ...header, pb: this.payload.byteLength });
+    const start = this.payloadAt - payloadOffset(head.length);
+    if (start < 0) throw new RangeError(`header of ${head.length} bytes does not fit this FrameWriter`);
+    this.buf.writeUInt32LE(head.length, start);
+    head.copy(this.buf, start + FRAME_PREFIX_BYTES);
+    this.buf.fill(0, start + FRAME_PREFIX_BYTES + head.length, this.payloadAt);
+    return this.buf.subarray(start);
+  }
+}

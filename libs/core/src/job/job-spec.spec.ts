@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import { InvalidJobSpecError, parseJobSpec } from './job-spec.js';
+
+function issuesOf(input: unknown): { path: string; message: string }[] {
+  try {
+    parseJobSpec(input);
+  } catch (err) {
+    expect(err).toBeInstanceOf(InvalidJobSpecError);
+    return (err as InvalidJobSpecError).issues;
+  }
+  throw new Error('expected InvalidJobSpecError');
+}
+
+describe('parseJobSpec', () => {
+  it('fills the reference recipe as defaults', () => {
+    expect(parseJobSpec({})).toMatchObject({
+      model: 'mnist-mlp', dataset: 'mnist', optimizer: 'adam', learningRate: 0.001, loss: 'categoricalCrossentropy',
+      epochs: 5, batchSize: 32, validationSplit: 0.1, seed: 42, minWorkers: 1,
+    });
+  });
+
+  it('accepts a topology and IDX paths', () => {
+    const spec = parseJobSpec({ model: { topology: { class_name: 'Sequential', config: {} } }, dataset: { idx: { trainImages: 'a', trainLabels: 'b' } } });
+    expect(spec.model).toEqual({ topology: { class_name: 'Sequential', config: {} } });
+  });
+
+  it('names the offending field of each invalid value', () => {
+    expect(issuesOf({ epochs: 0 })[0]!.path).toBe('epochs');
+    expect(issuesOf({ batchSize: 1.5 })[0]!.path).toBe('batchSize');
+    expect(issuesOf({ learningRate: -1 })[0]!.path).toBe('learningRate');
+    expect(issuesOf({ optimizer: 'lbfgs' })[0]!.path).toBe('optimizer');
+    expect(issuesOf({ validationSplit: 1 })[0]!.path).toBe('validationSplit');
+    expect(issuesOf({ minWorkers: 4, maxWorkers: 2 })[0]!.path).toBe('maxWorkers');
+    expect(issuesOf({ epochz: 3 })[0]!.message).toMatch(/epochz/);
+    expect(issuesOf({ model: 'resnet' })[0]!.path).toBe('model');
+    expect(issuesOf({ dataset: { idx: { trainImages: 'a', trainLabels: 'b', testImages: 'c' } } })[0]!.path).toMatch(/^dataset/);
+    expect(issuesOf('nope')[0]!.path).toBe('');
+  });
+});

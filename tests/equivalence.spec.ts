@@ -1,0 +1,97 @@
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EpochSampler, buildModel, flattenWeights, gatherBatch, loadDataset, maxRelativeDifference, selectBackend, type JobSpecInput } from '@gradfleet/core';
+import { TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
+
+/** A dropout-free MLP as a Layers topology (what `model.toJSON()` gives): deterministic training. */
+function topology(): Record<string, unknown> {
+  const m = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [784], units: 32, activation: 'relu' }), tfl.layers.dense({ units: 10, activation: 'softmax' })] });
+  const json = m.toJSON(null, false) as Record<string, unknown>;
+  m.dispose();
+  return json;
+}
+
+const TRAIN = 600; // not a multiple of the batch: the last step of each epoch is partial
+const BATCH = 64;
+const EPOCHS = 2; // 2 x ceil(600 / 64) = 20 steps
+
+/** Per weight tensor, the largest relative difference. */
+function worstDifference(a: Float32Array, b: Float32Array, layout: number[][]): number {
+  let off = 0;
+  let worst = 0;
+  for (const shape of layout) {
+    const n = shape.reduce((x, y) => x * y, 1);
+    worst = Math.max(worst, maxRelativeDifference(a.subarray(off, off + n), b.subarray(off, off + n)));
+    off += n;
+  }
+  return worst;
+}
+
+describe('equivalence: N workers at global batch B = 1 worker at B = plain TensorFlow.js', () => {
+  const cluster = new TestCluster();
+  let data: SmallMnist;
+  let spec: JobSpecInput;
+
+  beforeAll(async () => {
+    await selectBackend('wasm');
+    data = await writeSmallMnist(TRAIN, 200);
+    spec = {
+      model: { topology: topology() }, dataset: data.dataset, epochs: EPOCHS, batchSize: BATCH, validationSplit: 0,
+      seed: 7, optimizer: 'adam', learningRate: 0.01, checksumEverySteps: 5,
+    };
+    await cluster.startCoordinator();
+    await cluster.startWorkers(3);
+  });
+  afterAll(() => cluster.stop());
+
+  async function train(workers: number): Promise<Float32Array> {
+    const job = await cluster.client.submit({ ...spec, minWorkers: workers, maxWorkers: workers });
+    const done = await cluster.client.waitForJob(job.id);
+    expect(done.state, `${done.reason}\n${cluster.log}`).toBe('SUCCEEDED');
+    expect(done.workers).toHaveLength(workers);
+    expect(done.result?.steps).toBe(EPOCHS * Math.ceil(TRAIN / BATCH));
+    expect(done.history.every((h) => h.audit.ok)).toBe(true);
+    expect(done.replicas.divergences).toBe(0);
+    if (workers > 1) expect(done.replicas.checks).toBeGreaterThan(0);
+    const { weights } = await cluster.client.model(job.id);
+    return new Float32Array(weights);
+  }
+
+  it('gives the same weights within 1e-4 relative difference', async () => {
+    const two = await train(2);
+    const three = await train(3); // 64 = 22 + 21 + 21: unequal slices, weighted mean
+    const one = await train(1);
+
+    // Plain TensorFlow.js on the same batches, same backend, same initial weights.
+    const model = await buildModel({ topology: topology() }, 7);
+    const layout = model.weights.map((w) => w.shape as number[]);
+    model.compile({ optimizer: tf.train.adam(0.01), loss: 'categoricalCrossentropy' });
+    const mnist = await loadDataset(data.dataset);
+    const sampler = new EpochSampler({ size: TRAIN, seed: 7 });
+    const x = new Float32Array(BATCH * 784);
+    const y = new Float32Array(BATCH * 10);
+    for (let e = 0; e < EPOCHS; e++) {
+      sampler.beginEpoch(e);
+      while (!sampler.exhausted) {
+        const batch = sampler.take(BATCH);
+        sampler.complete(batch);
+        gatherBatch(mnist.train, batch, 10, x, y);
+        const xs = tf.tensor2d(x.subarray(0, batch.length * 784), [batch.length, 784]);
+        const ys = tf.tensor2d(y.subarray(0, batch.length * 10), [batch.length, 10]);
+        await model.trainOnBatch(xs, ys);
+        tf.dispose([xs, ys]);
+      }
+    }
+    const plain = flattenWeights(model);
+    const initial = flattenWeights(await buildModel({ topology: topology() }, 7));
+
+    expect(two.length).toBe(plain.length);
+    expect(worstDifference(two, initial, layout)).toBeGreaterThan(1e-2); // training moved the weights
+    expect(worstDifference(two, one, layout)).toBeLessThan(1e-4);
+    expect(worstDifference(one, plain, layout)).toBeLessThan(1e-4);
+    expect(worstDifference(two, plain, layout)).toBeLessThan(1e-4);
+    expect(worstDifference(three, one, layout)).toBeLessThan(1e-4);
+    console.log('max relative differences: 2 vs 1', worstDifference(two, one, layout), '3 vs 1', worstDifference(three, one, layout), '1 vs plain', worstDifference(one, plain, layout));
+  });
+});

@@ -1,0 +1,36 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ROOT } from './helpers/cluster.js';
+
+function runCli(args: string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(ROOT, 'apps/cli/dist/main.js'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('exit', (code) => resolve({ code, out }));
+  });
+}
+
+describe('gradfleet up', () => {
+  it('trains MNIST for one epoch on a local cluster of 2 workers to at least 95% test accuracy', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'gradfleet-up-'));
+    const { code, out } = await runCli(['up', '--workers', '2', '--epochs', '1', '--backend', 'wasm', '--data-dir', dataDir]);
+    expect(code, out).toBe(0);
+    expect(out).toMatch(/2 workers ready/);
+    expect(out).toMatch(/epoch 1\/1 .*audit ok/);
+    expect(out).toMatch(/SUCCEEDED/);
+    const acc = Number(/test accuracy\s+([\d.]+)%/.exec(out)?.[1]);
+    expect(acc, out).toBeGreaterThanOrEqual(95);
+    expect(out).toMatch(/0 divergences/);
+  });
+
+  it('says what to do, with exit code 1, when the coordinator cannot be reached', async () => {
+    const { code, out } = await runCli(['submit', join(ROOT, 'package.json'), '--coordinator', 'http://127.0.0.1:9']);
+    expect(code).toBe(1);
+    expect(out).toMatch(/cannot reach the coordinator/);
+  });
+});
