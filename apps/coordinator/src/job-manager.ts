@@ -30,6 +30,10 @@ export class JobManager {
 
   constructor(private readonly metrics: CoordinatorMetrics, private readonly log: Logger) {
     this.updateJobGauge();
+    metrics.workerStates = () => {
+      const list = this.listWorkers();
+      return { IDLE: list.filter((w) => w.state === 'IDLE').length, BUSY: list.filter((w) => w.state === 'BUSY').length };
+    };
   }
 
   addWorker(conn: WorkerConnection): void {
@@ -48,7 +52,7 @@ export class JobManager {
     return [...this.workers].flatMap((w) => {
       if (!w.info) return [];
       const jobId = w.handler ? [...this.runners].find(([, r]) => r.members.has(w))?.[0] : undefined;
-      return [{ ...w.info, state: jobId ? ('BUSY' as const) : ('IDLE' as const), ...(jobId ? { jobId } : {}) }];
+      return [{ ...w.info, state: jobId ? ('BUSY' as const) : ('IDLE' as const), ...(jobId ? { jobId } : {}), stats: w.stats.snapshot() }];
     });
   }
 

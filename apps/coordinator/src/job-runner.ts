@@ -6,6 +6,7 @@ import type { JobRecord } from './job-record.js';
 import type { CoordinatorMetrics } from './metrics.js';
 import { FramePool } from './frame-pool.js';
 import { Signal } from './signal.js';
+import { StepTelemetry } from './step-telemetry.js';
 import type { JobMessage, JobMessageHandler, WorkerConnection } from './worker-connection.js';
 import { Scatter, type RangeStats } from './scatter.js';
 
@@ -35,6 +36,7 @@ export class JobRunner implements JobMessageHandler {
   private readonly log: Logger;
   private readonly reducer: GradientReducer;
   private readonly updates: FramePool;
+  private readonly telemetry: StepTelemetry;
   private readonly ready = new Map<WorkerConnection, { trainCount: number; testCount: number }>();
   private readonly pending = new Map<WorkerConnection, Uint32Array>();
   private received: Uint32Array[] = [];
@@ -55,9 +57,10 @@ export class JobRunner implements JobMessageHandler {
     log: Logger,
     private readonly release: (conn: WorkerConnection) => void,
   ) {
-    this.log = log.child({ job: job.id });
+    this.log = log.child({ job_id: job.id });
     this.reducer = new GradientReducer(job.model.trainableParams);
     this.updates = new FramePool(job.model.trainableParams * 4);
+    this.telemetry = new StepTelemetry(metrics, job.id);
     for (const w of workers) {
       this.members.add(w);
       w.handler = this;
@@ -69,6 +72,7 @@ export class JobRunner implements JobMessageHandler {
     const job = this.job;
     job.status.workers = [...this.members].map((m) => m.id);
     job.transition('RUNNING', `started on ${this.members.size} worker(s)`);
+    this.metrics.initJob(job.id, job.status.workers);
     try {
       const { trainCount, testCount } = await this.startReplicas();
       const spec = job.spec;
@@ -81,6 +85,7 @@ export class JobRunner implements JobMessageHandler {
         this.sampler.beginEpoch(epoch);
         this.epochTotals = { lossSum: 0, correct: 0, samples: 0, steps: 0 };
         Object.assign(job.status.progress, { epoch, epochSize: nTrain, samplesInEpoch: 0, phase: 'training' });
+        this.metrics.epoch.set({ job_id: job.id }, epoch);
         while (!this.sampler.epochComplete) await this.step(epoch);
         const t = this.epochTotals;
         const result: EpochResult = {
@@ -92,6 +97,8 @@ export class JobRunner implements JobMessageHandler {
           const val = await this.evaluate('validation', nTrain, trainCount);
           result.valLoss = val.lossSum / val.count;
           result.valAccuracy = val.correct / val.count;
+          this.metrics.validationLoss.set({ job_id: job.id }, result.valLoss);
+          this.metrics.validationAccuracy.set({ job_id: job.id }, result.valAccuracy);
         }
         result.durationMs = Date.now() - started;
         job.status.history.push(result);
@@ -104,6 +111,7 @@ export class JobRunner implements JobMessageHandler {
         ...(test ? { testLoss: test.lossSum / test.count, testAccuracy: test.correct / test.count } : {}),
         wallTimeMs, samplesPerSecond: this.trainSamples / Math.max(1e-3, this.trainMs / 1000), steps: this.stepNo,
       };
+      if (job.status.result.testAccuracy !== undefined) this.metrics.testAccuracy.set({ job_id: job.id }, job.status.result.testAccuracy);
       job.transition('SUCCEEDED', 'all epochs done');
       this.log.info(job.status.result, 'job succeeded');
     } catch (err) {
@@ -111,6 +119,7 @@ export class JobRunner implements JobMessageHandler {
       else job.transition('FAILED', err instanceof Error ? err.message : String(err));
       this.log.warn({ reason: job.status.reason }, `job ${job.state.toLowerCase()}`);
     } finally {
+      this.metrics.jobRunning.set({ job_id: job.id }, 0);
       for (const m of this.members) {
         m.send({ t: 'job-end', jobId: job.id, state: job.state });
         m.handler = undefined;
@@ -171,17 +180,22 @@ export class JobRunner implements JobMessageHandler {
     const update = this.updates.acquire();
     this.reducer.begin(update.float32()); // the mean is accumulated in place in the outgoing frame
     this.received = [];
+    this.telemetry.begin();
     members.forEach((m, i) => {
       const slice = slices[i]!;
       if (slice.length === 0) return;
       this.pending.set(m, slice);
+      this.telemetry.sent(m.id);
       m.send({ t: 'train', jobId: job.id, step: this.stepNo, epoch }, slice);
     });
     const deadline = Date.now() + spec.stepTimeoutMs;
     while (this.pending.size > 0) {
       if (this.job.cancelRequested !== undefined) throw new JobAbortedError(this.job.cancelRequested);
       if (await this.signal.wait(deadline - Date.now())) {
-        for (const m of [...this.pending.keys()]) m.fail(new ProtocolError('UNKNOWN_STEP', `no gradient for step ${this.stepNo} within ${spec.stepTimeoutMs} ms`));
+        for (const m of [...this.pending.keys()]) {
+          this.telemetry.timedOut(m.id);
+          m.fail(new ProtocolError('UNKNOWN_STEP', `no gradient for step ${this.stepNo} within ${spec.stepTimeoutMs} ms`));
+        }
       }
     }
     if (this.reducer.count === 0) {
@@ -189,12 +203,19 @@ export class JobRunner implements JobMessageHandler {
       return; // every slice was given back; retried next step
     }
     const samples = this.reducer.samples;
+    const f0 = performance.now();
     this.reducer.finish();
     const frame = update.frame({ t: 'update', jobId: job.id, step: this.stepNo, checksum });
-    const sent = this.updates.releaseAfter(update, this.members.size);
+    const recycle = this.updates.releaseAfter(update, this.members.size);
+    const { straggler, sent } = this.telemetry.finish(samples, performance.now() - f0, this.members.size);
+    job.status.timing = this.telemetry.timing;
     for (const m of this.members) {
-      m.sendFrame(frame, sent);
-      this.metrics.updateBytes.inc({ worker: m.id }, update.payload.byteLength);
+      if (m.id === straggler) m.stats.stragglerEvents++;
+      m.sendFrame(frame, () => {
+        recycle();
+        sent();
+      });
+      this.metrics.gradientSentBytes.inc({ worker: m.id }, update.payload.byteLength);
     }
     for (const s of this.received) sampler.complete(s);
     const seconds = (performance.now() - t0) / 1000;
@@ -202,9 +223,10 @@ export class JobRunner implements JobMessageHandler {
     this.trainSamples += samples;
     this.stepNo++;
     this.epochTotals.steps++;
-    this.metrics.steps.inc({ job: job.id });
-    this.metrics.samples.inc({ job: job.id }, samples);
-    this.metrics.stepDuration.observe({ job: job.id }, seconds);
+    const t = this.epochTotals;
+    this.metrics.trainLoss.set({ job_id: job.id }, t.lossSum / t.samples);
+    this.metrics.trainAccuracy.set({ job_id: job.id }, t.correct / t.samples);
+    this.metrics.epochProgress.set({ job_id: job.id }, sampler.completed / sampler.size);
     Object.assign(job.status.progress, {
       step: this.stepNo, samplesInEpoch: sampler.completed, samplesPerSecond: this.trainSamples / Math.max(1e-3, this.trainMs / 1000),
     });
@@ -274,14 +296,15 @@ export class JobRunner implements JobMessageHandler {
           throw new ProtocolError('UNKNOWN_STEP', `gradient for step ${msg.step}, step in flight is ${this.stepNo}`);
         }
         if (msg.samples !== slice.length) throw new ProtocolError('MALFORMED_FRAME', `gradient over ${msg.samples} samples, slice has ${slice.length}`);
+        const a0 = performance.now();
         this.reducer.add(float32View(payload), msg.samples); // throws on bad size / NaN: slice given back on close
+        this.telemetry.arrived(m.id, msg.computeMs, msg.applyMs, msg.samples, payload.byteLength, performance.now() - a0);
+        m.stats.record(msg.samples, msg.computeMs);
         this.pending.delete(m);
         this.received.push(slice);
         this.epochTotals.lossSum += msg.lossSum;
         this.epochTotals.correct += msg.correct;
         this.epochTotals.samples += msg.samples;
-        this.metrics.gradientBytes.inc({ worker: m.id }, payload.byteLength);
-        this.metrics.workerSamples.inc({ job: this.job.id, worker: m.id }, msg.samples);
         break;
       }
       case 'eval-result':
@@ -313,6 +336,7 @@ export class JobRunner implements JobMessageHandler {
     if (!first) {
       this.checksums.set(step, { hash, sum, worker: m.id });
       replicas.checks++;
+      this.metrics.replicaChecks.inc({ job_id: this.job.id });
       replicas.lastStep = step;
       replicas.lastHash = hash;
       for (const old of this.checksums.keys()) if (old < step - 1000) this.checksums.delete(old);
@@ -320,7 +344,7 @@ export class JobRunner implements JobMessageHandler {
     }
     if (first.hash === hash) return;
     replicas.divergences++;
-    this.metrics.replicaDivergences.inc({ job: this.job.id });
+    this.metrics.replicaDivergences.inc({ job_id: this.job.id });
     const msg = `REPLICA DIVERGENCE after step ${step}: ${m.id} hash ${hash} (sum ${sum}) vs ${first.worker} hash ${first.hash} (sum ${first.sum})`;
     this.log.error({ step, worker: m.id, hash, sum, reference: first }, msg);
     this.job.status.events.push({ time: new Date().toISOString(), state: this.job.state, reason: msg });

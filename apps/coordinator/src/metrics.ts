@@ -1,29 +1,82 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { CLOSE_CODES } from '@gradfleet/core';
+
+/** Step-time buckets, in seconds: 0.5 ms .. 10 s. */
+const STEP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Phases of one step (docs/metrics.md says how each is measured). */
+export type StepPhase = 'compute' | 'upload' | 'straggler_wait' | 'aggregate' | 'broadcast' | 'apply';
 
 /**
- * The coordinator's Prometheus metrics (served at `/metrics`). Labels are bounded: job id
- * and worker id, never step numbers. Each coordinator has its own registry.
+ * The coordinator's Prometheus metrics (`/metrics`), catalogued in docs/metrics.md (a test
+ * keeps the two equal). Labels are bounded: job id, worker id, state, phase, error code;
+ * never step numbers. Each coordinator has its own registry.
  */
 export class CoordinatorMetrics {
   readonly registry = new Registry();
-  readonly samples = new Counter({ name: 'gradfleet_samples_total', help: 'Training examples whose gradients were aggregated.', labelNames: ['job'], registers: [this.registry] });
-  readonly workerSamples = new Counter({ name: 'gradfleet_worker_samples_total', help: 'Training examples processed, per worker.', labelNames: ['job', 'worker'], registers: [this.registry] });
-  readonly steps = new Counter({ name: 'gradfleet_steps_total', help: 'Synchronous steps completed.', labelNames: ['job'], registers: [this.registry] });
-  readonly stepDuration = new Histogram({
-    name: 'gradfleet_step_duration_seconds',
-    help: 'Wall time of one step: slices sent to averaged gradient sent.',
-    labelNames: ['job'],
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [this.registry],
+  private readonly r = [this.registry];
+
+  readonly samples = new Counter({ name: 'gradfleet_samples_total', help: 'Training examples whose gradients were aggregated.', labelNames: ['job_id'], registers: this.r });
+  readonly steps = new Counter({ name: 'gradfleet_steps_total', help: 'Synchronous steps completed.', labelNames: ['job_id'], registers: this.r });
+  readonly workerSamples = new Counter({ name: 'gradfleet_worker_samples_total', help: 'Training examples processed, per worker.', labelNames: ['job_id', 'worker'], registers: this.r });
+  readonly workerSteps = new Counter({ name: 'gradfleet_worker_steps_total', help: 'Gradients received, per worker.', labelNames: ['job_id', 'worker'], registers: this.r });
+  readonly workerComputeSeconds = new Counter({ name: 'gradfleet_worker_compute_seconds_total', help: 'Forward+backward time reported by each worker.', labelNames: ['job_id', 'worker'], registers: this.r });
+  readonly stepDuration = new Histogram({ name: 'gradfleet_step_duration_seconds', help: 'Wall time of one step: slices sent to averaged gradient sent.', labelNames: ['job_id'], buckets: STEP_BUCKETS, registers: this.r });
+  readonly stepPhase = new Histogram({ name: 'gradfleet_step_phase_seconds', help: 'Time of each phase of a step.', labelNames: ['job_id', 'phase'], buckets: STEP_BUCKETS, registers: this.r });
+  readonly stragglerEvents = new Counter({ name: 'gradfleet_straggler_events_total', help: 'Steps in which this worker was last by a clear margin, or missed the step deadline.', labelNames: ['job_id', 'worker'], registers: this.r });
+  readonly gradientReceivedBytes = new Counter({ name: 'gradfleet_gradient_received_bytes_total', help: 'Gradient payload bytes received, per worker.', labelNames: ['worker'], registers: this.r });
+  readonly gradientSentBytes = new Counter({ name: 'gradfleet_gradient_sent_bytes_total', help: 'Averaged-gradient payload bytes sent, per worker.', labelNames: ['worker'], registers: this.r });
+  /** Counts of connected workers by state, read at scrape time (set by the job manager). */
+  workerStates: (() => Record<'IDLE' | 'BUSY', number>) | undefined;
+  readonly workers: Gauge<'state'> = new Gauge({
+    name: 'gradfleet_workers',
+    help: 'Connected workers by state.',
+    labelNames: ['state'],
+    registers: this.r,
+    collect: () => {
+      const states = this.workerStates?.() ?? { IDLE: 0, BUSY: 0 };
+      for (const [state, n] of Object.entries(states)) this.workers.set({ state }, n);
+    },
   });
-  readonly workersConnected = new Gauge({ name: 'gradfleet_workers_connected', help: 'Workers past the handshake.', registers: [this.registry] });
-  readonly gradientBytes = new Counter({ name: 'gradfleet_gradient_bytes_received_total', help: 'Gradient payload bytes received.', labelNames: ['worker'], registers: [this.registry] });
-  readonly updateBytes = new Counter({ name: 'gradfleet_update_bytes_sent_total', help: 'Averaged-gradient payload bytes sent.', labelNames: ['worker'], registers: [this.registry] });
-  readonly protocolErrors = new Counter({ name: 'gradfleet_protocol_errors_total', help: 'Connections closed for a protocol violation, by error code.', labelNames: ['code'], registers: [this.registry] });
-  readonly replicaDivergences = new Counter({ name: 'gradfleet_replica_divergence_total', help: 'Replica checksum mismatches.', labelNames: ['job'], registers: [this.registry] });
-  readonly jobs = new Gauge({ name: 'gradfleet_jobs', help: 'Jobs by state.', labelNames: ['state'], registers: [this.registry] });
+  readonly workersConnected = new Gauge({ name: 'gradfleet_workers_connected', help: 'Workers past the handshake.', registers: this.r });
+  readonly workerJoins = new Counter({ name: 'gradfleet_worker_joins_total', help: 'Workers that completed the handshake.', registers: this.r });
+  readonly workerLeaves = new Counter({ name: 'gradfleet_worker_leaves_total', help: 'Registered workers that disconnected, for any reason.', registers: this.r });
+  readonly workerDeaths = new Counter({ name: 'gradfleet_worker_deaths_total', help: 'Workers lost without a clean close (heartbeat timeout, dropped connection).', registers: this.r });
+  readonly workerInfo = new Gauge({ name: 'gradfleet_worker_info', help: 'Always 1; labels describe each connected worker.', labelNames: ['worker', 'name', 'host', 'backend', 'device'], registers: this.r });
+  readonly workerTensors = new Gauge({ name: 'gradfleet_worker_backend_tensors', help: 'Tensors alive in the worker’s TF.js engine.', labelNames: ['worker'], registers: this.r });
+  readonly workerMemory = new Gauge({ name: 'gradfleet_worker_backend_memory_bytes', help: 'Bytes held by the worker’s TF.js engine.', labelNames: ['worker'], registers: this.r });
+  readonly protocolErrors = new Counter({ name: 'gradfleet_protocol_errors_total', help: 'Connections closed for a protocol violation, by error code.', labelNames: ['code'], registers: this.r });
+  readonly replicaDivergences = new Counter({ name: 'gradfleet_replica_divergence_total', help: 'Replica checksum mismatches.', labelNames: ['job_id'], registers: this.r });
+  readonly replicaChecks = new Counter({ name: 'gradfleet_replica_checks_total', help: 'Replica checksum rounds.', labelNames: ['job_id'], registers: this.r });
+  readonly jobs = new Gauge({ name: 'gradfleet_jobs', help: 'Jobs by state.', labelNames: ['state'], registers: this.r });
+  readonly trainLoss = new Gauge({ name: 'gradfleet_train_loss', help: 'Mean training loss of the current epoch so far.', labelNames: ['job_id'], registers: this.r });
+  readonly trainAccuracy = new Gauge({ name: 'gradfleet_train_accuracy_ratio', help: 'Training accuracy of the current epoch so far.', labelNames: ['job_id'], registers: this.r });
+  readonly validationLoss = new Gauge({ name: 'gradfleet_validation_loss', help: 'Validation loss after the last epoch.', labelNames: ['job_id'], registers: this.r });
+  readonly validationAccuracy = new Gauge({ name: 'gradfleet_validation_accuracy_ratio', help: 'Validation accuracy after the last epoch.', labelNames: ['job_id'], registers: this.r });
+  readonly testAccuracy = new Gauge({ name: 'gradfleet_test_accuracy_ratio', help: 'Test accuracy of a finished job.', labelNames: ['job_id'], registers: this.r });
+  readonly epoch = new Gauge({ name: 'gradfleet_epoch', help: 'Current epoch (0-based).', labelNames: ['job_id'], registers: this.r });
+  readonly epochProgress = new Gauge({ name: 'gradfleet_epoch_progress_ratio', help: 'Fraction of the current epoch’s examples done.', labelNames: ['job_id'], registers: this.r });
+  readonly jobRunning = new Gauge({ name: 'gradfleet_job_running', help: '1 while the job is RUNNING, else 0.', labelNames: ['job_id'], registers: this.r });
+  readonly lastStep = new Gauge({ name: 'gradfleet_last_step_timestamp_seconds', help: 'Unix time of the job’s last completed step (stuck-job alerts).', labelNames: ['job_id'], registers: this.r });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+    for (const code of Object.keys(CLOSE_CODES)) this.protocolErrors.inc({ code }, 0);
+  }
+
+  /** Creates a job's series at zero so every panel and alert has data from the start. */
+  initJob(job: string, workers: string[]): void {
+    this.samples.inc({ job_id: job }, 0);
+    this.steps.inc({ job_id: job }, 0);
+    this.replicaDivergences.inc({ job_id: job }, 0);
+    this.replicaChecks.inc({ job_id: job }, 0);
+    this.jobRunning.set({ job_id: job }, 1);
+    this.lastStep.set({ job_id: job }, Date.now() / 1000);
+    for (const worker of workers) {
+      this.workerSamples.inc({ job_id: job, worker }, 0);
+      this.workerSteps.inc({ job_id: job, worker }, 0);
+      this.workerComputeSeconds.inc({ job_id: job, worker }, 0);
+      this.stragglerEvents.inc({ job_id: job, worker }, 0);
+    }
   }
 }

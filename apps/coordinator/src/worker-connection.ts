@@ -2,10 +2,34 @@ import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type WebSocket from 'ws';
 import {
-  PROTOCOL_VERSION, ProtocolError, decodeWorkerMessage, encodeMessage,
-  type CoordinatorMessage, type Logger, type WorkerInfo, type WorkerMessage,
+  CLOSE_CODES, PROTOCOL_VERSION, ProtocolError, decodeWorkerMessage, encodeMessage,
+  type CoordinatorMessage, type Logger, type WorkerInfo, type WorkerMessage, type WorkerStats,
 } from '@gradfleet/core';
 import type { CoordinatorMetrics } from './metrics.js';
+import { RateMeter } from './rate-meter.js';
+
+/** Live per-worker figures for the API and `gradfleet status`. */
+export class WorkerStatsTracker {
+  private readonly meter = new RateMeter();
+  steps = 0;
+  samples = 0;
+  computeMs = 0;
+  stragglerEvents = 0;
+
+  record(samples: number, computeMs: number): void {
+    this.meter.add(samples);
+    this.steps++;
+    this.samples += samples;
+    this.computeMs += computeMs;
+  }
+
+  snapshot(): WorkerStats {
+    return {
+      samplesPerSecond: this.meter.rate(), steps: this.steps, samples: this.samples,
+      meanComputeMs: this.steps ? this.computeMs / this.steps : 0, stragglerEvents: this.stragglerEvents,
+    };
+  }
+}
 
 export interface ConnectionOptions {
   heartbeatIntervalMs: number;
@@ -37,6 +61,7 @@ let nextId = 1;
  */
 export class WorkerConnection extends EventEmitter<ConnectionEvents> {
   readonly id = `w${nextId++}`;
+  readonly stats = new WorkerStatsTracker();
   info: WorkerInfo | undefined;
   handler: JobMessageHandler | undefined;
   log: Logger;
@@ -56,7 +81,13 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
     this.log = log.child({ worker: this.id, remote: req.socket.remoteAddress });
     ws.on('message', (data: Buffer, isBinary: boolean) => this.onFrame(data, isBinary));
     ws.on('close', (code, reason) => this.onClosed(code, reason.toString()));
-    ws.on('error', (err) => this.log.warn({ err: err.message }, 'socket error'));
+    ws.on('error', (err: Error & { code?: string }) => {
+      // Errors of the frame parser: ws closes the socket itself (1009 for an oversized
+      // message, 1002/1007 for broken frames); count them with the protocol errors.
+      const code = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'MESSAGE_TOO_LARGE' : 'MALFORMED_FRAME';
+      this.metrics.protocolErrors.inc({ code });
+      this.log.warn({ err: err.message, code }, 'socket error');
+    });
     this.handshakeTimer = setTimeout(() => this.fail(new ProtocolError('HANDSHAKE_TIMEOUT', `no hello within ${options.handshakeTimeoutMs} ms`)), options.handshakeTimeoutMs);
     this.timer = setInterval(() => this.tick(), options.heartbeatIntervalMs);
   }
@@ -106,6 +137,13 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
   private onClosed(code: number, reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.info) {
+      this.metrics.workerLeaves.inc();
+      if (code === 1006 || code === CLOSE_CODES.HEARTBEAT_TIMEOUT) this.metrics.workerDeaths.inc();
+      this.metrics.workerInfo.remove({ worker: this.id, name: this.info.name, host: this.info.host, backend: this.info.backend, device: this.info.device ?? '' });
+      this.metrics.workerTensors.remove({ worker: this.id });
+      this.metrics.workerMemory.remove({ worker: this.id });
+    }
     clearInterval(this.timer);
     clearTimeout(this.handshakeTimer);
     this.handler?.onWorkerLost(this, `connection closed (${code}${reason ? `: ${reason}` : ''})`);
@@ -151,12 +189,18 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
       };
       this.log = this.log.child({ name: message.name });
       this.log.info({ backend: message.backend, device: message.device, reason: message.backendReason }, 'worker registered');
+      this.metrics.workerJoins.inc();
+      this.metrics.workerInfo.set({ worker: this.id, name: message.name, host: message.host, backend: message.backend, device: message.device ?? '' }, 1);
       this.send({ t: 'welcome', v: PROTOCOL_VERSION, workerId: this.id, heartbeatIntervalMs: this.options.heartbeatIntervalMs, heartbeatTimeoutMs: this.options.heartbeatTimeoutMs });
       this.emit('registered');
       return;
     }
     if (!this.registered) throw new ProtocolError('UNEXPECTED_MESSAGE', `${message.t} before hello`);
-    if (message.t === 'heartbeat') return;
+    if (message.t === 'heartbeat') {
+      if (message.numTensors !== undefined) this.metrics.workerTensors.set({ worker: this.id }, message.numTensors);
+      if (message.numBytes !== undefined) this.metrics.workerMemory.set({ worker: this.id }, message.numBytes);
+      return;
+    }
     if (message.t === 'failure' && !this.handler) {
       this.log.warn({ message: message.message }, 'worker reported a failure outside a job');
       return;

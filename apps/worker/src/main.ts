@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { BackendUnavailableError, createLogger, selectBackend, type BackendPreference } from '@gradfleet/core';
+import { hostname } from 'node:os';
+import { WorkerMetrics } from './worker-metrics.js';
 import { WorkerSession } from './worker-session.js';
 
 const program = new Command('gradfleet worker')
@@ -13,18 +15,30 @@ const program = new Command('gradfleet worker')
     return n;
   })
   .option('-n, --name <name>', 'worker name shown in status and metrics')
+  .option('--metrics-port <port>', 'serve this worker’s own Prometheus metrics on this port (0: any free port)', (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--metrics-port must be a port number, got ${v}`);
+    return n;
+  })
   .parse();
 
-const opts = program.opts<{ coordinator: string; backend: BackendPreference; gpu?: number; name?: string }>();
+const opts = program.opts<{ coordinator: string; backend: BackendPreference; gpu?: number; name?: string; metricsPort?: number }>();
 const logger = createLogger('worker');
 
 try {
   const backend = await selectBackend(opts.backend, opts.gpu === undefined ? {} : { gpu: opts.gpu });
   logger.info({ backend: backend.backend, provider: backend.provider, device: backend.device, reason: backend.reason }, `using the ${backend.backend} backend`);
-  const session = new WorkerSession({ coordinator: opts.coordinator, backend, logger, ...(opts.name ? { name: opts.name } : {}) });
+  const name = opts.name ?? `${hostname()}-${process.pid}`;
+  const metrics = new WorkerMetrics(name, backend);
+  if (opts.metricsPort !== undefined) {
+    const port = await metrics.serve(opts.metricsPort);
+    logger.info({ port }, `serving metrics on :${port}/metrics`);
+  }
+  const session = new WorkerSession({ coordinator: opts.coordinator, backend, logger, metrics, name });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => session.stop());
   session.start();
   process.exitCode = await session.done;
+  metrics.close();
 } catch (err) {
   if (err instanceof BackendUnavailableError) logger.error({ code: err.code }, err.message);
   else logger.error({ err }, 'worker failed');

@@ -5,7 +5,9 @@ import {
   loadDataset, parseJobSpec, uint32View,
   type BackendSelection, type CoordinatorMessage, type Dataset, type Logger, type WorkerMessage,
 } from '@gradfleet/core';
+import * as tf from '@tensorflow/tfjs-core';
 import { Replica } from './replica.js';
+import type { WorkerMetrics } from './worker-metrics.js';
 
 export interface WorkerSessionOptions {
   /** Coordinator URL, `ws://host:port` (the worker path is appended). */
@@ -13,6 +15,7 @@ export interface WorkerSessionOptions {
   name?: string;
   backend: BackendSelection;
   logger: Logger;
+  metrics: WorkerMetrics;
   /** First reconnect delay, in ms; doubles up to `maxReconnectDelayMs`, with jitter. @defaultValue 250 */
   reconnectDelayMs?: number;
   /** @defaultValue 10000 */
@@ -33,6 +36,8 @@ export class WorkerSession {
   private gradient: FrameWriter | undefined;
   private gradientInFlight = false;
   private timings = { compute: 0, apply: 0, steps: 0 };
+  /** Time spent applying the last update, reported with the next gradient, in ms. */
+  private lastApplyMs = 0;
   private queue: Promise<void> = Promise.resolve();
   private heartbeat: NodeJS.Timeout | undefined;
   private lastSeen = Date.now();
@@ -58,6 +63,7 @@ export class WorkerSession {
     ws.on('open', () => {
       this.attempts = 0;
       this.lastSeen = Date.now();
+      this.options.metrics.connected.set(1);
       const b = this.options.backend;
       this.send({
         t: 'hello', v: PROTOCOL_VERSION, name: this.options.name ?? `${hostname()}-${process.pid}`, host: hostname(), pid: process.pid,
@@ -83,6 +89,7 @@ export class WorkerSession {
 
   private onClose(code: number, reason: string): void {
     clearInterval(this.heartbeat);
+    this.options.metrics.connected.set(0);
     this.dropJob();
     const log = this.options.logger;
     if (this.stopped) return this.resolveDone(0);
@@ -171,7 +178,11 @@ export class WorkerSession {
         const computeMs = performance.now() - t0;
         this.timings.compute += computeMs;
         this.timings.steps++;
-        const frame = this.gradient.frame({ t: 'gradient', jobId: msg.jobId, step: msg.step, samples: stats.count, lossSum: stats.lossSum, correct: stats.correct, computeMs });
+        this.options.metrics.compute.observe(computeMs / 1000);
+        this.options.metrics.samples.inc(stats.count);
+        this.options.metrics.steps.inc();
+        const frame = this.gradient.frame({ t: 'gradient', jobId: msg.jobId, step: msg.step, samples: stats.count, lossSum: stats.lossSum, correct: stats.correct, computeMs, applyMs: this.lastApplyMs });
+        this.lastApplyMs = 0;
         if (this.ws?.readyState === WebSocket.OPEN) {
           this.gradientInFlight = true;
           this.ws.send(frame, () => (this.gradientInFlight = false));
@@ -182,7 +193,9 @@ export class WorkerSession {
         const replica = this.requireJob(msg.jobId);
         const t0 = performance.now();
         replica.applyUpdate(float32View(payload));
-        this.timings.apply += performance.now() - t0;
+        this.lastApplyMs = performance.now() - t0;
+        this.timings.apply += this.lastApplyMs;
+        this.options.metrics.apply.observe(this.lastApplyMs / 1000);
         if (msg.checksum) this.send({ t: 'checksum', jobId: msg.jobId, step: msg.step, ...replica.checksum() });
         return;
       }
@@ -212,7 +225,8 @@ export class WorkerSession {
       this.ws?.terminate();
       return;
     }
-    this.send({ t: 'heartbeat' });
+    const mem = tf.memory();
+    this.send({ t: 'heartbeat', numTensors: mem.numTensors, numBytes: mem.numBytes });
   }
 
   /** Leaves the coordinator cleanly (SIGTERM/SIGINT). */

@@ -36,18 +36,34 @@ export async function submit(file: string, opts: { coordinator: string; wait?: b
 
 function line(j: JobStatus): string {
   const p = j.progress;
+  const h = j.history.at(-1);
   const acc = j.result?.testAccuracy === undefined ? '' : `  test_acc ${(j.result.testAccuracy * 100).toFixed(2)}%`;
-  const where = j.state === 'RUNNING' ? `  epoch ${p.epoch + 1}/${p.epochs}  ${p.samplesInEpoch}/${p.epochSize}  ${Math.round(p.samplesPerSecond)} samples/s` : '';
-  return `${j.id}  ${j.state.padEnd(9)}${where}${acc}${j.reason ? `  (${j.reason})` : ''}`;
+  const pct = p.epochSize ? ` ${Math.round((p.samplesInEpoch / p.epochSize) * 100)}%` : '';
+  const where = j.state === 'RUNNING' ? `  epoch ${p.epoch + 1}/${p.epochs}${pct}  ${Math.round(p.samplesPerSecond)} samples/s` : '';
+  const val = h?.valAccuracy === undefined ? '' : `  val_acc ${(h.valAccuracy * 100).toFixed(2)}%`;
+  return `${j.id}  ${j.state.padEnd(9)}${where}${val}${acc}${j.reason ? `  (${j.reason})` : ''}`;
 }
 
-/** `gradfleet status [job]`: workers and jobs, or one job in detail. */
+function timing(j: JobStatus): string {
+  const t = j.timing;
+  if (!t) return '';
+  const f = (x: number) => x.toFixed(1);
+  return `      step ${f(t.stepMs)} ms: compute ${f(t.computeMs)}, apply ${f(t.applyMs)}, upload ${f(t.uploadMs)}, straggler wait ${f(t.stragglerWaitMs)}, aggregate ${f(t.aggregateMs)}, broadcast ${f(t.broadcastMs)}`;
+}
+
+function countBy<T extends string>(items: { state: T }[]): string {
+  const counts = new Map<string, number>();
+  for (const i of items) counts.set(i.state, (counts.get(i.state) ?? 0) + 1);
+  return [...counts].map(([k, v]) => `${v} ${k.toLowerCase()}`).join(', ') || 'none';
+}
+
+/** `gradfleet status [job]`: the headline numbers of the cluster, or one job in detail. */
 export async function status(jobId: string | undefined, opts: { coordinator: string; json?: boolean }): Promise<number> {
   const client = new GradfleetClient({ url: opts.coordinator });
   try {
     if (jobId) {
       const job = await client.job(jobId);
-      console.log(opts.json ? JSON.stringify(job, null, 2) : `${line(job)}\n${formatReport(job, [])}`);
+      console.log(opts.json ? JSON.stringify(job, null, 2) : [line(job), timing(job), formatReport(job, [])].filter(Boolean).join('\n'));
       return 0;
     }
     const [workers, jobs] = await Promise.all([client.workers(), client.jobs()]);
@@ -55,10 +71,19 @@ export async function status(jobId: string | undefined, opts: { coordinator: str
       console.log(JSON.stringify({ workers, jobs }, null, 2));
       return 0;
     }
-    console.log(`workers (${workers.length}):`);
-    for (const w of workers) console.log(`  ${w.id}  ${w.name}  ${w.state}  ${w.backend}${w.device ? ` ${w.device}` : ''}${w.jobId ? `  job ${w.jobId}` : ''}`);
-    console.log(`jobs (${jobs.length}):`);
-    for (const j of jobs) console.log(`  ${line(j)}`);
+    const rate = workers.reduce((n, w) => n + (w.stats?.samplesPerSecond ?? 0), 0);
+    console.log(`cluster  ${Math.round(rate)} samples/s  workers: ${workers.length} (${countBy(workers)})  jobs: ${countBy(jobs)}`);
+    console.log('workers');
+    for (const w of workers) {
+      const s = w.stats;
+      const live = s ? `  ${Math.round(s.samplesPerSecond)} samples/s  compute ${s.meanComputeMs.toFixed(1)} ms/step  straggler in ${s.stragglerEvents} of ${s.steps} steps` : '';
+      console.log(`  ${w.id}  ${w.name}  ${w.state}  ${w.backend}${w.device ? ` (${w.device})` : ''}${live}${w.jobId ? `  job ${w.jobId}` : ''}`);
+    }
+    console.log('jobs');
+    for (const j of jobs) {
+      console.log(`  ${line(j)}`);
+      if (j.state === 'RUNNING' && j.timing) console.log(timing(j));
+    }
     return 0;
   } catch (err) {
     console.error(`gradfleet status failed: ${describeError(err)}`);

@@ -70,8 +70,30 @@ export interface JobStatus {
   progress: JobProgress;
   history: EpochResult[];
   replicas: ReplicaReport;
+  /** Where a step's time goes (moving averages over recent steps). */
+  timing?: StepTiming;
   result?: JobResult;
   events: JobEvent[];
+}
+
+/** Live figures of one worker (last 10 s for rates). */
+export interface WorkerStats {
+  samplesPerSecond: number;
+  steps: number;
+  samples: number;
+  meanComputeMs: number;
+  stragglerEvents: number;
+}
+
+/** Moving averages of a job's step phases, in ms (see docs/metrics.md for each phase). */
+export interface StepTiming {
+  stepMs: number;
+  computeMs: number;
+  applyMs: number;
+  uploadMs: number;
+  stragglerWaitMs: number;
+  aggregateMs: number;
+  broadcastMs: number;
 }
 
 export interface WorkerInfo {
@@ -83,4 +105,5 @@ export interface WorkerInfo {
   state: 'IDLE' | 'BUSY';
   jobId?: string;
   connectedAt: string;
+  stats?: WorkerStats;
 }

@@ -22,12 +22,24 @@ export const WorkerMessageSchema = z.discriminatedUnion('t', [
   /** Sent once the model is built and the data loaded; reports the dataset sizes it found. */
   z.object({ t: z.literal('ready'), jobId: id, trainCount: count, testCount: count }),
   /** Payload: Float32 gradient of the mean loss over `samples` examples, all trainable weights concatenated. */
-  z.object({ t: z.literal('gradient'), jobId: id, step: count, samples: count, lossSum: finite, correct: count, computeMs: finite }),
+  z.object({
+    t: z.literal('gradient'),
+    jobId: id,
+    step: count,
+    samples: count,
+    lossSum: finite,
+    correct: count,
+    /** Forward + backward time of this slice, in ms. */
+    computeMs: finite,
+    /** Time spent applying the previous step's update, in ms (0 for the first). */
+    applyMs: finite.default(0),
+  }),
   z.object({ t: z.literal('eval-result'), jobId: id, requestId: count, lossSum: finite, correct: count, count }),
   z.object({ t: z.literal('checksum'), jobId: id, step: count, hash: z.string().max(64), sum: z.number() }),
   /** Payload: Float32 values of every model weight (`model.getWeights()` order). */
   z.object({ t: z.literal('weights'), jobId: id, requestId: count }),
-  z.object({ t: z.literal('heartbeat') }),
+  /** Heartbeats carry the backend's memory use (TF.js engine), for the metrics. */
+  z.object({ t: z.literal('heartbeat'), numTensors: count.optional(), numBytes: count.optional() }),
   z.object({ t: z.literal('failure'), jobId: id.optional(), message: z.string().max(4096) }),
 ]);
 
