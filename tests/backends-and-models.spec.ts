@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiError } from '@gradfleet/core';
 import { ROOT, TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
 
 describe('backends and built-in models', () => {
@@ -23,14 +24,15 @@ describe('backends and built-in models', () => {
     expect(done.result!.testAccuracy).toBeGreaterThan(0.6);
   });
 
-  it('reports each worker’s backend, and fails a job with a clear reason when the data is missing', async () => {
+  it('reports each worker’s backend, and refuses a job whose data is missing with the file and field', async () => {
     const workers = await cluster.client.workers();
     expect(workers.map((w) => w.backend)).toEqual(['wasm', 'wasm']);
-    const job = await cluster.client.submit({ dataset: { idx: { trainImages: '/nonexistent/train.idx', trainLabels: '/nonexistent/labels.idx' } }, epochs: 1, minWorkers: 2 });
-    const done = await cluster.client.waitForJob(job.id);
-    expect(done.state).toBe('FAILED');
-    expect(done.reason).toMatch(/\/nonexistent\/train\.idx: cannot read \(ENOENT\)/);
-    expect(await cluster.client.workers()).toHaveLength(2); // workers survive and go back to idle
+    const err = await cluster.client.submit({ dataset: { idx: { trainImages: '/nonexistent/train.idx', trainLabels: '/nonexistent/labels.idx' } }, epochs: 1 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).status).toBe(400);
+    expect((err as ApiError).issues[0]!.path).toMatch(/^dataset\.idx/);
+    expect((err as ApiError).message).toMatch(/\/nonexistent\/train\.idx: cannot read \(ENOENT\)/);
+    expect(await cluster.client.jobs()).toHaveLength(1); // nothing was queued
   });
 
   it('a worker asked for --backend tensorflow without TensorFlow installed exits 1 and says what to install', async () => {

@@ -1,48 +1,126 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiError } from '@gradfleet/core';
-import { TestCluster } from './helpers/cluster.js';
+import { ApiError, type JobSpecInput } from '@gradfleet/core';
+import { ROOT, TestCluster } from './helpers/cluster.js';
 
-async function expectApiError(p: Promise<unknown>, status: number, code: string, path?: string): Promise<void> {
+const UPLOAD_LIMIT = 64 * 1024;
+
+interface Refusal {
+  status: number;
+  code: string;
+  path?: string;
+}
+
+/** Runs a request the API must refuse; returns what it answered. */
+async function refusal(p: Promise<unknown>): Promise<Refusal & { message: string }> {
   try {
     await p;
   } catch (err) {
     expect(err).toBeInstanceOf(ApiError);
     const e = err as ApiError;
-    expect({ status: e.status, code: e.code }).toEqual({ status, code });
-    if (path !== undefined) expect(e.issues.map((i) => i.path)).toContain(path);
-    return;
+    return { status: e.status, code: e.code, message: e.message, ...(e.issues[0] ? { path: e.issues[0].path } : {}) };
   }
-  throw new Error('expected an API error');
+  throw new Error('expected the API to refuse the request');
 }
 
 describe('job API', () => {
   const cluster = new TestCluster();
-  beforeAll(() => cluster.startCoordinator());
-  afterAll(() => cluster.stop());
-
-  it('refuses invalid specs with 400, the error code and the field path', async () => {
-    const c = cluster.client;
-    await expectApiError(c.submit({ epochs: 0 }), 400, 'INVALID_JOB_SPEC', 'epochs');
-    await expectApiError(c.submit({ batchSize: 'big' } as never), 400, 'INVALID_JOB_SPEC', 'batchSize');
-    await expectApiError(c.submit({ model: 'resnet' } as never), 400, 'INVALID_JOB_SPEC', 'model');
-    await expectApiError(c.submit({ model: { topology: { class_name: 'Sequential', config: { layers: [{ class_name: 'NoSuchLayer', config: {} }] } } } }), 400, 'INVALID_MODEL', 'model');
-    await expectApiError(c.submit({ model: { topology: { class_name: 'Sequential', config: { layers: [{ class_name: 'Dense', config: { units: 10, batch_input_shape: [null, 5] } }] } } } }), 400, 'INVALID_JOB_SPEC', 'model');
-    const res = await fetch(`${cluster.url}/v1/jobs`, { method: 'POST', body: '{not json' });
-    expect(res.status).toBe(400);
-    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('INVALID_JSON');
+  let dir: string;
+  let urlServer: Server;
+  let missingUrl: string;
+  const file = (name: string, text: string) => {
+    writeFileSync(join(dir, name), text);
+    return join(dir, name);
+  };
+  const raw = (body: string) => fetch(`${cluster.url}/v1/jobs`, { method: 'POST', body }).then(async (r) => {
+    if (r.ok) return r;
+    const e = ((await r.json()) as { error: { code: string; message: string } }).error;
+    throw new ApiError(r.status, e.code, e.message);
   });
 
-  it('queues a valid job, reports it, cancels it, and 404s unknown ids', async () => {
-    const c = cluster.client;
-    const job = await c.submit({ epochs: 1, minWorkers: 3 });
-    expect(job.state).toBe('QUEUED');
-    expect((await c.jobs()).map((j) => j.id)).toContain(job.id);
-    await expectApiError(c.model(job.id), 409, 'MODEL_NOT_READY');
-    expect((await c.cancel(job.id)).state).toBe('CANCELLED');
-    await expectApiError(c.job('nope'), 404, 'JOB_NOT_FOUND');
-    const metrics = await (await fetch(`${cluster.url}/metrics`)).text();
-    for (const name of ['gradfleet_samples_total', 'gradfleet_steps_total', 'gradfleet_step_duration_seconds', 'gradfleet_workers_connected']) {
-      expect(metrics).toContain(`# TYPE ${name}`);
+  beforeAll(async () => {
+    await cluster.startCoordinator(['--max-upload-bytes', String(UPLOAD_LIMIT)]);
+    dir = cluster.dataDir;
+    urlServer = createServer((_req, res) => res.writeHead(404).end('nope'));
+    await new Promise<void>((r) => urlServer.listen(0, '127.0.0.1', () => r()));
+    missingUrl = `http://127.0.0.1:${(urlServer.address() as { port: number }).port}/train.csv`;
+  });
+  afterAll(async () => {
+    urlServer.close();
+    await cluster.stop();
+  });
+
+  const csv = (train: string): JobSpecInput => ({ model: { topology: tinyModel(2, 3) }, dataset: { csv: { train: file(`${Math.random()}.csv`, train) } } });
+  const jsonl = (train: string, test?: string): JobSpecInput => ({
+    model: { topology: tinyModel(2, 3) },
+    dataset: { jsonl: { train: file(`${Math.random()}.jsonl`, train), ...(test ? { test: file(`${Math.random()}.jsonl`, test) } : {}) } },
+  });
+
+  /** Every case of docs/api.md's "Refused requests" table. */
+  const cases: Record<string, () => Promise<unknown>> = {
+    'epochs-zero': () => cluster.client.submit({ epochs: 0 }),
+    'batch-size-not-integer': () => cluster.client.submit({ batchSize: 1.5 }),
+    'learning-rate-negative': () => cluster.client.submit({ learningRate: -1 }),
+    'unknown-optimizer': () => cluster.client.submit({ optimizer: 'lbfgs' as never }),
+    'unknown-field': () => cluster.client.submit({ epochz: 3 } as never),
+    'unknown-builtin-model': () => cluster.client.submit({ model: 'resnet' as never }),
+    'unknown-layer-class': () => cluster.client.submit({ model: { topology: { class_name: 'Sequential', config: { layers: [{ class_name: 'NoSuchLayer', config: {} }] } } } }),
+    'model-input-mismatch': () => cluster.client.submit({ model: { topology: tinyModel(5, 10) } }),
+    'max-below-min-workers': () => cluster.client.submit({ minWorkers: 4, maxWorkers: 2 }),
+    'body-not-json': () => raw('{not json'),
+    'body-too-large': () => raw(JSON.stringify({ name: 'x'.repeat(5 * 1024 * 1024) })),
+    'idx-file-missing': () => cluster.client.submit({ dataset: { idx: { trainImages: '/nonexistent/a.idx', trainLabels: '/nonexistent/b.idx' } } }),
+    'csv-not-a-number': () => cluster.client.submit(csv('label,a,b\n1,0.5,0.5\n2,abc,1\n')),
+    'csv-wrong-column-count': () => cluster.client.submit(csv('label,a,b\n1,0.5,0.5\n2,1\n')),
+    'csv-no-label-column': () => cluster.client.submit({ ...csv('y,a,b\n1,0.5,0.5\n'), dataset: { csv: { train: file('nolabel.csv', 'y,a,b\n1,0.5,0.5\n'), labelColumn: 'label' } } }),
+    'csv-label-not-a-class': () => cluster.client.submit(csv('label,a,b\n1,0.5,0.5\n1.5,1,1\n')),
+    'jsonl-invalid-json': () => cluster.client.submit(jsonl('{"x":[1,2],"y":0}\n{"x":[1,2],"y":\n')),
+    'jsonl-inconsistent-shape': () => cluster.client.submit(jsonl('{"x":[1,2],"y":0}\n{"x":[1,2,3],"y":1}\n')),
+    'jsonl-test-feature-mismatch': () => cluster.client.submit(jsonl('{"x":[1,2],"y":0}\n', '{"x":[1,2,3],"y":0}\n')),
+    'unknown-upload': () => cluster.client.submit({ model: { topology: tinyModel(2, 3) }, dataset: { csv: { train: 'upload:does-not-exist' } } }),
+    'url-not-found': () => cluster.client.submit({ model: { topology: tinyModel(2, 3) }, dataset: { csv: { train: missingUrl } } }),
+    'upload-too-large': () => cluster.client.upload(new Uint8Array(UPLOAD_LIMIT + 1), 'big.csv'),
+    'unknown-job': () => cluster.client.job('no-such-job'),
+    'invalid-state-filter': () => cluster.client.jobs('DONE' as never),
+    'delete-active-job': async () => cluster.client.delete((await cluster.client.submit({ epochs: 1, minWorkers: 9 })).id),
+  };
+
+  it('refuses each documented malformed request with its status, code and field path', async () => {
+    const doc = readFileSync(join(ROOT, 'docs/api.md'), 'utf8').split('## Refused requests')[1]!;
+    const rows = [...doc.matchAll(/^\| ([a-z-]+) \| (\d{3}) \| `([A-Z_]+)` \| (.*) \|$/gm)].map((m) => ({
+      name: m[1]!, status: Number(m[2]), code: m[3]!, path: m[4]!.trim(),
+    }));
+    expect(rows.map((r) => r.name).sort()).toEqual(Object.keys(cases).sort());
+    for (const row of rows) {
+      const got = await refusal(cases[row.name]!());
+      expect({ case: row.name, status: got.status, code: got.code }).toEqual({ case: row.name, status: row.status, code: row.code });
+      const path = row.path.replaceAll('`', '');
+      if (path === '(root)') expect(got.path, row.name).toBe('');
+      else if (path !== '–') expect(got.path ?? '(none)', `${row.name}: ${got.message}`).toMatch(new RegExp(`^${path.replaceAll('.', '\\.')}`));
     }
   });
+
+  it('names the file, line and reason of bad data', async () => {
+    const got = await refusal(cases['csv-not-a-number']!());
+    expect(got.message).toMatch(/\.csv: line 3: column 'a': "abc" is not a number/);
+  });
+
+  it('lists jobs by state and deletes finished ones', async () => {
+    const queued = await cluster.client.submit({ epochs: 1, minWorkers: 8 });
+    expect((await cluster.client.jobs('QUEUED')).map((j) => j.id)).toContain(queued.id);
+    expect((await cluster.client.cancel(queued.id)).state).toBe('CANCELLED');
+    expect((await cluster.client.jobs('QUEUED')).map((j) => j.id)).not.toContain(queued.id);
+    await cluster.client.delete(queued.id);
+    expect((await refusal(cluster.client.job(queued.id))).status).toBe(404);
+  });
 });
+
+/** A Dense softmax model over `inputs` features and `classes` classes, as a Layers topology. */
+function tinyModel(inputs: number, classes: number): Record<string, unknown> {
+  return {
+    class_name: 'Sequential',
+    config: { name: 'tiny', layers: [{ class_name: 'Dense', config: { units: classes, activation: 'softmax', batch_input_shape: [null, inputs], name: 'd' } }] },
+  };
+}

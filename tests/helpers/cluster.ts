@@ -26,8 +26,11 @@ export class TestCluster {
     return child;
   }
 
-  async startCoordinator(args: string[] = []): Promise<void> {
-    const child = this.spawn('coordinator', ['--port', '0', '--announce', ...args]);
+  /** The coordinator's data dir (a fresh temp dir unless given). */
+  dataDir = mkdtempSync(join(tmpdir(), 'gradfleet-coord-'));
+
+  async startCoordinator(args: string[] = [], port = 0): Promise<ChildProcess> {
+    const child = this.spawn('coordinator', ['--port', String(port), '--announce', '--data-dir', this.dataDir, ...args]);
     this.url = await new Promise<string>((resolveUrl, reject) => {
       const timer = setTimeout(() => reject(new Error(`coordinator did not start:\n${this.logs.join('')}`)), 30_000);
       createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -40,6 +43,7 @@ export class TestCluster {
       child.once('exit', (code) => reject(new Error(`coordinator exited (${code}):\n${this.logs.join('')}`)));
     });
     this.client = new GradfleetClient({ url: this.url });
+    return child;
   }
 
   startWorker(args: string[] = []): ChildProcess {

@@ -1,16 +1,26 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ApiError, InvalidDataError, InvalidJobSpecError, InvalidModelError, type Logger } from '@gradfleet/core';
-import { JobNotFoundError, type JobManager } from './job-manager.js';
+import { join } from 'node:path';
+import { InvalidDataError, InvalidJobSpecError, InvalidModelError, TERMINAL_STATES, type JobState, type Logger } from '@gradfleet/core';
+import { readModelArtifact } from './checkpoint-store.js';
+import type { DatasetIngest } from './dataset-ingest.js';
+import { JobRequestError, type JobManager } from './job-manager.js';
+import type { JobStore } from './job-store.js';
 import type { CoordinatorMetrics } from './metrics.js';
-import { modelArtifactJson } from './model-info.js';
 
 /** Largest JSON request body (a job spec with a topology), in bytes. */
 export const MAX_JOB_SPEC_BYTES = 4 * 1024 * 1024;
+/** How often an event stream checks its job for changes, in ms. */
+const EVENT_POLL_MS = 250;
+const STATES: readonly string[] = ['QUEUED', 'RUNNING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'CANCELLED'];
 
-class HttpError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string, readonly issues: { path: string; message: string }[] = []) {
-    super(message);
-  }
+export interface ApiContext {
+  jobs: JobManager;
+  store: JobStore;
+  ingest: DatasetIngest;
+  metrics: CoordinatorMetrics;
+  log: Logger;
 }
 
 function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
@@ -21,63 +31,118 @@ function send(res: ServerResponse, status: number, body: unknown, type = 'applic
 
 async function readJson(req: IncomingMessage): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > MAX_JOB_SPEC_BYTES) throw new HttpError(413, 'PAYLOAD_TOO_LARGE', `body of ${declared} bytes exceeds ${MAX_JOB_SPEC_BYTES}`);
+  if (declared > MAX_JOB_SPEC_BYTES) throw new JobRequestError(413, 'PAYLOAD_TOO_LARGE', `body of ${declared} bytes exceeds ${MAX_JOB_SPEC_BYTES}`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_JOB_SPEC_BYTES) throw new HttpError(413, 'PAYLOAD_TOO_LARGE', `body exceeds ${MAX_JOB_SPEC_BYTES} bytes`);
+    if (size > MAX_JOB_SPEC_BYTES) throw new JobRequestError(413, 'PAYLOAD_TOO_LARGE', `body exceeds ${MAX_JOB_SPEC_BYTES} bytes`);
     chunks.push(chunk);
   }
   if (size === 0) return {};
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch (err) {
-    throw new HttpError(400, 'INVALID_JSON', `request body is not JSON: ${(err as Error).message}`);
+    throw new JobRequestError(400, 'INVALID_JSON', `request body is not JSON: ${(err as Error).message}`);
   }
 }
 
+/** Server-sent events: `status` (the job, whenever it changes) and `log` lines, until the job ends. */
+function streamEvents(ctx: ApiContext, id: string, req: IncomingMessage, res: ServerResponse): void {
+  const job = ctx.jobs.get(id);
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+  let last = '';
+  let row = 0;
+  const tick = () => {
+    const status = JSON.stringify(job.status);
+    if (status !== last) {
+      res.write(`event: status\ndata: ${status}\n\n`);
+      last = status;
+    }
+    for (const l of ctx.store.logs(id, row)) {
+      res.write(`event: log\ndata: ${JSON.stringify({ time: l.time, line: l.line })}\n\n`);
+      row = l.row;
+    }
+    if (TERMINAL_STATES.includes(job.state)) {
+      clearInterval(timer);
+      res.end();
+    }
+  };
+  const timer = setInterval(tick, EVENT_POLL_MS);
+  req.on('close', () => clearInterval(timer));
+  tick();
+}
+
+async function sendFile(res: ServerResponse, path: string, what: string): Promise<void> {
+  const info = await stat(path).catch(() => undefined);
+  if (!info) throw new JobRequestError(404, 'NOT_FOUND', `${what} not found`);
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': info.size, 'cache-control': 'no-store' });
+  createReadStream(path).pipe(res);
+}
+
+async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const p = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+  const method = req.method ?? 'GET';
+  const { jobs } = ctx;
+  if (url.pathname === '/healthz') return send(res, 200, { ok: true });
+  if (url.pathname === '/metrics' && method === 'GET') return send(res, 200, await ctx.metrics.registry.metrics(), ctx.metrics.registry.contentType);
+  if (p[0] !== 'v1') throw new JobRequestError(404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);
+  if (p[1] === 'workers' && p.length === 2 && method === 'GET') return send(res, 200, jobs.listWorkers());
+  if (p[1] === 'datasets' && p.length === 2 && method === 'POST') {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > ctx.ingest.maxBytes) throw new InvalidDataError(`upload of ${declared} bytes exceeds ${ctx.ingest.maxBytes}`, 'body');
+    return send(res, 201, await ctx.ingest.saveUpload(req as AsyncIterable<Buffer>, url.searchParams.get('name') ?? 'upload'));
+  }
+  if (p[1] === 'jobs' && p.length === 2) {
+    if (method === 'GET') {
+      const state = url.searchParams.get('state')?.toUpperCase();
+      if (state && !STATES.includes(state)) throw new JobRequestError(400, 'INVALID_STATE', `state must be one of ${STATES.join(', ')}`);
+      return send(res, 200, jobs.list(state as JobState | undefined));
+    }
+    if (method === 'POST') return send(res, 201, await jobs.submit(await readJson(req)));
+  }
+  if (p[1] === 'jobs' && p[2]) {
+    const id = p[2];
+    const job = jobs.get(id);
+    if (p.length === 3 && method === 'GET') return send(res, 200, job.status);
+    if (p.length === 3 && method === 'DELETE') {
+      await jobs.delete(id);
+      res.writeHead(204).end();
+      return;
+    }
+    if (p[3] === 'cancel' && method === 'POST') return send(res, 200, jobs.cancel(id));
+    if (p[3] === 'events' && method === 'GET') return streamEvents(ctx, id, req, res);
+    if (p[3] === 'logs' && method === 'GET') return send(res, 200, ctx.store.logs(id, Number(url.searchParams.get('after') ?? 0)));
+    if (p[3] === 'data' && (p[4] === 'train' || p[4] === 'test') && method === 'GET') return sendFile(res, join(job.dir, 'data', `${p[4]}.bin`), `${p[4]} data of job ${id}`);
+    if (p[3] === 'model' && method === 'GET' && (p[4] === 'model.json' || p[4] === 'weights.bin')) {
+      const artifact = job.state === 'SUCCEEDED' ? await readModelArtifact(join(job.dir, 'model')) : undefined;
+      if (!artifact) throw new JobRequestError(409, 'MODEL_NOT_READY', `job ${id} is ${job.state}; the model is available once it SUCCEEDED`);
+      return p[4] === 'model.json' ? send(res, 200, artifact.modelJson) : send(res, 200, new Uint8Array(artifact.weights), 'application/octet-stream');
+    }
+  }
+  throw new JobRequestError(404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);
+}
+
 /**
- * The job API, HTTP+JSON on the same port as the worker WebSocket:
- * `POST /v1/jobs`, `GET /v1/jobs`, `GET /v1/jobs/:id`, `POST /v1/jobs/:id/cancel`,
- * `GET /v1/jobs/:id/model/model.json|weights.bin`, `GET /v1/workers`, `GET /metrics`, `GET /healthz`.
- * Errors are `{ error: { code, message, issues? } }`.
+ * The job API (HTTP+JSON, `docs/api.md`) on the same port as the worker WebSocket.
+ * Errors are `{ error: { code, message, issues? } }`; `issues` name each bad field.
  */
-export function createApiHandler(jobs: JobManager, metrics: CoordinatorMetrics, log: Logger) {
+export function createApiHandler(ctx: ApiContext) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const parts = url.pathname.split('/').filter(Boolean);
-    const method = req.method ?? 'GET';
     try {
-      if (url.pathname === '/healthz') return send(res, 200, { ok: true });
-      if (url.pathname === '/metrics' && method === 'GET') return send(res, 200, await metrics.registry.metrics(), metrics.registry.contentType);
-      if (url.pathname === '/v1/workers' && method === 'GET') return send(res, 200, jobs.listWorkers());
-      if (url.pathname === '/v1/jobs') {
-        if (method === 'GET') return send(res, 200, jobs.list());
-        if (method === 'POST') return send(res, 201, await jobs.submit(await readJson(req)));
-      }
-      if (parts[0] === 'v1' && parts[1] === 'jobs' && parts[2]) {
-        const id = decodeURIComponent(parts[2]);
-        if (parts.length === 3 && method === 'GET') return send(res, 200, jobs.get(id).status);
-        if (parts[3] === 'cancel' && method === 'POST') return send(res, 200, jobs.cancel(id));
-        if (parts[3] === 'model' && method === 'GET') {
-          const job = jobs.get(id);
-          if (!job.finalWeights) throw new HttpError(409, 'MODEL_NOT_READY', `job ${id} is ${job.state}; the model is available once it SUCCEEDED`);
-          if (parts[4] === 'model.json') return send(res, 200, modelArtifactJson(job.model));
-          if (parts[4] === 'weights.bin') {
-            const w = job.finalWeights;
-            return send(res, 200, new Uint8Array(w.buffer, w.byteOffset, w.byteLength), 'application/octet-stream');
-          }
-        }
-      }
-      throw new HttpError(404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);
+      await route(ctx, req, res);
     } catch (err) {
-      if (err instanceof HttpError) return send(res, err.status, { error: { code: err.code, message: err.message, issues: err.issues } });
+      const e = err as Error;
+      if (res.headersSent) return void res.end();
+      if (err instanceof JobRequestError) return send(res, err.status, { error: { code: err.code, message: err.message } });
       if (err instanceof InvalidJobSpecError) return send(res, 400, { error: { code: err.code, message: err.message, issues: err.issues } });
-      if (err instanceof InvalidModelError || err instanceof InvalidDataError) return send(res, 400, { error: { code: err.code, message: err.message, issues: [{ path: 'model', message: err.message }] } });
-      if (err instanceof JobNotFoundError) return send(res, 404, { error: { code: err.code, message: err.message } });
-      if (err instanceof ApiError) return send(res, 502, { error: { code: err.code, message: err.message } });
-      log.error({ err }, 'API handler failed');
+      if (err instanceof InvalidDataError) {
+        const status = err.path === 'body' ? 413 : 400;
+        return send(res, status, { error: { code: status === 413 ? 'PAYLOAD_TOO_LARGE' : err.code, message: err.message, issues: [{ path: err.path ?? 'dataset', message: err.message }] } });
+      }
+      if (err instanceof InvalidModelError) return send(res, 400, { error: { code: err.code, message: err.message, issues: [{ path: 'model', message: err.message }] } });
+      ctx.log.error({ err: e }, 'API handler failed');
       return send(res, 500, { error: { code: 'INTERNAL', message: 'internal error; see the coordinator log' } });
     }
   };

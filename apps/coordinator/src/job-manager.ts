@@ -1,39 +1,65 @@
 import { randomUUID } from 'node:crypto';
-import { TERMINAL_STATES, parseJobSpec, type JobState, type JobStatus, type Logger, type WorkerInfo } from '@gradfleet/core';
-import { JobRecord } from './job-record.js';
+import { rm } from 'node:fs/promises';
+import {
+  TERMINAL_STATES, parseJobSpec, type JobState, type JobStatus, type Logger, type WorkerInfo,
+} from '@gradfleet/core';
+import type { DatasetIngest } from './dataset-ingest.js';
+import { JobRecord, jobDir } from './job-record.js';
 import { JobRunner } from './job-runner.js';
+import type { JobStore } from './job-store.js';
 import type { CoordinatorMetrics } from './metrics.js';
 import { describeModel } from './model-info.js';
 import type { WorkerConnection } from './worker-connection.js';
 
-/** Thrown for an unknown job id (HTTP 404). */
-export class JobNotFoundError extends Error {
-  readonly code = 'JOB_NOT_FOUND';
-  constructor(id: string) {
-    super(`no job ${id}`);
-    this.name = 'JobNotFoundError';
+/** An API error with an HTTP status and a stable code. */
+export class JobRequestError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+    this.name = 'JobRequestError';
   }
 }
 
-const JOB_STATES: JobState[] = ['QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'];
+const JOB_STATES: JobState[] = ['QUEUED', 'RUNNING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'CANCELLED'];
 
 /**
- * Jobs and workers. Scheduling policy: strict FIFO by submission; the oldest queued job
- * starts as soon as at least `minWorkers` workers are idle and takes up to `maxWorkers`
- * of them; a later job may start alongside on the workers left over.
+ * Jobs and workers. Scheduling policy: runnable jobs (`QUEUED`, `PAUSED`) in order of
+ * priority (higher first), then submission; the first one starts as soon as `minWorkers`
+ * workers are idle and takes up to `maxWorkers`; later jobs start alongside on the
+ * workers left over, never ahead of an earlier one that still waits. A `PAUSED` job
+ * resumes from its last checkpoint. Jobs and their events live in the job store, so a
+ * restarted coordinator picks up where it stopped.
  */
 export class JobManager {
   private readonly jobs = new Map<string, JobRecord>();
   private readonly runners = new Map<string, JobRunner>();
   private readonly workers = new Set<WorkerConnection>();
   private readonly idle = new Set<WorkerConnection>();
+  private closing = false;
 
-  constructor(private readonly metrics: CoordinatorMetrics, private readonly log: Logger) {
-    this.updateJobGauge();
+  constructor(
+    private readonly metrics: CoordinatorMetrics,
+    private readonly log: Logger,
+    private readonly store: JobStore,
+    private readonly ingest: DatasetIngest,
+    private readonly dataDir: string,
+  ) {
     metrics.workerStates = () => {
       const list = this.listWorkers();
       return { IDLE: list.filter((w) => w.state === 'IDLE').length, BUSY: list.filter((w) => w.state === 'BUSY').length };
     };
+  }
+
+  /** Loads the job store; jobs that were running when the coordinator stopped pause, to resume. */
+  async restore(): Promise<void> {
+    for (const { seq, status } of this.store.all()) {
+      const job = new JobRecord(seq, status, undefined, undefined, jobDir(this.dataDir, status.id), this.store);
+      const data = status.dataset ? { ...status.dataset, train: { ...status.dataset.train, path: `/v1/jobs/${status.id}/data/train` }, ...(status.dataset.test ? { test: { ...status.dataset.test, path: `/v1/jobs/${status.id}/data/test` } } : {}) } : undefined;
+      Object.assign(job, { data });
+      this.jobs.set(status.id, job);
+      if (status.state === 'RUNNING') job.transition('PAUSED', 'coordinator restarted; resuming from the last checkpoint when workers connect');
+      if (!TERMINAL_STATES.includes(job.state)) job.model = await describeModel(job.spec, data);
+    }
+    this.updateJobGauge();
   }
 
   addWorker(conn: WorkerConnection): void {
@@ -56,55 +82,85 @@ export class JobManager {
     });
   }
 
-  /** Validates the spec, builds the model once (initial weights) and queues the job. */
+  /** Validates the spec and its data, builds the model once (initial weights) and queues the job. */
   async submit(input: unknown): Promise<JobStatus> {
     const spec = parseJobSpec(input);
-    const model = await describeModel(spec);
-    const record = new JobRecord(randomUUID(), spec, model);
-    this.jobs.set(record.id, record);
-    this.log.info({ job: record.id, params: model.trainableParams }, 'job queued');
-    this.updateJobGauge();
-    this.schedule();
-    return record.status;
+    const id = randomUUID();
+    const dir = jobDir(this.dataDir, id);
+    try {
+      const data = await this.ingest.prepare(id, dir, spec.dataset);
+      const model = await describeModel(spec, data);
+      const record = JobRecord.create(id, this.store.nextSeq(), spec, model, data, this.dataDir, this.store);
+      this.jobs.set(record.id, record);
+      this.log.info({ job_id: record.id, params: model.trainableParams }, 'job queued');
+      this.updateJobGauge();
+      this.schedule();
+      return record.status;
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
   }
 
   get(id: string): JobRecord {
     const job = this.jobs.get(id);
-    if (!job) throw new JobNotFoundError(id);
+    if (!job) throw new JobRequestError(404, 'JOB_NOT_FOUND', `no job ${id}`);
     return job;
   }
 
-  list(): JobStatus[] {
-    return [...this.jobs.values()].map((j) => j.status);
+  list(state?: JobState): JobStatus[] {
+    return [...this.jobs.values()].map((j) => j.status).filter((s) => !state || s.state === state);
   }
 
   cancel(id: string, reason = 'cancelled by user'): JobStatus {
     const job = this.get(id);
-    if (job.state === 'QUEUED') job.transition('CANCELLED', reason);
+    if (job.state === 'QUEUED' || job.state === 'PAUSED') job.transition('CANCELLED', reason);
     else this.runners.get(id)?.cancel(reason);
     this.updateJobGauge();
     return job.status;
   }
 
-  /** Cancels everything (coordinator shutdown). */
-  cancelAll(reason: string): void {
-    for (const job of this.jobs.values()) if (!TERMINAL_STATES.includes(job.state)) this.cancel(job.id, reason);
+  /** Deletes a finished job: its record, events, logs, data, checkpoints and model. */
+  async delete(id: string): Promise<void> {
+    const job = this.get(id);
+    if (!TERMINAL_STATES.includes(job.state)) throw new JobRequestError(409, 'JOB_ACTIVE', `job ${id} is ${job.state}; cancel it first`);
+    this.jobs.delete(id);
+    this.store.delete(id);
+    await rm(job.dir, { recursive: true, force: true });
+    this.updateJobGauge();
+  }
+
+  /** Stops scheduling (shutdown). Running jobs stay RUNNING in the store and resume after a restart. */
+  stop(): void {
+    this.closing = true;
+  }
+
+  private runnable(): JobRecord[] {
+    return [...this.jobs.values()]
+      .filter((j) => j.state === 'QUEUED' || j.state === 'PAUSED')
+      .sort((a, b) => b.spec.priority - a.spec.priority || a.seq - b.seq);
   }
 
   private schedule(): void {
-    for (const job of this.jobs.values()) {
-      if (job.state !== 'QUEUED') continue;
+    if (this.closing) return;
+    for (const job of this.runnable()) {
       const ready = [...this.idle].filter((w) => w.registered && w.isOpen);
-      if (ready.length < job.spec.minWorkers) return; // FIFO: later jobs wait behind the head
+      if (ready.length < job.spec.minWorkers) return; // later jobs wait behind this one
       const assigned = ready.slice(0, job.spec.maxWorkers);
       for (const w of assigned) this.idle.delete(w);
       const runner = new JobRunner(job, assigned, this.metrics, this.log, (w) => this.releaseWorker(w));
       this.runners.set(job.id, runner);
-      void runner.run().finally(() => {
-        this.runners.delete(job.id);
-        this.updateJobGauge();
-        this.schedule();
-      });
+      const paused = job.state === 'PAUSED';
+      job.transition('RUNNING', paused ? 'resuming' : 'workers assigned');
+      void (async () => {
+        try {
+          await runner.run(paused ? await job.checkpoints.latest() : undefined);
+        } finally {
+          this.runners.delete(job.id);
+          this.updateJobGauge();
+          this.schedule();
+        }
+      })();
       this.updateJobGauge();
     }
   }

@@ -1,20 +1,48 @@
+import { join } from 'node:path';
 import type { JobSpec, JobState, JobStatus } from '@gradfleet/core';
+import { CheckpointStore } from './checkpoint-store.js';
+import type { PreparedDataset } from './dataset-ingest.js';
+import type { JobStore } from './job-store.js';
 import type { ModelInfo } from './model-info.js';
 
-/** A job as the coordinator keeps it: the status the API shows plus its model and results. */
+/** Checkpoints kept per job. */
+const KEEP_CHECKPOINTS = 3;
+
+/**
+ * A job as the coordinator keeps it: the status the API shows (persisted in the job store
+ * at every transition, epoch end and checkpoint), its model, its data and its directory
+ * (`<dataDir>/jobs/<id>`: data shards, checkpoints, final model).
+ */
 export class JobRecord {
-  readonly status: JobStatus;
   finalWeights: Float32Array | undefined;
   cancelRequested: string | undefined;
+  readonly checkpoints: CheckpointStore;
 
-  constructor(id: string, spec: JobSpec, readonly model: ModelInfo) {
+  constructor(
+    readonly seq: number,
+    readonly status: JobStatus,
+    /** Built on demand: jobs that ended before a restart need none. */
+    public model: ModelInfo | undefined,
+    readonly data: PreparedDataset | undefined,
+    readonly dir: string,
+    private readonly store: JobStore,
+  ) {
+    this.checkpoints = new CheckpointStore(dir, KEEP_CHECKPOINTS);
+  }
+
+  static create(id: string, seq: number, spec: JobSpec, model: ModelInfo, data: PreparedDataset | undefined, dataDir: string, store: JobStore): JobRecord {
     const now = new Date().toISOString();
-    this.status = {
+    const status: JobStatus = {
       id, state: 'QUEUED', spec, createdAt: now, workers: [], history: [],
       progress: { epoch: 0, epochs: spec.epochs, step: 0, samplesInEpoch: 0, epochSize: 0, samplesPerSecond: 0, phase: 'waiting' },
       replicas: { checks: 0, divergences: 0 },
       events: [{ time: now, state: 'QUEUED', reason: 'submitted' }],
+      ...(data ? { dataset: { train: data.train, ...(data.test ? { test: data.test } : {}), featureShape: data.featureShape, numClasses: data.numClasses } } : {}),
     };
+    const job = new JobRecord(seq, status, model, data, jobDir(dataDir, id), store);
+    store.recordEvent(id, now, 'QUEUED', 'submitted');
+    job.persist();
+    return job;
   }
 
   get id(): string {
@@ -29,15 +57,33 @@ export class JobRecord {
     return this.status.state;
   }
 
+  persist(): void {
+    this.store.save(this.seq, this.status);
+  }
+
+  log(line: string): void {
+    this.store.log(this.id, line);
+  }
+
   transition(state: JobState, reason: string): void {
     const time = new Date().toISOString();
     this.status.state = state;
     this.status.events.push({ time, state, reason });
-    if (state === 'RUNNING') this.status.startedAt = time;
+    if (state === 'RUNNING') this.status.startedAt ??= time;
     if (state === 'SUCCEEDED' || state === 'FAILED' || state === 'CANCELLED') {
       this.status.finishedAt = time;
       this.status.progress.phase = 'done';
       if (state !== 'SUCCEEDED') this.status.reason = reason;
+    } else {
+      delete this.status.reason;
     }
+    if (state === 'PAUSED') this.status.reason = reason;
+    this.store.recordEvent(this.id, time, state, reason);
+    this.log(`${state}: ${reason}`);
+    this.persist();
   }
+}
+
+export function jobDir(dataDir: string, id: string): string {
+  return join(dataDir, 'jobs', id);
 }

@@ -1,7 +1,11 @@
 import {
   EpochSampler, GradientReducer, ProtocolError, float32View, splitBatch, trainingSize,
-  type EpochResult, type Logger,
+  type EpochResult, type Logger, type TensorSpec,
 } from '@gradfleet/core';
+import { type Checkpoint, writeModelArtifact } from './checkpoint-store.js';
+import { saveCheckpoint, startValues, type EpochTotals, type RunnerCounters } from './job-checkpoint.js';
+import { modelArtifactJson } from './model-info.js';
+import { ReplicaChecks } from './replica-checks.js';
 import type { JobRecord } from './job-record.js';
 import type { CoordinatorMetrics } from './metrics.js';
 import { FramePool } from './frame-pool.js';
@@ -17,12 +21,11 @@ const COLLECT_TIMEOUT_MS = 300_000;
 
 export class JobAbortedError extends Error {}
 
-interface EpochTotals {
-  lossSum: number;
-  correct: number;
-  samples: number;
-  steps: number;
-}
+/** Every worker of the job is gone: the job pauses and resumes from its last checkpoint. */
+export class NoWorkersError extends Error {}
+
+
+
 
 /**
  * Runs one job on a set of workers: synchronous data-parallel SGD (docs/architecture.md).
@@ -43,10 +46,12 @@ export class JobRunner implements JobMessageHandler {
   private sampler: EpochSampler | undefined;
   private scatter: Scatter | undefined;
   private epochTotals: EpochTotals = { lossSum: 0, correct: 0, samples: 0, steps: 0 };
-  private readonly checksums = new Map<number, { hash: string; sum: number; worker: string }>();
+  private readonly checks: ReplicaChecks;
   private stepNo = 0;
   private phase: 'starting' | 'training' | 'collecting' = 'starting';
   private lastFailure: string | undefined;
+  private refusals = 0;
+  private elapsed: () => number = () => 0;
   private trainMs = 0;
   private trainSamples = 0;
 
@@ -58,32 +63,53 @@ export class JobRunner implements JobMessageHandler {
     private readonly release: (conn: WorkerConnection) => void,
   ) {
     this.log = log.child({ job_id: job.id });
-    this.reducer = new GradientReducer(job.model.trainableParams);
-    this.updates = new FramePool(job.model.trainableParams * 4);
+    this.reducer = new GradientReducer(this.model.trainableParams);
+    this.updates = new FramePool(this.model.trainableParams * 4);
     this.telemetry = new StepTelemetry(metrics, job.id);
+    this.checks = new ReplicaChecks(job.status.replicas, metrics, job.id, this.log, (msg) => {
+      job.status.events.push({ time: new Date().toISOString(), state: job.state, reason: msg });
+      job.log(msg);
+    });
     for (const w of workers) {
       this.members.add(w);
       w.handler = this;
     }
   }
 
-  /** Runs the job to its end; resolves when the state is terminal. */
-  async run(): Promise<void> {
+  private get model() {
+    return this.job.model!;
+  }
+
+  /**
+   * Runs the job until it ends or pauses; `resume` continues from a checkpoint (the
+   * sampler mid-epoch, the optimizer state, the counters) instead of the initial weights.
+   */
+  async run(resume?: Checkpoint): Promise<void> {
     const job = this.job;
     job.status.workers = [...this.members].map((m) => m.id);
-    job.transition('RUNNING', `started on ${this.members.size} worker(s)`);
+    job.log(`${resume ? `resuming from the checkpoint at step ${resume.step}` : 'starting'} on ${this.members.size} worker(s): ${job.status.workers.join(', ')}`);
+    if (!resume) job.status.history = [];
     this.metrics.initJob(job.id, job.status.workers);
     try {
-      const { trainCount, testCount } = await this.startReplicas();
+      const { trainCount, testCount } = await this.startReplicas(resume);
       const spec = job.spec;
       const nTrain = trainingSize(trainCount, spec.validationSplit);
       if (nTrain < 1) throw new Error(`validationSplit ${spec.validationSplit} leaves no training examples out of ${trainCount}`);
       this.sampler = new EpochSampler({ size: nTrain, seed: spec.seed, shuffle: spec.shuffle });
-      const t0 = Date.now();
-      for (let epoch = 0; epoch < spec.epochs; epoch++) {
+      let elapsedBefore = 0;
+      if (resume) {
+        const c = resume.runner as unknown as RunnerCounters;
+        ({ stepNo: this.stepNo, trainSamples: this.trainSamples, trainMs: this.trainMs } = c);
+        elapsedBefore = c.elapsedMs;
+        job.status.history = c.history;
+      }
+      const t0 = Date.now() - elapsedBefore;
+      this.elapsed = () => Date.now() - t0;
+      for (let epoch = resume?.epoch ?? 0; epoch < spec.epochs; epoch++) {
         const started = Date.now();
-        this.sampler.beginEpoch(epoch);
-        this.epochTotals = { lossSum: 0, correct: 0, samples: 0, steps: 0 };
+        const midEpoch = resume && resume.sampler.epoch === epoch ? resume : undefined;
+        this.sampler.beginEpoch(epoch, midEpoch?.sampler);
+        this.epochTotals = midEpoch ? { ...(midEpoch.runner as unknown as RunnerCounters).epochTotals } : { lossSum: 0, correct: 0, samples: 0, steps: 0 };
         Object.assign(job.status.progress, { epoch, epochSize: nTrain, samplesInEpoch: 0, phase: 'training' });
         this.metrics.epoch.set({ job_id: job.id }, epoch);
         while (!this.sampler.epochComplete) await this.step(epoch);
@@ -103,10 +129,13 @@ export class JobRunner implements JobMessageHandler {
         result.durationMs = Date.now() - started;
         job.status.history.push(result);
         this.log.info(result, `epoch ${epoch + 1}/${spec.epochs} done`);
+        job.log(`epoch ${epoch + 1}/${spec.epochs}: loss ${result.loss.toFixed(4)} accuracy ${result.accuracy.toFixed(4)}${result.valAccuracy === undefined ? '' : ` val_loss ${result.valLoss!.toFixed(4)} val_accuracy ${result.valAccuracy.toFixed(4)}`} audit ${result.audit.ok ? 'ok' : 'FAILED'}`);
+        if (epoch + 1 < spec.epochs) await this.checkpoint(epoch + 1);
       }
       const wallTimeMs = Date.now() - t0;
       const test = testCount > 0 ? await this.evaluate('test', 0, testCount) : undefined;
-      job.finalWeights = await this.fetchWeights();
+      job.finalWeights = (await this.fetchState(false)).weights;
+      await writeModelArtifact(`${job.dir}/model`, modelArtifactJson(this.model), job.finalWeights);
       job.status.result = {
         ...(test ? { testLoss: test.lossSum / test.count, testAccuracy: test.correct / test.count } : {}),
         wallTimeMs, samplesPerSecond: this.trainSamples / Math.max(1e-3, this.trainMs / 1000), steps: this.stepNo,
@@ -116,6 +145,7 @@ export class JobRunner implements JobMessageHandler {
       this.log.info(job.status.result, 'job succeeded');
     } catch (err) {
       if (job.cancelRequested !== undefined) job.transition('CANCELLED', job.cancelRequested);
+      else if (err instanceof NoWorkersError) job.transition('PAUSED', `${err.message}; waiting for ${job.spec.minWorkers} worker(s) to resume from the last checkpoint`);
       else job.transition('FAILED', err instanceof Error ? err.message : String(err));
       this.log.warn({ reason: job.status.reason }, `job ${job.state.toLowerCase()}`);
     } finally {
@@ -136,16 +166,26 @@ export class JobRunner implements JobMessageHandler {
 
   private checkAlive(): void {
     if (this.job.cancelRequested !== undefined) throw new JobAbortedError(this.job.cancelRequested);
-    if (this.members.size === 0) throw new Error(`no workers left${this.lastFailure ? ` (last failure: ${this.lastFailure})` : ''}`);
+    if (this.members.size === 0) {
+      const why = `no workers left${this.lastFailure ? ` (last failure: ${this.lastFailure})` : ''}`;
+      // Workers that refused the job (bad data, model, backend) fail it; lost ones pause it.
+      if (this.refusals > 0) throw new Error(why);
+      throw new NoWorkersError(why);
+    }
   }
 
   /** Sends the spec and initial weights; waits for every replica to report ready. */
-  private async startReplicas(): Promise<{ trainCount: number; testCount: number }> {
+  private async startReplicas(resume?: Checkpoint): Promise<{ trainCount: number; testCount: number }> {
     const job = this.job;
     const worldSize = this.members.size;
+    const values = startValues(this.model, resume);
+    const data = job.data ? { train: job.data.train, ...(job.data.test ? { test: job.data.test } : {}) } : undefined;
     let rank = 0;
     for (const m of this.members) {
-      m.send({ t: 'job-start', jobId: job.id, spec: job.spec as Record<string, unknown>, rank: rank++, worldSize, layout: job.model.layout }, job.model.initialWeights);
+      m.send({
+        t: 'job-start', jobId: job.id, spec: job.spec as Record<string, unknown>, rank: rank++, worldSize, layout: this.model.layout,
+        optimizer: resume?.optimizerSpecs ?? [], ...(data ? { data } : {}),
+      }, values);
     }
     const deadline = Date.now() + JOB_START_TIMEOUT_MS;
     while ([...this.members].some((m) => !this.ready.has(m))) {
@@ -230,6 +270,25 @@ export class JobRunner implements JobMessageHandler {
     Object.assign(job.status.progress, {
       step: this.stepNo, samplesInEpoch: sampler.completed, samplesPerSecond: this.trainSamples / Math.max(1e-3, this.trainMs / 1000),
     });
+    const every = spec.checkpointEverySteps;
+    if (every > 0 && this.stepNo % every === 0 && !sampler.exhausted) await this.checkpoint(epoch);
+  }
+
+  /**
+   * Writes a checkpoint at a step boundary (nothing in flight): weights and optimizer state
+   * from one replica, the sampler position and the counters. `epoch` is the epoch to resume
+   * in (the next one after an epoch end).
+   */
+  private async checkpoint(epoch: number): Promise<void> {
+    const job = this.job;
+    const { weights, optimizer, optimizerSpecs } = await this.fetchState(true);
+    const sampler = this.sampler!;
+    const samplerState = epoch === sampler.epoch ? sampler.state() : { epoch, cursor: 0, retry: [] };
+    const runner: RunnerCounters = {
+      stepNo: this.stepNo, epochTotals: { ...this.epochTotals }, trainSamples: this.trainSamples, trainMs: this.trainMs,
+      elapsedMs: this.elapsed(), history: job.status.history,
+    };
+    await saveCheckpoint(job, this.model, { step: this.stepNo, epoch, sampler: samplerState, runner: runner as unknown as Record<string, unknown>, weights, optimizer, optimizerSpecs });
   }
 
   private async evaluate(split: 'validation' | 'test', start: number, end: number): Promise<RangeStats> {
@@ -237,10 +296,12 @@ export class JobRunner implements JobMessageHandler {
     return this.collect(this.scatter, (m, id, range) => m.send({ t: 'evaluate', jobId: this.job.id, requestId: id, split, start: range[0], end: range[1] }));
   }
 
-  private async fetchWeights(): Promise<Float32Array> {
+  /** Weights (and optionally optimizer state) from one replica. */
+  private async fetchState(withOptimizer: boolean): Promise<{ weights: Float32Array; optimizer: Float32Array; optimizerSpecs: TensorSpec[] }> {
     this.scatter = new Scatter('weights', 0, 1);
-    const stats = await this.collect(this.scatter, (m, id) => m.send({ t: 'fetch-weights', jobId: this.job.id, requestId: id }));
-    return stats.weights!;
+    const stats = await this.collect(this.scatter, (m, id) => m.send({ t: 'fetch-weights', jobId: this.job.id, requestId: id, withOptimizer }));
+    const n = this.model.initialWeights.length;
+    return { weights: stats.weights!.slice(0, n), optimizer: stats.weights!.slice(n), optimizerSpecs: stats.optimizerSpecs ?? [] };
   }
 
   /** Hands out a scatter's ranges to the members, re-issuing those of lost workers, until all are back. */
@@ -263,6 +324,7 @@ export class JobRunner implements JobMessageHandler {
 
   private drop(m: WorkerConnection, reason: string): void {
     this.lastFailure = `${m.id}: ${reason}`;
+    this.job.log(`worker ${m.id} dropped: ${reason}`);
     this.onWorkerLost(m, reason);
     m.send({ t: 'job-end', jobId: this.job.id, state: 'FAILED' });
     m.handler = undefined;
@@ -272,6 +334,7 @@ export class JobRunner implements JobMessageHandler {
   onWorkerLost(m: WorkerConnection, reason: string): void {
     if (!this.members.delete(m)) return;
     this.log.warn({ worker: m.id, reason }, 'worker left the job');
+    this.job.log(`worker ${m.id} left: ${reason}`);
     const slice = this.pending.get(m);
     if (slice) {
       this.pending.delete(m);
@@ -311,42 +374,22 @@ export class JobRunner implements JobMessageHandler {
         if (!this.scatter) throw new ProtocolError('UNEXPECTED_MESSAGE', 'eval-result while no evaluation runs');
         this.scatter.result(m, msg.requestId, { lossSum: msg.lossSum, correct: msg.correct, count: msg.count });
         break;
-      case 'weights':
+      case 'weights': {
         if (!this.scatter) throw new ProtocolError('UNEXPECTED_MESSAGE', 'weights while none were asked for');
-        if (payload.byteLength !== this.job.model.initialWeights.byteLength) {
-          throw new ProtocolError('GRADIENT_SIZE_MISMATCH', `weights of ${payload.byteLength} bytes, model has ${this.job.model.initialWeights.byteLength}`);
-        }
-        this.scatter.result(m, msg.requestId, { lossSum: 0, correct: 0, count: 1, weights: Float32Array.from(float32View(payload)) });
+        const expected = (this.model.initialWeights.length + msg.optimizer.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0)) * 4;
+        if (payload.byteLength !== expected) throw new ProtocolError('GRADIENT_SIZE_MISMATCH', `weights of ${payload.byteLength} bytes, expected ${expected}`);
+        this.scatter.result(m, msg.requestId, { lossSum: 0, correct: 0, count: 1, weights: Float32Array.from(float32View(payload)), optimizerSpecs: msg.optimizer });
         break;
+      }
       case 'checksum':
-        this.onChecksum(m, msg.step, msg.hash, msg.sum);
+        this.checks.record(m.id, msg.step, msg.hash, msg.sum);
         return;
       case 'failure':
         this.log.error({ worker: m.id, message: msg.message }, 'worker failed');
+        this.refusals++;
         this.drop(m, msg.message);
         return;
     }
     this.signal.notify();
-  }
-
-  /** Replica consistency: every replica's weights hash must match after the same step. */
-  private onChecksum(m: WorkerConnection, step: number, hash: string, sum: number): void {
-    const first = this.checksums.get(step);
-    const replicas = this.job.status.replicas;
-    if (!first) {
-      this.checksums.set(step, { hash, sum, worker: m.id });
-      replicas.checks++;
-      this.metrics.replicaChecks.inc({ job_id: this.job.id });
-      replicas.lastStep = step;
-      replicas.lastHash = hash;
-      for (const old of this.checksums.keys()) if (old < step - 1000) this.checksums.delete(old);
-      return;
-    }
-    if (first.hash === hash) return;
-    replicas.divergences++;
-    this.metrics.replicaDivergences.inc({ job_id: this.job.id });
-    const msg = `REPLICA DIVERGENCE after step ${step}: ${m.id} hash ${hash} (sum ${sum}) vs ${first.worker} hash ${first.hash} (sum ${first.sum})`;
-    this.log.error({ step, worker: m.id, hash, sum, reference: first }, msg);
-    this.job.status.events.push({ time: new Date().toISOString(), state: this.job.state, reason: msg });
   }
 }

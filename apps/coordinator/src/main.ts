@@ -4,6 +4,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { Command } from 'commander';
 import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_HEARTBEAT_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, createLogger } from '@gradfleet/core';
 import { Coordinator } from './coordinator.js';
+import { DEFAULT_MAX_DATASET_BYTES } from './dataset-ingest.js';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -18,10 +19,12 @@ const program = new Command('gradfleet coordinator')
   .option('--max-message-bytes <n>', 'largest WebSocket message accepted', int('--max-message-bytes'), DEFAULT_MAX_MESSAGE_BYTES)
   .option('--heartbeat-interval-ms <n>', 'heartbeat interval', int('--heartbeat-interval-ms'), DEFAULT_HEARTBEAT_INTERVAL_MS)
   .option('--heartbeat-timeout-ms <n>', 'declare a silent worker dead after this long', int('--heartbeat-timeout-ms'), DEFAULT_HEARTBEAT_TIMEOUT_MS)
+  .option('--data-dir <dir>', 'where jobs, checkpoints, datasets and models are kept', process.env['GRADFLEET_DATA_DIR'] ?? '.gradfleet')
+  .option('--max-upload-bytes <n>', 'largest dataset upload or download accepted', int('--max-upload-bytes'), DEFAULT_MAX_DATASET_BYTES)
   .option('--announce', 'print "GRADFLEET_LISTENING <url>" on stdout once listening')
   .parse();
 
-const opts = program.opts<{ host: string; port: number; maxMessageBytes: number; heartbeatIntervalMs: number; heartbeatTimeoutMs: number; announce?: boolean }>();
+const opts = program.opts<{ host: string; port: number; maxMessageBytes: number; heartbeatIntervalMs: number; heartbeatTimeoutMs: number; announce?: boolean; dataDir: string; maxUploadBytes: number }>();
 const logger = createLogger('coordinator');
 // The coordinator only builds models to validate specs and draw initial weights.
 tf.env().set('IS_TEST', true);

@@ -1,6 +1,7 @@
 import {
   InvalidJobSpecError, buildModel, flattenWeights, trainableParameterCount, weightLayout, type JobSpec,
 } from '@gradfleet/core';
+import type { PreparedDataset } from './dataset-ingest.js';
 
 /** What the coordinator knows of a job's model: enough to start replicas and export artifacts. */
 export interface ModelInfo {
@@ -15,22 +16,24 @@ export interface ModelInfo {
   weightSpecs: { name: string; shape: number[]; dtype: 'float32' }[];
 }
 
-const MNIST_FEATURES = 784;
-const MNIST_CLASSES = 10;
+const MNIST = { featureShape: [28, 28], numClasses: 10 };
 
 /**
  * Builds the job's model once on the coordinator (cpu backend): validates the spec's model
  * against its dataset and yields the seeded initial weights all replicas start from.
  */
-export async function describeModel(spec: JobSpec): Promise<ModelInfo> {
+export async function describeModel(spec: JobSpec, data?: Pick<PreparedDataset, 'featureShape' | 'numClasses'>): Promise<ModelInfo> {
   const model = await buildModel(spec.model, spec.seed);
   try {
     const input = model.inputs[0]!.shape.slice(1);
     const output = model.outputs[0]!.shape;
-    if (spec.dataset === 'mnist') {
+    const d = data ?? (spec.dataset === 'mnist' ? MNIST : undefined);
+    if (d) {
       const features = input.reduce((a: number, b) => a * (b ?? 1), 1);
-      if (features !== MNIST_FEATURES) throw new InvalidJobSpecError([{ path: 'model', message: `model input ${JSON.stringify(input)} has ${features} values; mnist examples have ${MNIST_FEATURES}` }]);
-      if (output[output.length - 1] !== MNIST_CLASSES) throw new InvalidJobSpecError([{ path: 'model', message: `model output has ${output[output.length - 1]} units; mnist has ${MNIST_CLASSES} classes` }]);
+      const expected = d.featureShape.reduce((a, b) => a * b, 1);
+      const units = output[output.length - 1] ?? 0;
+      if (features !== expected) throw new InvalidJobSpecError([{ path: 'model', message: `model input ${JSON.stringify(input)} has ${features} values; the dataset's examples (${d.featureShape.join('x')}) have ${expected}` }]);
+      if (units < d.numClasses) throw new InvalidJobSpecError([{ path: 'model', message: `model output has ${units} units; the dataset has ${d.numClasses} classes` }]);
     }
     return {
       layout: weightLayout(model),

@@ -1,4 +1,4 @@
-import { ProtocolError } from '@gradfleet/core';
+import { ProtocolError, type TensorSpec } from '@gradfleet/core';
 import type { WorkerConnection } from './worker-connection.js';
 
 /** Sums returned for a range of examples (or, for a weight fetch, the weights). */
@@ -7,6 +7,7 @@ export interface RangeStats {
   correct: number;
   count: number;
   weights?: Float32Array;
+  optimizerSpecs?: TensorSpec[];
 }
 
 interface Request {
@@ -74,6 +75,7 @@ export class Scatter {
     this.totals.correct += stats.correct;
     this.totals.count += stats.count;
     if (stats.weights) this.totals.weights = stats.weights;
+    if (stats.optimizerSpecs) this.totals.optimizerSpecs = stats.optimizerSpecs;
   }
 
   /** A worker left: its ranges are re-issued to others. */

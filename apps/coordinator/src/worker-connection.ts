@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type WebSocket from 'ws';
 import {
   CLOSE_CODES, PROTOCOL_VERSION, ProtocolError, decodeWorkerMessage, encodeMessage,
-  type CoordinatorMessage, type Logger, type WorkerInfo, type WorkerMessage, type WorkerStats,
+  type CoordinatorMessageInput, type Logger, type WorkerInfo, type WorkerMessage, type WorkerStats,
 } from '@gradfleet/core';
 import type { CoordinatorMetrics } from './metrics.js';
 import { RateMeter } from './rate-meter.js';
@@ -105,7 +105,7 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
     return this.ws.bufferedAmount;
   }
 
-  send(message: CoordinatorMessage, payload?: ArrayBufferView): void {
+  send(message: CoordinatorMessageInput, payload?: ArrayBufferView): void {
     this.sendFrame(encodeMessage(message, payload));
   }
 

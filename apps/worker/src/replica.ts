@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import {
   buildModel, createOptimizer, flattenWeights, gatherBatch, loadFlatWeights, lossFunction, trainingSize, weightLayout, weightsChecksum,
-  type Dataset, type DataSplit, type JobSpec,
+  type Dataset, type DataSplit, type JobSpec, type TensorSpec,
 } from '@gradfleet/core';
 
 /** Sums over a set of examples: what the coordinator needs to combine results exactly. */
@@ -50,16 +50,47 @@ export class Replica {
     }
   }
 
-  /** Builds the model, checks it against the coordinator's layout and loads its initial weights. */
-  static async create(spec: JobSpec, layout: number[][], initial: Float32Array, data: Dataset): Promise<Replica> {
+  /**
+   * Builds the model, checks it against the coordinator's layout and loads its weights
+   * (the first part of `values`); when resuming, the rest of `values` is the optimizer
+   * state described by `optimizerSpecs`.
+   */
+  static async create(spec: JobSpec, layout: number[][], values: Float32Array, data: Dataset, optimizerSpecs: TensorSpec[] = []): Promise<Replica> {
     const model = await buildModel(spec.model, spec.seed);
     const mine = weightLayout(model);
     if (JSON.stringify(mine) !== JSON.stringify(layout)) {
       model.dispose();
       throw new Error(`model weight layout ${JSON.stringify(mine)} differs from the coordinator's ${JSON.stringify(layout)}`);
     }
-    loadFlatWeights(model, initial);
-    return new Replica(spec, model, createOptimizer(spec), data);
+    const nWeights = layout.reduce((n, s) => n + s.reduce((a, b) => a * b, 1), 0);
+    loadFlatWeights(model, values.subarray(0, nWeights));
+    const optimizer = createOptimizer(spec);
+    if (optimizerSpecs.length > 0) {
+      let off = nWeights;
+      const named = optimizerSpecs.map((s) => {
+        const size = s.shape.reduce((a, b) => a * b, 1);
+        const tensor = tf.tensor(values.subarray(off, off + size), s.shape, s.dtype);
+        off += size;
+        return { name: s.name, tensor };
+      });
+      if (off !== values.length) throw new Error(`optimizer state of ${values.length - nWeights} values, specs describe ${off - nWeights}`);
+      await optimizer.setWeights(named);
+      tf.dispose(named.map((n) => n.tensor));
+    }
+    return new Replica(spec, model, optimizer, data);
+  }
+
+  /** The optimizer's state (`optimizer.getWeights()` order) as float32 values and specs. */
+  async optimizerState(): Promise<{ specs: TensorSpec[]; values: Float32Array }> {
+    const named = await this.optimizer.getWeights();
+    const specs = named.map((n) => ({ name: n.name, shape: [...n.tensor.shape], dtype: n.tensor.dtype === 'int32' ? ('int32' as const) : ('float32' as const) }));
+    const values = new Float32Array(named.reduce((k, n) => k + n.tensor.size, 0));
+    let off = 0;
+    for (const n of named) {
+      values.set(n.tensor.dataSync(), off);
+      off += n.tensor.size;
+    }
+    return { specs, values };
   }
 
   get trainCount(): number {

@@ -2,10 +2,11 @@ import { hostname } from 'node:os';
 import WebSocket from 'ws';
 import {
   CLOSE_CODES, FrameWriter, PROTOCOL_VERSION, ProtocolError, WORKER_WS_PATH, decodeCoordinatorMessage, encodeMessage, float32View,
-  loadDataset, parseJobSpec, uint32View,
-  type BackendSelection, type CoordinatorMessage, type Dataset, type Logger, type WorkerMessage,
+  parseJobSpec, uint32View,
+  type BackendSelection, type CoordinatorMessage, type Logger, type WorkerMessageInput,
 } from '@gradfleet/core';
 import * as tf from '@tensorflow/tfjs-core';
+import { DataCache } from './remote-data.js';
 import { Replica } from './replica.js';
 import type { WorkerMetrics } from './worker-metrics.js';
 
@@ -44,12 +45,14 @@ export class WorkerSession {
   private timeoutMs = 10_000;
   private attempts = 0;
   private stopped = false;
-  private readonly datasets = new Map<string, Promise<Dataset>>();
+  private readonly datasets: DataCache;
   private resolveDone!: (code: number) => void;
   /** Resolves with the process exit code when the session ends for good. */
   readonly done = new Promise<number>((r) => (this.resolveDone = r));
 
-  constructor(private readonly options: WorkerSessionOptions) {}
+  constructor(private readonly options: WorkerSessionOptions) {
+    this.datasets = new DataCache(options.coordinator.replace(/\/+$/, '').replace(/^ws(s?):/, 'http$1:'));
+  }
 
   start(): void {
     const url = this.options.coordinator.replace(/\/+$/, '') + WORKER_WS_PATH;
@@ -101,7 +104,7 @@ export class WorkerSession {
     const max = this.options.maxReconnectDelayMs ?? 10_000;
     const delay = Math.min(max, base * 2 ** this.attempts++) * (0.5 + Math.random() * 0.5);
     log.warn({ code, reason, retryInMs: Math.round(delay) }, 'disconnected from coordinator; reconnecting');
-    setTimeout(() => !this.stopped && this.start(), delay).unref();
+    setTimeout(() => !this.stopped && this.start(), delay);
   }
 
   private fail(err: Error): void {
@@ -110,7 +113,7 @@ export class WorkerSession {
     this.ws?.close(code, err instanceof ProtocolError ? err.closeReason : 'internal error');
   }
 
-  private send(message: WorkerMessage, payload?: ArrayBufferView): void {
+  private send(message: WorkerMessageInput, payload?: ArrayBufferView): void {
     if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(encodeMessage(message, payload));
   }
 
@@ -125,17 +128,6 @@ export class WorkerSession {
     this.replica?.dispose();
     this.replica = undefined;
     this.jobId = undefined;
-  }
-
-  private dataset(spec: ReturnType<typeof parseJobSpec>): Promise<Dataset> {
-    const key = JSON.stringify(spec.dataset);
-    let p = this.datasets.get(key);
-    if (!p) {
-      p = loadDataset(spec.dataset);
-      p.catch(() => this.datasets.delete(key));
-      this.datasets.set(key, p);
-    }
-    return p;
   }
 
   private requireJob(jobId: string): Replica {
@@ -157,9 +149,9 @@ export class WorkerSession {
         this.dropJob();
         this.jobId = msg.jobId;
         const spec = parseJobSpec(msg.spec);
-        const initial = float32View(payload);
-        const data = await this.dataset(spec);
-        const replica = await Replica.create(spec, msg.layout, initial, data);
+        const values = float32View(payload);
+        const data = await this.datasets.get(msg.data, spec.dataset === 'mnist');
+        const replica = await Replica.create(spec, msg.layout, values, data, msg.optimizer);
         if (this.jobId !== msg.jobId) return replica.dispose();
         this.replica = replica;
         this.gradient = new FrameWriter(replica.paramCount * 4);
@@ -205,8 +197,14 @@ export class WorkerSession {
         return;
       }
       case 'fetch-weights': {
-        const weights = this.requireJob(msg.jobId).weights();
-        this.send({ t: 'weights', jobId: msg.jobId, requestId: msg.requestId }, weights);
+        const replica = this.requireJob(msg.jobId);
+        const weights = replica.weights();
+        if (!msg.withOptimizer) return this.send({ t: 'weights', jobId: msg.jobId, requestId: msg.requestId }, weights);
+        const { specs, values } = await replica.optimizerState();
+        const both = new Float32Array(weights.length + values.length);
+        both.set(weights);
+        both.set(values, weights.length);
+        this.send({ t: 'weights', jobId: msg.jobId, requestId: msg.requestId, optimizer: specs }, both);
         return;
       }
       case 'job-end':

@@ -16,3 +16,5 @@ export * from './backend/select-backend.js';
 export * from './backend/wasm-conv2d-backprop-filter.js';
 export * from './client/gradfleet-client.js';
 export * from './logger.js';
+export * from './data/data-shard.js';
+export * from './data/text-datasets.js';

@@ -1,38 +1,6 @@
-import { readFile } from 'node:fs/promises';
-import { ApiError, GradfleetClient, type JobSpecInput, type JobStatus } from '@gradfleet/core';
-import { JobProgressView, formatReport } from '../progress.js';
-
-function describeError(err: unknown): string {
-  if (err instanceof ApiError) {
-    const issues = err.issues.map((i) => `\n  - ${i.path || '(root)'}: ${i.message}`).join('');
-    return `${err.code}: ${err.message}${issues}`;
-  }
-  return (err as Error).message;
-}
-
-/** `gradfleet submit <job.json>`: queues a job, optionally following it to the end. */
-export async function submit(file: string, opts: { coordinator: string; wait?: boolean }): Promise<number> {
-  const client = new GradfleetClient({ url: opts.coordinator });
-  try {
-    let spec: JobSpecInput;
-    try {
-      spec = JSON.parse(await readFile(file, 'utf8')) as JobSpecInput;
-    } catch (err) {
-      throw new Error(`cannot read job spec ${file}: ${(err as Error).message}`);
-    }
-    const job = await client.submit(spec);
-    console.log(`job ${job.id} ${job.state}`);
-    if (!opts.wait) return 0;
-    const view = new JobProgressView();
-    const done = await client.waitForJob(job.id, (j) => view.update(j));
-    view.stopBar();
-    console.log(formatReport(done, []));
-    return done.state === 'SUCCEEDED' ? 0 : 1;
-  } catch (err) {
-    console.error(`gradfleet submit failed: ${describeError(err)}`);
-    return 1;
-  }
-}
+import { GradfleetClient, type JobStatus } from '@gradfleet/core';
+import { formatReport } from '../progress.js';
+import { describeError } from './job-commands.js';
 
 function line(j: JobStatus): string {
   const p = j.progress;

@@ -39,7 +39,9 @@ function waitForListening(child: ChildProcess, logFile: string): Promise<string>
  * the reference MNIST recipe by default, with live progress and a final report.
  */
 export async function up(opts: UpOptions): Promise<number> {
-  const logDir = join(opts.dataDir, 'logs');
+  // A fresh directory per run: jobs of an earlier local cluster must not resume here.
+  const runDir = join(opts.dataDir, `up-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  const logDir = join(runDir, 'logs');
   mkdirSync(logDir, { recursive: true });
   const children: ChildProcess[] = [];
   const logTo = (name: string) => {
@@ -55,12 +57,12 @@ export async function up(opts: UpOptions): Promise<number> {
   };
   process.once('SIGINT', () => void shutdown().then(() => process.exit(130)));
   try {
-    const coordinator = spawnApp('coordinator', ['--port', String(opts.port), '--announce'], ['ignore', 'pipe', opts.verbose ? 'inherit' : 'pipe']);
+    const coordinator = spawnApp('coordinator', ['--port', String(opts.port), '--announce', '--data-dir', runDir], ['ignore', 'pipe', opts.verbose ? 'inherit' : 'pipe']);
     children.push(coordinator);
     coordinator.stderr?.pipe(coordLog.stream);
     const url = await waitForListening(coordinator, coordLog.file);
     const wsUrl = url.replace(/^http/, 'ws');
-    console.log(`coordinator listening on ${url} (logs in ${logDir})`);
+    console.log(`coordinator listening on ${url} (data and logs in ${runDir})`);
     for (let i = 1; i <= opts.workers; i++) {
       const log = logTo(`worker-${i}`);
       const w = spawnApp('worker', ['--coordinator', wsUrl, '--backend', opts.backend, '--name', `local-${i}`], ['ignore', 'ignore', opts.verbose ? 'inherit' : 'pipe']);

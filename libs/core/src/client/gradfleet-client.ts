@@ -1,5 +1,5 @@
 import type { JobSpecInput } from '../job/job-spec.js';
-import type { JobStatus, WorkerInfo } from '../job/job-status.js';
+import type { JobState, JobStatus, WorkerInfo } from '../job/job-status.js';
 import { TERMINAL_STATES } from '../job/job-status.js';
 
 export interface GradfleetClientOptions {
@@ -47,7 +47,12 @@ export class GradfleetClient {
       throw new ApiError(0, 'UNREACHABLE', `cannot reach the coordinator at ${this.base} (${cause}); is \`gradfleet coordinator\` running?`);
     }
     const text = await res.text();
-    const data = text ? (JSON.parse(text) as unknown) : undefined;
+    let data: unknown;
+    try {
+      data = text ? (JSON.parse(text) as unknown) : undefined;
+    } catch {
+      data = undefined;
+    }
     if (!res.ok) {
       const e = (data as { error?: { code?: string; message?: string; issues?: { path: string; message: string }[] } })?.error;
       throw new ApiError(res.status, e?.code ?? 'HTTP_ERROR', e?.message ?? `${method} ${path}: HTTP ${res.status}`, e?.issues ?? []);
@@ -63,8 +68,55 @@ export class GradfleetClient {
     return this.request('GET', `/v1/jobs/${encodeURIComponent(id)}`);
   }
 
-  jobs(): Promise<JobStatus[]> {
-    return this.request('GET', '/v1/jobs');
+  jobs(state?: JobState): Promise<JobStatus[]> {
+    return this.request('GET', `/v1/jobs${state ? `?state=${state}` : ''}`);
+  }
+
+  /** Deletes a finished job with its data, checkpoints and model. */
+  delete(id: string): Promise<void> {
+    return this.request('DELETE', `/v1/jobs/${encodeURIComponent(id)}`);
+  }
+
+  /** The job's log lines after row `after` (for following: pass the last row seen). */
+  logs(id: string, after = 0): Promise<{ row: number; time: string; line: string }[]> {
+    return this.request('GET', `/v1/jobs/${encodeURIComponent(id)}/logs?after=${after}`);
+  }
+
+  /** Uploads a dataset file; use the returned `source` in a job spec (e.g. `{ csv: { train: source } }`). */
+  async upload(data: Uint8Array | Blob, name: string): Promise<{ source: string; bytes: number; sha256: string }> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.base}/v1/datasets?name=${encodeURIComponent(name)}`, { method: 'POST', body: data, headers: { 'content-type': 'application/octet-stream' } });
+    } catch (err) {
+      throw new ApiError(0, 'UNREACHABLE', `cannot reach the coordinator at ${this.base} (${(err as Error).message})`);
+    }
+    const body = (await res.json()) as { source: string; bytes: number; sha256: string; error?: { code: string; message: string; issues?: { path: string; message: string }[] } };
+    if (!res.ok) throw new ApiError(res.status, body.error?.code ?? 'HTTP_ERROR', body.error?.message ?? `upload failed: HTTP ${res.status}`, body.error?.issues ?? []);
+    return body;
+  }
+
+  /**
+   * Live events of a job (server-sent events): `status` whenever the job changes and
+   * `log` lines, until it ends.
+   */
+  async *watch(id: string): AsyncGenerator<{ type: 'status'; job: JobStatus } | { type: 'log'; time: string; line: string }> {
+    const res = await fetch(`${this.base}/v1/jobs/${encodeURIComponent(id)}/events`);
+    if (!res.ok || !res.body) throw new ApiError(res.status, 'HTTP_ERROR', `cannot watch job ${id}: HTTP ${res.status}`);
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let end: number;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const event = /^event: (.*)$/m.exec(block)?.[1];
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (!data) continue;
+        if (event === 'status') yield { type: 'status', job: JSON.parse(data) as JobStatus };
+        else if (event === 'log') yield { type: 'log', ...(JSON.parse(data) as { time: string; line: string }) };
+      }
+    }
   }
 
   cancel(id: string): Promise<JobStatus> {
@@ -76,6 +128,11 @@ export class GradfleetClient {
   }
 
   /** The trained model as a TensorFlow.js artifact: `model.json` and its weight bytes. */
+  download(id: string): Promise<{ modelJson: Record<string, unknown>; weights: ArrayBuffer }> {
+    return this.model(id);
+  }
+
+  /** Same as `download`. */
   async model(id: string): Promise<{ modelJson: Record<string, unknown>; weights: ArrayBuffer }> {
     const modelJson = await this.request<Record<string, unknown>>('GET', `/v1/jobs/${encodeURIComponent(id)}/model/model.json`);
     const res = await fetch(`${this.base}/v1/jobs/${encodeURIComponent(id)}/model/weights.bin`, { signal: AbortSignal.timeout(this.timeoutMs) });

@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import type { DatasetSpec } from '../job/job-spec.js';
 import { InvalidDataError, parseIdx } from './idx.js';
 
 /** One split: `count` examples of `featureSize` values each, and integer class labels. */
@@ -57,8 +56,16 @@ async function loadSplit(imagesFile: string, labelsFile: string): Promise<{ spli
   return { split: { x, y, count, featureSize, scale: bytes ? 1 / 255 : 1 }, shape };
 }
 
-/** Loads a job's dataset from local files. */
-export async function loadDataset(spec: DatasetSpec): Promise<Dataset> {
+/** IDX files on this machine (the `.gz` form is accepted too). */
+export interface IdxFiles {
+  trainImages: string;
+  trainLabels: string;
+  testImages?: string | undefined;
+  testLabels?: string | undefined;
+}
+
+/** Loads the built-in MNIST or IDX files from this machine. */
+export async function loadDataset(spec: 'mnist' | { idx: IdxFiles }): Promise<Dataset> {
   const files =
     spec === 'mnist'
       ? (() => {

@@ -18,9 +18,12 @@ const TYPES: Record<number, { bytes: number; read: (v: DataView, off: number) =>
 /** Thrown for a file that is not valid IDX; says which file and why. */
 export class InvalidDataError extends Error {
   readonly code = 'INVALID_DATA';
-  constructor(message: string) {
+  /** The job-spec field that named the data (e.g. `dataset.csv.train`), when known. */
+  path: string | undefined;
+  constructor(message: string, path?: string) {
     super(message);
     this.name = 'InvalidDataError';
+    this.path = path;
   }
 }
 

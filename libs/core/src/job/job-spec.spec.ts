@@ -37,3 +37,16 @@ describe('parseJobSpec', () => {
     expect(issuesOf('nope')[0]!.path).toBe('');
   });
 });
+
+describe('seeded topologies', () => {
+  it('give the same initial weights for the same seed, even with defaulted initializers', async () => {
+    const { selectBackend, buildModel, flattenWeights } = await import('../index.js');
+    await selectBackend('cpu');
+    const topology = { class_name: 'Sequential', config: { layers: [{ class_name: 'Dense', config: { units: 4, batch_input_shape: [null, 3] } }] } };
+    const a = flattenWeights(await buildModel({ topology }, 7));
+    const b = flattenWeights(await buildModel({ topology }, 7));
+    const c = flattenWeights(await buildModel({ topology }, 8));
+    expect(Array.from(a)).toEqual(Array.from(b));
+    expect(Array.from(a)).not.toEqual(Array.from(c));
+  });
+});

@@ -4,27 +4,48 @@ export const BUILTIN_MODELS = ['mnist-mlp', 'mnist-cnn'] as const;
 export const OPTIMIZERS = ['adam', 'sgd', 'momentum', 'rmsprop', 'adagrad'] as const;
 export const LOSSES = ['categoricalCrossentropy', 'sparseCategoricalCrossentropy', 'meanSquaredError'] as const;
 
-const path = z.string().min(1).max(4096);
-
 /** A job's model: a built-in name, or a TensorFlow.js Layers topology (`model.toJSON()`), never code. */
 export const ModelSpecSchema = z.union([
   z.enum(BUILTIN_MODELS),
   z.object({ topology: z.record(z.string(), z.unknown()) }).strict(),
 ]);
 
-/** A job's dataset: the built-in MNIST, or IDX files at paths readable by the workers. */
+/**
+ * Where a dataset file comes from: a path on the coordinator, an http(s) URL the
+ * coordinator fetches once, or `upload:<id>` from `POST /v1/datasets`.
+ */
+const source = z.string().min(1).max(4096);
+
+/**
+ * A job's dataset: the built-in MNIST (shipped with every worker), or IDX, CSV or JSON
+ * Lines files that the coordinator reads and serves to the workers.
+ */
 export const DatasetSpecSchema = z.union([
   z.literal('mnist'),
   z
     .object({
       idx: z
-        .object({ trainImages: path, trainLabels: path, testImages: path.optional(), testLabels: path.optional() })
+        .object({ trainImages: source, trainLabels: source, testImages: source.optional(), testLabels: source.optional() })
         .strict()
         .refine((d) => (d.testImages === undefined) === (d.testLabels === undefined), {
           message: 'testImages and testLabels must be given together',
         }),
     })
     .strict(),
+  z
+    .object({
+      csv: z
+        .object({
+          train: source,
+          test: source.optional(),
+          labelColumn: z.union([z.string().min(1).max(256), z.number().int().min(0)]).optional(),
+          header: z.boolean().optional(),
+          featureScale: z.number().positive().finite().default(1),
+        })
+        .strict(),
+    })
+    .strict(),
+  z.object({ jsonl: z.object({ train: source, test: source.optional(), featureScale: z.number().positive().finite().default(1) }).strict() }).strict(),
 ]);
 
 /**
@@ -47,6 +68,10 @@ export const JobSpecSchema = z
     validationSplit: z.number().min(0).max(0.9).default(0.1),
     /** Seeds the weight initialisation and the per-epoch shuffles. */
     seed: z.number().int().min(0).max(0xffffffff).default(42),
+    /** Higher runs first; equal priorities run in submission order. */
+    priority: z.number().int().min(-1000).max(1000).default(0),
+    /** Checkpoint every this many steps (and at every epoch end); 0: epoch ends only. */
+    checkpointEverySteps: z.number().int().min(0).max(10_000_000).default(500),
     shuffle: z.boolean().default(true),
     minWorkers: z.number().int().min(1).max(1024).default(1),
     maxWorkers: z.number().int().min(1).max(1024).default(64),

@@ -5,11 +5,13 @@ import type { JobSpec } from './job-spec.js';
  * Lifecycle of a job:
  * - `QUEUED`: accepted, waiting for enough idle workers (`minWorkers`);
  * - `RUNNING`: workers assigned, steps in progress;
+ * - `PAUSED`: was running, lost its workers or its coordinator; resumes from its last
+ *   checkpoint as soon as `minWorkers` workers are idle;
  * - `SUCCEEDED`: all epochs done and the test set evaluated;
  * - `FAILED`: stopped by an error (`reason` says which);
  * - `CANCELLED`: stopped by a user.
  */
-export type JobState = 'QUEUED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
+export type JobState = 'QUEUED' | 'RUNNING' | 'PAUSED' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
 
 export const TERMINAL_STATES: readonly JobState[] = ['SUCCEEDED', 'FAILED', 'CANCELLED'];
 
@@ -70,6 +72,15 @@ export interface JobStatus {
   progress: JobProgress;
   history: EpochResult[];
   replicas: ReplicaReport;
+  /** The dataset shards the coordinator serves (absent for the built-in MNIST). */
+  dataset?: {
+    train: { examples: number; bytes: number; sha256: string };
+    test?: { examples: number; bytes: number; sha256: string };
+    featureShape: number[];
+    numClasses: number;
+  };
+  /** The last checkpoint written. */
+  checkpoint?: { step: number; epoch: number; time: string };
   /** Where a step's time goes (moving averages over recent steps). */
   timing?: StepTiming;
   result?: JobResult;

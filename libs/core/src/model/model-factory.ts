@@ -75,8 +75,11 @@ export async function buildModel(spec: ModelSpec, seed: number): Promise<tfl.Lay
   try {
     if (spec === 'mnist-mlp') return mnistMlp(seed);
     if (spec === 'mnist-cnn') return mnistCnn(seed);
-    const topology = seedTopology(spec.topology, seed);
-    return await tfl.models.modelFromJSON({ modelTopology: topology } as never);
+    // Serialise once so that defaulted initializers appear explicitly, then seed them all.
+    const first = await tfl.models.modelFromJSON({ modelTopology: spec.topology } as never);
+    const explicit = first.toJSON(null, false) as Record<string, unknown>;
+    first.dispose();
+    return await tfl.models.modelFromJSON({ modelTopology: seedTopology(explicit, seed) } as never);
   } catch (err) {
     throw new InvalidModelError(`cannot build model: ${(err as Error).message}`);
   }

@@ -7,6 +7,14 @@ const id = z.string().min(1).max(128);
 const count = z.number().int().nonnegative();
 const finite = z.number().finite();
 
+/** Name, shape and dtype of one tensor in a payload made of several. */
+export const TensorSpecSchema = z.object({ name: z.string().max(256), shape: z.array(count).max(8), dtype: z.enum(['float32', 'int32']) });
+export type TensorSpec = z.infer<typeof TensorSpecSchema>;
+
+/** A dataset split the coordinator serves over HTTP (`data-shard` format), with its integrity data. */
+export const RemoteSplitSchema = z.object({ path: z.string().max(512), bytes: count, sha256: z.string().length(64) });
+export type RemoteSplit = z.infer<typeof RemoteSplitSchema>;
+
 /** Messages a worker sends to the coordinator, keyed by `t`. */
 export const WorkerMessageSchema = z.discriminatedUnion('t', [
   z.object({
@@ -36,8 +44,8 @@ export const WorkerMessageSchema = z.discriminatedUnion('t', [
   }),
   z.object({ t: z.literal('eval-result'), jobId: id, requestId: count, lossSum: finite, correct: count, count }),
   z.object({ t: z.literal('checksum'), jobId: id, step: count, hash: z.string().max(64), sum: z.number() }),
-  /** Payload: Float32 values of every model weight (`model.getWeights()` order). */
-  z.object({ t: z.literal('weights'), jobId: id, requestId: count }),
+  /** Payload: Float32 values of every model weight (`model.getWeights()` order), then the optimizer state described by `optimizer`. */
+  z.object({ t: z.literal('weights'), jobId: id, requestId: count, optimizer: z.array(TensorSpecSchema).max(100_000).default([]) }),
   /** Heartbeats carry the backend's memory use (TF.js engine), for the metrics. */
   z.object({ t: z.literal('heartbeat'), numTensors: count.optional(), numBytes: count.optional() }),
   z.object({ t: z.literal('failure'), jobId: id.optional(), message: z.string().max(4096) }),
@@ -46,7 +54,11 @@ export const WorkerMessageSchema = z.discriminatedUnion('t', [
 /** Messages the coordinator sends to a worker, keyed by `t`. */
 export const CoordinatorMessageSchema = z.discriminatedUnion('t', [
   z.object({ t: z.literal('welcome'), v: z.number().int(), workerId: id, heartbeatIntervalMs: count, heartbeatTimeoutMs: count }),
-  /** Payload: Float32 initial values of every model weight, in `layout` order. */
+  /**
+   * Payload: Float32 initial values of every model weight, in `layout` order, then (when
+   * resuming from a checkpoint) the optimizer state described by `optimizer`. `data`, when
+   * present, says where to fetch the dataset from the coordinator.
+   */
   z.object({
     t: z.literal('job-start'),
     jobId: id,
@@ -54,6 +66,8 @@ export const CoordinatorMessageSchema = z.discriminatedUnion('t', [
     rank: count,
     worldSize: count,
     layout: z.array(z.array(count)),
+    optimizer: z.array(TensorSpecSchema).max(100_000).default([]),
+    data: z.object({ train: RemoteSplitSchema, test: RemoteSplitSchema.optional() }).optional(),
   }),
   /** Payload: Uint32 example indices of this worker's slice of the global batch. */
   z.object({ t: z.literal('train'), jobId: id, step: count, epoch: count }),
@@ -67,13 +81,16 @@ export const CoordinatorMessageSchema = z.discriminatedUnion('t', [
     start: count,
     end: count,
   }),
-  z.object({ t: z.literal('fetch-weights'), jobId: id, requestId: count }),
+  z.object({ t: z.literal('fetch-weights'), jobId: id, requestId: count, withOptimizer: z.boolean().default(false) }),
   z.object({ t: z.literal('job-end'), jobId: id, state: z.string().max(32) }),
   z.object({ t: z.literal('heartbeat') }),
 ]);
 
 export type WorkerMessage = z.infer<typeof WorkerMessageSchema>;
 export type CoordinatorMessage = z.infer<typeof CoordinatorMessageSchema>;
+/** What a sender writes: fields with defaults may be left out. */
+export type WorkerMessageInput = z.input<typeof WorkerMessageSchema>;
+export type CoordinatorMessageInput = z.input<typeof CoordinatorMessageSchema>;
 export type WorkerMessageType = WorkerMessage['t'];
 export type CoordinatorMessageType = CoordinatorMessage['t'];
 
@@ -115,6 +132,6 @@ export function decodeCoordinatorMessage(data: Uint8Array): Received<Coordinator
 }
 
 /** Encodes a message (and optional payload) into one frame. */
-export function encodeMessage(message: WorkerMessage | CoordinatorMessage, payload?: ArrayBufferView): Buffer {
+export function encodeMessage(message: WorkerMessageInput | CoordinatorMessageInput, payload?: ArrayBufferView): Buffer {
   return encodeFrame(message, payload);
 }

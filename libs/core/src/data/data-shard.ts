@@ -1,0 +1,57 @@
+import { createHash } from 'node:crypto';
+import type { DataSplit } from './dataset.js';
+import { InvalidDataError } from './idx.js';
+
+/**
+ * The compact binary form in which the coordinator serves a dataset split to workers:
+ *
+ *   [u32 LE header length][JSON header][zero pad to 8][labels (Int32 LE)][features]
+ *
+ * header: `{ count, featureShape, dtype: 'uint8' | 'float32', scale, numClasses }`.
+ * Byte images stay one byte per value (4x smaller than float); workers check the size
+ * and SHA-256 they were given before decoding.
+ */
+export interface ShardHeader {
+  count: number;
+  featureShape: number[];
+  dtype: 'uint8' | 'float32';
+  scale: number;
+  numClasses: number;
+}
+
+export function encodeShard(split: DataSplit, featureShape: number[], numClasses: number): Buffer {
+  const dtype = split.x instanceof Uint8Array ? 'uint8' : 'float32';
+  const header: ShardHeader = { count: split.count, featureShape, dtype, scale: split.scale, numClasses };
+  const head = Buffer.from(JSON.stringify(header));
+  const start = Math.ceil((4 + head.length) / 8) * 8;
+  const xBytes = split.x.byteLength;
+  const out = Buffer.alloc(start + xBytes + split.y.byteLength);
+  out.writeUInt32LE(head.length, 0);
+  head.copy(out, 4);
+  out.set(new Uint8Array(split.y.buffer, split.y.byteOffset, split.y.byteLength), start);
+  out.set(new Uint8Array(split.x.buffer, split.x.byteOffset, xBytes), start + split.y.byteLength);
+  return out;
+}
+
+export function decodeShard(buf: Uint8Array, name: string): { split: DataSplit; header: ShardHeader } {
+  const fail = (why: string) => new InvalidDataError(`${name}: ${why}`);
+  if (buf.byteLength < 4) throw fail('too short');
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const len = view.getUint32(0, true);
+  if (4 + len > buf.byteLength) throw fail('header overruns the data');
+  const header = JSON.parse(Buffer.from(buf.subarray(4, 4 + len)).toString('utf8')) as ShardHeader;
+  const start = Math.ceil((4 + len) / 8) * 8;
+  const featureSize = header.featureShape.reduce((a, b) => a * b, 1);
+  const xBytes = header.count * featureSize * (header.dtype === 'uint8' ? 1 : 4);
+  if (start + xBytes + header.count * 4 !== buf.byteLength) throw fail(`size ${buf.byteLength} does not match ${header.count} examples of ${featureSize} ${header.dtype}`);
+  const copy = new Uint8Array(buf.byteLength - start); // aligned, owned copy
+  copy.set(buf.subarray(start));
+  const y = new Int32Array(copy.buffer, 0, header.count);
+  const xOff = header.count * 4;
+  const x = header.dtype === 'uint8' ? copy.subarray(xOff, xOff + xBytes) : new Float32Array(copy.buffer, xOff, xBytes / 4);
+  return { split: { x, y, count: header.count, featureSize, scale: header.scale }, header };
+}
+
+export function sha256Hex(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}

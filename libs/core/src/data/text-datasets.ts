@@ -1,0 +1,105 @@
+import type { DataSplit } from './dataset.js';
+import { InvalidDataError } from './idx.js';
+
+export interface CsvOptions {
+  /** Label column: a header name or a 0-based index. @defaultValue 'label' with a header row, else 0 */
+  labelColumn?: string | number;
+  /** Whether the first line is a header. @defaultValue detected (a non-numeric field) */
+  header?: boolean;
+  /** Multiplier for every feature value. @defaultValue 1 */
+  featureScale?: number;
+}
+
+export interface ParsedSplit {
+  split: DataSplit;
+  featureShape: number[];
+}
+
+function lines(text: string): { n: number; text: string }[] {
+  return text.split('\n').map((t, i) => ({ n: i + 1, text: t.replace(/\r$/, '') })).filter((l) => l.text.trim() !== '');
+}
+
+function label(value: number, file: string, where: string): number {
+  if (!Number.isInteger(value) || value < 0) throw new InvalidDataError(`${file}: ${where}: label ${value} is not a class index (a non-negative integer)`);
+  return value;
+}
+
+/** CSV with one label column and numeric features; errors name the file, line and column. */
+export function parseCsv(text: string, file: string, options: CsvOptions = {}): ParsedSplit {
+  const rows = lines(text);
+  if (rows.length === 0) throw new InvalidDataError(`${file}: no rows`);
+  const first = rows[0]!.text.split(',');
+  const hasHeader = options.header ?? first.some((f) => f.trim() === '' || !Number.isFinite(Number(f)));
+  const names = hasHeader ? first.map((f) => f.trim()) : [];
+  const wanted = options.labelColumn ?? (hasHeader ? 'label' : 0);
+  const labelIdx = typeof wanted === 'number' ? wanted : names.indexOf(wanted);
+  if (labelIdx < 0 || labelIdx >= first.length) {
+    throw new InvalidDataError(`${file}: line 1: no label column ${JSON.stringify(wanted)}${hasHeader ? ` (columns: ${names.slice(0, 8).join(', ')}${names.length > 8 ? ', ...' : ''})` : ''}`);
+  }
+  const body = hasHeader ? rows.slice(1) : rows;
+  if (body.length === 0) throw new InvalidDataError(`${file}: no data rows`);
+  const width = first.length;
+  const f = width - 1;
+  if (f < 1) throw new InvalidDataError(`${file}: line 1: needs a label and at least one feature column`);
+  const scale = options.featureScale ?? 1;
+  const x = new Float32Array(body.length * f);
+  const y = new Int32Array(body.length);
+  body.forEach((row, r) => {
+    const fields = row.text.split(',');
+    if (fields.length !== width) throw new InvalidDataError(`${file}: line ${row.n}: ${fields.length} columns, expected ${width}`);
+    let k = 0;
+    for (let c = 0; c < width; c++) {
+      const raw = fields[c]!.trim();
+      const v = raw === '' ? NaN : Number(raw);
+      if (!Number.isFinite(v)) throw new InvalidDataError(`${file}: line ${row.n}: column ${hasHeader ? `'${names[c]}'` : c + 1}: ${JSON.stringify(raw)} is not a number`);
+      if (c === labelIdx) y[r] = label(v, file, `line ${row.n}`);
+      else x[r * f + k++] = v;
+    }
+  });
+  return { split: { x, y, count: body.length, featureSize: f, scale }, featureShape: [f] };
+}
+
+/** JSON Lines of `{"x": number[] (or nested arrays), "y": class}`; errors name the file and line. */
+export function parseJsonl(text: string, file: string, featureScale = 1): ParsedSplit {
+  const rows = lines(text);
+  if (rows.length === 0) throw new InvalidDataError(`${file}: no records`);
+  let shape: number[] | undefined;
+  let x = new Float32Array(0);
+  const y = new Int32Array(rows.length);
+  rows.forEach((row, r) => {
+    let rec: { x?: unknown; y?: unknown };
+    try {
+      rec = JSON.parse(row.text) as { x?: unknown; y?: unknown };
+    } catch (err) {
+      throw new InvalidDataError(`${file}: line ${row.n}: not valid JSON (${(err as Error).message})`);
+    }
+    if (typeof rec !== 'object' || rec === null || !Array.isArray(rec.x)) throw new InvalidDataError(`${file}: line ${row.n}: field x must be an array of numbers`);
+    const flat = (rec.x as unknown[]).flat(8) as unknown[];
+    const s = shapeOf(rec.x as unknown[]);
+    if (!shape) {
+      shape = s;
+      x = new Float32Array(rows.length * flat.length);
+    } else if (s.join('x') !== shape.join('x')) {
+      throw new InvalidDataError(`${file}: line ${row.n}: x has shape ${s.join('x')}, earlier records ${shape.join('x')}`);
+    }
+    flat.forEach((v, k) => {
+      if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidDataError(`${file}: line ${row.n}: x[${k}] is ${JSON.stringify(v)}, not a number`);
+      x[r * flat.length + k] = v;
+    });
+    if (typeof rec.y !== 'number') throw new InvalidDataError(`${file}: line ${row.n}: field y must be a class index`);
+    y[r] = label(rec.y, file, `line ${row.n}`);
+  });
+  const featureSize = shape!.reduce((a, b) => a * b, 1);
+  if (featureSize < 1) throw new InvalidDataError(`${file}: line 1: x is empty`);
+  return { split: { x, y, count: rows.length, featureSize, scale: featureScale }, featureShape: shape! };
+}
+
+function shapeOf(a: unknown[]): number[] {
+  const shape = [a.length];
+  let cur: unknown = a[0];
+  while (Array.isArray(cur)) {
+    shape.push(cur.length);
+    cur = cur[0];
+  }
+  return shape;
+}

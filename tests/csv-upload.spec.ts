@@ -1,0 +1,68 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadDataset, parseCsv, selectBackend } from '@gradfleet/core';
+import { ROOT, TestCluster } from './helpers/cluster.js';
+
+function cli(args: string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(ROOT, 'apps/cli/dist/main.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('exit', (code) => resolve({ code, out }));
+  });
+}
+
+/** MNIST examples as CSV: a header, the label first, 784 pixel columns (0-255). */
+function csvOf(split: Awaited<ReturnType<typeof loadDataset>>['train'], n: number): string {
+  const rows = ['label,' + Array.from({ length: 784 }, (_, i) => `p${i}`).join(',')];
+  for (let i = 0; i < n; i++) rows.push(`${split.y[i]},${Array.from(split.x.subarray(i * 784, (i + 1) * 784)).join(',')}`);
+  return rows.join('\n') + '\n';
+}
+
+describe('a CSV dataset uploaded through the CLI', () => {
+  const cluster = new TestCluster();
+  let dir: string;
+
+  beforeAll(async () => {
+    await selectBackend('wasm');
+    dir = mkdtempSync(join(tmpdir(), 'gradfleet-csv-'));
+    const mnist = await loadDataset('mnist');
+    writeFileSync(join(dir, 'train.csv'), csvOf(mnist.train, 3000));
+    writeFileSync(join(dir, 'test.csv'), csvOf(mnist.test!, 500));
+    writeFileSync(join(dir, 'job.json'), JSON.stringify({ model: 'mnist-mlp', dataset: { csv: { train: 'filled in by --data', featureScale: 1 / 255 } }, epochs: 2, batchSize: 32, minWorkers: 2 }));
+    await cluster.startCoordinator();
+    await cluster.startWorkers(2);
+  });
+  afterAll(() => cluster.stop());
+
+  it('trains, and its downloaded model loads with tf.loadLayersModel and reproduces the reported test accuracy', async () => {
+    const c = ['--coordinator', cluster.url];
+    const submitted = await cli(['submit', join(dir, 'job.json'), '--data', join(dir, 'train.csv'), '--test-data', join(dir, 'test.csv'), '--follow', ...c]);
+    expect(submitted.code, submitted.out).toBe(0);
+    const id = /job ([0-9a-f-]{36}) /.exec(submitted.out)![1]!;
+    const job = await cluster.client.job(id);
+    expect(job.state).toBe('SUCCEEDED');
+    expect(job.dataset?.train.examples).toBe(3000);
+    const reported = job.result!.testAccuracy!;
+    expect(reported).toBeGreaterThan(0.8);
+
+    const out = join(dir, 'model');
+    const dl = await cli(['download', id, '--out', out, ...c]);
+    expect(dl.code, dl.out).toBe(0);
+    const modelJson = JSON.parse(readFileSync(join(out, 'model.json'), 'utf8')) as { modelTopology: object; weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[] };
+    const weights = readFileSync(join(out, 'weights.bin'));
+    const model = await tfl.loadLayersModel(tf.io.fromMemory(modelJson.modelTopology, modelJson.weightsManifest[0]!.weights, weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength)));
+    const test = parseCsv(readFileSync(join(dir, 'test.csv'), 'utf8'), 'test.csv', { featureScale: 1 / 255 }).split;
+    const x = tf.tensor2d(Float32Array.from(test.x, (v) => v * test.scale), [test.count, 784]);
+    const predicted = tf.argMax(model.predict(x) as tf.Tensor, -1).dataSync();
+    let correct = 0;
+    for (let i = 0; i < test.count; i++) if (predicted[i] === test.y[i]) correct++;
+    expect(Math.abs(correct / test.count - reported)).toBeLessThanOrEqual(1 / test.count);
+  });
+});
