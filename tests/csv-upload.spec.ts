@@ -66,3 +66,45 @@ describe('a CSV dataset uploaded through the CLI', () => {
     expect(Math.abs(correct / test.count - reported)).toBeLessThanOrEqual(1 / test.count);
   });
 });
+
+describe('a JSON Lines dataset at a URL', () => {
+  const cluster = new TestCluster();
+  let server: import('node:http').Server;
+  let hits = 0;
+
+  beforeAll(async () => {
+    const { createServer } = await import('node:http');
+    const mnist = await loadDataset('mnist');
+    const lines = (split: typeof mnist.train, n: number) =>
+      Array.from({ length: n }, (_, i) => JSON.stringify({ x: Array.from(split.x.subarray(i * 784, (i + 1) * 784), (v) => v / 255), y: split.y[i] })).join('\n');
+    const files: Record<string, string> = { '/train.jsonl': lines(mnist.train, 1500), '/test.jsonl': lines(mnist.test!, 300) };
+    server = createServer((req, res) => {
+      hits++;
+      const body = files[req.url ?? ''];
+      res.writeHead(body ? 200 : 404).end(body ?? '');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    await cluster.startCoordinator();
+    await cluster.startWorkers(2);
+  });
+  afterAll(async () => {
+    server.close();
+    await cluster.stop();
+  });
+
+  it('is fetched once by the coordinator and trains on workers that never see the URL', async () => {
+    const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const { GradfleetClient } = await import('@gradfleet/core');
+    const client = new GradfleetClient(cluster.url);
+    const spec = { model: 'mnist-mlp' as const, dataset: { jsonl: { train: `${base}/train.jsonl`, test: `${base}/test.jsonl` } }, epochs: 1, minWorkers: 2 };
+    const a = await client.waitForJob((await client.submit(spec)).id);
+    const b = await client.waitForJob((await client.submit(spec)).id);
+    expect([a.state, b.state]).toEqual(['SUCCEEDED', 'SUCCEEDED']);
+    expect(a.dataset?.train.examples).toBe(1500);
+    expect(a.result!.testAccuracy).toBeGreaterThan(0.7);
+    expect(hits).toBe(2); // train + test, once for both jobs
+    const events: string[] = [];
+    for await (const ev of client.watch(b.id)) events.push(ev.type);
+    expect(events[0]).toBe('status');
+  });
+});

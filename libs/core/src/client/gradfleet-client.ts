@@ -28,7 +28,9 @@ export class GradfleetClient {
   private readonly base: string;
   private readonly timeoutMs: number;
 
-  constructor(options: GradfleetClientOptions) {
+  /** `new GradfleetClient('http://host:7070')` or with options. */
+  constructor(options: GradfleetClientOptions | string) {
+    if (typeof options === 'string') options = { url: options };
     this.base = options.url.replace(/\/+$/, '').replace(/^ws(s?):/, 'http$1:');
     this.timeoutMs = options.timeoutMs ?? 30_000;
   }

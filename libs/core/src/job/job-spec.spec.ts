@@ -24,6 +24,12 @@ describe('parseJobSpec', () => {
     expect(spec.model).toEqual({ topology: { class_name: 'Sequential', config: {} } });
   });
 
+  it('takes what model.toJSON() returns as the model', () => {
+    const topology = { class_name: 'Sequential', config: { layers: [] } };
+    expect(parseJobSpec({ model: JSON.stringify(topology) }).model).toEqual({ topology });
+    expect(parseJobSpec({ model: topology }).model).toEqual({ topology });
+  });
+
   it('names the offending field of each invalid value', () => {
     expect(issuesOf({ epochs: 0 })[0]!.path).toBe('epochs');
     expect(issuesOf({ batchSize: 1.5 })[0]!.path).toBe('batchSize');

@@ -4,11 +4,27 @@ export const BUILTIN_MODELS = ['mnist-mlp', 'mnist-cnn'] as const;
 export const OPTIMIZERS = ['adam', 'sgd', 'momentum', 'rmsprop', 'adagrad'] as const;
 export const LOSSES = ['categoricalCrossentropy', 'sparseCategoricalCrossentropy', 'meanSquaredError'] as const;
 
+/**
+ * Accepts what `model.toJSON()` returns (a JSON string, or an object with
+ * `toJSON(null, false)`) in place of `{ topology }`.
+ */
+function topologyShorthand(value: unknown): unknown {
+  if (typeof value === 'string' && value.trimStart().startsWith('{')) {
+    try {
+      return { topology: JSON.parse(value) as unknown };
+    } catch {
+      return value;
+    }
+  }
+  if (value && typeof value === 'object' && 'class_name' in value) return { topology: value };
+  return value;
+}
+
 /** A job's model: a built-in name, or a TensorFlow.js Layers topology (`model.toJSON()`), never code. */
-export const ModelSpecSchema = z.union([
-  z.enum(BUILTIN_MODELS),
-  z.object({ topology: z.record(z.string(), z.unknown()) }).strict(),
-]);
+export const ModelSpecSchema = z.preprocess(
+  topologyShorthand,
+  z.union([z.enum(BUILTIN_MODELS), z.object({ topology: z.record(z.string(), z.unknown()) }).strict()]),
+);
 
 /**
  * Where a dataset file comes from: a path on the coordinator, an http(s) URL the
