@@ -22,12 +22,15 @@ export class JobRequestError extends Error {
 const JOB_STATES: JobState[] = ['QUEUED', 'RUNNING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'CANCELLED'];
 
 /**
- * Jobs and workers. Scheduling policy: runnable jobs (`QUEUED`, `PAUSED`) in order of
- * priority (higher first), then submission; the first one starts as soon as `minWorkers`
- * workers are idle and takes up to `maxWorkers`; later jobs start alongside on the
- * workers left over, never ahead of an earlier one that still waits. A `PAUSED` job
- * resumes from its last checkpoint. Jobs and their events live in the job store, so a
- * restarted coordinator picks up where it stopped.
+ * Jobs and workers. Scheduling policy, applied whenever a worker or a job comes or goes:
+ * 1. a running job below its `minWorkers` (paused in place) takes idle workers first;
+ * 2. runnable jobs (`QUEUED`, `PAUSED` without replicas) in order of priority (higher
+ *    first), then submission: the first starts as soon as `minWorkers` workers are idle and
+ *    takes up to `maxWorkers`; later jobs never start ahead of an earlier one that waits;
+ * 3. workers still idle after that join running jobs below their `maxWorkers`.
+ * A job restarted from nothing (`PAUSED` after losing every replica) resumes from its last
+ * checkpoint. Jobs and their events live in the job store, so a restarted coordinator
+ * picks up where it stopped.
  */
 export class JobManager {
   private readonly jobs = new Map<string, JobRecord>();
@@ -77,7 +80,7 @@ export class JobManager {
   listWorkers(): WorkerInfo[] {
     return [...this.workers].flatMap((w) => {
       if (!w.info) return [];
-      const jobId = w.handler ? [...this.runners].find(([, r]) => r.members.has(w))?.[0] : undefined;
+      const jobId = w.handler ? [...this.runners].find(([, r]) => r.members.has(w) || r.joining.has(w))?.[0] : undefined;
       return [{ ...w.info, state: jobId ? ('BUSY' as const) : ('IDLE' as const), ...(jobId ? { jobId } : {}), stats: w.stats.snapshot() }];
     });
   }
@@ -137,18 +140,40 @@ export class JobManager {
 
   private runnable(): JobRecord[] {
     return [...this.jobs.values()]
-      .filter((j) => j.state === 'QUEUED' || j.state === 'PAUSED')
+      .filter((j) => (j.state === 'QUEUED' || j.state === 'PAUSED') && !this.runners.has(j.id))
       .sort((a, b) => b.spec.priority - a.spec.priority || a.seq - b.seq);
+  }
+
+  private takeIdle(): WorkerConnection | undefined {
+    const w = [...this.idle].find((x) => x.registered && x.isOpen);
+    if (w) this.idle.delete(w);
+    return w;
+  }
+
+  private feedRunners(urgent: boolean): void {
+    for (const runner of this.runners.values()) {
+      for (let n = runner.wants(urgent); n > 0; n--) {
+        const w = this.takeIdle();
+        if (!w) return;
+        runner.admit(w);
+      }
+    }
   }
 
   private schedule(): void {
     if (this.closing) return;
+    this.feedRunners(true);
+    if (this.startRunnable()) this.feedRunners(false);
+  }
+
+  /** Starts runnable jobs in order; false when one is left waiting for workers. */
+  private startRunnable(): boolean {
     for (const job of this.runnable()) {
       const ready = [...this.idle].filter((w) => w.registered && w.isOpen);
-      if (ready.length < job.spec.minWorkers) return; // later jobs wait behind this one
+      if (ready.length < job.spec.minWorkers) return false; // later jobs wait behind this one
       const assigned = ready.slice(0, job.spec.maxWorkers);
       for (const w of assigned) this.idle.delete(w);
-      const runner = new JobRunner(job, assigned, this.metrics, this.log, (w) => this.releaseWorker(w));
+      const runner = new JobRunner(job, assigned, this.metrics, this.log, (w) => this.releaseWorker(w), () => this.schedule());
       this.runners.set(job.id, runner);
       const paused = job.state === 'PAUSED';
       job.transition('RUNNING', paused ? 'resuming' : 'workers assigned');
@@ -163,10 +188,12 @@ export class JobManager {
       })();
       this.updateJobGauge();
     }
+    return true;
   }
 
   private releaseWorker(w: WorkerConnection): void {
     if (this.workers.has(w) && w.isOpen) this.idle.add(w);
+    setImmediate(() => this.schedule());
   }
 
   private updateJobGauge(): void {

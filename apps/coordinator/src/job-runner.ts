@@ -1,84 +1,24 @@
 import {
-  EpochSampler, GradientReducer, ProtocolError, float32View, splitBatch, trainingSize,
-  type EpochResult, type Logger, type TensorSpec,
+  ProtocolError, float32View, splitBatch, trainingSize, EpochSampler,
+  type EpochResult,
 } from '@gradfleet/core';
 import { type Checkpoint, writeModelArtifact } from './checkpoint-store.js';
-import { saveCheckpoint, startValues, type EpochTotals, type RunnerCounters } from './job-checkpoint.js';
+import { saveCheckpoint, startValues, type RunnerCounters } from './job-checkpoint.js';
+import { JobAbortedError, JobRunnerCore, NoWorkersError } from './job-runner-core.js';
 import { modelArtifactJson } from './model-info.js';
-import { ReplicaChecks } from './replica-checks.js';
-import type { JobRecord } from './job-record.js';
-import type { CoordinatorMetrics } from './metrics.js';
-import { FramePool } from './frame-pool.js';
-import { Signal } from './signal.js';
-import { StepTelemetry } from './step-telemetry.js';
-import type { JobMessage, JobMessageHandler, WorkerConnection } from './worker-connection.js';
-import { Scatter, type RangeStats } from './scatter.js';
+import type { JobMessage, WorkerConnection } from './worker-connection.js';
+
+export { JobAbortedError, NoWorkersError };
 
 /** How long workers may take to build the model and load the data, in ms. */
 const JOB_START_TIMEOUT_MS = 300_000;
-/** Evaluation and weight fetches that take longer than this drop the slow worker, in ms. */
-const COLLECT_TIMEOUT_MS = 300_000;
-
-export class JobAbortedError extends Error {}
-
-/** Every worker of the job is gone: the job pauses and resumes from its last checkpoint. */
-export class NoWorkersError extends Error {}
-
-
-
 
 /**
  * Runs one job on a set of workers: synchronous data-parallel SGD (docs/architecture.md).
  * Each step: take the next global batch from the sampler, split it among the live
  * workers, add each gradient into the reducer as it arrives, then send the one encoded
  * mean to every replica. A worker lost mid-step gives its slice back to the sampler.
- */
-export class JobRunner implements JobMessageHandler {
-  readonly members = new Set<WorkerConnection>();
-  private readonly signal = new Signal();
-  private readonly log: Logger;
-  private readonly reducer: GradientReducer;
-  private readonly updates: FramePool;
-  private readonly telemetry: StepTelemetry;
-  private readonly ready = new Map<WorkerConnection, { trainCount: number; testCount: number }>();
-  private readonly pending = new Map<WorkerConnection, Uint32Array>();
-  private received: Uint32Array[] = [];
-  private sampler: EpochSampler | undefined;
-  private scatter: Scatter | undefined;
-  private epochTotals: EpochTotals = { lossSum: 0, correct: 0, samples: 0, steps: 0 };
-  private readonly checks: ReplicaChecks;
-  private stepNo = 0;
-  private phase: 'starting' | 'training' | 'collecting' = 'starting';
-  private lastFailure: string | undefined;
-  private refusals = 0;
-  private elapsed: () => number = () => 0;
-  private trainMs = 0;
-  private trainSamples = 0;
-
-  constructor(
-    private readonly job: JobRecord,
-    workers: WorkerConnection[],
-    private readonly metrics: CoordinatorMetrics,
-    log: Logger,
-    private readonly release: (conn: WorkerConnection) => void,
-  ) {
-    this.log = log.child({ job_id: job.id });
-    this.reducer = new GradientReducer(this.model.trainableParams);
-    this.updates = new FramePool(this.model.trainableParams * 4);
-    this.telemetry = new StepTelemetry(metrics, job.id);
-    this.checks = new ReplicaChecks(job.status.replicas, metrics, job.id, this.log, (msg) => {
-      job.status.events.push({ time: new Date().toISOString(), state: job.state, reason: msg });
-      job.log(msg);
-    });
-    for (const w of workers) {
-      this.members.add(w);
-      w.handler = this;
-    }
-  }
-
-  private get model() {
-    return this.job.model!;
-  }
+ */export class JobRunner extends JobRunnerCore {
 
   /**
    * Runs the job until it ends or pauses; `resume` continues from a checkpoint (the
@@ -149,30 +89,66 @@ export class JobRunner implements JobMessageHandler {
       else job.transition('FAILED', err instanceof Error ? err.message : String(err));
       this.log.warn({ reason: job.status.reason }, `job ${job.state.toLowerCase()}`);
     } finally {
+      this.finished = true;
       this.metrics.jobRunning.set({ job_id: job.id }, 0);
-      for (const m of this.members) {
+      for (const m of [...this.members, ...this.joining]) {
         m.send({ t: 'job-end', jobId: job.id, state: job.state });
         m.handler = undefined;
         this.release(m);
       }
       this.members.clear();
+      this.joining.clear();
     }
   }
 
-  cancel(reason: string): void {
-    this.job.cancelRequested = reason;
-    this.signal.notify();
-  }
 
-  private checkAlive(): void {
-    if (this.job.cancelRequested !== undefined) throw new JobAbortedError(this.job.cancelRequested);
-    if (this.members.size === 0) {
-      const why = `no workers left${this.lastFailure ? ` (last failure: ${this.lastFailure})` : ''}`;
-      // Workers that refused the job (bad data, model, backend) fail it; lost ones pause it.
-      if (this.refusals > 0) throw new Error(why);
-      throw new NoWorkersError(why);
+
+  /**
+   * At a step boundary: ready joiners and diverged replicas take the state of a healthy
+   * replica; below `minWorkers` the job pauses in place (replicas kept) until enough join.
+   */
+  private async integrate(): Promise<void> {
+    const job = this.job;
+    for (;;) {
+      this.checkAlive();
+      const ready = [...this.joining].filter((m) => this.ready.has(m));
+      for (const m of ready) {
+        const r = this.ready.get(m)!;
+        const d = this.dataCounts!;
+        if (r.trainCount !== d.trainCount || r.testCount !== d.testCount) this.drop(m, `dataset differs: ${r.trainCount}/${r.testCount} examples vs ${d.trainCount}/${d.testCount}`);
+      }
+      const targets = [...ready.filter((m) => this.joining.has(m)), ...this.resyncs];
+      const sources = [...this.members].filter((m) => !this.resyncs.has(m));
+      if (targets.length > 0 && sources.length > 0) {
+        const { weights, optimizer, optimizerSpecs } = await this.fetchState(true, sources);
+        const values = startValues(this.model, { weights, optimizer } as Checkpoint);
+        for (const m of targets) {
+          if (!m.isOpen) continue;
+          m.send({ t: 'load-state', jobId: job.id, step: this.stepNo, optimizer: optimizerSpecs }, values);
+          if (this.joining.delete(m)) {
+            this.members.add(m);
+            this.metrics.initJob(job.id, [m.id]);
+            job.status.workers = [...this.members].map((w) => w.id);
+            job.log(`worker ${m.id} joined at step ${this.stepNo}`);
+          }
+        }
+        this.resyncs.clear();
+      }
+      if (this.members.size >= job.spec.minWorkers) {
+        if (this.pausedInPlace) job.transition('RUNNING', `${this.members.size} workers again`);
+        this.pausedInPlace = false;
+        return;
+      }
+      if (!this.pausedInPlace) {
+        job.transition('PAUSED', `${this.members.size} of minWorkers ${job.spec.minWorkers} workers; waiting for more`);
+        this.pausedInPlace = true;
+      }
+      this.needWorkers();
+      await this.signal.wait(60_000);
     }
   }
+
+
 
   /** Sends the spec and initial weights; waits for every replica to report ready. */
   private async startReplicas(resume?: Checkpoint): Promise<{ trainCount: number; testCount: number }> {
@@ -204,11 +180,12 @@ export class JobRunner implements JobMessageHandler {
     }
     this.checkAlive();
     this.phase = 'training';
+    this.dataCounts = first;
     return first;
   }
 
   private async step(epoch: number): Promise<void> {
-    this.checkAlive();
+    await this.integrate();
     const sampler = this.sampler!;
     const job = this.job;
     const spec = job.spec;
@@ -228,14 +205,26 @@ export class JobRunner implements JobMessageHandler {
       this.telemetry.sent(m.id);
       m.send({ t: 'train', jobId: job.id, step: this.stepNo, epoch }, slice);
     });
-    const deadline = Date.now() + spec.stepTimeoutMs;
+    const expected = this.pending.size;
+    const hard = Date.now() + spec.stepTimeoutMs;
+    const recent = this.telemetry.timing.stepMs;
+    let soft = spec.stragglerDeadlineFactor > 0 && this.stepNo >= 10 ? Date.now() + Math.max(spec.stragglerMinDeadlineMs, spec.stragglerDeadlineFactor * recent) : hard;
     while (this.pending.size > 0) {
       if (this.job.cancelRequested !== undefined) throw new JobAbortedError(this.job.cancelRequested);
-      if (await this.signal.wait(deadline - Date.now())) {
+      if (spec.backupWorkers > 0 && this.received.length > 0 && this.received.length >= expected - spec.backupWorkers) {
+        this.excusePending('backup workers: enough gradients are in');
+        break;
+      }
+      if (!(await this.signal.wait(Math.min(soft, hard) - Date.now()))) continue;
+      if (Date.now() >= hard) {
         for (const m of [...this.pending.keys()]) {
           this.telemetry.timedOut(m.id);
           m.fail(new ProtocolError('UNKNOWN_STEP', `no gradient for step ${this.stepNo} within ${spec.stepTimeoutMs} ms`));
         }
+      } else if (this.received.length > 0) {
+        this.excusePending(`past the straggler deadline (${Math.round(soft - hard + spec.stepTimeoutMs)} ms)`);
+      } else {
+        soft = hard; // nobody is in yet: wait up to the step timeout
       }
     }
     if (this.reducer.count === 0) {
@@ -291,68 +280,25 @@ export class JobRunner implements JobMessageHandler {
     await saveCheckpoint(job, this.model, { step: this.stepNo, epoch, sampler: samplerState, runner: runner as unknown as Record<string, unknown>, weights, optimizer, optimizerSpecs });
   }
 
-  private async evaluate(split: 'validation' | 'test', start: number, end: number): Promise<RangeStats> {
-    this.scatter = new Scatter(split, start, end);
-    return this.collect(this.scatter, (m, id, range) => m.send({ t: 'evaluate', jobId: this.job.id, requestId: id, split, start: range[0], end: range[1] }));
-  }
 
-  /** Weights (and optionally optimizer state) from one replica. */
-  private async fetchState(withOptimizer: boolean): Promise<{ weights: Float32Array; optimizer: Float32Array; optimizerSpecs: TensorSpec[] }> {
-    this.scatter = new Scatter('weights', 0, 1);
-    const stats = await this.collect(this.scatter, (m, id) => m.send({ t: 'fetch-weights', jobId: this.job.id, requestId: id, withOptimizer }));
-    const n = this.model.initialWeights.length;
-    return { weights: stats.weights!.slice(0, n), optimizer: stats.weights!.slice(n), optimizerSpecs: stats.optimizerSpecs ?? [] };
-  }
 
-  /** Hands out a scatter's ranges to the members, re-issuing those of lost workers, until all are back. */
-  private async collect(scatter: Scatter, send: (m: WorkerConnection, id: number, range: [number, number]) => void): Promise<RangeStats> {
-    this.phase = 'collecting';
-    try {
-      scatter.split(this.members.size);
-      const deadline = Date.now() + COLLECT_TIMEOUT_MS;
-      while (!scatter.done) {
-        this.checkAlive();
-        for (const [m, id, range] of scatter.assign([...this.members])) send(m, id, range);
-        if (await this.signal.wait(deadline - Date.now())) for (const m of scatter.outstandingWorkers()) this.drop(m, `no ${scatter.what} result within ${COLLECT_TIMEOUT_MS} ms`);
-      }
-      return scatter.totals;
-    } finally {
-      this.phase = 'training';
-      this.scatter = undefined;
-    }
-  }
 
-  private drop(m: WorkerConnection, reason: string): void {
-    this.lastFailure = `${m.id}: ${reason}`;
-    this.job.log(`worker ${m.id} dropped: ${reason}`);
-    this.onWorkerLost(m, reason);
-    m.send({ t: 'job-end', jobId: this.job.id, state: 'FAILED' });
-    m.handler = undefined;
-    this.release(m);
-  }
 
-  onWorkerLost(m: WorkerConnection, reason: string): void {
-    if (!this.members.delete(m)) return;
-    this.log.warn({ worker: m.id, reason }, 'worker left the job');
-    this.job.log(`worker ${m.id} left: ${reason}`);
-    const slice = this.pending.get(m);
-    if (slice) {
-      this.pending.delete(m);
-      this.sampler?.giveBack(slice);
-    }
-    this.scatter?.lost(m);
-    this.signal.notify();
-  }
+
 
   onWorkerMessage(m: WorkerConnection, msg: JobMessage, payload: Uint8Array): void {
-    if (!this.members.has(m)) throw new ProtocolError('UNKNOWN_STEP', `${msg.t} from a worker no longer in job ${this.job.id}`);
+    if (!this.members.has(m) && !this.joining.has(m)) throw new ProtocolError('UNKNOWN_STEP', `${msg.t} from a worker no longer in job ${this.job.id}`);
     if (msg.t !== 'failure' && msg.jobId !== this.job.id) throw new ProtocolError('UNKNOWN_STEP', `${msg.t} for job ${msg.jobId}, worker runs ${this.job.id}`);
     switch (msg.t) {
       case 'ready':
-        if (this.phase !== 'starting' || this.ready.has(m)) throw new ProtocolError('UNEXPECTED_MESSAGE', 'ready outside job start');
+        if ((this.phase !== 'starting' && !this.joining.has(m)) || this.ready.has(m)) throw new ProtocolError('UNEXPECTED_MESSAGE', 'ready outside job start');
         this.ready.set(m, { trainCount: msg.trainCount, testCount: msg.testCount });
         break;
       case 'gradient': {
+        if (this.excused.get(m) === msg.step) {
+          this.excused.delete(m); // a straggler's late gradient: its slice was already given back
+          return;
+        }
         const slice = this.pending.get(m);
         if (msg.step !== this.stepNo || !slice) {
           if (msg.step === this.stepNo && this.phase === 'training') throw new ProtocolError('DUPLICATE_MESSAGE', `second gradient for step ${msg.step}`);

@@ -13,7 +13,7 @@ export class ReplicaChecks {
     private readonly metrics: CoordinatorMetrics,
     private readonly jobId: string,
     private readonly log: Logger,
-    private readonly onDivergence: (message: string) => void,
+    private readonly onDivergence: (message: string, worker: string) => void,
   ) {}
 
   record(worker: string, step: number, hash: string, sum: number): void {
@@ -32,6 +32,6 @@ export class ReplicaChecks {
     this.metrics.replicaDivergences.inc({ job_id: this.jobId });
     const msg = `REPLICA DIVERGENCE after step ${step}: ${worker} hash ${hash} (sum ${sum}) vs ${first.worker} hash ${first.hash} (sum ${first.sum})`;
     this.log.error({ step, worker, hash, sum, reference: first }, msg);
-    this.onDivergence(msg);
+    this.onDivergence(msg, worker);
   }
 }

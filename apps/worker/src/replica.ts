@@ -62,22 +62,26 @@ export class Replica {
       model.dispose();
       throw new Error(`model weight layout ${JSON.stringify(mine)} differs from the coordinator's ${JSON.stringify(layout)}`);
     }
-    const nWeights = layout.reduce((n, s) => n + s.reduce((a, b) => a * b, 1), 0);
-    loadFlatWeights(model, values.subarray(0, nWeights));
-    const optimizer = createOptimizer(spec);
-    if (optimizerSpecs.length > 0) {
-      let off = nWeights;
-      const named = optimizerSpecs.map((s) => {
-        const size = s.shape.reduce((a, b) => a * b, 1);
-        const tensor = tf.tensor(values.subarray(off, off + size), s.shape, s.dtype);
-        off += size;
-        return { name: s.name, tensor };
-      });
-      if (off !== values.length) throw new Error(`optimizer state of ${values.length - nWeights} values, specs describe ${off - nWeights}`);
-      await optimizer.setWeights(named);
-      tf.dispose(named.map((n) => n.tensor));
-    }
-    return new Replica(spec, model, optimizer, data);
+    const replica = new Replica(spec, model, createOptimizer(spec), data);
+    await replica.loadState(values, optimizerSpecs);
+    return replica;
+  }
+
+  /** Takes weights (first part of `values`) and, when `optimizerSpecs` is not empty, the optimizer state (the rest). */
+  async loadState(values: Float32Array, optimizerSpecs: TensorSpec[]): Promise<void> {
+    const nWeights = this.model.weights.reduce((n, w) => n + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
+    loadFlatWeights(this.model, values.subarray(0, nWeights));
+    if (optimizerSpecs.length === 0) return;
+    let off = nWeights;
+    const named = optimizerSpecs.map((s) => {
+      const size = s.shape.reduce((a, b) => a * b, 1);
+      const tensor = tf.tensor(values.subarray(off, off + size), s.shape, s.dtype);
+      off += size;
+      return { name: s.name, tensor };
+    });
+    if (off !== values.length) throw new Error(`optimizer state of ${values.length - nWeights} values, specs describe ${off - nWeights}`);
+    await this.optimizer.setWeights(named);
+    tf.dispose(named.map((n) => n.tensor));
   }
 
   /** The optimizer's state (`optimizer.getWeights()` order) as float32 values and specs. */

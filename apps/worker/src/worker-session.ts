@@ -191,6 +191,11 @@ export class WorkerSession {
         if (msg.checksum) this.send({ t: 'checksum', jobId: msg.jobId, step: msg.step, ...replica.checksum() });
         return;
       }
+      case 'load-state': {
+        await this.requireJob(msg.jobId).loadState(float32View(payload), msg.optimizer);
+        this.options.logger.info({ jobId: msg.jobId, step: msg.step }, 'took the state of a live replica');
+        return;
+      }
       case 'evaluate': {
         const stats = this.requireJob(msg.jobId).evaluate(msg.split, msg.start, msg.end);
         this.send({ t: 'eval-result', jobId: msg.jobId, requestId: msg.requestId, ...stats });

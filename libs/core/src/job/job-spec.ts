@@ -93,8 +93,17 @@ export const JobSpecSchema = z
     maxWorkers: z.number().int().min(1).max(1024).default(64),
     /** Replica consistency check every this many steps (0 turns it off). */
     checksumEverySteps: z.number().int().min(0).max(1_000_000).default(100),
-    /** A step whose gradients have not all arrived by then drops the late workers, in ms. */
+    /** A worker whose gradient has not arrived by then is dropped from the job, in ms. */
     stepTimeoutMs: z.number().int().min(100).max(3_600_000).default(120_000),
+    /**
+     * Straggler deadline: once some gradients are in, the step waits at most this many
+     * times the recent step time (but at least `stragglerMinDeadlineMs`) for the others;
+     * late slices go back to the pool and the late worker stays. 0 turns it off.
+     */
+    stragglerDeadlineFactor: z.number().min(0).max(1000).default(4),
+    stragglerMinDeadlineMs: z.number().int().min(1).max(3_600_000).default(2_000),
+    /** Backup workers: finish a step once all but this many gradients are in (their slices go back to the pool). */
+    backupWorkers: z.number().int().min(0).max(1023).default(0),
   })
   .strict()
   .refine((s) => s.maxWorkers >= s.minWorkers, { message: 'maxWorkers must be >= minWorkers', path: ['maxWorkers'] });

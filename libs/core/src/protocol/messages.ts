@@ -82,6 +82,11 @@ export const CoordinatorMessageSchema = z.discriminatedUnion('t', [
     end: count,
   }),
   z.object({ t: z.literal('fetch-weights'), jobId: id, requestId: count, withOptimizer: z.boolean().default(false) }),
+  /**
+   * Payload: Float32 weights then optimizer state (`optimizer` describes it) of a live
+   * replica after `step`: a joining or diverged worker takes them at a step boundary.
+   */
+  z.object({ t: z.literal('load-state'), jobId: id, step: count, optimizer: z.array(TensorSpecSchema).max(100_000) }),
   z.object({ t: z.literal('job-end'), jobId: id, state: z.string().max(32) }),
   z.object({ t: z.literal('heartbeat') }),
 ]);
@@ -95,7 +100,7 @@ export type WorkerMessageType = WorkerMessage['t'];
 export type CoordinatorMessageType = CoordinatorMessage['t'];
 
 /** Message types that carry a payload; every other type must have an empty one. */
-const PAYLOAD_TYPES = new Set(['gradient', 'weights', 'job-start', 'train', 'update']);
+const PAYLOAD_TYPES = new Set(['gradient', 'weights', 'job-start', 'train', 'update', 'load-state']);
 
 export interface Received<M> {
   message: M;

@@ -1,0 +1,198 @@
+import { EpochSampler, GradientReducer, type Logger, type TensorSpec } from '@gradfleet/core';
+import type { EpochTotals } from './job-checkpoint.js';
+import { ReplicaChecks } from './replica-checks.js';
+import type { JobRecord } from './job-record.js';
+import type { CoordinatorMetrics } from './metrics.js';
+import { FramePool } from './frame-pool.js';
+import { Signal } from './signal.js';
+import { StepTelemetry } from './step-telemetry.js';
+import type { JobMessage, JobMessageHandler, WorkerConnection } from './worker-connection.js';
+import { Scatter, type RangeStats } from './scatter.js';
+
+/** Evaluation and weight fetches that take longer than this drop the slow worker, in ms. */
+const COLLECT_TIMEOUT_MS = 300_000;
+
+export class JobAbortedError extends Error {}
+
+/** Every worker of the job is gone: the job pauses and resumes from its last checkpoint. */
+export class NoWorkersError extends Error {}
+
+/**
+ * The state of a running job and the bookkeeping around its workers: membership (join,
+ * leave, drop), collection of results from replicas (evaluation ranges, weights), and
+ * cancellation. `JobRunner` adds the step loop on top.
+ */
+export abstract class JobRunnerCore implements JobMessageHandler {
+  readonly members = new Set<WorkerConnection>();
+  protected readonly signal = new Signal();
+  protected readonly log: Logger;
+  protected readonly reducer: GradientReducer;
+  protected readonly updates: FramePool;
+  protected readonly telemetry: StepTelemetry;
+  protected readonly ready = new Map<WorkerConnection, { trainCount: number; testCount: number }>();
+  protected readonly pending = new Map<WorkerConnection, Uint32Array>();
+  /** Workers sent `job-start` mid-job, waiting to be ready; they join at a step boundary. */
+  readonly joining = new Set<WorkerConnection>();
+  /** Stragglers whose slice of this step went back to the pool: their late gradient is dropped. */
+  protected readonly excused = new Map<WorkerConnection, number>();
+  /** Diverged replicas to reload from a healthy one at the next step boundary. */
+  protected readonly resyncs = new Set<WorkerConnection>();
+  protected dataCounts: { trainCount: number; testCount: number } | undefined;
+  protected pausedInPlace = false;
+  protected finished = false;
+  protected received: Uint32Array[] = [];
+  protected sampler: EpochSampler | undefined;
+  protected scatter: Scatter | undefined;
+  protected epochTotals: EpochTotals = { lossSum: 0, correct: 0, samples: 0, steps: 0 };
+  protected readonly checks: ReplicaChecks;
+  protected stepNo = 0;
+  protected phase: 'starting' | 'training' | 'collecting' = 'starting';
+  protected lastFailure: string | undefined;
+  protected refusals = 0;
+  protected elapsed: () => number = () => 0;
+  protected trainMs = 0;
+  protected trainSamples = 0;
+
+  constructor(
+    protected readonly job: JobRecord,
+    workers: WorkerConnection[],
+    protected readonly metrics: CoordinatorMetrics,
+    log: Logger,
+    protected readonly release: (conn: WorkerConnection) => void,
+    /** Asks the manager for idle workers (the job is below `minWorkers`). */
+    protected readonly needWorkers: () => void = () => undefined,
+  ) {
+    this.log = log.child({ job_id: job.id });
+    this.reducer = new GradientReducer(this.model.trainableParams);
+    this.updates = new FramePool(this.model.trainableParams * 4);
+    this.telemetry = new StepTelemetry(metrics, job.id);
+    this.checks = new ReplicaChecks(job.status.replicas, metrics, job.id, this.log, (msg, worker) => {
+      job.status.events.push({ time: new Date().toISOString(), state: job.state, reason: msg });
+      job.log(`${msg}; resynchronising ${worker} from a healthy replica`);
+      const m = [...this.members].find((w) => w.id === worker);
+      if (m) this.resyncs.add(m);
+    });
+    for (const w of workers) {
+      this.members.add(w);
+      w.handler = this;
+    }
+  }
+
+  protected get model() {
+    return this.job.model!;
+  }
+
+  /** How many more workers the job would take now: up to `minWorkers` if `urgent`, else up to `maxWorkers`. */
+  wants(urgent: boolean): number {
+    if (this.phase === 'starting' || this.finished || this.job.cancelRequested !== undefined) return 0;
+    const target = urgent ? this.job.spec.minWorkers : this.job.spec.maxWorkers;
+    return Math.max(0, target - this.members.size - this.joining.size);
+  }
+
+  /**
+   * A worker joins the running job: it builds the model and loads the data now, and takes
+   * the current weights and optimizer state of a live replica at the next step boundary.
+   */
+  admit(m: WorkerConnection): void {
+    const job = this.job;
+    m.handler = this;
+    this.joining.add(m);
+    const data = job.data ? { train: job.data.train, ...(job.data.test ? { test: job.data.test } : {}) } : undefined;
+    m.send({
+      t: 'job-start', jobId: job.id, spec: job.spec as Record<string, unknown>, rank: this.members.size + this.joining.size - 1,
+      worldSize: this.members.size + this.joining.size, layout: this.model.layout, ...(data ? { data } : {}),
+    }, this.model.initialWeights);
+    job.log(`worker ${m.id} joining`);
+  }
+
+  cancel(reason: string): void {
+    this.job.cancelRequested = reason;
+    this.signal.notify();
+  }
+
+  protected checkAlive(): void {
+    if (this.job.cancelRequested !== undefined) throw new JobAbortedError(this.job.cancelRequested);
+    if (this.members.size === 0) {
+      const why = `no workers left${this.lastFailure ? ` (last failure: ${this.lastFailure})` : ''}`;
+      // Workers that refused the job (bad data, model, backend) fail it; lost ones pause it.
+      if (this.refusals > 0) throw new Error(why);
+      throw new NoWorkersError(why);
+    }
+  }
+
+  protected async evaluate(split: 'validation' | 'test', start: number, end: number): Promise<RangeStats> {
+    this.scatter = new Scatter(split, start, end);
+    return this.collect(this.scatter, (m, id, range) => m.send({ t: 'evaluate', jobId: this.job.id, requestId: id, split, start: range[0], end: range[1] }));
+  }
+
+  /** Late slices go back to the pool; their workers stay and their late gradients are dropped. */
+  protected excusePending(why: string): void {
+    for (const [m, slice] of this.pending) {
+      this.sampler!.giveBack(slice);
+      this.excused.set(m, this.stepNo);
+      this.telemetry.timedOut(m.id);
+      m.stats.stragglerEvents++;
+      this.log.info({ worker: m.id, step: this.stepNo }, `straggler: ${why}`);
+    }
+    this.pending.clear();
+  }
+
+  /** Weights (and optionally optimizer state) from one replica (of `from`, all members by default). */
+  protected async fetchState(withOptimizer: boolean, from?: WorkerConnection[]): Promise<{ weights: Float32Array; optimizer: Float32Array; optimizerSpecs: TensorSpec[] }> {
+    this.scatter = new Scatter('weights', 0, 1);
+    const stats = await this.collect(this.scatter, (m, id) => m.send({ t: 'fetch-weights', jobId: this.job.id, requestId: id, withOptimizer }), from);
+    const n = this.model.initialWeights.length;
+    return { weights: stats.weights!.slice(0, n), optimizer: stats.weights!.slice(n), optimizerSpecs: stats.optimizerSpecs ?? [] };
+  }
+
+  /** Hands out a scatter's ranges to the members, re-issuing those of lost workers, until all are back. */
+  protected async collect(scatter: Scatter, send: (m: WorkerConnection, id: number, range: [number, number]) => void, from?: WorkerConnection[]): Promise<RangeStats> {
+    this.phase = 'collecting';
+    try {
+      scatter.split(this.members.size);
+      const deadline = Date.now() + COLLECT_TIMEOUT_MS;
+      while (!scatter.done) {
+        this.checkAlive();
+        const live = (from ?? [...this.members]).filter((m) => this.members.has(m));
+        if (live.length === 0) throw new NoWorkersError(`no replica left to read ${scatter.what} from`);
+        for (const [m, id, range] of scatter.assign(live)) send(m, id, range);
+        if (await this.signal.wait(deadline - Date.now())) for (const m of scatter.outstandingWorkers()) this.drop(m, `no ${scatter.what} result within ${COLLECT_TIMEOUT_MS} ms`);
+      }
+      return scatter.totals;
+    } finally {
+      this.phase = 'training';
+      this.scatter = undefined;
+    }
+  }
+
+  protected drop(m: WorkerConnection, reason: string): void {
+    this.lastFailure = `${m.id}: ${reason}`;
+    this.job.log(`worker ${m.id} dropped: ${reason}`);
+    this.onWorkerLost(m, reason);
+    m.send({ t: 'job-end', jobId: this.job.id, state: 'FAILED' });
+    m.handler = undefined;
+    this.release(m);
+  }
+
+  onWorkerLost(m: WorkerConnection, reason: string): void {
+    this.excused.delete(m);
+    this.resyncs.delete(m);
+    if (this.joining.delete(m)) {
+      this.job.log(`joining worker ${m.id} left: ${reason}`);
+      this.signal.notify();
+      return;
+    }
+    if (!this.members.delete(m)) return;
+    this.log.warn({ worker: m.id, reason }, 'worker left the job');
+    this.job.log(`worker ${m.id} left: ${reason}`);
+    const slice = this.pending.get(m);
+    if (slice) {
+      this.pending.delete(m);
+      this.sampler?.giveBack(slice);
+    }
+    this.scatter?.lost(m);
+    this.signal.notify();
+  }
+
+  abstract onWorkerMessage(m: WorkerConnection, msg: JobMessage, payload: Uint8Array): void;
+}
