@@ -183,6 +183,7 @@ export abstract class JobRunnerCore implements JobMessageHandler {
       return;
     }
     if (!this.members.delete(m)) return;
+    this.job.status.workers = [...this.members].map((w) => w.id);
     this.log.warn({ worker: m.id, reason }, 'worker left the job');
     this.job.log(`worker ${m.id} left: ${reason}`);
     const slice = this.pending.get(m);

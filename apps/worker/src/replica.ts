@@ -12,6 +12,9 @@ export interface BatchStats {
   count: number;
 }
 
+/** Optimizer state that `getWeights()` leaves out travels under names with this prefix. */
+const DERIVED_PREFIX = '__derived__/';
+
 /** Examples per forward pass during evaluation (bounds memory, keeps passes efficient). */
 const EVAL_CHUNK = 1024;
 
@@ -80,13 +83,21 @@ export class Replica {
       return { name: s.name, tensor };
     });
     if (off !== values.length) throw new Error(`optimizer state of ${values.length - nWeights} values, specs describe ${off - nWeights}`);
-    await this.optimizer.setWeights(named);
+    const derived = named.filter((n) => n.name.startsWith(DERIVED_PREFIX));
+    await this.optimizer.setWeights(named.filter((n) => !n.name.startsWith(DERIVED_PREFIX)));
+    // Adam recomputes beta^t in setWeights; take the source replica's exact values instead.
+    for (const d of derived) (this.optimizer as unknown as Record<string, tf.Variable>)[d.name.slice(DERIVED_PREFIX.length)]?.assign(d.tensor);
     tf.dispose(named.map((n) => n.tensor));
   }
 
   /** The optimizer's state (`optimizer.getWeights()` order) as float32 values and specs. */
   async optimizerState(): Promise<{ specs: TensorSpec[]; values: Float32Array }> {
     const named = await this.optimizer.getWeights();
+    // Adam keeps beta1^t and beta2^t outside getWeights(); carry them so replicas stay bit-identical.
+    if (this.optimizer instanceof tf.AdamOptimizer) {
+      const adam = this.optimizer as unknown as { accBeta1: tf.Variable; accBeta2: tf.Variable };
+      named.push({ name: `${DERIVED_PREFIX}accBeta1`, tensor: adam.accBeta1 }, { name: `${DERIVED_PREFIX}accBeta2`, tensor: adam.accBeta2 });
+    }
     const specs = named.map((n) => ({ name: n.name, shape: [...n.tensor.shape], dtype: n.tensor.dtype === 'int32' ? ('int32' as const) : ('float32' as const) }));
     const values = new Float32Array(named.reduce((k, n) => k + n.tensor.size, 0));
     let off = 0;

@@ -1,0 +1,124 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { JobSpecInput, JobStatus } from '@gradfleet/core';
+import { TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
+
+/** Dropout-free, so a disturbed run computes what an undisturbed one does (up to float order). */
+const topology = {
+  class_name: 'Sequential',
+  config: {
+    name: 'mlp',
+    layers: [
+      { class_name: 'Dense', config: { units: 64, activation: 'relu', batch_input_shape: [null, 784], name: 'h' } },
+      { class_name: 'Dense', config: { units: 10, activation: 'softmax', name: 'out' } },
+    ],
+  },
+};
+const HEARTBEAT_TIMEOUT_MS = 2_000;
+
+async function until(c: TestCluster, id: string, ok: (j: JobStatus) => boolean): Promise<JobStatus> {
+  for (let i = 0; i < 3000; i++) {
+    const j = await c.client.job(id);
+    if (ok(j)) return j;
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  throw new Error('timed out');
+}
+
+const exact = (j: JobStatus, n: number) => j.history.every((h) => h.audit.ok && h.audit.seen === n);
+
+describe('elastic membership and faults (real worker processes)', () => {
+  let data: SmallMnist;
+  let spec: JobSpecInput;
+  let reference: JobStatus;
+  const clusters: TestCluster[] = [];
+  const start = async (workers: number) => {
+    const c = new TestCluster();
+    clusters.push(c);
+    await c.startCoordinator(['--heartbeat-interval-ms', '500', '--heartbeat-timeout-ms', String(HEARTBEAT_TIMEOUT_MS)]);
+    await c.startWorkers(workers);
+    return c;
+  };
+
+  beforeAll(async () => {
+    data = await writeSmallMnist(6000, 1000);
+    spec = { model: { topology }, dataset: data.dataset, epochs: 2, batchSize: 32, seed: 5, minWorkers: 2, checkpointEverySteps: 0 };
+    const c = await start(2);
+    reference = await c.client.waitForJob((await c.client.submit(spec)).id);
+    expect(reference.state).toBe('SUCCEEDED');
+    await c.stop();
+  });
+  afterEach(async () => {
+    await Promise.all(clusters.splice(0).map((c) => c.stop()));
+  });
+
+  it('a worker SIGKILLed mid-epoch: the step completes from the survivors, the epoch is exact, accuracy holds', async () => {
+    const c = await start(3);
+    const job = await c.client.submit({ ...spec, maxWorkers: 3 });
+    await until(c, job.id, (j) => j.workers.length === 3 && j.progress.step >= 40);
+    c.processes[2]!.kill('SIGKILL');
+    const done = await c.client.waitForJob(job.id);
+    expect(done.state, done.reason).toBe('SUCCEEDED');
+    expect(exact(done, 5400)).toBe(true);
+    expect((await c.client.logs(job.id)).some((l) => /worker w\d+ left/.test(l.line))).toBe(true);
+    expect(Math.abs(done.result!.testAccuracy! - reference.result!.testAccuracy!)).toBeLessThanOrEqual(0.005);
+  });
+
+  it('a worker started mid-epoch joins at a step boundary with the live state and contributes; no one restarts', async () => {
+    const c = await start(2);
+    const job = await c.client.submit({ ...spec, maxWorkers: 3 });
+    await until(c, job.id, (j) => j.progress.step >= 30);
+    c.startWorker(['--name', 'late']);
+    const joined = await until(c, job.id, (j) => j.workers.length === 3 || j.state !== 'RUNNING');
+    expect(joined.state).toBe('RUNNING');
+    const done = await c.client.waitForJob(job.id);
+    expect(done.state, done.reason).toBe('SUCCEEDED');
+    expect(exact(done, 5400)).toBe(true);
+    expect((await c.client.logs(job.id)).some((l) => /joined at step \d+/.test(l.line))).toBe(true);
+    const late = (await c.client.workers()).find((w) => w.name === 'late')!;
+    expect(late.stats!.samples).toBeGreaterThan(0);
+    expect(done.replicas.divergences).toBe(0);
+    expect(Math.abs(done.result!.testAccuracy! - reference.result!.testAccuracy!)).toBeLessThanOrEqual(0.005);
+  });
+
+  it('a worker whose link goes silent (socket open, process stopped) is dropped within the heartbeat timeout', async () => {
+    const c = await start(3);
+    const job = await c.client.submit({ ...spec, maxWorkers: 3 });
+    await until(c, job.id, (j) => j.workers.length === 3 && j.progress.step >= 30);
+    const victim = c.processes[3]!;
+    victim.kill('SIGSTOP');
+    const stoppedAt = Date.now();
+    const dropped = await until(c, job.id, (j) => j.workers.length === 2 || j.state !== 'RUNNING');
+    const detectedMs = Date.now() - stoppedAt;
+    victim.kill('SIGCONT');
+    expect(detectedMs).toBeLessThan(HEARTBEAT_TIMEOUT_MS + 1_500);
+    expect(dropped.state).toBe('RUNNING');
+    const done = await c.client.waitForJob(job.id);
+    expect(done.state, done.reason).toBe('SUCCEEDED');
+    expect(exact(done, 5400)).toBe(true);
+    expect(Math.abs(done.result!.testAccuracy! - reference.result!.testAccuracy!)).toBeLessThanOrEqual(0.005);
+    const metrics = await (await fetch(`${c.url}/metrics`)).text();
+    expect(metrics).toMatch(/gradfleet_worker_deaths_total [1-9]/);
+  });
+
+  it('chaos: workers SIGKILLed and restarted every second for a whole MNIST epoch; the audit stays exact', async () => {
+    const c = await start(4);
+    const job = await c.client.submit({ model: 'mnist-mlp', dataset: 'mnist', epochs: 1, batchSize: 64, minWorkers: 2, maxWorkers: 4, checkpointEverySteps: 0 });
+    await until(c, job.id, (j) => j.progress.step >= 10);
+    let kills = 0;
+    for (let round = 0; (await c.client.job(job.id)).state === 'RUNNING' && round < 60; round++) {
+      const alive = c.processes.slice(1).filter((p) => p.exitCode === null && p.signalCode === null);
+      if (alive.length > 2) {
+        alive[Math.floor(Math.random() * alive.length)]!.kill('SIGKILL');
+        kills++;
+      }
+      c.startWorker(['--name', `chaos-${round}`]);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    const done = await c.client.waitForJob(job.id);
+    expect(done.state, done.reason).toBe('SUCCEEDED');
+    expect(kills).toBeGreaterThan(3);
+    expect(done.history[0]!.audit).toMatchObject({ ok: true, seen: 54000, missing: 0, duplicated: 0 });
+    expect(done.replicas.divergences).toBe(0);
+    expect(done.result!.testAccuracy).toBeGreaterThan(0.93);
+  });
+});
