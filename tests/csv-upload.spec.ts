@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadDataset, parseCsv, selectBackend } from '@gradfleet/core';
+import { GradfleetClient, loadDataset, parseCsv, selectBackend } from '@gradfleet/core';
 import { ROOT, TestCluster } from './helpers/cluster.js';
 
 function cli(args: string[]): Promise<{ code: number | null; out: string }> {
@@ -69,11 +70,10 @@ describe('a CSV dataset uploaded through the CLI', () => {
 
 describe('a JSON Lines dataset at a URL', () => {
   const cluster = new TestCluster();
-  let server: import('node:http').Server;
+  let server: Server;
   let hits = 0;
 
   beforeAll(async () => {
-    const { createServer } = await import('node:http');
     const mnist = await loadDataset('mnist');
     const lines = (split: typeof mnist.train, n: number) =>
       Array.from({ length: n }, (_, i) => JSON.stringify({ x: Array.from(split.x.subarray(i * 784, (i + 1) * 784), (v) => v / 255), y: split.y[i] })).join('\n');
@@ -94,7 +94,6 @@ describe('a JSON Lines dataset at a URL', () => {
 
   it('is fetched once by the coordinator and trains on workers that never see the URL', async () => {
     const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-    const { GradfleetClient } = await import('@gradfleet/core');
     const client = new GradfleetClient(cluster.url);
     const spec = { model: 'mnist-mlp' as const, dataset: { jsonl: { train: `${base}/train.jsonl`, test: `${base}/test.jsonl` } }, epochs: 1, minWorkers: 2 };
     const a = await client.waitForJob((await client.submit(spec)).id);

@@ -100,6 +100,28 @@ describe('elastic membership and faults (real worker processes)', () => {
     expect(metrics).toMatch(/gradfleet_worker_deaths_total [1-9]/);
   });
 
+  it('backup workers: steps finish without the slowest gradient; its slices go back to the pool and it is counted as a straggler', async () => {
+    const c = await start(3);
+    const job = await c.client.submit({ ...spec, epochs: 1, minWorkers: 3, maxWorkers: 3, backupWorkers: 1 });
+    await until(c, job.id, (j) => j.progress.step >= 5);
+    const slow = c.processes[1]!;
+    let paused = true;
+    const timer = setInterval(() => {
+      slow.kill(paused ? 'SIGCONT' : 'SIGSTOP');
+      paused = !paused;
+    }, 150);
+    slow.kill('SIGSTOP');
+    const done = await c.client.waitForJob(job.id).finally(() => {
+      clearInterval(timer);
+      slow.kill('SIGCONT');
+    });
+    expect(done.state, done.reason).toBe('SUCCEEDED');
+    expect(exact(done, 5400)).toBe(true);
+    const stats = (await c.client.workers()).map((w) => w.stats!.stragglerEvents);
+    expect(Math.max(...stats)).toBeGreaterThan(3);
+    expect(done.replicas.divergences).toBe(0);
+  });
+
   it('chaos: workers SIGKILLed and restarted every second for a whole MNIST epoch; the audit stays exact', async () => {
     const c = await start(4);
     const job = await c.client.submit({ model: 'mnist-mlp', dataset: 'mnist', epochs: 1, batchSize: 64, minWorkers: 2, maxWorkers: 4, checkpointEverySteps: 0 });
