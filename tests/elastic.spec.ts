@@ -100,6 +100,22 @@ describe('elastic membership and faults (real worker processes)', () => {
     expect(metrics).toMatch(/gradfleet_worker_deaths_total [1-9]/);
   });
 
+  it('below minWorkers the job pauses in place (API and metrics) and resumes when a worker comes back', async () => {
+    const c = await start(2);
+    const job = await c.client.submit({ ...spec, epochs: 3, minWorkers: 2, maxWorkers: 2 });
+    await until(c, job.id, (j) => j.progress.step >= 30);
+    c.processes[1]!.kill('SIGKILL');
+    const paused = await until(c, job.id, (j) => j.state === 'PAUSED');
+    expect(paused.reason).toMatch(/1 of minWorkers 2/);
+    expect(await (await fetch(`${c.url}/metrics`)).text()).toMatch(/gradfleet_jobs\{state="PAUSED"\} 1/);
+    c.startWorker(['--name', 'replacement']);
+    const done = await c.client.waitForJob(job.id);
+    expect(done.state, done.reason).toBe('SUCCEEDED');
+    expect(done.events.map((e) => e.state)).toEqual(expect.arrayContaining(['PAUSED', 'RUNNING']));
+    expect(exact(done, 5400)).toBe(true);
+    expect(done.replicas.divergences).toBe(0);
+  });
+
   it('backup workers: steps finish without the slowest gradient; its slices go back to the pool and it is counted as a straggler', async () => {
     const c = await start(3);
     const job = await c.client.submit({ ...spec, epochs: 1, minWorkers: 3, maxWorkers: 3, backupWorkers: 1 });

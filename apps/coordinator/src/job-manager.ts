@@ -46,6 +46,7 @@ export class JobManager {
     private readonly ingest: DatasetIngest,
     private readonly dataDir: string,
   ) {
+    metrics.jobStates = () => Object.fromEntries(JOB_STATES.map((st) => [st, [...this.jobs.values()].filter((j) => j.state === st).length]));
     metrics.workerStates = () => {
       const list = this.listWorkers();
       return { IDLE: list.filter((w) => w.state === 'IDLE').length, BUSY: list.filter((w) => w.state === 'BUSY').length };
@@ -62,7 +63,6 @@ export class JobManager {
       if (status.state === 'RUNNING') job.transition('PAUSED', 'coordinator restarted; resuming from the last checkpoint when workers connect');
       if (!TERMINAL_STATES.includes(job.state)) job.model = await describeModel(job.spec, data);
     }
-    this.updateJobGauge();
   }
 
   addWorker(conn: WorkerConnection): void {
@@ -96,7 +96,6 @@ export class JobManager {
       const record = JobRecord.create(id, this.store.nextSeq(), spec, model, data, this.dataDir, this.store);
       this.jobs.set(record.id, record);
       this.log.info({ job_id: record.id, params: model.trainableParams }, 'job queued');
-      this.updateJobGauge();
       this.schedule();
       return record.status;
     } catch (err) {
@@ -119,7 +118,6 @@ export class JobManager {
     const job = this.get(id);
     if (job.state === 'QUEUED' || job.state === 'PAUSED') job.transition('CANCELLED', reason);
     else this.runners.get(id)?.cancel(reason);
-    this.updateJobGauge();
     return job.status;
   }
 
@@ -130,7 +128,6 @@ export class JobManager {
     this.jobs.delete(id);
     this.store.delete(id);
     await rm(job.dir, { recursive: true, force: true });
-    this.updateJobGauge();
   }
 
   /** Stops scheduling (shutdown). Running jobs stay RUNNING in the store and resume after a restart. */
@@ -182,11 +179,9 @@ export class JobManager {
           await runner.run(paused ? await job.checkpoints.latest() : undefined);
         } finally {
           this.runners.delete(job.id);
-          this.updateJobGauge();
           this.schedule();
         }
       })();
-      this.updateJobGauge();
     }
     return true;
   }
@@ -194,9 +189,5 @@ export class JobManager {
   private releaseWorker(w: WorkerConnection): void {
     if (this.workers.has(w) && w.isOpen) this.idle.add(w);
     setImmediate(() => this.schedule());
-  }
-
-  private updateJobGauge(): void {
-    for (const s of JOB_STATES) this.metrics.jobs.set({ state: s }, [...this.jobs.values()].filter((j) => j.state === s).length);
   }
 }

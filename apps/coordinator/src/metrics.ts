@@ -48,7 +48,17 @@ export class CoordinatorMetrics {
   readonly protocolErrors = new Counter({ name: 'gradfleet_protocol_errors_total', help: 'Connections closed for a protocol violation, by error code.', labelNames: ['code'], registers: this.r });
   readonly replicaDivergences = new Counter({ name: 'gradfleet_replica_divergence_total', help: 'Replica checksum mismatches.', labelNames: ['job_id'], registers: this.r });
   readonly replicaChecks = new Counter({ name: 'gradfleet_replica_checks_total', help: 'Replica checksum rounds.', labelNames: ['job_id'], registers: this.r });
-  readonly jobs = new Gauge({ name: 'gradfleet_jobs', help: 'Jobs by state.', labelNames: ['state'], registers: this.r });
+  /** Counts of jobs by state, read at scrape time (set by the job manager). */
+  jobStates: (() => Record<string, number>) | undefined;
+  readonly jobs: Gauge<'state'> = new Gauge({
+    name: 'gradfleet_jobs',
+    help: 'Jobs by state.',
+    labelNames: ['state'],
+    registers: this.r,
+    collect: () => {
+      for (const [state, n] of Object.entries(this.jobStates?.() ?? {})) this.jobs.set({ state }, n);
+    },
+  });
   readonly trainLoss = new Gauge({ name: 'gradfleet_train_loss', help: 'Mean training loss of the current epoch so far.', labelNames: ['job_id'], registers: this.r });
   readonly trainAccuracy = new Gauge({ name: 'gradfleet_train_accuracy_ratio', help: 'Training accuracy of the current epoch so far.', labelNames: ['job_id'], registers: this.r });
   readonly validationLoss = new Gauge({ name: 'gradfleet_validation_loss', help: 'Validation loss after the last epoch.', labelNames: ['job_id'], registers: this.r });
