@@ -1,19 +1,10 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { JobSpecInput, JobStatus } from '@gradfleet/core';
 import { TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
+import { dropoutFreeMlp } from './helpers/models.js';
 import { freePort } from './helpers/prometheus.js';
 
-/** Dropout-free, so an interrupted run and an uninterrupted one compute the same thing. */
-const topology = {
-  class_name: 'Sequential',
-  config: {
-    name: 'mlp',
-    layers: [
-      { class_name: 'Dense', config: { units: 64, activation: 'relu', batch_input_shape: [null, 784], name: 'h' } },
-      { class_name: 'Dense', config: { units: 10, activation: 'softmax', name: 'out' } },
-    ],
-  },
-};
+const topology = dropoutFreeMlp;
 
 async function until(client: TestCluster['client'], id: string, ok: (j: JobStatus) => boolean, timeoutMs = 120_000): Promise<JobStatus> {
   const deadline = Date.now() + timeoutMs;

@@ -1,18 +1,9 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { JobSpecInput, JobStatus } from '@gradfleet/core';
 import { TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
+import { dropoutFreeMlp } from './helpers/models.js';
 
-/** Dropout-free, so a disturbed run computes what an undisturbed one does (up to float order). */
-const topology = {
-  class_name: 'Sequential',
-  config: {
-    name: 'mlp',
-    layers: [
-      { class_name: 'Dense', config: { units: 64, activation: 'relu', batch_input_shape: [null, 784], name: 'h' } },
-      { class_name: 'Dense', config: { units: 10, activation: 'softmax', name: 'out' } },
-    ],
-  },
-};
+const topology = dropoutFreeMlp;
 const HEARTBEAT_TIMEOUT_MS = 2_000;
 
 async function until(c: TestCluster, id: string, ok: (j: JobStatus) => boolean): Promise<JobStatus> {
