@@ -1,12 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobStatus } from '@gradfleet/core';
+import { GradfleetClient, type JobStatus } from '@gradfleet/core';
 import { ROOT, TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
 import { TestHost, netnsUnavailable } from './helpers/netns.js';
 
 const unavailable = netnsUnavailable();
 const HEARTBEAT_TIMEOUT_MS = 2_000;
+const WORKER_TOKEN = 'multi-host-worker-token';
+const API_TOKEN = 'multi-host-api-token';
 
 describe.skipIf(unavailable !== undefined)(`workers on separate hosts (network namespaces)${unavailable ? ` — skipped: ${unavailable}` : ''}`, () => {
   const cluster = new TestCluster();
@@ -17,11 +19,12 @@ describe.skipIf(unavailable !== undefined)(`workers on separate hosts (network n
   beforeAll(async () => {
     data = await writeSmallMnist(6000, 1000);
     for (let k = 1; k <= 3; k++) hosts.push(new TestHost(k));
-    // Listening on all addresses: the workers reach it through their veth pairs.
-    await cluster.startCoordinator(['--host', '0.0.0.0', '--heartbeat-interval-ms', '500', '--heartbeat-timeout-ms', String(HEARTBEAT_TIMEOUT_MS)]);
+    // Listening on all addresses (so tokens are required): the workers reach it through their veth pairs.
+    await cluster.startCoordinator(['--host', '0.0.0.0', '--worker-token', WORKER_TOKEN, '--api-token', API_TOKEN, '--heartbeat-interval-ms', '500', '--heartbeat-timeout-ms', String(HEARTBEAT_TIMEOUT_MS)]);
+    cluster.client = new GradfleetClient({ url: cluster.url, token: API_TOKEN });
     const port = new URL(cluster.url).port;
     for (const h of hosts) {
-      const [cmd, ...args] = h.exec([process.execPath, join(ROOT, 'apps/worker/dist/main.js'), '--coordinator', `ws://${h.hostIp}:${port}`, '--backend', 'wasm', '--name', h.ns]);
+      const [cmd, ...args] = h.exec([process.execPath, join(ROOT, 'apps/worker/dist/main.js'), '--coordinator', `ws://${h.hostIp}:${port}`, '--backend', 'wasm', '--name', h.ns, '--token', WORKER_TOKEN]);
       const w = spawn(cmd!, args, { stdio: 'ignore', env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } });
       workers.push(w);
     }

@@ -42,12 +42,14 @@ for (const app of ['coordinator', 'worker'] as const) {
 }
 
 const coordinatorOption = () => new Option('-c, --coordinator <url>', 'coordinator URL (or GRADFLEET_COORDINATOR)').default(defaultCoordinator);
+const tokenOption = () => new Option('-t, --token <token>', 'API token (or GRADFLEET_TOKEN)').env('GRADFLEET_TOKEN');
 
 program
   .command('submit')
   .description('submit a job spec (JSON) to a coordinator')
   .argument('<job.json>')
   .addOption(coordinatorOption())
+  .addOption(tokenOption())
   .option('-d, --data <file>', 'upload a CSV or JSON Lines training set and use it as the dataset')
   .option('--test-data <file>', 'upload a test set of the same kind')
   .option('-f, --follow', 'follow the job until it ends (progress bar, log lines)')
@@ -60,6 +62,7 @@ program
   .command('jobs')
   .description('list jobs')
   .addOption(coordinatorOption())
+  .addOption(tokenOption())
   .addOption(new Option('-s, --state <state>', 'only jobs in this state').choices(['QUEUED', 'RUNNING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled']))
   .option('--json', 'print JSON')
   .action(async (opts) => {
@@ -71,6 +74,7 @@ program
   .description('the cluster at a glance (samples/s, workers, jobs), or one job in detail')
   .argument('[job]')
   .addOption(coordinatorOption())
+  .addOption(tokenOption())
   .option('--json', 'print JSON')
   .action(async (job: string | undefined, opts) => {
     process.exitCode = await status(job, opts);
@@ -81,6 +85,7 @@ program
   .description("a job's log; -f follows it live with a progress bar")
   .argument('<job>')
   .addOption(coordinatorOption())
+  .addOption(tokenOption())
   .option('-f, --follow', 'follow until the job ends')
   .option('--json', 'print JSON lines')
   .action(async (job: string, opts) => {
@@ -92,6 +97,7 @@ program
   .description('cancel a job (its workers stop within one step)')
   .argument('<job>')
   .addOption(coordinatorOption())
+  .addOption(tokenOption())
   .option('--json', 'print JSON')
   .action(async (job: string, opts) => {
     process.exitCode = await run('cancel', () => cancel(job, opts));
@@ -102,6 +108,7 @@ program
   .description('download the trained model (model.json + weights.bin, for tf.loadLayersModel)')
   .argument('<job>')
   .addOption(coordinatorOption())
+  .addOption(tokenOption())
   .option('-o, --out <dir>', 'directory to write (default ./model-<job>)')
   .option('--json', 'print JSON')
   .action(async (job: string, opts) => {

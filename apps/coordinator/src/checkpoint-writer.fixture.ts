@@ -6,6 +6,7 @@ const dir = process.argv[2]!;
 const store = new CheckpointStore(dir, 3);
 const size = 64 * 1024;
 let step = (await store.latest())?.step ?? 0;
+process.stdout.write('started\n');
 for (;;) {
   step++;
   await store.write(

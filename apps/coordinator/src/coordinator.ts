@@ -5,6 +5,7 @@ import {
   CLOSE_CODES, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_HEARTBEAT_TIMEOUT_MS,
   DEFAULT_MAX_MESSAGE_BYTES, WORKER_WS_PATH, type Logger,
 } from '@gradfleet/core';
+import { Authenticator, isLoopback } from './auth.js';
 import { DatasetIngest } from './dataset-ingest.js';
 import { createApiHandler } from './http-api.js';
 import { JobManager } from './job-manager.js';
@@ -29,6 +30,20 @@ export interface CoordinatorOptions {
   dataDir?: string;
   /** Largest dataset upload or URL download, in bytes. @defaultValue DEFAULT_MAX_DATASET_BYTES */
   maxUploadBytes?: number;
+  /** Token workers must present; required (with `apiToken`) off loopback unless `insecure`. */
+  workerToken?: string | undefined;
+  /** Token API clients must present to submit and manage jobs. */
+  apiToken?: string | undefined;
+  /** Serve a non-loopback address without tokens (warned at every start). @defaultValue false */
+  insecure?: boolean;
+  /** Open worker connections accepted at once. @defaultValue 1024 */
+  maxConnections?: number;
+  /** Messages per second accepted from one connection (burst: twice that). @defaultValue 5000 */
+  maxMessagesPerSecond?: number;
+  /** Trainable parameters a job's model may have. @defaultValue 200_000_000 */
+  maxModelParams?: number;
+  /** Jobs running at once. @defaultValue 64 */
+  maxConcurrentJobs?: number;
   logger: Logger;
 }
 
@@ -40,24 +55,39 @@ export class Coordinator {
   private readonly server: Server;
   private readonly wss: WebSocketServer;
   private readonly connections = new Set<WorkerConnection>();
+  private readonly auth: Authenticator;
 
   constructor(private readonly options: CoordinatorOptions) {
     const log = options.logger;
     const dataDir = options.dataDir ?? '.gradfleet';
     this.store = new JobStore(dataDir);
     const ingest = new DatasetIngest(dataDir, options.maxUploadBytes);
-    this.jobs = new JobManager(this.metrics, log, this.store, ingest, dataDir);
-    this.server = createServer(createApiHandler({ jobs: this.jobs, store: this.store, ingest, metrics: this.metrics, log }));
+    this.auth = new Authenticator({ workerToken: options.workerToken, apiToken: options.apiToken });
+    this.jobs = new JobManager(this.metrics, log, this.store, ingest, dataDir, {
+      maxModelParams: options.maxModelParams ?? 200_000_000, maxConcurrentJobs: options.maxConcurrentJobs ?? 64,
+    });
+    this.server = createServer(createApiHandler({ jobs: this.jobs, store: this.store, ingest, metrics: this.metrics, log, auth: this.auth }));
+    const maxConnections = options.maxConnections ?? 1024;
     this.wss = new WebSocketServer({
       server: this.server,
       path: WORKER_WS_PATH,
       maxPayload: options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
       perMessageDeflate: false,
+      verifyClient: ({ req }, done) => {
+        if (this.connections.size >= maxConnections) return done(false, 503, `at most ${maxConnections} connections`);
+        if (!this.auth.allowsWorker(req)) {
+          this.metrics.authFailures.inc({ kind: 'worker' });
+          log.warn({ remote: req.socket.remoteAddress }, 'worker refused: missing or wrong worker token');
+          return done(false, 401, 'worker token required');
+        }
+        done(true);
+      },
     });
     const connOptions = {
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
       heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+      maxMessagesPerSecond: options.maxMessagesPerSecond ?? 5_000,
     };
     this.wss.on('connection', (ws, req) => {
       const conn = new WorkerConnection(ws, req, connOptions, this.metrics, log);
@@ -69,8 +99,14 @@ export class Coordinator {
 
   /** Restores the job store (interrupted jobs resume), then listens. */
   async listen(): Promise<URL> {
-    await this.jobs.restore();
     const { host = '127.0.0.1', port = 7070 } = this.options;
+    if (!isLoopback(host) && !this.auth.secured) {
+      if (!this.options.insecure) {
+        throw new Error(`refusing to serve ${host} without tokens: set --worker-token and --api-token (or GRADFLEET_WORKER_TOKEN / GRADFLEET_API_TOKEN), or pass --insecure on a trusted network`);
+      }
+      this.options.logger.warn({ host }, 'INSECURE: serving a non-loopback address without tokens; anyone who reaches it can run jobs and join as a worker');
+    }
+    await this.jobs.restore();
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen(port, host, () => resolve());

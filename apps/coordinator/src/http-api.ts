@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { InvalidDataError, InvalidJobSpecError, InvalidModelError, TERMINAL_STATES, type JobState, type Logger } from '@gradfleet/core';
 import { readModelArtifact } from './checkpoint-store.js';
+import type { Authenticator } from './auth.js';
 import type { DatasetIngest } from './dataset-ingest.js';
 import { JobRequestError, type JobManager } from './job-manager.js';
 import type { JobStore } from './job-store.js';
@@ -21,6 +22,7 @@ export interface ApiContext {
   ingest: DatasetIngest;
   metrics: CoordinatorMetrics;
   log: Logger;
+  auth: Authenticator;
 }
 
 function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
@@ -88,6 +90,13 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
   if (url.pathname === '/healthz') return send(res, 200, { ok: true });
   if (url.pathname === '/metrics' && method === 'GET') return send(res, 200, await ctx.metrics.registry.metrics(), ctx.metrics.registry.contentType);
   if (p[0] !== 'v1') throw new JobRequestError(404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);
+  // Workers may fetch dataset shards; everything else is for API clients.
+  const scope = p[1] === 'jobs' && p[3] === 'data' ? 'worker' : 'client';
+  if (!ctx.auth.allowsApi(req, scope)) {
+    ctx.metrics.authFailures.inc({ kind: 'api' });
+    if (ctx.auth.identify(req) === 'worker') throw new JobRequestError(403, 'FORBIDDEN', 'a worker token cannot use the job API; use the API token');
+    throw new JobRequestError(401, 'UNAUTHORIZED', 'missing or wrong API token (Authorization: Bearer <token>; gradfleet --token or GRADFLEET_TOKEN)');
+  }
   if (p[1] === 'workers' && p.length === 2 && method === 'GET') return send(res, 200, jobs.listWorkers());
   if (p[1] === 'datasets' && p.length === 2 && method === 'POST') {
     const declared = Number(req.headers['content-length'] ?? 0);

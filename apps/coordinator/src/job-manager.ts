@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import {
-  TERMINAL_STATES, parseJobSpec, type JobState, type JobStatus, type Logger, type WorkerInfo,
+  InvalidJobSpecError, TERMINAL_STATES, parseJobSpec, type JobState, type JobStatus, type Logger, type WorkerInfo,
 } from '@gradfleet/core';
 import type { DatasetIngest } from './dataset-ingest.js';
 import { JobRecord, jobDir } from './job-record.js';
@@ -45,6 +45,7 @@ export class JobManager {
     private readonly store: JobStore,
     private readonly ingest: DatasetIngest,
     private readonly dataDir: string,
+    private readonly limits: { maxModelParams: number; maxConcurrentJobs: number } = { maxModelParams: 200_000_000, maxConcurrentJobs: 64 },
   ) {
     metrics.jobStates = () => Object.fromEntries(JOB_STATES.map((st) => [st, [...this.jobs.values()].filter((j) => j.state === st).length]));
     metrics.workerStates = () => {
@@ -93,6 +94,9 @@ export class JobManager {
     try {
       const data = await this.ingest.prepare(id, dir, spec.dataset);
       const model = await describeModel(spec, data);
+      if (model.trainableParams > this.limits.maxModelParams) {
+        throw new InvalidJobSpecError([{ path: 'model', message: `LIMIT_EXCEEDED: ${model.trainableParams} trainable parameters; this coordinator accepts at most ${this.limits.maxModelParams} (--max-model-params)` }]);
+      }
       const record = JobRecord.create(id, this.store.nextSeq(), spec, model, data, this.dataDir, this.store);
       this.jobs.set(record.id, record);
       this.log.info({ job_id: record.id, params: model.trainableParams }, 'job queued');
@@ -166,6 +170,7 @@ export class JobManager {
   /** Starts runnable jobs in order; false when one is left waiting for workers. */
   private startRunnable(): boolean {
     for (const job of this.runnable()) {
+      if (this.runners.size >= this.limits.maxConcurrentJobs) return false;
       const ready = [...this.idle].filter((w) => w.registered && w.isOpen);
       if (ready.length < job.spec.minWorkers) return false; // later jobs wait behind this one
       const assigned = ready.slice(0, job.spec.maxWorkers);

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { Command } from 'commander';
 import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_HEARTBEAT_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, createLogger } from '@gradfleet/core';
+import { resolveToken } from './auth.js';
 import { Coordinator } from './coordinator.js';
 import { DEFAULT_MAX_DATASET_BYTES } from './dataset-ingest.js';
 
@@ -21,22 +22,38 @@ const program = new Command('gradfleet coordinator')
   .option('--heartbeat-timeout-ms <n>', 'declare a silent worker dead after this long', int('--heartbeat-timeout-ms'), DEFAULT_HEARTBEAT_TIMEOUT_MS)
   .option('--data-dir <dir>', 'where jobs, checkpoints, datasets and models are kept', process.env['GRADFLEET_DATA_DIR'] ?? '.gradfleet')
   .option('--max-upload-bytes <n>', 'largest dataset upload or download accepted', int('--max-upload-bytes'), DEFAULT_MAX_DATASET_BYTES)
+  .option('--worker-token <token>', 'token workers must present (or GRADFLEET_WORKER_TOKEN)')
+  .option('--worker-token-file <file>', 'read the worker token from a file')
+  .option('--api-token <token>', 'token API clients must present (or GRADFLEET_API_TOKEN)')
+  .option('--api-token-file <file>', 'read the API token from a file')
+  .option('--insecure', 'serve a non-loopback address without tokens (trusted networks only)')
+  .option('--max-connections <n>', 'open worker connections accepted at once', int('--max-connections'), 1024)
+  .option('--max-messages-per-second <n>', 'messages per second accepted from one connection', int('--max-messages-per-second'), 5000)
+  .option('--max-model-params <n>', 'trainable parameters a job model may have', int('--max-model-params'), 200_000_000)
+  .option('--max-concurrent-jobs <n>', 'jobs running at once', int('--max-concurrent-jobs'), 64)
   .option('--announce', 'print "GRADFLEET_LISTENING <url>" on stdout once listening')
   .parse();
 
-const opts = program.opts<{ host: string; port: number; maxMessageBytes: number; heartbeatIntervalMs: number; heartbeatTimeoutMs: number; announce?: boolean; dataDir: string; maxUploadBytes: number }>();
+type TokenFlags = { workerToken?: string; workerTokenFile?: string; apiToken?: string; apiTokenFile?: string; insecure?: boolean; maxConnections: number; maxMessagesPerSecond: number; maxModelParams: number; maxConcurrentJobs: number };
+const opts = program.opts<TokenFlags & { host: string; port: number; maxMessageBytes: number; heartbeatIntervalMs: number; heartbeatTimeoutMs: number; announce?: boolean; dataDir: string; maxUploadBytes: number }>();
 const logger = createLogger('coordinator');
 // The coordinator only builds models to validate specs and draw initial weights.
 tf.env().set('IS_TEST', true);
 await tf.setBackend('cpu');
 
-const coordinator = new Coordinator({ ...opts, logger });
+const coordinator = new Coordinator({
+  ...opts,
+  workerToken: resolveToken(opts.workerToken, opts.workerTokenFile, process.env['GRADFLEET_WORKER_TOKEN']),
+  apiToken: resolveToken(opts.apiToken, opts.apiTokenFile, process.env['GRADFLEET_API_TOKEN']),
+  logger,
+});
 try {
   const url = await coordinator.listen();
   logger.info({ url: url.href }, 'coordinator listening');
   if (opts.announce) process.stdout.write(`GRADFLEET_LISTENING ${url.href}\n`);
 } catch (err) {
-  logger.error({ err: (err as Error).message }, `cannot listen on ${opts.host}:${opts.port}; is another coordinator running? Use --port`);
+  const msg = (err as Error).message;
+  logger.error({ err: msg }, msg.startsWith('refusing') ? msg : `cannot listen on ${opts.host}:${opts.port}; is another coordinator running? Use --port`);
   process.exit(1);
 }
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {

@@ -46,6 +46,7 @@ export class CoordinatorMetrics {
   readonly workerTensors = new Gauge({ name: 'gradfleet_worker_backend_tensors', help: 'Tensors alive in the worker’s TF.js engine.', labelNames: ['worker'], registers: this.r });
   readonly workerMemory = new Gauge({ name: 'gradfleet_worker_backend_memory_bytes', help: 'Bytes held by the worker’s TF.js engine.', labelNames: ['worker'], registers: this.r });
   readonly protocolErrors = new Counter({ name: 'gradfleet_protocol_errors_total', help: 'Connections closed for a protocol violation, by error code.', labelNames: ['code'], registers: this.r });
+  readonly authFailures = new Counter({ name: 'gradfleet_auth_failures_total', help: 'Requests and connections refused for a missing or wrong token, by kind (worker, api).', labelNames: ['kind'], registers: this.r });
   readonly replicaDivergences = new Counter({ name: 'gradfleet_replica_divergence_total', help: 'Replica checksum mismatches.', labelNames: ['job_id'], registers: this.r });
   readonly replicaChecks = new Counter({ name: 'gradfleet_replica_checks_total', help: 'Replica checksum rounds.', labelNames: ['job_id'], registers: this.r });
   /** Counts of jobs by state, read at scrape time (set by the job manager). */
@@ -72,6 +73,7 @@ export class CoordinatorMetrics {
   constructor() {
     collectDefaultMetrics({ register: this.registry });
     for (const code of Object.keys(CLOSE_CODES)) this.protocolErrors.inc({ code }, 0);
+    for (const kind of ['worker', 'api']) this.authFailures.inc({ kind }, 0);
   }
 
   /** Creates a job's series at zero so every panel and alert has data from the start. */

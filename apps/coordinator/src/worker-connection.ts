@@ -35,6 +35,7 @@ export interface ConnectionOptions {
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
   handshakeTimeoutMs: number;
+  maxMessagesPerSecond: number;
 }
 
 /** Job messages a connection hands to the job it is assigned to. */
@@ -67,6 +68,9 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
   log: Logger;
   private closed = false;
   private lastSeen = Date.now();
+  /** Token bucket of the message rate limit. */
+  private allowance: number;
+  private refilledAt = Date.now();
   private readonly timer: NodeJS.Timeout;
   private readonly handshakeTimer: NodeJS.Timeout;
 
@@ -78,6 +82,7 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
     log: Logger,
   ) {
     super();
+    this.allowance = options.maxMessagesPerSecond * 2;
     this.log = log.child({ worker: this.id, remote: req.socket.remoteAddress });
     ws.on('message', (data: Buffer, isBinary: boolean) => this.onFrame(data, isBinary));
     ws.on('close', (code, reason) => this.onClosed(code, reason.toString()));
@@ -162,7 +167,12 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
 
   private onFrame(data: Buffer, isBinary: boolean): void {
     if (this.closed) return;
-    this.lastSeen = Date.now();
+    const now = Date.now();
+    this.lastSeen = now;
+    const rate = this.options.maxMessagesPerSecond;
+    this.allowance = Math.min(rate * 2, this.allowance + ((now - this.refilledAt) / 1000) * rate);
+    this.refilledAt = now;
+    if (--this.allowance < 0) return this.fail(new ProtocolError('RATE_LIMITED', `over ${rate} messages per second`));
     try {
       if (!isBinary) throw new ProtocolError('MALFORMED_FRAME', 'text frames are not part of the protocol');
       const { message, payload } = decodeWorkerMessage(data);

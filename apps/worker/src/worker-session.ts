@@ -17,6 +17,8 @@ export interface WorkerSessionOptions {
   backend: BackendSelection;
   logger: Logger;
   metrics: WorkerMetrics;
+  /** Worker token presented at the handshake and to fetch dataset shards. */
+  token?: string | undefined;
   /** First reconnect delay, in ms; doubles up to `maxReconnectDelayMs`, with jitter. @defaultValue 250 */
   reconnectDelayMs?: number;
   /** @defaultValue 10000 */
@@ -51,16 +53,29 @@ export class WorkerSession {
   readonly done = new Promise<number>((r) => (this.resolveDone = r));
 
   constructor(private readonly options: WorkerSessionOptions) {
-    this.datasets = new DataCache(options.coordinator.replace(/\/+$/, '').replace(/^ws(s?):/, 'http$1:'));
+    this.datasets = new DataCache(options.coordinator.replace(/\/+$/, '').replace(/^ws(s?):/, 'http$1:'), options.token);
   }
 
   start(): void {
     const url = this.options.coordinator.replace(/\/+$/, '') + WORKER_WS_PATH;
     const log = this.options.logger;
+    if (this.stopped) return;
     // A zero masking key: ws then sends gradient buffers as they are, with no per-byte XOR
     // and no copy. Masking (RFC 6455) protects proxies from scripts in browsers; a worker
     // runs no untrusted code, so it buys nothing here and costs a copy of every gradient.
-    const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 0, generateMask: (mask) => mask.fill(0) });
+    const headers = this.options.token ? { authorization: `Bearer ${this.options.token}` } : undefined;
+    const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 0, generateMask: (mask) => mask.fill(0), ...(headers ? { headers } : {}) });
+    ws.on('unexpected-response', (_req, res) => {
+      // The upgrade was refused: 401 (token) is final, anything else (503: full) is retried.
+      if (res.statusCode === 401) {
+        log.error({ status: 401 }, 'the coordinator refused this worker: missing or wrong worker token (--token, --token-file or GRADFLEET_WORKER_TOKEN)');
+        this.stopped = true;
+        this.resolveDone(2);
+      } else {
+        log.warn({ status: res.statusCode }, 'the coordinator refused the connection');
+      }
+      ws.terminate();
+    });
     this.ws = ws;
     ws.binaryType = 'nodebuffer';
     ws.on('open', () => {

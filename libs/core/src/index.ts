@@ -18,3 +18,4 @@ export * from './client/gradfleet-client.js';
 export * from './logger.js';
 export * from './data/data-shard.js';
 export * from './data/text-datasets.js';
+export * from './model/topology-policy.js';

@@ -26,8 +26,8 @@ function countBy<T extends string>(items: { state: T }[]): string {
 }
 
 /** `gradfleet status [job]`: the headline numbers of the cluster, or one job in detail. */
-export async function status(jobId: string | undefined, opts: { coordinator: string; json?: boolean }): Promise<number> {
-  const client = new GradfleetClient({ url: opts.coordinator });
+export async function status(jobId: string | undefined, opts: { coordinator: string; token?: string; json?: boolean }): Promise<number> {
+  const client = new GradfleetClient({ url: opts.coordinator, token: opts.token });
   try {
     if (jobId) {
       const job = await client.job(jobId);

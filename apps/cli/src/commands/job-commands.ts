@@ -5,6 +5,8 @@ import { JobProgressView, formatReport } from '../progress.js';
 
 export interface ClientOptions {
   coordinator: string;
+  /** API token (`--token` or GRADFLEET_TOKEN). */
+  token?: string;
   json?: boolean;
 }
 
@@ -47,7 +49,7 @@ export async function follow(client: GradfleetClient, id: string, showLogs = tru
 
 /** `gradfleet submit <job.json> [--data FILE] [--test-data FILE] [--follow]`. */
 export async function submit(file: string, opts: ClientOptions & { data?: string; testData?: string; follow?: boolean }): Promise<number> {
-  const client = new GradfleetClient({ url: opts.coordinator });
+  const client = new GradfleetClient({ url: opts.coordinator, token: opts.token });
   let spec: JobSpecInput;
   try {
     spec = JSON.parse(await readFile(file, 'utf8')) as JobSpecInput;
@@ -70,7 +72,7 @@ export async function submit(file: string, opts: ClientOptions & { data?: string
 
 /** `gradfleet jobs [--state S]`. */
 export async function jobs(opts: ClientOptions & { state?: string }): Promise<number> {
-  const list = await new GradfleetClient({ url: opts.coordinator }).jobs(opts.state?.toUpperCase() as JobState | undefined);
+  const list = await new GradfleetClient({ url: opts.coordinator, token: opts.token }).jobs(opts.state?.toUpperCase() as JobState | undefined);
   if (opts.json) {
     console.log(JSON.stringify(list, null, 2));
     return 0;
@@ -85,7 +87,7 @@ export async function jobs(opts: ClientOptions & { state?: string }): Promise<nu
 
 /** `gradfleet logs JOB [-f]`. */
 export async function logs(id: string, opts: ClientOptions & { follow?: boolean }): Promise<number> {
-  const client = new GradfleetClient({ url: opts.coordinator });
+  const client = new GradfleetClient({ url: opts.coordinator, token: opts.token });
   if (opts.follow) return follow(client, id);
   for (const l of await client.logs(id)) console.log(opts.json ? JSON.stringify(l) : `${l.time.slice(0, 19).replace('T', ' ')}  ${l.line}`);
   return 0;
@@ -93,14 +95,14 @@ export async function logs(id: string, opts: ClientOptions & { follow?: boolean 
 
 /** `gradfleet cancel JOB`. */
 export async function cancel(id: string, opts: ClientOptions): Promise<number> {
-  const job = await new GradfleetClient({ url: opts.coordinator }).cancel(id);
+  const job = await new GradfleetClient({ url: opts.coordinator, token: opts.token }).cancel(id);
   console.log(opts.json ? JSON.stringify(job, null, 2) : `job ${job.id} ${job.state === 'RUNNING' ? 'cancelling' : job.state}`);
   return 0;
 }
 
 /** `gradfleet download JOB [--out DIR]`: the trained model as `model.json` + `weights.bin`. */
 export async function download(id: string, opts: ClientOptions & { out?: string }): Promise<number> {
-  const { modelJson, weights } = await new GradfleetClient({ url: opts.coordinator }).download(id);
+  const { modelJson, weights } = await new GradfleetClient({ url: opts.coordinator, token: opts.token }).download(id);
   const dir = opts.out ?? join('.', `model-${id}`);
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'weights.bin'), new Uint8Array(weights));

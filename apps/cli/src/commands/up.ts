@@ -1,4 +1,5 @@
 import { type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -49,6 +50,10 @@ export async function up(opts: UpOptions): Promise<number> {
     return { file, stream: createWriteStream(file) };
   };
   const coordLog = logTo('coordinator');
+  // Fresh random tokens for this local cluster, passed through the environment (never argv).
+  const workerToken = randomBytes(24).toString('base64url');
+  const apiToken = randomBytes(24).toString('base64url');
+  const env = { ...process.env, GRADFLEET_WORKER_TOKEN: workerToken, GRADFLEET_API_TOKEN: apiToken };
   let finished = false;
   const shutdown = async () => {
     if (finished) return;
@@ -57,7 +62,7 @@ export async function up(opts: UpOptions): Promise<number> {
   };
   process.once('SIGINT', () => void shutdown().then(() => process.exit(130)));
   try {
-    const coordinator = spawnApp('coordinator', ['--port', String(opts.port), '--announce', '--data-dir', runDir], ['ignore', 'pipe', opts.verbose ? 'inherit' : 'pipe']);
+    const coordinator = spawnApp('coordinator', ['--port', String(opts.port), '--announce', '--data-dir', runDir], ['ignore', 'pipe', opts.verbose ? 'inherit' : 'pipe'], env);
     children.push(coordinator);
     coordinator.stderr?.pipe(coordLog.stream);
     const url = await waitForListening(coordinator, coordLog.file);
@@ -65,11 +70,11 @@ export async function up(opts: UpOptions): Promise<number> {
     console.log(`coordinator listening on ${url} (data and logs in ${runDir})`);
     for (let i = 1; i <= opts.workers; i++) {
       const log = logTo(`worker-${i}`);
-      const w = spawnApp('worker', ['--coordinator', wsUrl, '--backend', opts.backend, '--name', `local-${i}`], ['ignore', 'ignore', opts.verbose ? 'inherit' : 'pipe']);
+      const w = spawnApp('worker', ['--coordinator', wsUrl, '--backend', opts.backend, '--name', `local-${i}`], ['ignore', 'ignore', opts.verbose ? 'inherit' : 'pipe'], env);
       w.stderr?.pipe(log.stream);
       children.push(w);
     }
-    const client = new GradfleetClient({ url });
+    const client = new GradfleetClient({ url, token: apiToken });
     const workers = await client.waitForWorkers(opts.workers, 120_000);
     console.log(`${workers.length} workers ready: ${workers.map((w) => `${w.name} (${w.backend}${w.device ? `, ${w.device}` : ''})`).join(', ')}`);
     const spec: JobSpecInput = opts.job ? (JSON.parse(await readFile(opts.job, 'utf8')) as JobSpecInput) : {};

@@ -7,6 +7,8 @@ export interface GradfleetClientOptions {
   url: string;
   /** Per-request timeout in ms. @defaultValue 30000 */
   timeoutMs?: number;
+  /** API token (`Authorization: Bearer`), when the coordinator requires one. */
+  token?: string | undefined;
 }
 
 /** An error answer from the coordinator's API, with its stable code and field issues. */
@@ -27,12 +29,14 @@ export class ApiError extends Error {
 export class GradfleetClient {
   private readonly base: string;
   private readonly timeoutMs: number;
+  private readonly auth: Record<string, string>;
 
   /** `new GradfleetClient('http://host:7070')` or with options. */
   constructor(options: GradfleetClientOptions | string) {
     if (typeof options === 'string') options = { url: options };
     this.base = options.url.replace(/\/+$/, '').replace(/^ws(s?):/, 'http$1:');
     this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.auth = options.token ? { authorization: `Bearer ${options.token}` } : {};
   }
 
   private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -40,7 +44,7 @@ export class GradfleetClient {
     try {
       res = await fetch(this.base + path, {
         method,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: body === undefined ? this.auth : { ...this.auth, 'content-type': 'application/json' },
         body: body === undefined ? null : JSON.stringify(body),
         signal: AbortSignal.timeout(this.timeoutMs),
       });
@@ -88,7 +92,7 @@ export class GradfleetClient {
   async upload(data: Uint8Array | Blob, name: string): Promise<{ source: string; bytes: number; sha256: string }> {
     let res: Response;
     try {
-      res = await fetch(`${this.base}/v1/datasets?name=${encodeURIComponent(name)}`, { method: 'POST', body: data, headers: { 'content-type': 'application/octet-stream' } });
+      res = await fetch(`${this.base}/v1/datasets?name=${encodeURIComponent(name)}`, { method: 'POST', body: data, headers: { ...this.auth, 'content-type': 'application/octet-stream' } });
     } catch (err) {
       throw new ApiError(0, 'UNREACHABLE', `cannot reach the coordinator at ${this.base} (${(err as Error).message})`);
     }
@@ -102,7 +106,7 @@ export class GradfleetClient {
    * `log` lines, until it ends.
    */
   async *watch(id: string): AsyncGenerator<{ type: 'status'; job: JobStatus } | { type: 'log'; time: string; line: string }> {
-    const res = await fetch(`${this.base}/v1/jobs/${encodeURIComponent(id)}/events`);
+    const res = await fetch(`${this.base}/v1/jobs/${encodeURIComponent(id)}/events`, { headers: this.auth });
     if (!res.ok || !res.body) throw new ApiError(res.status, 'HTTP_ERROR', `cannot watch job ${id}: HTTP ${res.status}`);
     const decoder = new TextDecoder();
     let buffer = '';
@@ -137,7 +141,7 @@ export class GradfleetClient {
   /** Same as `download`. */
   async model(id: string): Promise<{ modelJson: Record<string, unknown>; weights: ArrayBuffer }> {
     const modelJson = await this.request<Record<string, unknown>>('GET', `/v1/jobs/${encodeURIComponent(id)}/model/model.json`);
-    const res = await fetch(`${this.base}/v1/jobs/${encodeURIComponent(id)}/model/weights.bin`, { signal: AbortSignal.timeout(this.timeoutMs) });
+    const res = await fetch(`${this.base}/v1/jobs/${encodeURIComponent(id)}/model/weights.bin`, { signal: AbortSignal.timeout(this.timeoutMs), headers: this.auth });
     if (!res.ok) throw new ApiError(res.status, 'HTTP_ERROR', `weights download failed: HTTP ${res.status}`);
     return { modelJson, weights: await res.arrayBuffer() };
   }

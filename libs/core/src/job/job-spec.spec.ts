@@ -56,3 +56,18 @@ describe('seeded topologies', () => {
     expect(Array.from(a)).not.toEqual(Array.from(c));
   });
 });
+
+describe('topology policy', () => {
+  it('refuses unknown or custom classes and absurd sizes, naming the place', async () => {
+    const { checkTopology } = await import('../index.js');
+    const seq = (layers: unknown[]) => ({ class_name: 'Sequential', config: { layers } });
+    expect(() => checkTopology(seq([{ class_name: 'Dense', config: { units: 10, batch_input_shape: [null, 4] } }]))).not.toThrow();
+    expect(() => checkTopology(seq([{ class_name: 'Lambda', config: { function: 'evil()' } }]))).toThrow(/"Lambda" is not allowed/);
+    expect(() => checkTopology(seq([{ class_name: 'Dense', config: { units: 1e9 } }]))).toThrow(InvalidJobSpecError);
+    try {
+      checkTopology(seq([{ class_name: 'Dense', config: { units: 10, kernel_initializer: { class_name: 'MyInit', config: {} } } }]));
+    } catch (err) {
+      expect((err as InvalidJobSpecError).issues[0]!.path).toBe('model.topology.config.layers.0.config.kernel_initializer');
+    }
+  });
+});

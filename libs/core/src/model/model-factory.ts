@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import type { JobSpec, ModelSpec } from '../job/job-spec.js';
+import { InvalidJobSpecError, type JobSpec, type ModelSpec } from '../job/job-spec.js';
+import { checkTopology } from './topology-policy.js';
 
 /** Initializers that accept a `seed`; seeding them makes initial weights reproducible. */
 const SEEDED_INITIALIZERS = new Set([
@@ -75,12 +76,14 @@ export async function buildModel(spec: ModelSpec, seed: number): Promise<tfl.Lay
   try {
     if (spec === 'mnist-mlp') return mnistMlp(seed);
     if (spec === 'mnist-cnn') return mnistCnn(seed);
+    checkTopology(spec.topology);
     // Serialise once so that defaulted initializers appear explicitly, then seed them all.
     const first = await tfl.models.modelFromJSON({ modelTopology: spec.topology } as never);
     const explicit = first.toJSON(null, false) as Record<string, unknown>;
     first.dispose();
     return await tfl.models.modelFromJSON({ modelTopology: seedTopology(explicit, seed) } as never);
   } catch (err) {
+    if (err instanceof InvalidJobSpecError) throw err;
     throw new InvalidModelError(`cannot build model: ${(err as Error).message}`);
   }
 }

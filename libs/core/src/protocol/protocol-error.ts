@@ -32,6 +32,8 @@ export const CLOSE_CODES = {
   SHUTTING_DOWN: 4012,
   /** A gradient for a step where a result was already received from this worker. */
   DUPLICATE_MESSAGE: 4013,
+  /** More messages per second than the coordinator accepts from one connection. */
+  RATE_LIMITED: 4014,
 } as const;
 
 export type ProtocolErrorCode = keyof typeof CLOSE_CODES;

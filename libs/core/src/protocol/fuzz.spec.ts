@@ -1,0 +1,67 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { encodeFrame } from './frame.js';
+import { decodeCoordinatorMessage, decodeWorkerMessage, encodeMessage } from './messages.js';
+import { ProtocolError } from './protocol-error.js';
+
+/** Hostile inputs per property; `GRADFLEET_FUZZ_RUNS` raises it for a long run. */
+const RUNS = Number(process.env['GRADFLEET_FUZZ_RUNS'] ?? 40_000);
+
+const valid = [
+  encodeMessage({ t: 'hello', v: 1, name: 'w', host: 'h', pid: 1, backend: 'wasm' }),
+  encodeMessage({ t: 'gradient', jobId: 'j', step: 3, samples: 2, lossSum: 1, correct: 1, computeMs: 1 }, new Float32Array(16)),
+  encodeMessage({ t: 'ready', jobId: 'j', trainCount: 10, testCount: 2 }),
+  encodeMessage({ t: 'weights', jobId: 'j', requestId: 1 }, new Float32Array(8)),
+  encodeMessage({ t: 'heartbeat', numTensors: 3, numBytes: 12 }),
+];
+
+/** The decoders either return a valid message or throw a ProtocolError: nothing else. */
+function decodesSafely(bytes: Uint8Array): void {
+  for (const decode of [decodeWorkerMessage, decodeCoordinatorMessage]) {
+    try {
+      decode(bytes);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+    }
+  }
+}
+
+describe('decoder fuzzing', () => {
+  it(`survives ${RUNS} random byte strings`, () => {
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 512 }), (b) => decodesSafely(b)), { numRuns: RUNS });
+  });
+
+  it(`survives ${RUNS} mutations of real frames (bit flips, truncation, splices, huge lengths)`, () => {
+    const mutation = fc.record({
+      frame: fc.constantFrom(...valid),
+      flips: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 8 }),
+      cut: fc.option(fc.nat(), { nil: undefined }),
+      prefix: fc.option(fc.integer({ min: 0, max: 0xffffffff }), { nil: undefined }),
+      tail: fc.uint8Array({ maxLength: 16 }),
+    });
+    fc.assert(
+      fc.property(mutation, ({ frame, flips, cut, prefix, tail }) => {
+        const b = Buffer.concat([frame, tail]);
+        for (const [at, v] of flips) b[at % b.length] = v;
+        if (prefix !== undefined) b.writeUInt32LE(prefix, 0);
+        decodesSafely(cut === undefined ? b : b.subarray(0, cut % (b.length + 1)));
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it(`survives ${RUNS} well-framed headers of wrong types and shapes`, () => {
+    const header = fc.dictionary(fc.constantFrom('t', 'v', 'jobId', 'step', 'samples', 'lossSum', 'pb', 'name', 'layout', 'optimizer', '__proto__', 'constructor'), fc.anything({ maxDepth: 2 }));
+    fc.assert(
+      fc.property(header, fc.uint8Array({ maxLength: 64 }), (h, payload) => {
+        try {
+          decodesSafely(encodeFrame(h, payload));
+        } catch (err) {
+          if (!(err instanceof RangeError || err instanceof TypeError)) throw err; // encoder refusing odd values is fine
+        }
+      }),
+      { numRuns: RUNS },
+    );
+    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+  });
+});

@@ -1,0 +1,75 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiError, GradfleetClient } from '@gradfleet/core';
+import { ROOT, TestCluster, writeSmallMnist } from './helpers/cluster.js';
+
+const WORKER_TOKEN = 'w-secret-0123456789';
+const API_TOKEN = 'a-secret-9876543210';
+
+function run(app: 'worker' | 'coordinator', args: string[], ms = 20_000): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(ROOT, 'apps', app, 'dist/main.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
+
+describe('authentication', () => {
+  const cluster = new TestCluster();
+  let client: GradfleetClient;
+
+  beforeAll(async () => {
+    await cluster.startCoordinator(['--worker-token', WORKER_TOKEN, '--api-token', API_TOKEN]);
+    client = new GradfleetClient({ url: cluster.url, token: API_TOKEN });
+  });
+  afterAll(() => cluster.stop());
+
+  it('refuses workers without the worker token (401, counted); they exit saying what is missing', async () => {
+    for (const args of [[], ['--token', 'wrong']]) {
+      const { code, out } = await run('worker', ['--coordinator', cluster.wsUrl, '--backend', 'cpu', ...args]);
+      expect(code).toBe(2);
+      expect(out).toMatch(/missing or wrong worker token/);
+      expect(out).not.toContain(WORKER_TOKEN);
+    }
+    const metrics = await (await fetch(`${cluster.url}/metrics`)).text();
+    expect(metrics).toMatch(/gradfleet_auth_failures_total\{kind="worker"\} [2-9]/);
+  });
+
+  it('refuses API calls without the API token (401) and job submission with the worker token (403)', async () => {
+    const anonymous = new GradfleetClient({ url: cluster.url });
+    const wrong = new GradfleetClient({ url: cluster.url, token: 'nope' });
+    const asWorker = new GradfleetClient({ url: cluster.url, token: WORKER_TOKEN });
+    for (const [c, status] of [[anonymous, 401], [wrong, 401], [asWorker, 403]] as const) {
+      const err = await c.submit({ epochs: 1 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ApiError);
+      expect((err as ApiError).status).toBe(status);
+    }
+    expect((await fetch(`${cluster.url}/v1/jobs`)).status).toBe(401);
+    expect(await client.jobs()).toEqual([]);
+    expect(await (await fetch(`${cluster.url}/metrics`)).text()).toMatch(/gradfleet_auth_failures_total\{kind="api"\} [4-9]/);
+  });
+
+  it('trains with both tokens right', async () => {
+    const data = await writeSmallMnist(1000, 200);
+    cluster.startWorker(['--token', WORKER_TOKEN]);
+    await client.waitForWorkers(1);
+    const done = await client.waitForJob((await client.submit({ dataset: data.dataset, epochs: 1 })).id);
+    expect(done.state, done.reason).toBe('SUCCEEDED');
+  });
+
+  it('a coordinator on a non-loopback address refuses to start without tokens, and warns with --insecure', async () => {
+    const refused = await run('coordinator', ['--host', '0.0.0.0', '--port', '0', '--data-dir', cluster.dataDir + '-x']);
+    expect(refused.code).toBe(1);
+    expect(refused.out).toMatch(/refusing to serve 0\.0\.0\.0 without tokens/);
+    const insecure = await run('coordinator', ['--host', '0.0.0.0', '--port', '0', '--insecure', '--announce', '--data-dir', cluster.dataDir + '-y'], 4_000);
+    expect(insecure.out).toMatch(/INSECURE/);
+    expect(insecure.out).toMatch(/GRADFLEET_LISTENING/);
+  });
+});
