@@ -1,0 +1,93 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLOSE_CODES, PROTOCOL_VERSION, encodeFrame, encodeMessage, maxRelativeDifference, mulberry32, type JobSpecInput } from '@gradfleet/core';
+import { TestCluster, writeSmallMnist } from './helpers/cluster.js';
+import { dropoutFreeMlp } from './helpers/models.js';
+import { RawWorker } from './helpers/raw-worker.js';
+
+/** Hostile connections per run; `GRADFLEET_FUZZ_LIVE_CONNECTIONS` raises it for a long run. */
+const CONNECTIONS = Number(process.env['GRADFLEET_FUZZ_LIVE_CONNECTIONS'] ?? 400);
+const DOCUMENTED = new Set<number>([...Object.values(CLOSE_CODES), 1009]);
+
+const hello = encodeMessage({ t: 'hello', v: PROTOCOL_VERSION, name: 'hostile', host: 'h', pid: 1, backend: 'none' });
+const samples = [
+  hello,
+  encodeMessage({ t: 'gradient', jobId: 'j', step: 0, samples: 1, lossSum: 0, correct: 0, computeMs: 0 }, new Float32Array(32)),
+  encodeMessage({ t: 'ready', jobId: 'j', trainCount: 1, testCount: 1 }),
+  encodeMessage({ t: 'eval-result', jobId: 'j', requestId: 1, lossSum: 0, correct: 0, count: 1 }),
+  encodeMessage({ t: 'weights', jobId: 'j', requestId: 9 }, new Float32Array(4)),
+];
+
+/** One hostile frame from a seeded generator: random bytes, mutated or replayed real frames, lies. */
+function hostileFrame(rand: () => number): Buffer {
+  const pick = <T>(xs: T[]) => xs[Math.floor(rand() * xs.length)]!;
+  switch (Math.floor(rand() * 6)) {
+    case 0:
+      return Buffer.from(Array.from({ length: Math.floor(rand() * 64) }, () => Math.floor(rand() * 256)));
+    case 1: {
+      const b = Buffer.from(pick(samples));
+      for (let i = 0; i < 1 + rand() * 6; i++) b[Math.floor(rand() * b.length)] = Math.floor(rand() * 256);
+      return b;
+    }
+    case 2:
+      return Buffer.from(pick(samples)).subarray(0, Math.floor(rand() * 40));
+    case 3: {
+      const b = Buffer.from(pick(samples));
+      b.writeUInt32LE(Math.floor(rand() * 0xffffffff), 0);
+      return b;
+    }
+    case 4:
+      return encodeFrame({ t: pick(['gradient', 'ready', 'weights', 'checksum', 'hello', 'x']), step: rand() > 0.5 ? -1 : 1e12, jobId: rand() > 0.5 ? 'j' : 7, pb: 0 });
+    default:
+      return pick(samples); // replayed valid frames: out of order or for no job
+  }
+}
+
+describe('a live coordinator under hostile connections', () => {
+  const cluster = new TestCluster();
+  let spec: JobSpecInput;
+
+  beforeAll(async () => {
+    const data = await writeSmallMnist(3000, 500);
+    spec = { model: { topology: dropoutFreeMlp }, dataset: data.dataset, epochs: 2, batchSize: 32, seed: 11, minWorkers: 2, maxWorkers: 2, checkpointEverySteps: 0 };
+    await cluster.startCoordinator();
+    await cluster.startWorkers(2);
+  });
+  afterAll(() => cluster.stop());
+
+  async function train(): Promise<Float32Array> {
+    const done = await cluster.client.waitForJob((await cluster.client.submit(spec)).id);
+    expect(done.state, done.reason).toBe('SUCCEEDED');
+    return new Float32Array((await cluster.client.model(done.id)).weights);
+  }
+
+  it(`closes every one of ${CONNECTIONS} hostile connections with a documented code while a job trains to the same result`, async () => {
+    const rss = async () => Number(/process_resident_memory_bytes (\d+)/.exec(await (await fetch(`${cluster.url}/metrics`)).text())![1]);
+    const reference = await train();
+    const rssBefore = await rss();
+    const rand = mulberry32(2024);
+    const attacked = train();
+    const codes: number[] = [];
+    let frames = 0;
+    for (let batch = 0; batch < CONNECTIONS / 20; batch++) {
+      await Promise.all(Array.from({ length: 20 }, async () => {
+        const w = new RawWorker(cluster.wsUrl);
+        await w.opened;
+        if (rand() < 0.5) w.ws.send(hello);
+        for (let i = 0; i < 1 + rand() * 10 && w.ws.readyState === w.ws.OPEN; i++) {
+          w.ws.send(hostileFrame(rand));
+          frames++;
+        }
+        const closed = await Promise.race([w.closed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 500))]);
+        if (closed) codes.push(closed.code);
+        else w.ws.close(); // a hostile peer that happened to send nothing refusable (e.g. just hello + heartbeat)
+      }));
+    }
+    const weights = await attacked;
+    expect(codes.length).toBeGreaterThan(CONNECTIONS * 0.8);
+    expect(codes.filter((c) => !DOCUMENTED.has(c))).toEqual([]);
+    expect(frames).toBeGreaterThan(CONNECTIONS);
+    expect(maxRelativeDifference(weights, reference)).toBeLessThan(1e-6);
+    expect((await fetch(`${cluster.url}/healthz`)).ok).toBe(true);
+    expect((await rss()) - rssBefore).toBeLessThan(200 * 1024 * 1024);
+  });
+});
