@@ -77,13 +77,13 @@ describe('a live coordinator under hostile connections', () => {
           w.ws.send(hostileFrame(rand));
           frames++;
         }
-        const closed = await Promise.race([w.closed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 500))]);
+        const closed = await Promise.race([w.closed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 5_000))]);
         if (closed) codes.push(closed.code);
-        else w.ws.close(); // a hostile peer that happened to send nothing refusable (e.g. just hello + heartbeat)
+        else w.ws.close();
       }));
     }
     const weights = await attacked;
-    expect(codes.length).toBeGreaterThan(CONNECTIONS * 0.8);
+    expect(codes.length).toBe(CONNECTIONS); // every hostile connection was closed by the coordinator
     expect(codes.filter((c) => !DOCUMENTED.has(c))).toEqual([]);
     expect(frames).toBeGreaterThan(CONNECTIONS);
     expect(maxRelativeDifference(weights, reference)).toBeLessThan(1e-6);

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, GradfleetClient } from '@gradfleet/core';
 import { ROOT, TestCluster, writeSmallMnist } from './helpers/cluster.js';
+import { RawWorker } from './helpers/raw-worker.js';
 
 const WORKER_TOKEN = 'w-secret-0123456789';
 const API_TOKEN = 'a-secret-9876543210';
@@ -20,6 +21,27 @@ function run(app: 'worker' | 'coordinator', args: string[], ms = 20_000): Promis
     });
   });
 }
+
+describe('limits', () => {
+  const cluster = new TestCluster();
+  beforeAll(() => cluster.startCoordinator(['--max-connections', '2', '--max-messages-per-second', '50', '--max-model-params', '1000']));
+  afterAll(() => cluster.stop());
+
+  it('refuses connections past --max-connections (503), floods (4014) and models past --max-model-params (400)', async () => {
+    const a = new RawWorker(cluster.wsUrl);
+    const b = new RawWorker(cluster.wsUrl);
+    await Promise.all([a.hello('a'), b.hello('b')]);
+    const c = new RawWorker(cluster.wsUrl);
+    const status = await new Promise<number>((resolve) => c.ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)));
+    expect(status).toBe(503);
+    for (let i = 0; i < 500 && a.ws.readyState === a.ws.OPEN; i++) a.send({ t: 'heartbeat' });
+    expect((await a.closed).code).toBe(4014);
+    const err = await cluster.client.submit({ epochs: 1 }).catch((e: unknown) => e);
+    expect((err as ApiError).status).toBe(400);
+    expect((err as ApiError).issues[0]).toMatchObject({ path: 'model', message: expect.stringMatching(/LIMIT_EXCEEDED: 101770 trainable parameters/) });
+    b.ws.close();
+  });
+});
 
 describe('authentication', () => {
   const cluster = new TestCluster();

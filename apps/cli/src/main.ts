@@ -43,6 +43,7 @@ for (const app of ['coordinator', 'worker'] as const) {
 
 const coordinatorOption = () => new Option('-c, --coordinator <url>', 'coordinator URL (or GRADFLEET_COORDINATOR)').default(defaultCoordinator);
 const tokenOption = () => new Option('-t, --token <token>', 'API token (or GRADFLEET_TOKEN)').env('GRADFLEET_TOKEN');
+const caOption = () => new Option('--ca <file>', 'CA certificate (PEM) of an https:// coordinator (or GRADFLEET_CA)').env('GRADFLEET_CA');
 
 program
   .command('submit')
@@ -50,6 +51,7 @@ program
   .argument('<job.json>')
   .addOption(coordinatorOption())
   .addOption(tokenOption())
+  .addOption(caOption())
   .option('-d, --data <file>', 'upload a CSV or JSON Lines training set and use it as the dataset')
   .option('--test-data <file>', 'upload a test set of the same kind')
   .option('-f, --follow', 'follow the job until it ends (progress bar, log lines)')
@@ -63,6 +65,7 @@ program
   .description('list jobs')
   .addOption(coordinatorOption())
   .addOption(tokenOption())
+  .addOption(caOption())
   .addOption(new Option('-s, --state <state>', 'only jobs in this state').choices(['QUEUED', 'RUNNING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled']))
   .option('--json', 'print JSON')
   .action(async (opts) => {
@@ -75,6 +78,7 @@ program
   .argument('[job]')
   .addOption(coordinatorOption())
   .addOption(tokenOption())
+  .addOption(caOption())
   .option('--json', 'print JSON')
   .action(async (job: string | undefined, opts) => {
     process.exitCode = await status(job, opts);
@@ -86,6 +90,7 @@ program
   .argument('<job>')
   .addOption(coordinatorOption())
   .addOption(tokenOption())
+  .addOption(caOption())
   .option('-f, --follow', 'follow until the job ends')
   .option('--json', 'print JSON lines')
   .action(async (job: string, opts) => {
@@ -98,6 +103,7 @@ program
   .argument('<job>')
   .addOption(coordinatorOption())
   .addOption(tokenOption())
+  .addOption(caOption())
   .option('--json', 'print JSON')
   .action(async (job: string, opts) => {
     process.exitCode = await run('cancel', () => cancel(job, opts));
@@ -109,6 +115,7 @@ program
   .argument('<job>')
   .addOption(coordinatorOption())
   .addOption(tokenOption())
+  .addOption(caOption())
   .option('-o, --out <dir>', 'directory to write (default ./model-<job>)')
   .option('--json', 'print JSON')
   .action(async (job: string, opts) => {

@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import {
@@ -44,6 +45,8 @@ export interface CoordinatorOptions {
   maxModelParams?: number;
   /** Jobs running at once. @defaultValue 64 */
   maxConcurrentJobs?: number;
+  /** Serve https:// and wss:// with this certificate and key (PEM). */
+  tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
   logger: Logger;
 }
 
@@ -66,7 +69,8 @@ export class Coordinator {
     this.jobs = new JobManager(this.metrics, log, this.store, ingest, dataDir, {
       maxModelParams: options.maxModelParams ?? 200_000_000, maxConcurrentJobs: options.maxConcurrentJobs ?? 64,
     });
-    this.server = createServer(createApiHandler({ jobs: this.jobs, store: this.store, ingest, metrics: this.metrics, log, auth: this.auth }));
+    const api = createApiHandler({ jobs: this.jobs, store: this.store, ingest, metrics: this.metrics, log, auth: this.auth });
+    this.server = options.tls ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, api) : createServer(api);
     const maxConnections = options.maxConnections ?? 1024;
     this.wss = new WebSocketServer({
       server: this.server,
@@ -74,7 +78,10 @@ export class Coordinator {
       maxPayload: options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
       perMessageDeflate: false,
       verifyClient: ({ req }, done) => {
-        if (this.connections.size >= maxConnections) return done(false, 503, `at most ${maxConnections} connections`);
+        if (this.connections.size >= maxConnections) {
+          log.warn({ remote: req.socket.remoteAddress, maxConnections }, 'connection refused: --max-connections reached');
+          return done(false, 503, `at most ${maxConnections} connections`);
+        }
         if (!this.auth.allowsWorker(req)) {
           this.metrics.authFailures.inc({ kind: 'worker' });
           log.warn({ remote: req.socket.remoteAddress }, 'worker refused: missing or wrong worker token');
@@ -113,7 +120,7 @@ export class Coordinator {
     });
     const addr = this.server.address() as AddressInfo;
     const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-    return new URL(`http://${h}:${addr.port}`);
+    return new URL(`${this.options.tls ? 'https' : 'http'}://${h}:${addr.port}`);
   }
 
   /** Stops serving. Running jobs are left to resume from their checkpoints after a restart. */

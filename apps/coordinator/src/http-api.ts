@@ -142,8 +142,9 @@ export function createApiHandler(ctx: ApiContext) {
     try {
       await route(ctx, req, res);
     } catch (err) {
-      const e = err as Error;
+      const e = err as Error & { code?: string };
       if (res.headersSent) return void res.end();
+      if (typeof e.code === 'string') ctx.log.warn({ method: req.method, url: req.url, code: e.code, err: e.message.slice(0, 300) }, 'request refused');
       if (err instanceof JobRequestError) return send(res, err.status, { error: { code: err.code, message: err.message } });
       if (err instanceof InvalidJobSpecError) return send(res, 400, { error: { code: err.code, message: err.message, issues: err.issues } });
       if (err instanceof InvalidDataError) {

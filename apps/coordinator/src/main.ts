@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
+import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_HEARTBEAT_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, createLogger } from '@gradfleet/core';
 import { resolveToken } from './auth.js';
@@ -31,12 +32,23 @@ const program = new Command('gradfleet coordinator')
   .option('--max-messages-per-second <n>', 'messages per second accepted from one connection', int('--max-messages-per-second'), 5000)
   .option('--max-model-params <n>', 'trainable parameters a job model may have', int('--max-model-params'), 200_000_000)
   .option('--max-concurrent-jobs <n>', 'jobs running at once', int('--max-concurrent-jobs'), 64)
+  .option('--tls-cert <file>', 'serve https:// and wss:// with this certificate (PEM)')
+  .option('--tls-key <file>', 'private key (PEM) of --tls-cert')
   .option('--announce', 'print "GRADFLEET_LISTENING <url>" on stdout once listening')
   .parse();
 
-type TokenFlags = { workerToken?: string; workerTokenFile?: string; apiToken?: string; apiTokenFile?: string; insecure?: boolean; maxConnections: number; maxMessagesPerSecond: number; maxModelParams: number; maxConcurrentJobs: number };
+type TokenFlags = { tlsCert?: string; tlsKey?: string; workerToken?: string; workerTokenFile?: string; apiToken?: string; apiTokenFile?: string; insecure?: boolean; maxConnections: number; maxMessagesPerSecond: number; maxModelParams: number; maxConcurrentJobs: number };
 const opts = program.opts<TokenFlags & { host: string; port: number; maxMessageBytes: number; heartbeatIntervalMs: number; heartbeatTimeoutMs: number; announce?: boolean; dataDir: string; maxUploadBytes: number }>();
 const logger = createLogger('coordinator');
+
+function tlsFiles(cert?: string, key?: string): { cert: Buffer; key: Buffer } | undefined {
+  if (!cert && !key) return undefined;
+  if (!cert || !key) {
+    logger.error('--tls-cert and --tls-key go together');
+    process.exit(1);
+  }
+  return { cert: readFileSync(cert), key: readFileSync(key) };
+}
 // The coordinator only builds models to validate specs and draw initial weights.
 tf.env().set('IS_TEST', true);
 await tf.setBackend('cpu');
@@ -45,6 +57,7 @@ const coordinator = new Coordinator({
   ...opts,
   workerToken: resolveToken(opts.workerToken, opts.workerTokenFile, process.env['GRADFLEET_WORKER_TOKEN']),
   apiToken: resolveToken(opts.apiToken, opts.apiTokenFile, process.env['GRADFLEET_API_TOKEN']),
+  tls: tlsFiles(opts.tlsCert, opts.tlsKey),
   logger,
 });
 try {

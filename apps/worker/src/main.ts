@@ -18,6 +18,7 @@ const program = new Command('gradfleet worker')
   .option('-n, --name <name>', 'worker name shown in status and metrics')
   .option('-t, --token <token>', 'worker token the coordinator requires (or GRADFLEET_WORKER_TOKEN)')
   .option('--token-file <file>', 'read the worker token from a file')
+  .option('--ca <file>', 'CA certificate (PEM) that signed a wss:// coordinator’s certificate')
   .option('--metrics-port <port>', 'serve this worker’s own Prometheus metrics on this port (0: any free port)', (v) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--metrics-port must be a port number, got ${v}`);
@@ -25,7 +26,7 @@ const program = new Command('gradfleet worker')
   })
   .parse();
 
-const opts = program.opts<{ coordinator: string; backend: BackendPreference; gpu?: number; name?: string; metricsPort?: number; token?: string; tokenFile?: string }>();
+const opts = program.opts<{ coordinator: string; backend: BackendPreference; gpu?: number; name?: string; metricsPort?: number; token?: string; tokenFile?: string; ca?: string }>();
 const token = opts.token ?? (opts.tokenFile ? readFileSync(opts.tokenFile, 'utf8').trim() : process.env['GRADFLEET_WORKER_TOKEN']?.trim() || undefined);
 const logger = createLogger('worker');
 
@@ -38,7 +39,7 @@ try {
     const port = await metrics.serve(opts.metricsPort);
     logger.info({ port }, `serving metrics on :${port}/metrics`);
   }
-  const session = new WorkerSession({ coordinator: opts.coordinator, backend, logger, metrics, name, token });
+  const session = new WorkerSession({ coordinator: opts.coordinator, backend, logger, metrics, name, token, ...(opts.ca ? { ca: readFileSync(opts.ca) } : {}) });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => session.stop());
   session.start();
   process.exitCode = await session.done;

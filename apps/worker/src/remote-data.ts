@@ -1,4 +1,4 @@
-import { InvalidDataError, decodeShard, loadDataset, sha256Hex, type Dataset, type RemoteSplit } from '@gradfleet/core';
+import { InvalidDataError, decodeShard, httpFetch, loadDataset, sha256Hex, type Dataset, type RemoteSplit } from '@gradfleet/core';
 
 /** Bounded retry of a shard download, for a coordinator that is briefly busy. */
 const FETCH_ATTEMPTS = 3;
@@ -12,7 +12,7 @@ const FETCH_ATTEMPTS = 3;
 export class DataCache {
   private readonly cache = new Map<string, Promise<Dataset>>();
 
-  constructor(private readonly httpBase: string, private readonly token?: string) {}
+  constructor(private readonly httpBase: string, private readonly token?: string, private readonly ca?: Buffer) {}
 
   get(data: { train: RemoteSplit; test?: RemoteSplit | undefined } | undefined, builtin: boolean): Promise<Dataset> {
     if (!data) {
@@ -44,7 +44,7 @@ export class DataCache {
     let lastError: unknown;
     for (let attempt = 1; attempt <= FETCH_ATTEMPTS; attempt++) {
       try {
-        const res = await fetch(url, { signal: AbortSignal.timeout(300_000), ...(this.token ? { headers: { authorization: `Bearer ${this.token}` } } : {}) });
+        const res = await httpFetch(url, { signal: AbortSignal.timeout(300_000), ...(this.token ? { headers: { authorization: `Bearer ${this.token}` } } : {}) }, this.ca);
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
         const buf = new Uint8Array(await res.arrayBuffer());
         if (buf.byteLength !== split.bytes) throw new InvalidDataError(`${url}: ${buf.byteLength} bytes, expected ${split.bytes}`);

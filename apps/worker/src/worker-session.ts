@@ -19,6 +19,8 @@ export interface WorkerSessionOptions {
   metrics: WorkerMetrics;
   /** Worker token presented at the handshake and to fetch dataset shards. */
   token?: string | undefined;
+  /** CA certificate (PEM) to verify a wss:// coordinator against. */
+  ca?: Buffer | undefined;
   /** First reconnect delay, in ms; doubles up to `maxReconnectDelayMs`, with jitter. @defaultValue 250 */
   reconnectDelayMs?: number;
   /** @defaultValue 10000 */
@@ -53,7 +55,7 @@ export class WorkerSession {
   readonly done = new Promise<number>((r) => (this.resolveDone = r));
 
   constructor(private readonly options: WorkerSessionOptions) {
-    this.datasets = new DataCache(options.coordinator.replace(/\/+$/, '').replace(/^ws(s?):/, 'http$1:'), options.token);
+    this.datasets = new DataCache(options.coordinator.replace(/\/+$/, '').replace(/^ws(s?):/, 'http$1:'), options.token, options.ca);
   }
 
   start(): void {
@@ -64,7 +66,7 @@ export class WorkerSession {
     // and no copy. Masking (RFC 6455) protects proxies from scripts in browsers; a worker
     // runs no untrusted code, so it buys nothing here and costs a copy of every gradient.
     const headers = this.options.token ? { authorization: `Bearer ${this.options.token}` } : undefined;
-    const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 0, generateMask: (mask) => mask.fill(0), ...(headers ? { headers } : {}) });
+    const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 0, generateMask: (mask) => mask.fill(0), ...(headers ? { headers } : {}), ...(this.options.ca ? { ca: this.options.ca } : {}) });
     ws.on('unexpected-response', (_req, res) => {
       // The upgrade was refused: 401 (token) is final, anything else (503: full) is retried.
       if (res.statusCode === 401) {

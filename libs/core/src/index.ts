@@ -19,3 +19,4 @@ export * from './logger.js';
 export * from './data/data-shard.js';
 export * from './data/text-datasets.js';
 export * from './model/topology-policy.js';
+export * from './client/http-fetch.js';

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { GradfleetClient, type JobStatus } from '@gradfleet/core';
 import { formatReport } from '../progress.js';
 import { describeError } from './job-commands.js';
@@ -26,8 +27,8 @@ function countBy<T extends string>(items: { state: T }[]): string {
 }
 
 /** `gradfleet status [job]`: the headline numbers of the cluster, or one job in detail. */
-export async function status(jobId: string | undefined, opts: { coordinator: string; token?: string; json?: boolean }): Promise<number> {
-  const client = new GradfleetClient({ url: opts.coordinator, token: opts.token });
+export async function status(jobId: string | undefined, opts: { coordinator: string; token?: string; ca?: string; json?: boolean }): Promise<number> {
+  const client = new GradfleetClient({ url: opts.coordinator, token: opts.token, ca: opts.ca ? readFileSync(opts.ca) : undefined });
   try {
     if (jobId) {
       const job = await client.job(jobId);

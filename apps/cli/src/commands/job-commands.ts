@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { ApiError, GradfleetClient, type JobSpecInput, type JobState, type JobStatus } from '@gradfleet/core';
@@ -7,6 +8,8 @@ export interface ClientOptions {
   coordinator: string;
   /** API token (`--token` or GRADFLEET_TOKEN). */
   token?: string;
+  /** CA certificate file of an https coordinator (`--ca` or GRADFLEET_CA). */
+  ca?: string;
   json?: boolean;
 }
 
@@ -49,7 +52,7 @@ export async function follow(client: GradfleetClient, id: string, showLogs = tru
 
 /** `gradfleet submit <job.json> [--data FILE] [--test-data FILE] [--follow]`. */
 export async function submit(file: string, opts: ClientOptions & { data?: string; testData?: string; follow?: boolean }): Promise<number> {
-  const client = new GradfleetClient({ url: opts.coordinator, token: opts.token });
+  const client = new GradfleetClient({ url: opts.coordinator, token: opts.token, ca: opts.ca ? readFileSync(opts.ca) : undefined });
   let spec: JobSpecInput;
   try {
     spec = JSON.parse(await readFile(file, 'utf8')) as JobSpecInput;
@@ -72,7 +75,7 @@ export async function submit(file: string, opts: ClientOptions & { data?: string
 
 /** `gradfleet jobs [--state S]`. */
 export async function jobs(opts: ClientOptions & { state?: string }): Promise<number> {
-  const list = await new GradfleetClient({ url: opts.coordinator, token: opts.token }).jobs(opts.state?.toUpperCase() as JobState | undefined);
+  const list = await new GradfleetClient({ url: opts.coordinator, token: opts.token, ca: opts.ca ? readFileSync(opts.ca) : undefined }).jobs(opts.state?.toUpperCase() as JobState | undefined);
   if (opts.json) {
     console.log(JSON.stringify(list, null, 2));
     return 0;
@@ -87,7 +90,7 @@ export async function jobs(opts: ClientOptions & { state?: string }): Promise<nu
 
 /** `gradfleet logs JOB [-f]`. */
 export async function logs(id: string, opts: ClientOptions & { follow?: boolean }): Promise<number> {
-  const client = new GradfleetClient({ url: opts.coordinator, token: opts.token });
+  const client = new GradfleetClient({ url: opts.coordinator, token: opts.token, ca: opts.ca ? readFileSync(opts.ca) : undefined });
   if (opts.follow) return follow(client, id);
   for (const l of await client.logs(id)) console.log(opts.json ? JSON.stringify(l) : `${l.time.slice(0, 19).replace('T', ' ')}  ${l.line}`);
   return 0;
@@ -95,14 +98,14 @@ export async function logs(id: string, opts: ClientOptions & { follow?: boolean 
 
 /** `gradfleet cancel JOB`. */
 export async function cancel(id: string, opts: ClientOptions): Promise<number> {
-  const job = await new GradfleetClient({ url: opts.coordinator, token: opts.token }).cancel(id);
+  const job = await new GradfleetClient({ url: opts.coordinator, token: opts.token, ca: opts.ca ? readFileSync(opts.ca) : undefined }).cancel(id);
   console.log(opts.json ? JSON.stringify(job, null, 2) : `job ${job.id} ${job.state === 'RUNNING' ? 'cancelling' : job.state}`);
   return 0;
 }
 
 /** `gradfleet download JOB [--out DIR]`: the trained model as `model.json` + `weights.bin`. */
 export async function download(id: string, opts: ClientOptions & { out?: string }): Promise<number> {
-  const { modelJson, weights } = await new GradfleetClient({ url: opts.coordinator, token: opts.token }).download(id);
+  const { modelJson, weights } = await new GradfleetClient({ url: opts.coordinator, token: opts.token, ca: opts.ca ? readFileSync(opts.ca) : undefined }).download(id);
   const dir = opts.out ?? join('.', `model-${id}`);
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'weights.bin'), new Uint8Array(weights));

@@ -1,6 +1,7 @@
 import type { JobSpecInput } from '../job/job-spec.js';
 import type { JobState, JobStatus, WorkerInfo } from '../job/job-status.js';
 import { TERMINAL_STATES } from '../job/job-status.js';
+import { httpFetch } from './http-fetch.js';
 
 export interface GradfleetClientOptions {
   /** Coordinator base URL, e.g. `http://127.0.0.1:7070`. */
@@ -9,6 +10,8 @@ export interface GradfleetClientOptions {
   timeoutMs?: number;
   /** API token (`Authorization: Bearer`), when the coordinator requires one. */
   token?: string | undefined;
+  /** CA certificate (PEM) that signed the coordinator's TLS certificate, for `https:` URLs. */
+  ca?: string | Buffer | undefined;
 }
 
 /** An error answer from the coordinator's API, with its stable code and field issues. */
@@ -30,6 +33,7 @@ export class GradfleetClient {
   private readonly base: string;
   private readonly timeoutMs: number;
   private readonly auth: Record<string, string>;
+  private readonly ca: string | Buffer | undefined;
 
   /** `new GradfleetClient('http://host:7070')` or with options. */
   constructor(options: GradfleetClientOptions | string) {
@@ -37,17 +41,18 @@ export class GradfleetClient {
     this.base = options.url.replace(/\/+$/, '').replace(/^ws(s?):/, 'http$1:');
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.auth = options.token ? { authorization: `Bearer ${options.token}` } : {};
+    this.ca = options.ca;
   }
 
   private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     let res: Response;
     try {
-      res = await fetch(this.base + path, {
+      res = await httpFetch(this.base + path, {
         method,
         headers: body === undefined ? this.auth : { ...this.auth, 'content-type': 'application/json' },
         body: body === undefined ? null : JSON.stringify(body),
         signal: AbortSignal.timeout(this.timeoutMs),
-      });
+      }, this.ca);
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
       throw new ApiError(0, 'UNREACHABLE', `cannot reach the coordinator at ${this.base} (${cause}); is \`gradfleet coordinator\` running?`);
@@ -92,7 +97,8 @@ export class GradfleetClient {
   async upload(data: Uint8Array | Blob, name: string): Promise<{ source: string; bytes: number; sha256: string }> {
     let res: Response;
     try {
-      res = await fetch(`${this.base}/v1/datasets?name=${encodeURIComponent(name)}`, { method: 'POST', body: data, headers: { ...this.auth, 'content-type': 'application/octet-stream' } });
+      const body = data instanceof Blob ? new Uint8Array(await data.arrayBuffer()) : data;
+      res = await httpFetch(`${this.base}/v1/datasets?name=${encodeURIComponent(name)}`, { method: 'POST', body, headers: { ...this.auth, 'content-type': 'application/octet-stream' } }, this.ca);
     } catch (err) {
       throw new ApiError(0, 'UNREACHABLE', `cannot reach the coordinator at ${this.base} (${(err as Error).message})`);
     }
@@ -106,7 +112,7 @@ export class GradfleetClient {
    * `log` lines, until it ends.
    */
   async *watch(id: string): AsyncGenerator<{ type: 'status'; job: JobStatus } | { type: 'log'; time: string; line: string }> {
-    const res = await fetch(`${this.base}/v1/jobs/${encodeURIComponent(id)}/events`, { headers: this.auth });
+    const res = await httpFetch(`${this.base}/v1/jobs/${encodeURIComponent(id)}/events`, { headers: this.auth }, this.ca);
     if (!res.ok || !res.body) throw new ApiError(res.status, 'HTTP_ERROR', `cannot watch job ${id}: HTTP ${res.status}`);
     const decoder = new TextDecoder();
     let buffer = '';
@@ -141,7 +147,7 @@ export class GradfleetClient {
   /** Same as `download`. */
   async model(id: string): Promise<{ modelJson: Record<string, unknown>; weights: ArrayBuffer }> {
     const modelJson = await this.request<Record<string, unknown>>('GET', `/v1/jobs/${encodeURIComponent(id)}/model/model.json`);
-    const res = await fetch(`${this.base}/v1/jobs/${encodeURIComponent(id)}/model/weights.bin`, { signal: AbortSignal.timeout(this.timeoutMs), headers: this.auth });
+    const res = await httpFetch(`${this.base}/v1/jobs/${encodeURIComponent(id)}/model/weights.bin`, { signal: AbortSignal.timeout(this.timeoutMs), headers: this.auth }, this.ca);
     if (!res.ok) throw new ApiError(res.status, 'HTTP_ERROR', `weights download failed: HTTP ${res.status}`);
     return { modelJson, weights: await res.arrayBuffer() };
   }
