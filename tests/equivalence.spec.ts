@@ -45,8 +45,8 @@ describe('equivalence: N workers at global batch B = 1 worker at B = plain Tenso
   });
   afterAll(() => cluster.stop());
 
-  async function train(workers: number): Promise<Float32Array> {
-    const job = await cluster.client.submit({ ...spec, minWorkers: workers, maxWorkers: workers });
+  async function train(workers: number, extra: JobSpecInput = {}): Promise<Float32Array> {
+    const job = await cluster.client.submit({ ...spec, ...extra, minWorkers: workers, maxWorkers: workers });
     const done = await cluster.client.waitForJob(job.id);
     expect(done.state, `${done.reason}\n${cluster.log}`).toBe('SUCCEEDED');
     expect(done.workers).toHaveLength(workers);
@@ -55,8 +55,10 @@ describe('equivalence: N workers at global batch B = 1 worker at B = plain Tenso
     expect(done.replicas.divergences).toBe(0);
     if (workers > 1) expect(done.replicas.checks).toBeGreaterThan(0);
     const { weights } = await cluster.client.model(job.id);
+    lastLoss = done.history.at(-1)!.loss;
     return new Float32Array(weights);
   }
+  let lastLoss = 0;
 
   it('gives the same weights within 1e-4 relative difference', async () => {
     const two = await train(2);
@@ -93,5 +95,23 @@ describe('equivalence: N workers at global batch B = 1 worker at B = plain Tenso
     expect(worstDifference(two, plain, layout)).toBeLessThan(1e-4);
     expect(worstDifference(three, one, layout)).toBeLessThan(1e-4);
     console.log('max relative differences: 2 vs 1', worstDifference(two, one, layout), '3 vs 1', worstDifference(three, one, layout), '1 vs plain', worstDifference(one, plain, layout));
+
+    // Cut into 25 buckets of 1,024 floats: the same arithmetic per element, so bit-identical.
+    const bucketed = await train(2, { bucketBytes: 4096 });
+    expect(Buffer.compare(Buffer.from(bucketed.buffer), Buffer.from(two.buffer))).toBe(0);
+  });
+
+  it('compressed gradients keep replicas identical and the loss close to uncompressed', async () => {
+    await train(2, { bucketBytes: 8192 });
+    const reference = lastLoss;
+    const losses: Record<string, number> = {};
+    for (const compression of ['fp16', 'int8', 'topk'] as const) {
+      await train(2, { compression, bucketBytes: 8192, topkRatio: 0.05 }); // asserts audit, no divergence
+      losses[compression] = lastLoss;
+    }
+    console.log('final-epoch training loss: none', reference, losses);
+    expect(Math.abs(losses['fp16']! - reference)).toBeLessThan(0.02 * reference);
+    expect(Math.abs(losses['int8']! - reference)).toBeLessThan(0.05 * reference);
+    expect(losses['topk']!).toBeLessThan(2 * reference);
   });
 });

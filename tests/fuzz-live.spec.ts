@@ -11,7 +11,7 @@ const DOCUMENTED = new Set<number>([...Object.values(CLOSE_CODES), 1009]);
 const hello = encodeMessage({ t: 'hello', v: PROTOCOL_VERSION, name: 'hostile', host: 'h', pid: 1, backend: 'none' });
 const samples = [
   hello,
-  encodeMessage({ t: 'gradient', jobId: 'j', step: 0, samples: 1, lossSum: 0, correct: 0, computeMs: 0 }, new Float32Array(32)),
+  encodeMessage({ t: 'gradient', jobId: 'j', step: 0, bucket: 0, samples: 1, lossSum: 0, correct: 0, computeMs: 0 }, new Float32Array(32)),
   encodeMessage({ t: 'ready', jobId: 'j', trainCount: 1, testCount: 1 }),
   encodeMessage({ t: 'eval-result', jobId: 'j', requestId: 1, lossSum: 0, correct: 0, count: 1 }),
   encodeMessage({ t: 'weights', jobId: 'j', requestId: 9 }, new Float32Array(4)),

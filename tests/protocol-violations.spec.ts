@@ -26,7 +26,7 @@ describe('hostile frames are refused with their documented code; good workers ke
       [(w) => w.sendRaw(encodeFrame({ t: 'hello' }, new Float32Array(4)).subarray(0, 30)), CLOSE_CODES.TRUNCATED_FRAME],
       [(w) => w.sendRaw(Buffer.from([1, 0, 0, 0, 0xc1])), CLOSE_CODES.MALFORMED_FRAME],
       [(w) => w.sendRaw('{"t":"hello"}'), CLOSE_CODES.MALFORMED_FRAME],
-      [(w) => w.send({ t: 'gradient', jobId: 'j', step: 0, samples: 1, lossSum: 0, correct: 0, computeMs: 0 }, new Float32Array(4)), CLOSE_CODES.UNEXPECTED_MESSAGE],
+      [(w) => w.send({ t: 'gradient', jobId: 'j', step: 0, bucket: 0, samples: 1, lossSum: 0, correct: 0, computeMs: 0 }, new Float32Array(4)), CLOSE_CODES.UNEXPECTED_MESSAGE],
     ];
     for (const [act, code] of cases) {
       const w = new RawWorker(cluster.wsUrl);
@@ -46,9 +46,9 @@ describe('hostile frames are refused with their documented code; good workers ke
   it('drops workers sending NaN, wrong-length or unknown-step gradients; the job completes with an exact audit', async () => {
     await cluster.startWorkers(2);
     const bad: { w: RawWorker; send: (m: { jobId: string; step: number }, n: number, params: number) => void; code: number }[] = [
-      { w: new RawWorker(cluster.wsUrl), code: CLOSE_CODES.NON_FINITE_GRADIENT, send: function (m, n, params) { const g = new Float32Array(params); g[7] = NaN; this.w.send({ t: 'gradient', jobId: m.jobId, step: m.step, samples: n, lossSum: 1, correct: 0, computeMs: 1 }, g); } },
-      { w: new RawWorker(cluster.wsUrl), code: CLOSE_CODES.GRADIENT_SIZE_MISMATCH, send: function (m, n, params) { this.w.send({ t: 'gradient', jobId: m.jobId, step: m.step, samples: n, lossSum: 1, correct: 0, computeMs: 1 }, new Float32Array(params - 1)); } },
-      { w: new RawWorker(cluster.wsUrl), code: CLOSE_CODES.UNKNOWN_STEP, send: function (m, n, params) { this.w.send({ t: 'gradient', jobId: m.jobId, step: m.step + 5, samples: n, lossSum: 1, correct: 0, computeMs: 1 }, new Float32Array(params)); } },
+      { w: new RawWorker(cluster.wsUrl), code: CLOSE_CODES.NON_FINITE_GRADIENT, send: function (m, n, params) { const g = new Float32Array(params); g[7] = NaN; this.w.send({ t: 'gradient', jobId: m.jobId, step: m.step, bucket: 0, samples: n, lossSum: 1, correct: 0, computeMs: 1 }, g); } },
+      { w: new RawWorker(cluster.wsUrl), code: CLOSE_CODES.GRADIENT_SIZE_MISMATCH, send: function (m, n, params) { this.w.send({ t: 'gradient', jobId: m.jobId, step: m.step, bucket: 0, samples: n, lossSum: 1, correct: 0, computeMs: 1 }, new Float32Array(params - 1)); } },
+      { w: new RawWorker(cluster.wsUrl), code: CLOSE_CODES.UNKNOWN_STEP, send: function (m, n, params) { this.w.send({ t: 'gradient', jobId: m.jobId, step: m.step + 5, bucket: 0, samples: n, lossSum: 1, correct: 0, computeMs: 1 }, new Float32Array(params)); } },
     ];
     for (const b of bad) {
       await b.w.hello('rogue');

@@ -1,4 +1,4 @@
-import { EpochSampler, GradientReducer, type Logger, type TensorSpec } from '@gradfleet/core';
+import { BucketPlan, EpochSampler, GradientReducer, bucketCodec, type Logger, type TensorSpec } from '@gradfleet/core';
 import type { EpochTotals } from './job-checkpoint.js';
 import { ReplicaChecks } from './replica-checks.js';
 import type { JobRecord } from './job-record.js';
@@ -27,7 +27,12 @@ export abstract class JobRunnerCore implements JobMessageHandler {
   protected readonly signal = new Signal();
   protected readonly log: Logger;
   protected readonly reducer: GradientReducer;
-  protected readonly updates: FramePool;
+  /** Recycled update frames, one pool per bucket (dense codecs: fixed sizes). */
+  protected readonly updates: FramePool[];
+  /** Workers part-way through sending this step's gradient: next bucket, bytes and add time so far. */
+  protected readonly progress = new Map<WorkerConnection, { next: number; bytes: number; addMs: number }>();
+  /** The accumulator holds part of a gradient that will never be completed: the step is retried. */
+  protected tainted = false;
   protected readonly telemetry: StepTelemetry;
   protected readonly ready = new Map<WorkerConnection, { trainCount: number; testCount: number }>();
   protected readonly pending = new Map<WorkerConnection, Uint32Array>();
@@ -63,8 +68,9 @@ export abstract class JobRunnerCore implements JobMessageHandler {
     protected readonly needWorkers: () => void = () => undefined,
   ) {
     this.log = log.child({ job_id: job.id });
-    this.reducer = new GradientReducer(this.model.trainableParams);
-    this.updates = new FramePool(this.model.trainableParams * 4);
+    const plan = new BucketPlan(this.model.trainableParams, job.spec.bucketBytes);
+    this.reducer = new GradientReducer(plan, bucketCodec(job.spec.compression, job.spec.topkRatio));
+    this.updates = Array.from({ length: plan.count }, (_, b) => new FramePool(this.reducer.codec.gradientBytes(plan.length(b))));
     this.telemetry = new StepTelemetry(metrics, job.id);
     this.checks = new ReplicaChecks(job.status.replicas, metrics, job.id, this.log, (msg, worker) => {
       job.status.events.push({ time: new Date().toISOString(), state: job.state, reason: msg });
@@ -125,16 +131,20 @@ export abstract class JobRunnerCore implements JobMessageHandler {
     return this.collect(this.scatter, (m, id, range) => m.send({ t: 'evaluate', jobId: this.job.id, requestId: id, split, start: range[0], end: range[1] }));
   }
 
-  /** Late slices go back to the pool; their workers stay and their late gradients are dropped. */
+  /**
+   * Late slices go back to the pool; their workers stay and their late gradients are
+   * dropped. A worker already part-way through sending its buckets is waited for instead.
+   */
   protected excusePending(why: string): void {
     for (const [m, slice] of this.pending) {
+      if (this.progress.has(m)) continue;
       this.sampler!.giveBack(slice);
       this.excused.set(m, this.stepNo);
       this.telemetry.timedOut(m.id);
       m.stats.stragglerEvents++;
       this.log.info({ worker: m.id, step: this.stepNo }, `straggler: ${why}`);
+      this.pending.delete(m);
     }
-    this.pending.clear();
   }
 
   /** Weights (and optionally optimizer state) from one replica (of `from`, all members by default). */
@@ -191,9 +201,10 @@ export abstract class JobRunnerCore implements JobMessageHandler {
       this.pending.delete(m);
       this.sampler?.giveBack(slice);
     }
+    if (this.progress.delete(m)) this.tainted = true;
     this.scatter?.lost(m);
     this.signal.notify();
   }
 
-  abstract onWorkerMessage(m: WorkerConnection, msg: JobMessage, payload: Uint8Array): void;
+  abstract onWorkerMessage(m: WorkerConnection, msg: JobMessage, payload: Uint8Array, frameBytes: number): void;
 }

@@ -1,5 +1,5 @@
 import {
-  ProtocolError, float32View, splitBatch, trainingSize, EpochSampler,
+  ProtocolError, allocFrame, float32View, splitBatch, trainingSize, EpochSampler,
   type EpochResult,
 } from '@gradfleet/core';
 import { type Checkpoint, writeModelArtifact } from './checkpoint-store.js';
@@ -10,6 +10,12 @@ import type { JobMessage, WorkerConnection } from './worker-connection.js';
 
 export { JobAbortedError, NoWorkersError };
 
+/**
+ * Bytes a worker may have queued beyond two steps of updates before it counts as a slow
+ * reader and is closed (the synchronous protocol never queues more for a live worker).
+ */
+const SLOW_READER_SLACK_BYTES = 1024 * 1024;
+
 /** How long workers may take to build the model and load the data, in ms. */
 const JOB_START_TIMEOUT_MS = 300_000;
 
@@ -18,8 +24,9 @@ const JOB_START_TIMEOUT_MS = 300_000;
  * Each step: take the next global batch from the sampler, split it among the live
  * workers, add each gradient into the reducer as it arrives, then send the one encoded
  * mean to every replica. A worker lost mid-step gives its slice back to the sampler.
- */export class JobRunner extends JobRunnerCore {
-
+ */
+export class JobRunner extends JobRunnerCore {
+  private stepTotals = { lossSum: 0, correct: 0, samples: 0 };
   /**
    * Runs the job until it ends or pauses; `resume` continues from a checkpoint (the
    * sampler mid-epoch, the optimizer state, the counters) instead of the initial weights.
@@ -100,9 +107,6 @@ const JOB_START_TIMEOUT_MS = 300_000;
       this.joining.clear();
     }
   }
-
-
-
   /**
    * At a step boundary: ready joiners and diverged replicas take the state of a healthy
    * replica; below `minWorkers` the job pauses in place (replicas kept) until enough join.
@@ -147,9 +151,6 @@ const JOB_START_TIMEOUT_MS = 300_000;
       await this.signal.wait(60_000);
     }
   }
-
-
-
   /** Sends the spec and initial weights; waits for every replica to report ready. */
   private async startReplicas(resume?: Checkpoint): Promise<{ trainCount: number; testCount: number }> {
     const job = this.job;
@@ -194,9 +195,11 @@ const JOB_START_TIMEOUT_MS = 300_000;
     const members = [...this.members];
     const slices = splitBatch(batch, members.map(() => 1));
     const checksum = spec.checksumEverySteps > 0 && (sampler.exhausted || (this.stepNo + 1) % spec.checksumEverySteps === 0);
-    const update = this.updates.acquire();
-    this.reducer.begin(update.float32()); // the mean is accumulated in place in the outgoing frame
+    this.reducer.begin(); // every bucket is added in place as it arrives
     this.received = [];
+    this.tainted = false;
+    this.stepTotals = { lossSum: 0, correct: 0, samples: 0 };
+    this.progress.clear();
     this.telemetry.begin();
     members.forEach((m, i) => {
       const slice = slices[i]!;
@@ -205,6 +208,57 @@ const JOB_START_TIMEOUT_MS = 300_000;
       this.telemetry.sent(m.id);
       m.send({ t: 'train', jobId: job.id, step: this.stepNo, epoch }, slice);
     });
+    await this.gather();
+    if (this.tainted || this.stepTotals.samples === 0) {
+      // A worker was lost part-way through its buckets (or every slice was given back):
+      // nothing partial is ever averaged; the slices that did arrive are retried next step.
+      for (const s of this.received) sampler.giveBack(s);
+      if (this.tainted) job.log(`step ${this.stepNo} abandoned: a worker was lost while sending its gradient; its batch is retried`);
+      return;
+    }
+    const samples = this.stepTotals.samples;
+    const f0 = performance.now();
+    const frames = this.encodeUpdate(checksum);
+    const { straggler, sent } = this.telemetry.finish(samples, performance.now() - f0, this.members.size);
+    job.status.timing = this.telemetry.timing;
+    const bytes = frames.reduce((n, f) => n + f.frame.byteLength, 0);
+    const limit = 2 * bytes + SLOW_READER_SLACK_BYTES;
+    for (const m of this.members) {
+      if (m.id === straggler) m.stats.stragglerEvents++;
+      if (m.bufferedAmount > limit) {
+        m.fail(new ProtocolError('SLOW_READER', `${m.bufferedAmount} bytes still queued for this worker, over two steps of updates`));
+        continue;
+      }
+      const last = frames.length - 1;
+      frames.forEach(({ frame, done }, b) => m.sendFrame(frame, b === last ? () => { done(); sent(); } : done));
+      this.metrics.gradientSentBytes.inc({ worker: m.id }, bytes);
+    }
+    const t = this.epochTotals;
+    t.lossSum += this.stepTotals.lossSum;
+    t.correct += this.stepTotals.correct;
+    t.samples += samples;
+    for (const s of this.received) sampler.complete(s);
+    const seconds = (performance.now() - t0) / 1000;
+    this.trainMs += seconds * 1000;
+    this.trainSamples += samples;
+    this.stepNo++;
+    t.steps++;
+    this.metrics.trainLoss.set({ job_id: job.id }, t.lossSum / t.samples);
+    this.metrics.trainAccuracy.set({ job_id: job.id }, t.correct / t.samples);
+    this.metrics.epochProgress.set({ job_id: job.id }, sampler.completed / sampler.size);
+    Object.assign(job.status.progress, {
+      step: this.stepNo, samplesInEpoch: sampler.completed, samplesPerSecond: this.trainSamples / Math.max(1e-3, this.trainMs / 1000),
+    });
+    const every = spec.checkpointEverySteps;
+    if (every > 0 && this.stepNo % every === 0 && !sampler.exhausted) await this.checkpoint(epoch);
+  }
+
+  /**
+   * Waits for every pending gradient: up to the straggler deadline once some are in (late
+   * slices go back to the pool), up to `stepTimeoutMs` in any case (then the worker is dropped).
+   */
+  private async gather(): Promise<void> {
+    const spec = this.job.spec;
     const expected = this.pending.size;
     const hard = Date.now() + spec.stepTimeoutMs;
     const recent = this.telemetry.timing.stepMs;
@@ -213,7 +267,7 @@ const JOB_START_TIMEOUT_MS = 300_000;
       if (this.job.cancelRequested !== undefined) throw new JobAbortedError(this.job.cancelRequested);
       if (spec.backupWorkers > 0 && this.received.length > 0 && this.received.length >= expected - spec.backupWorkers) {
         this.excusePending('backup workers: enough gradients are in');
-        break;
+        if (this.pending.size === 0) break;
       }
       if (!(await this.signal.wait(Math.min(soft, hard) - Date.now()))) continue;
       if (Date.now() >= hard) {
@@ -223,44 +277,32 @@ const JOB_START_TIMEOUT_MS = 300_000;
         }
       } else if (this.received.length > 0) {
         this.excusePending(`past the straggler deadline (${Math.round(soft - hard + spec.stepTimeoutMs)} ms)`);
+        soft = hard; // whoever is part-way through sending is waited for
       } else {
         soft = hard; // nobody is in yet: wait up to the step timeout
       }
     }
-    if (this.reducer.count === 0) {
-      this.updates.release(update);
-      return; // every slice was given back; retried next step
-    }
-    const samples = this.reducer.samples;
-    const f0 = performance.now();
-    this.reducer.finish();
-    const frame = update.frame({ t: 'update', jobId: job.id, step: this.stepNo, checksum });
-    const recycle = this.updates.releaseAfter(update, this.members.size);
-    const { straggler, sent } = this.telemetry.finish(samples, performance.now() - f0, this.members.size);
-    job.status.timing = this.telemetry.timing;
-    for (const m of this.members) {
-      if (m.id === straggler) m.stats.stragglerEvents++;
-      m.sendFrame(frame, () => {
-        recycle();
-        sent();
-      });
-      this.metrics.gradientSentBytes.inc({ worker: m.id }, update.payload.byteLength);
-    }
-    for (const s of this.received) sampler.complete(s);
-    const seconds = (performance.now() - t0) / 1000;
-    this.trainMs += seconds * 1000;
-    this.trainSamples += samples;
-    this.stepNo++;
-    this.epochTotals.steps++;
-    const t = this.epochTotals;
-    this.metrics.trainLoss.set({ job_id: job.id }, t.lossSum / t.samples);
-    this.metrics.trainAccuracy.set({ job_id: job.id }, t.correct / t.samples);
-    this.metrics.epochProgress.set({ job_id: job.id }, sampler.completed / sampler.size);
-    Object.assign(job.status.progress, {
-      step: this.stepNo, samplesInEpoch: sampler.completed, samplesPerSecond: this.trainSamples / Math.max(1e-3, this.trainMs / 1000),
+  }
+
+  /**
+   * Scales each bucket of the sum by 1/samples and encodes it once with the job's codec;
+   * the same frame goes to every replica (dense frames are recycled once all sends are done).
+   */
+  private encodeUpdate(checksum: boolean): { frame: Buffer; done: () => void }[] {
+    const { plan, codec } = this.reducer;
+    const header = { t: 'update' as const, jobId: this.job.id, step: this.stepNo, checksum };
+    return Array.from({ length: plan.count }, (_, b) => {
+      const values = this.reducer.finishBucket(b, this.stepTotals.samples);
+      if (codec.sparse) {
+        const { frame, payload } = allocFrame({ ...header, bucket: b }, codec.updateBytes(values));
+        codec.encodeUpdate(values, payload);
+        return { frame, done: () => undefined };
+      }
+      const pool = this.updates[b]!;
+      const writer = pool.acquire();
+      codec.encodeUpdate(values, writer.payload);
+      return { frame: writer.frame({ ...header, bucket: b }), done: pool.releaseAfter(writer, this.members.size) };
     });
-    const every = spec.checkpointEverySteps;
-    if (every > 0 && this.stepNo % every === 0 && !sampler.exhausted) await this.checkpoint(epoch);
   }
 
   /**
@@ -280,13 +322,7 @@ const JOB_START_TIMEOUT_MS = 300_000;
     await saveCheckpoint(job, this.model, { step: this.stepNo, epoch, sampler: samplerState, runner: runner as unknown as Record<string, unknown>, weights, optimizer, optimizerSpecs });
   }
 
-
-
-
-
-
-
-  onWorkerMessage(m: WorkerConnection, msg: JobMessage, payload: Uint8Array): void {
+  onWorkerMessage(m: WorkerConnection, msg: JobMessage, payload: Uint8Array, frameBytes: number): void {
     if (!this.members.has(m) && !this.joining.has(m)) throw new ProtocolError('UNKNOWN_STEP', `${msg.t} from a worker no longer in job ${this.job.id}`);
     if (msg.t !== 'failure' && msg.jobId !== this.job.id) throw new ProtocolError('UNKNOWN_STEP', `${msg.t} for job ${msg.jobId}, worker runs ${this.job.id}`);
     switch (msg.t) {
@@ -296,7 +332,8 @@ const JOB_START_TIMEOUT_MS = 300_000;
         break;
       case 'gradient': {
         if (this.excused.get(m) === msg.step) {
-          this.excused.delete(m); // a straggler's late gradient: its slice was already given back
+          // A straggler's late gradient: its slice was already given back.
+          if (msg.bucket + 1 >= this.reducer.plan.count) this.excused.delete(m);
           return;
         }
         const slice = this.pending.get(m);
@@ -305,15 +342,22 @@ const JOB_START_TIMEOUT_MS = 300_000;
           throw new ProtocolError('UNKNOWN_STEP', `gradient for step ${msg.step}, step in flight is ${this.stepNo}`);
         }
         if (msg.samples !== slice.length) throw new ProtocolError('MALFORMED_FRAME', `gradient over ${msg.samples} samples, slice has ${slice.length}`);
+        const p = this.progress.get(m) ?? { next: 0, bytes: 0, addMs: 0 };
+        if (msg.bucket !== p.next) throw new ProtocolError('MALFORMED_FRAME', `gradient bucket ${msg.bucket}, expected ${p.next}`);
+        this.progress.set(m, p);
         const a0 = performance.now();
-        this.reducer.add(float32View(payload), msg.samples); // throws on bad size / NaN: slice given back on close
-        this.telemetry.arrived(m.id, msg.computeMs, msg.applyMs, msg.samples, payload.byteLength, performance.now() - a0);
+        this.reducer.add(msg.bucket, payload, msg.samples); // throws on bad size / NaN: the worker is closed, the step retried
+        p.addMs += performance.now() - a0;
+        p.bytes += frameBytes;
+        if (++p.next < this.reducer.plan.count) return;
+        this.progress.delete(m);
+        this.telemetry.arrived(m.id, msg.computeMs, msg.applyMs, msg.samples, p.bytes, p.addMs);
         m.stats.record(msg.samples, msg.computeMs);
         this.pending.delete(m);
         this.received.push(slice);
-        this.epochTotals.lossSum += msg.lossSum;
-        this.epochTotals.correct += msg.correct;
-        this.epochTotals.samples += msg.samples;
+        this.stepTotals.lossSum += msg.lossSum;
+        this.stepTotals.correct += msg.correct;
+        this.stepTotals.samples += msg.samples;
         break;
       }
       case 'eval-result':

@@ -43,7 +43,8 @@ export type JobMessage = Exclude<WorkerMessage, { t: 'hello' | 'heartbeat' }>;
 
 export interface JobMessageHandler {
   /** May throw ProtocolError: the connection is then closed with its code. */
-  onWorkerMessage(conn: WorkerConnection, message: JobMessage, payload: Uint8Array): void;
+  /** `frameBytes`: the whole message as it came off the wire (header included). */
+  onWorkerMessage(conn: WorkerConnection, message: JobMessage, payload: Uint8Array, frameBytes: number): void;
   onWorkerLost(conn: WorkerConnection, reason: string): void;
 }
 
@@ -176,7 +177,7 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
     try {
       if (!isBinary) throw new ProtocolError('MALFORMED_FRAME', 'text frames are not part of the protocol');
       const { message, payload } = decodeWorkerMessage(data);
-      this.dispatch(message, payload);
+      this.dispatch(message, payload, data.byteLength);
     } catch (err) {
       if (err instanceof ProtocolError) this.fail(err);
       else {
@@ -186,7 +187,7 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
     }
   }
 
-  private dispatch(message: WorkerMessage, payload: Uint8Array): void {
+  private dispatch(message: WorkerMessage, payload: Uint8Array, frameBytes: number): void {
     if (message.t === 'hello') {
       if (this.registered) throw new ProtocolError('UNEXPECTED_MESSAGE', 'second hello');
       if (message.v !== PROTOCOL_VERSION) {
@@ -216,6 +217,6 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
       return;
     }
     if (!this.handler) throw new ProtocolError('UNKNOWN_STEP', `${message.t} while no job is assigned to this worker`);
-    this.handler.onWorkerMessage(this, message, payload);
+    this.handler.onWorkerMessage(this, message, payload, frameBytes);
   }
 }

@@ -1,11 +1,12 @@
 import { hostname } from 'node:os';
 import WebSocket from 'ws';
 import {
-  CLOSE_CODES, FrameWriter, PROTOCOL_VERSION, ProtocolError, WORKER_WS_PATH, decodeCoordinatorMessage, encodeMessage, float32View,
+  CLOSE_CODES, PROTOCOL_VERSION, ProtocolError, WORKER_WS_PATH, decodeCoordinatorMessage, encodeMessage, float32View,
   parseJobSpec, uint32View,
   type BackendSelection, type CoordinatorMessage, type Logger, type WorkerMessageInput,
 } from '@gradfleet/core';
 import * as tf from '@tensorflow/tfjs-core';
+import { GradientWire } from './gradient-wire.js';
 import { DataCache } from './remote-data.js';
 import { Replica } from './replica.js';
 import type { WorkerMetrics } from './worker-metrics.js';
@@ -38,8 +39,7 @@ export class WorkerSession {
   private ws: WebSocket | undefined;
   private replica: Replica | undefined;
   private jobId: string | undefined;
-  private gradient: FrameWriter | undefined;
-  private gradientInFlight = false;
+  private wire: GradientWire | undefined;
   private timings = { compute: 0, apply: 0, steps: 0 };
   /** Time spent applying the last update, reported with the next gradient, in ms. */
   private lastApplyMs = 0;
@@ -171,7 +171,7 @@ export class WorkerSession {
         const replica = await Replica.create(spec, msg.layout, values, data, msg.optimizer);
         if (this.jobId !== msg.jobId) return replica.dispose();
         this.replica = replica;
-        this.gradient = new FrameWriter(replica.paramCount * 4);
+        this.wire = new GradientWire(replica.paramCount, spec);
         this.timings = { compute: 0, apply: 0, steps: 0 };
         this.options.logger.info({ jobId: msg.jobId, rank: msg.rank, worldSize: msg.worldSize, params: replica.paramCount }, 'job started');
         this.send({ t: 'ready', jobId: msg.jobId, trainCount: replica.trainCount, testCount: replica.testCount });
@@ -179,29 +179,27 @@ export class WorkerSession {
       }
       case 'train': {
         const replica = this.requireJob(msg.jobId);
+        const wire = this.wire!;
         const t0 = performance.now();
-        // The step protocol means the last gradient was fully received before this slice
-        // was sent; the flag guards the buffer anyway.
-        if (this.gradientInFlight || !this.gradient) this.gradient = new FrameWriter(replica.paramCount * 4);
-        const stats = replica.computeGradient(uint32View(payload), this.gradient.float32());
+        const stats = replica.computeGradient(uint32View(payload), wire.gradient);
         const computeMs = performance.now() - t0;
         this.timings.compute += computeMs;
         this.timings.steps++;
         this.options.metrics.compute.observe(computeMs / 1000);
         this.options.metrics.samples.inc(stats.count);
         this.options.metrics.steps.inc();
-        const frame = this.gradient.frame({ t: 'gradient', jobId: msg.jobId, step: msg.step, samples: stats.count, lossSum: stats.lossSum, correct: stats.correct, computeMs, applyMs: this.lastApplyMs });
+        const header = { t: 'gradient' as const, jobId: msg.jobId, step: msg.step, samples: stats.count, lossSum: stats.lossSum, correct: stats.correct, computeMs, applyMs: this.lastApplyMs };
         this.lastApplyMs = 0;
-        if (this.ws?.readyState === WebSocket.OPEN) {
-          this.gradientInFlight = true;
-          this.ws.send(frame, () => (this.gradientInFlight = false));
-        }
+        const ws = this.ws;
+        if (ws?.readyState === WebSocket.OPEN) wire.send(header, (frame, done) => ws.send(frame, done));
         return;
       }
       case 'update': {
         const replica = this.requireJob(msg.jobId);
         const t0 = performance.now();
-        replica.applyUpdate(float32View(payload));
+        const mean = this.wire!.receive(msg.bucket, payload);
+        if (!mean) return;
+        replica.applyUpdate(mean);
         this.lastApplyMs = performance.now() - t0;
         this.timings.apply += this.lastApplyMs;
         this.options.metrics.apply.observe(this.lastApplyMs / 1000);

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { COMPRESSIONS } from '../compression/codec.js';
+import { DEFAULT_BUCKET_BYTES } from '../math/bucket-plan.js';
 
 export const BUILTIN_MODELS = ['mnist-mlp', 'mnist-cnn'] as const;
 export const OPTIMIZERS = ['adam', 'sgd', 'momentum', 'rmsprop', 'adagrad'] as const;
@@ -104,6 +106,14 @@ export const JobSpecSchema = z
     stragglerMinDeadlineMs: z.number().int().min(1).max(3_600_000).default(2_000),
     /** Backup workers: finish a step once all but this many gradients are in (their slices go back to the pool). */
     backupWorkers: z.number().int().min(0).max(1023).default(0),
+    /** How gradients travel: raw float32, fp16, block-scaled int8, or top-k with error feedback (docs/protocol.md). */
+    compression: z.enum(COMPRESSIONS).default('none'),
+    /** Fraction of each bucket's entries top-k sends (only with `compression: 'topk'`). */
+    topkRatio: z.number().gt(0).max(0.5).default(0.01),
+    /** Gradients travel in buckets of this many bytes (float32 count x 4) so adding and sending overlap. */
+    bucketBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(DEFAULT_BUCKET_BYTES),
+    /** Evaluate the test split after every epoch (recorded in the epoch history), not only at the end. */
+    testEveryEpoch: z.boolean().default(false),
   })
   .strict()
   .refine((s) => s.maxWorkers >= s.minWorkers, { message: 'maxWorkers must be >= minWorkers', path: ['maxWorkers'] });

@@ -3,12 +3,6 @@
  * weights concatenated in model order).
  */
 
-/** `acc = g * w` (first contribution of a step: no zero-fill pass needed). */
-export function writeScaled(acc: Float32Array, g: Float32Array, w: number): void {
-  if (acc.length !== g.length) throw new RangeError(`length mismatch: ${acc.length} vs ${g.length}`);
-  for (let i = 0; i < g.length; i++) acc[i] = g[i]! * w;
-}
-
 /** `acc += g * w`. */
 export function addScaled(acc: Float32Array, g: Float32Array, w: number): void {
   if (acc.length !== g.length) throw new RangeError(`length mismatch: ${acc.length} vs ${g.length}`);
@@ -18,17 +12,6 @@ export function addScaled(acc: Float32Array, g: Float32Array, w: number): void {
 /** `acc *= s`. */
 export function scaleInPlace(acc: Float32Array, s: number): void {
   for (let i = 0; i < acc.length; i++) acc[i]! *= s;
-}
-
-/**
- * True when every element is finite. Sums in float64: a sum of float32 values cannot
- * overflow a double (|x| < 3.5e38, n < 2^53), so the sum is finite exactly when every
- * element is, at the cost of one add per element.
- */
-export function allFinite(g: Float32Array): boolean {
-  let s = 0;
-  for (let i = 0; i < g.length; i++) s += g[i]!;
-  return Number.isFinite(s);
 }
 
 /**

@@ -1,42 +1,95 @@
 import { describe, expect, it } from 'vitest';
-import { ProtocolError } from '../protocol/protocol-error.js';
+import { bucketCodec, type Compression } from '../compression/codec.js';
+import { Accumulator, STAGE_FLOATS } from './accumulator.js';
+import { BucketPlan } from './bucket-plan.js';
 import { maxRelativeDifference, weightedMean, weightsChecksum } from './gradient-math.js';
 import { GradientReducer } from './gradient-reducer.js';
 
 const rand = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 1000 + i) * 3);
 
+/** Encodes a flat gradient bucket by bucket, as a worker does. */
+function encodeBuckets(plan: BucketPlan, name: Compression, g: Float32Array): Uint8Array[] {
+  const codec = bucketCodec(name);
+  const work = Float32Array.from(g);
+  return Array.from({ length: plan.count }, (_, b) => {
+    const out = new Uint8Array(codec.gradientBytes(plan.length(b)));
+    codec.encode(plan.slice(work, b), out);
+    return out;
+  });
+}
+
+function reduce(plan: BucketPlan, name: Compression, grads: Float32Array[], samples: number[]): Float32Array {
+  const r = new GradientReducer(plan, bucketCodec(name));
+  r.begin();
+  grads.forEach((g, k) => encodeBuckets(plan, name, g).forEach((p, b) => r.add(b, p, samples[k]!)));
+  const total = samples.reduce((a, b) => a + b, 0);
+  const out = new Float32Array(plan.size);
+  for (let b = 0; b < plan.count; b++) out.set(r.finishBucket(b, total), plan.start(b));
+  return out;
+}
+
 describe('GradientReducer', () => {
   it('computes the sample-weighted mean of per-worker mean gradients', () => {
-    // Per-example gradients; each worker reports the mean over its (unequal) slice.
     const examples = Array.from({ length: 10 }, (_, k) => rand(64, k));
     const meanOf = (xs: Float32Array[]) => weightedMean(xs, xs.map(() => 1));
-    const full = meanOf(examples);
     const shards = [examples.slice(0, 7), examples.slice(7, 9), examples.slice(9)];
-    const r = new GradientReducer(64);
-    r.begin(new Float32Array(64));
-    for (const s of shards) r.add(meanOf(s), s.length);
-    expect(r.samples).toBe(10);
-    expect(maxRelativeDifference(r.finish(), full)).toBeLessThan(1e-6);
+    const got = reduce(new BucketPlan(64), 'none', shards.map(meanOf), shards.map((s) => s.length));
+    expect(maxRelativeDifference(got, meanOf(examples))).toBeLessThan(1e-6);
   });
 
-  it('refuses NaN/Infinity and wrong sizes before touching the accumulator', () => {
-    const r = new GradientReducer(4);
-    const acc = new Float32Array(4);
-    r.begin(acc);
-    r.add(Float32Array.of(1, 2, 3, 4), 2);
-    const snapshot = Array.from(acc);
-    for (const bad of [Float32Array.of(1, NaN, 0, 0), Float32Array.of(Infinity, 0, 0, 0), Float32Array.of(0, 0, -Infinity, 0)]) {
-      expect(() => r.add(bad, 1)).toThrow(expect.objectContaining({ code: 'NON_FINITE_GRADIENT' }));
+  it('bucketing reassembles exactly: any bucket size gives the bit-identical mean', () => {
+    const size = 5 * STAGE_FLOATS + 777; // several staging pieces, a ragged last bucket, a 1-3 float tail
+    const grads = [rand(size, 1), rand(size, 2), rand(size, 3)];
+    const whole = reduce(new BucketPlan(size, size * 4 + 1024), 'none', grads, [5, 3, 8]);
+    for (const bytes of [1024, 4096 + 512, 300_000, 1 << 20]) {
+      const plan = new BucketPlan(size, bytes);
+      expect(plan.count).toBeGreaterThan(1);
+      expect(Buffer.compare(Buffer.from(reduce(plan, 'none', grads, [5, 3, 8]).buffer), Buffer.from(whole.buffer))).toBe(0);
     }
-    expect(() => r.add(new Float32Array(5), 1)).toThrow(ProtocolError);
-    expect(Array.from(acc)).toEqual(snapshot);
-    expect(Array.from(r.finish())).toEqual([1, 2, 3, 4]);
   });
 
-  it('finish without contributions is an error', () => {
-    const r = new GradientReducer(2);
-    r.begin(new Float32Array(2));
-    expect(() => r.finish()).toThrow();
+  it('SIMD and scalar kernels agree bit for bit (tails included)', () => {
+    const acc = new Accumulator(1027);
+    expect(acc.simd).toBe(true);
+    const g = rand(1027, 4);
+    acc.add(0, g, 3, true);
+    acc.add(0, rand(1027, 5), 0.5, false);
+    acc.scale(0, 1027, 1 / 3.5);
+    const expected = new Float32Array(1027);
+    const h = rand(1027, 5);
+    for (let i = 0; i < 1027; i++) expected[i] = Math.fround(Math.fround(Math.fround(g[i]! * 3) + Math.fround(h[i]! * 0.5)) * Math.fround(1 / 3.5));
+    expect(Array.from(acc.values)).toEqual(Array.from(expected));
+  });
+
+  it('refuses a wrong-sized bucket before touching the accumulator and flags NaN/Infinity', () => {
+    const plan = new BucketPlan(8);
+    const r = new GradientReducer(plan, bucketCodec('none'));
+    r.begin();
+    r.add(0, new Uint8Array(Float32Array.of(1, 2, 3, 4, 5, 6, 7, 8).buffer), 2);
+    const snapshot = Array.from(r.acc.values);
+    expect(() => r.add(0, new Uint8Array(20), 1)).toThrow(expect.objectContaining({ code: 'GRADIENT_SIZE_MISMATCH' }));
+    expect(() => r.add(1, new Uint8Array(32), 1)).toThrow(expect.objectContaining({ code: 'GRADIENT_SIZE_MISMATCH' }));
+    expect(Array.from(r.acc.values)).toEqual(snapshot);
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      for (const at of [1, 6]) { // inside the SIMD part and in the scalar tail
+        const g = new Float32Array(8);
+        g[at] = bad;
+        const rr = new GradientReducer(new BucketPlan(7), bucketCodec('none'));
+        rr.begin();
+        expect(() => rr.add(0, new Uint8Array(g.buffer, 0, 28), 1)).toThrow(expect.objectContaining({ code: 'NON_FINITE_GRADIENT' }));
+      }
+    }
+  });
+
+  it('compressed codecs still refuse non-finite gradients', () => {
+    for (const name of ['fp16', 'int8', 'topk'] as const) {
+      const plan = new BucketPlan(1000);
+      const g = rand(1000, 9);
+      g[500] = NaN;
+      const r = new GradientReducer(plan, bucketCodec(name));
+      r.begin();
+      expect(() => r.add(0, encodeBuckets(plan, name, g)[0]!, 1), name).toThrow(expect.objectContaining({ code: 'NON_FINITE_GRADIENT' }));
+    }
   });
 });
 

@@ -1,62 +1,48 @@
+import type { BucketCodec } from '../compression/codec.js';
 import { ProtocolError } from '../protocol/protocol-error.js';
-import { addScaled, allFinite, scaleInPlace, writeScaled } from './gradient-math.js';
+import { Accumulator } from './accumulator.js';
+import type { BucketPlan } from './bucket-plan.js';
 
 /**
- * Streaming reducer for one step (PyTorch DDP vocabulary): each arriving gradient is
- * checked and added, weighted by its sample count, into one accumulator as it arrives;
- * when the last one lands only its own addition and the final 1/total scale remain.
- * The accumulator is supplied by the caller so it can be the payload region of the
- * outgoing `update` frame: the mean is encoded once, in place, and sent to every worker.
+ * Streaming reducer for one step (PyTorch DDP vocabulary): each arriving bucket of a
+ * worker's gradient is decoded straight into one preallocated accumulator (WebAssembly
+ * SIMD), weighted by the worker's sample count, as it arrives. When the last bucket lands
+ * only its own addition and the 1/total scale of each bucket remain.
+ *
+ * A bad bucket (wrong size) is refused before it touches anything; a non-finite one is
+ * caught in the same pass that adds it, which spoils the accumulator: the caller then
+ * abandons the step and retries its slices (never averages a partial contribution).
  */
 export class GradientReducer {
-  readonly size: number;
-  private acc: Float32Array | undefined;
-  private totalSamples = 0;
-  private contributions = 0;
+  readonly acc: Accumulator;
+  private readonly filled: Uint32Array;
 
-  constructor(size: number) {
-    this.size = size;
+  constructor(readonly plan: BucketPlan, readonly codec: BucketCodec) {
+    this.acc = new Accumulator(plan.size);
+    this.filled = new Uint32Array(plan.count);
   }
 
-  /** Starts a step, accumulating into `accumulator` (length `size`). */
-  begin(accumulator: Float32Array): void {
-    if (accumulator.length !== this.size) throw new RangeError(`accumulator of ${accumulator.length}, expected ${this.size}`);
-    this.acc = accumulator;
-    this.totalSamples = 0;
-    this.contributions = 0;
+  /** Starts a step. */
+  begin(): void {
+    this.filled.fill(0);
+    if (this.codec.sparse) this.acc.values.fill(0);
   }
 
-  /**
-   * Validates a gradient (length, finiteness) before it can touch the accumulator,
-   * then adds it with weight `samples`. Throws ProtocolError on a bad gradient.
-   */
-  add(gradient: Float32Array, samples: number): void {
-    if (!this.acc) throw new Error('GradientReducer.add before begin');
-    if (gradient.length !== this.size) {
-      throw new ProtocolError('GRADIENT_SIZE_MISMATCH', `gradient has ${gradient.length} values, model has ${this.size}`);
+  /** Adds one encoded bucket of a worker's gradient with weight `samples`. Throws ProtocolError. */
+  add(bucket: number, payload: Uint8Array, samples: number): void {
+    if (!Number.isInteger(bucket) || bucket < 0 || bucket >= this.plan.count) {
+      throw new ProtocolError('GRADIENT_SIZE_MISMATCH', `bucket ${bucket} of a gradient cut into ${this.plan.count}`);
     }
-    if (!allFinite(gradient)) throw new ProtocolError('NON_FINITE_GRADIENT', 'gradient contains NaN or Infinity');
-    if (samples <= 0) return;
-    if (this.contributions === 0) writeScaled(this.acc, gradient, samples);
-    else addScaled(this.acc, gradient, samples);
-    this.totalSamples += samples;
-    this.contributions++;
+    const first = this.filled[bucket] === 0;
+    const ok = this.codec.accumulate(payload, this.plan.length(bucket), this.acc, this.plan.start(bucket), samples, first);
+    this.filled[bucket]!++;
+    if (!ok) throw new ProtocolError('NON_FINITE_GRADIENT', `bucket ${bucket} of the gradient contains NaN or Infinity`);
   }
 
-  get samples(): number {
-    return this.totalSamples;
-  }
-
-  get count(): number {
-    return this.contributions;
-  }
-
-  /** Divides by the total sample count and returns the mean (the accumulator itself). */
-  finish(): Float32Array {
-    if (!this.acc || this.contributions === 0) throw new Error('GradientReducer.finish with no contribution');
-    scaleInPlace(this.acc, 1 / this.totalSamples);
-    const out = this.acc;
-    this.acc = undefined;
-    return out;
+  /** Scales bucket `b` by 1/`totalSamples` and returns it (a view of the accumulator). */
+  finishBucket(b: number, totalSamples: number): Float32Array {
+    if (this.filled[b] === 0 && !this.codec.sparse) throw new Error(`bucket ${b} has no contribution`);
+    this.acc.scale(this.plan.start(b), this.plan.length(b), 1 / totalSamples);
+    return this.plan.slice(this.acc.values, b);
   }
 }

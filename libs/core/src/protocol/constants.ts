@@ -3,7 +3,7 @@
  * a peer speaking another version is closed with `UNSUPPORTED_PROTOCOL_VERSION`.
  * Bump it whenever a message's shape or meaning changes.
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /**
  * Largest WebSocket message accepted, in bytes. Enforced by the frame parser of `ws`

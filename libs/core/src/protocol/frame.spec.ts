@@ -66,7 +66,7 @@ describe('frame codec', () => {
 
 describe('message validation', () => {
   it('accepts a valid gradient message', () => {
-    const msg = { t: 'gradient', jobId: 'j', step: 3, samples: 16, lossSum: 1.5, correct: 9, computeMs: 2, applyMs: 1 } as const;
+    const msg = { t: 'gradient', jobId: 'j', step: 3, bucket: 0, samples: 16, lossSum: 1.5, correct: 9, computeMs: 2, applyMs: 1 } as const;
     const { message, payload } = decodeWorkerMessage(encodeMessage(msg, new Float32Array(8)));
     expect(message).toEqual(msg);
     expect(payload.byteLength).toBe(32);

@@ -9,7 +9,7 @@ const RUNS = Number(process.env['GRADFLEET_FUZZ_RUNS'] ?? 40_000);
 
 const valid = [
   encodeMessage({ t: 'hello', v: 1, name: 'w', host: 'h', pid: 1, backend: 'wasm' }),
-  encodeMessage({ t: 'gradient', jobId: 'j', step: 3, samples: 2, lossSum: 1, correct: 1, computeMs: 1 }, new Float32Array(16)),
+  encodeMessage({ t: 'gradient', jobId: 'j', step: 3, bucket: 0, samples: 2, lossSum: 1, correct: 1, computeMs: 1 }, new Float32Array(16)),
   encodeMessage({ t: 'ready', jobId: 'j', trainCount: 10, testCount: 2 }),
   encodeMessage({ t: 'weights', jobId: 'j', requestId: 1 }, new Float32Array(8)),
   encodeMessage({ t: 'heartbeat', numTensors: 3, numBytes: 12 }),

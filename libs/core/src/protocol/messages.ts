@@ -29,11 +29,16 @@ export const WorkerMessageSchema = z.discriminatedUnion('t', [
   }),
   /** Sent once the model is built and the data loaded; reports the dataset sizes it found. */
   z.object({ t: z.literal('ready'), jobId: id, trainCount: count, testCount: count }),
-  /** Payload: Float32 gradient of the mean loss over `samples` examples, all trainable weights concatenated. */
+  /**
+   * Payload: bucket `bucket` of the gradient of the mean loss over `samples` examples (all
+   * trainable weights concatenated, cut by the job's `bucketBytes`), encoded with the job's
+   * `compression`. Buckets go in order 0, 1, ...; the step's numbers repeat in each.
+   */
   z.object({
     t: z.literal('gradient'),
     jobId: id,
     step: count,
+    bucket: count,
     samples: count,
     lossSum: finite,
     correct: count,
@@ -71,8 +76,11 @@ export const CoordinatorMessageSchema = z.discriminatedUnion('t', [
   }),
   /** Payload: Uint32 example indices of this worker's slice of the global batch. */
   z.object({ t: z.literal('train'), jobId: id, step: count, epoch: count }),
-  /** Payload: Float32 sample-weighted mean gradient of the step; every replica applies it. */
-  z.object({ t: z.literal('update'), jobId: id, step: count, checksum: z.boolean() }),
+  /**
+   * Payload: bucket `bucket` of the sample-weighted mean gradient of the step, encoded with
+   * the job's `compression`; every replica applies the whole once the last bucket is in.
+   */
+  z.object({ t: z.literal('update'), jobId: id, step: count, bucket: count, checksum: z.boolean() }),
   z.object({
     t: z.literal('evaluate'),
     jobId: id,

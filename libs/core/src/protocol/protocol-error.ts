@@ -34,6 +34,8 @@ export const CLOSE_CODES = {
   DUPLICATE_MESSAGE: 4013,
   /** More messages per second than the coordinator accepts from one connection. */
   RATE_LIMITED: 4014,
+  /** The peer does not read what it is sent: more than two steps of updates queued for it. */
+  SLOW_READER: 4015,
 } as const;
 
 export type ProtocolErrorCode = keyof typeof CLOSE_CODES;
