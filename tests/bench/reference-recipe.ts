@@ -1,50 +1,50 @@
 /**
- * Reference recipe, measured side by side in one run: single-process `model.fit` and
- * `gradfleet up --workers 2` (wasm backend, 5 epochs, global batch 32), one after the
- * other on the same machine. Writes tests/bench/results/reference-recipe.json and prints
- * a markdown table for docs/benchmarks.md.
- *
- *   npm run bench:reference            (about 4 minutes on 2 cores)
- *   npm run bench:reference -- --epochs 1
+ * The reference recipe (MNIST MLP, Adam, global batch 32, 5 epochs, validation split 0.1,
+ * wasm): wall time to 97.5 % test accuracy with 2 workers against single-process
+ * `model.fit`, and the accuracy each compression mode reaches. The test split is evaluated
+ * after every epoch in both (evaluation time not counted). Skipped by --quick.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { COMPRESSIONS, type EpochResult } from '@gradfleet/core';
+import { writeSmallMnist } from '../helpers/cluster.js';
+import { QUICK, runScript, saveResult, type Row } from './bench-lib.js';
+import { clusterJob } from './cluster-job.js';
 
-const ROOT = join(import.meta.dirname, '..', '..');
-const epochsArg = process.argv.indexOf('--epochs');
-const epochs = epochsArg > 0 ? Number(process.argv[epochsArg + 1]) : 5;
+const TARGET_ACCURACY = 0.975;
+const epochs = QUICK ? 1 : 5;
+const dataset = QUICK ? (await writeSmallMnist(3000, 500)).dataset : 'mnist';
+const spec = { epochs, testEveryEpoch: true, dataset };
 
-function run(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 * 1024 * 1024 });
+console.error(`reference: model.fit, ${epochs} epochs...`);
+const fit = JSON.parse(runScript('single-process-fit.ts', ['--spec', JSON.stringify({ epochs, dataset }), '--test-every-epoch']).trim().split('\n').at(-1)!) as {
+  epochs: { elapsedMs: number; testAccuracy: number }[]; wallTimeMs: number; testAccuracy: number;
+};
+const reach = (points: { elapsedMs?: number; testAccuracy?: number }[]) => points.find((p) => (p.testAccuracy ?? 0) >= TARGET_ACCURACY)?.elapsedMs;
+const fitReach = reach(fit.epochs);
+
+const runs: Record<string, { history: EpochResult[]; accuracy: number; wallTimeMs: number }> = {};
+for (const compression of QUICK ? (['none'] as const) : COMPRESSIONS) {
+  console.error(`reference: 2 workers, compression ${compression}...`);
+  const { status } = await clusterJob(2, { ...spec, compression });
+  runs[compression] = { history: status.history, accuracy: status.result!.testAccuracy!, wallTimeMs: status.result!.wallTimeMs };
 }
-
-console.error(`single-process model.fit, ${epochs} epochs (wasm)...`);
-const single = JSON.parse(run(process.execPath, ['--import', 'tsx', 'tests/bench/single-process-fit.ts', 'wasm', String(epochs)]).trim().split('\n').at(-1)!) as {
-  wallTimeMs: number; samplesPerSecond: number; testAccuracy: number;
-};
-
-console.error(`gradfleet up --workers 2, ${epochs} epochs (wasm)...`);
-const t0 = performance.now();
-const out = run(process.execPath, ['apps/cli/dist/main.js', 'up', '--workers', '2', '--backend', 'wasm', '--epochs', String(epochs)]);
-const totalMs = performance.now() - t0;
-const num = (re: RegExp) => Number(re.exec(out)?.[1]);
-const cluster = {
-  testAccuracy: num(/test accuracy\s+([\d.]+)%/) / 100,
-  wallTimeMs: num(/training time\s+([\d.]+) s/) * 1000,
-  samplesPerSecond: num(/throughput\s+(\d+) samples\/s/),
-  commandWallTimeMs: totalMs,
-};
-
-const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
-const result = { date: new Date().toISOString(), machine, epochs, single, cluster, speedup: single.wallTimeMs / cluster.wallTimeMs };
-mkdirSync(join(ROOT, 'tests/bench/results'), { recursive: true });
-writeFileSync(join(ROOT, 'tests/bench/results/reference-recipe.json'), JSON.stringify(result, null, 2) + '\n');
-
-const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
-console.log(`Reference recipe (${epochs} epochs, batch 32, Adam, wasm) on ${machine}, ${result.date.slice(0, 10)}\n`);
-console.log('| run | test accuracy | training wall time | samples/s | vs single process |');
-console.log('|---|---|---|---|---|');
-console.log(`| single-process \`model.fit\` | ${pct(single.testAccuracy)} | ${(single.wallTimeMs / 1000).toFixed(1)} s | ${Math.round(single.samplesPerSecond)} | 1.00× |`);
-console.log(`| \`gradfleet up --workers 2\` | ${pct(cluster.testAccuracy)} | ${(cluster.wallTimeMs / 1000).toFixed(1)} s | ${Math.round(cluster.samplesPerSecond)} | ${result.speedup.toFixed(2)}× |`);
+const none = runs['none']!;
+const noneReach = reach(none.history);
+const rows: Row[] = [];
+const s = (ms: number | undefined) => (ms === undefined ? NaN : ms / 1000);
+rows.push({
+  case: `time to ${TARGET_ACCURACY * 100} % test accuracy, 2 workers`, value: s(noneReach), baseline: s(fitReach), unit: 's',
+  ratio: fitReach !== undefined && noneReach !== undefined ? fitReach / noneReach : 0, target: 1,
+  note: noneReach === undefined ? '(not reached)' : fitReach === undefined ? '(model.fit did not reach it)' : '',
+});
+rows.push({ case: `${epochs}-epoch wall time, 2 workers`, value: s(none.wallTimeMs), baseline: s(fit.wallTimeMs), unit: 's', ratio: fit.wallTimeMs / none.wallTimeMs });
+rows.push({ case: 'test accuracy, uncompressed', value: none.accuracy * 100, baseline: fit.testAccuracy * 100, unit: '%', ratio: none.accuracy, target: QUICK ? 0 : TARGET_ACCURACY });
+for (const c of ['fp16', 'int8'] as const) {
+  if (runs[c]) rows.push({ case: `test accuracy, ${c} (ratio = accuracy)`, value: runs[c].accuracy * 100, baseline: none.accuracy * 100, unit: '%', ratio: runs[c].accuracy, target: TARGET_ACCURACY });
+}
+if (runs['topk']) {
+  rows.push({ case: 'test accuracy, topk 1 % (ratio = points vs uncompressed)', value: runs['topk'].accuracy * 100, baseline: none.accuracy * 100, unit: '%', ratio: (runs['topk'].accuracy - none.accuracy) * 100, target: -1 });
+}
+saveResult({
+  name: 'reference-recipe', title: 'Reference recipe: 2 workers vs single-process `model.fit` (MNIST MLP, batch 32, 5 epochs)', baselineName: '`model.fit`', rows,
+  notes: [`Per-epoch test accuracy: model.fit ${JSON.stringify(fit.epochs.map((e) => +e.testAccuracy.toFixed(4)))}; ${Object.entries(runs).map(([k, r]) => `${k} ${JSON.stringify(r.history.map((h) => +(h.testAccuracy ?? NaN).toFixed(4)))}`).join('; ')}`],
+});

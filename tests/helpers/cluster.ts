@@ -20,7 +20,9 @@ export class TestCluster {
   }
 
   private spawn(app: string, args: string[]): ChildProcess {
-    const child = spawn(process.execPath, [entry(app), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } });
+    // GRADFLEET_NODE_ARGS: extra node flags for the cluster's processes (e.g. --cpu-prof for profiling a benchmark).
+    const nodeArgs = process.env['GRADFLEET_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
+    const child = spawn(process.execPath, [...nodeArgs, entry(app), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } });
     child.stderr!.on('data', (d: Buffer) => this.logs.push(`[${app} ${child.pid}] ${d.toString()}`));
     this.processes.push(child);
     return child;
@@ -61,7 +63,9 @@ export class TestCluster {
   }
 
   async stop(): Promise<void> {
-    for (const p of this.processes) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    // Profiled processes stop politely so they can write their profiles.
+    const signal = process.env['GRADFLEET_NODE_ARGS'] ? 'SIGTERM' : 'SIGKILL';
+    for (const p of this.processes) if (p.exitCode === null && p.signalCode === null) p.kill(signal);
     await Promise.all(this.processes.map((p) => (p.exitCode !== null || p.signalCode !== null ? undefined : new Promise((r) => p.once('exit', r)))));
   }
 }

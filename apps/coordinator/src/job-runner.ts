@@ -51,6 +51,7 @@ export class JobRunner extends JobRunnerCore {
         job.status.history = c.history;
       }
       const t0 = Date.now() - elapsedBefore;
+      let testEvalMs = 0;
       this.elapsed = () => Date.now() - t0;
       for (let epoch = resume?.epoch ?? 0; epoch < spec.epochs; epoch++) {
         const started = Date.now();
@@ -74,13 +75,22 @@ export class JobRunner extends JobRunnerCore {
           this.metrics.validationAccuracy.set({ job_id: job.id }, result.valAccuracy);
         }
         result.durationMs = Date.now() - started;
+        result.elapsedMs = this.elapsed() - testEvalMs;
+        if (spec.testEveryEpoch && testCount > 0 && epoch + 1 < spec.epochs) {
+          const e0 = Date.now();
+          const test = await this.evaluate('test', 0, testCount);
+          Object.assign(result, { testLoss: test.lossSum / test.count, testAccuracy: test.correct / test.count });
+          testEvalMs += Date.now() - e0;
+        }
         job.status.history.push(result);
         this.log.info(result, `epoch ${epoch + 1}/${spec.epochs} done`);
         job.log(`epoch ${epoch + 1}/${spec.epochs}: loss ${result.loss.toFixed(4)} accuracy ${result.accuracy.toFixed(4)}${result.valAccuracy === undefined ? '' : ` val_loss ${result.valLoss!.toFixed(4)} val_accuracy ${result.valAccuracy.toFixed(4)}`} audit ${result.audit.ok ? 'ok' : 'FAILED'}`);
         if (epoch + 1 < spec.epochs) await this.checkpoint(epoch + 1);
       }
-      const wallTimeMs = Date.now() - t0;
+      const wallTimeMs = Date.now() - t0 - testEvalMs;
       const test = testCount > 0 ? await this.evaluate('test', 0, testCount) : undefined;
+      const last = job.status.history.at(-1);
+      if (test && last && spec.testEveryEpoch) Object.assign(last, { testLoss: test.lossSum / test.count, testAccuracy: test.correct / test.count });
       job.finalWeights = (await this.fetchState(false)).weights;
       await writeModelArtifact(`${job.dir}/model`, modelArtifactJson(this.model), job.finalWeights);
       job.status.result = {

@@ -2,11 +2,14 @@ import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type WebSocket from 'ws';
 import {
-  CLOSE_CODES, PROTOCOL_VERSION, ProtocolError, decodeWorkerMessage, encodeMessage,
+  CLOSE_CODES, PROTOCOL_VERSION, ProtocolError, decodeWorkerMessage, encodeMessage, framePrefix,
   type CoordinatorMessageInput, type Logger, type WorkerInfo, type WorkerMessage, type WorkerStats,
 } from '@gradfleet/core';
 import type { CoordinatorMetrics } from './metrics.js';
 import { RateMeter } from './rate-meter.js';
+
+/** Payloads from this size on are sent as a shared second fragment rather than copied into a frame, in bytes. */
+const SHARED_PAYLOAD_MIN_BYTES = 1024 * 1024;
 
 /** Live per-worker figures for the API and `gradfleet status`. */
 export class WorkerStatsTracker {
@@ -112,7 +115,13 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
   }
 
   send(message: CoordinatorMessageInput, payload?: ArrayBufferView): void {
-    this.sendFrame(encodeMessage(message, payload));
+    if (!payload || payload.byteLength < SHARED_PAYLOAD_MIN_BYTES) return this.sendFrame(encodeMessage(message, payload));
+    if (this.closed) return;
+    // Large payloads (initial weights to every worker) are not copied into a frame per
+    // worker: the header goes as a first fragment, the caller's buffer as the last.
+    const bytes = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+    this.ws.send(framePrefix(message, bytes.byteLength), { binary: true, fin: false });
+    this.ws.send(bytes, { binary: true, fin: true });
   }
 
   /**

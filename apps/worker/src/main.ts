@@ -3,6 +3,9 @@ import { Command, Option } from 'commander';
 import { BackendUnavailableError, createLogger, selectBackend, type BackendPreference } from '@gradfleet/core';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { registerGpuMetrics } from './gpu-metrics.js';
+import { FATAL_EXIT_CODE, GpuSupervisor } from './gpu-supervisor.js';
+import { GpuDiscoveryError, queryGpus, selectGpus } from './nvidia-smi.js';
 import { WorkerMetrics } from './worker-metrics.js';
 import { WorkerSession } from './worker-session.js';
 
@@ -19,6 +22,12 @@ const program = new Command('gradfleet worker')
   .option('-t, --token <token>', 'worker token the coordinator requires (or GRADFLEET_WORKER_TOKEN)')
   .option('--token-file <file>', 'read the worker token from a file')
   .option('--ca <file>', 'CA certificate (PEM) that signed a wss:// coordinator’s certificate')
+  .option('--gpus <list>', 'one supervised worker process per GPU: "all" or indices like 0,1,3 (needs nvidia-smi)')
+  .option('--restart-delay-ms <n>', 'with --gpus: first restart delay of a crashed worker (doubles per crash, up to 30 s)', (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new Error(`--restart-delay-ms must be a whole number of ms, got ${v}`);
+    return n;
+  }, 1000)
   .option('--metrics-port <port>', 'serve this worker’s own Prometheus metrics on this port (0: any free port)', (v) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--metrics-port must be a port number, got ${v}`);
@@ -26,15 +35,42 @@ const program = new Command('gradfleet worker')
   })
   .parse();
 
-const opts = program.opts<{ coordinator: string; backend: BackendPreference; gpu?: number; name?: string; metricsPort?: number; token?: string; tokenFile?: string; ca?: string }>();
+const opts = program.opts<{ coordinator: string; backend: BackendPreference; gpu?: number; gpus?: string; restartDelayMs: number; name?: string; metricsPort?: number; token?: string; tokenFile?: string; ca?: string }>();
 const token = opts.token ?? (opts.tokenFile ? readFileSync(opts.tokenFile, 'utf8').trim() : process.env['GRADFLEET_WORKER_TOKEN']?.trim() || undefined);
 const logger = createLogger('worker');
+
+if (opts.gpus !== undefined) process.exit(await superviseGpus(opts.gpus));
+
+/** `--gpus`: discover the GPUs and run one pinned worker process per GPU until SIGTERM. */
+async function superviseGpus(spec: string): Promise<number> {
+  try {
+    const gpus = selectGpus(spec, await queryGpus());
+    const supervisor = new GpuSupervisor({
+      gpus, entry: process.argv[1]!, name: opts.name ?? hostname(), metricsPort: opts.metricsPort, logger, restartDelayMs: opts.restartDelayMs,
+      args: ['--coordinator', opts.coordinator, '--backend', opts.backend, ...(opts.ca ? ['--ca', opts.ca] : [])],
+      env: token ? { GRADFLEET_WORKER_TOKEN: token } : {},
+    });
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void supervisor.stop());
+    supervisor.start();
+    logger.info({ gpus: gpus.map((g) => `${g.index}: ${g.name}`) }, `supervising ${gpus.length} GPU worker(s)`);
+    return await supervisor.done;
+  } catch (err) {
+    if (!(err instanceof GpuDiscoveryError)) throw err;
+    logger.error({ code: err.code }, err.message);
+    return FATAL_EXIT_CODE;
+  }
+}
 
 try {
   const backend = await selectBackend(opts.backend, opts.gpu === undefined ? {} : { gpu: opts.gpu });
   logger.info({ backend: backend.backend, provider: backend.provider, device: backend.device, reason: backend.reason }, `using the ${backend.backend} backend`);
   const name = opts.name ?? `${hostname()}-${process.pid}`;
   const metrics = new WorkerMetrics(name, backend);
+  const gpuIndex = process.env['GRADFLEET_GPU_INDEX'];
+  if (gpuIndex !== undefined) {
+    if (backend.backend !== 'tensorflow') logger.warn({ gpu: gpuIndex, reason: backend.reason }, `pinned to GPU ${gpuIndex} but running on ${backend.backend}: ${backend.reason}`);
+    registerGpuMetrics(metrics.registry, Number(gpuIndex));
+  }
   if (opts.metricsPort !== undefined) {
     const port = await metrics.serve(opts.metricsPort);
     logger.info({ port }, `serving metrics on :${port}/metrics`);

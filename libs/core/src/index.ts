@@ -19,6 +19,7 @@ export * from './model/model-factory.js';
 export * from './data/idx.js';
 export * from './data/dataset.js';
 export * from './backend/select-backend.js';
+export * from './backend/tensorflow-requirements.js';
 export * from './backend/wasm-conv2d-backprop-filter.js';
 export * from './client/gradfleet-client.js';
 export * from './logger.js';

@@ -5,6 +5,7 @@ import '@tensorflow/tfjs-backend-cpu';
 // Its Node bundle registers every op's gradient (tfjs-core's alone registers none).
 import '@tensorflow/tfjs-layers';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { TFJS_NODE_GPU_REQUIREMENTS, explainTensorflowLoadError } from './tensorflow-requirements.js';
 import { registerWasmConv2DBackpropFilter } from './wasm-conv2d-backprop-filter.js';
 
 /** `auto` tries tensorflow (GPU build, then CPU build), then wasm, then cpu. */
@@ -73,13 +74,13 @@ export async function selectBackend(pref: BackendPreference, options: SelectBack
         const device = gpu ? `GPU ${options.gpu ?? process.env['CUDA_VISIBLE_DEVICES'] ?? 0}` : 'CPU (libtensorflow)';
         return { backend: 'tensorflow', provider, device, reason: failures.length ? failures.join('; ') : `${pkg} loaded` };
       } catch (err) {
-        failures.push(`${pkg} unavailable (${shortError(err)})`);
+        failures.push(explainTensorflowLoadError(pkg, err instanceof Error ? err.message : String(err)));
       }
     }
     if (pref === 'tensorflow') {
       throw new BackendUnavailableError(
         `--backend tensorflow: no TensorFlow binding could be loaded: ${failures.join('; ')}. ` +
-          'Install @tensorflow/tfjs-node-gpu (CUDA 11.8 + cuDNN 8.6) or @tensorflow/tfjs-node, or use --backend auto.',
+          `Install @tensorflow/tfjs-node-gpu (${TFJS_NODE_GPU_REQUIREMENTS}) or @tensorflow/tfjs-node, or use --backend auto.`,
       );
     }
   }

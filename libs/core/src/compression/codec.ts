@@ -22,8 +22,11 @@ export interface BucketCodec {
   /** Bytes a worker's encoded bucket of `n` values takes (fixed per bucket). */
   gradientBytes(n: number): number;
   encode(values: Float32Array, out: Uint8Array): void;
-  /** Adds `decode(payload) * w` into `acc[offset, offset + n)`; false when a value is not finite. */
-  accumulate(payload: Uint8Array, n: number, acc: Accumulator, offset: number, w: number, first: boolean): boolean;
+  /**
+   * Adds `decode(payload) * w` into `acc[offset, offset + n)`, then multiplies by `scale`
+   * when given (dense codecs only); false when a value is not finite.
+   */
+  accumulate(payload: Uint8Array, n: number, acc: Accumulator, offset: number, w: number, first: boolean, scale?: number): boolean;
   /** Bytes the averaged bucket `values` takes once encoded. */
   updateBytes(values: Float32Array): number;
   encodeUpdate(values: Float32Array, out: Uint8Array): void;
@@ -36,13 +39,13 @@ function expectBytes(payload: Uint8Array, bytes: number, what: string): void {
 }
 
 /** Feeds a decoder's output through the accumulator's staging buffer in L2-sized pieces. */
-function staged(acc: Accumulator, offset: number, n: number, w: number, first: boolean, decode: (out: Float32Array, from: number, to: number) => void): boolean {
+function staged(acc: Accumulator, offset: number, n: number, w: number, first: boolean, scale: number | undefined, decode: (out: Float32Array, from: number, to: number) => void): boolean {
   let ok = true;
   const stage = acc.staging();
   for (let i = 0; i < n; i += STAGE_FLOATS) {
     const to = Math.min(n, i + STAGE_FLOATS);
     decode(stage, i, to);
-    ok = acc.addStaged(offset + i, to - i, w, first) && ok;
+    ok = acc.addStaged(offset + i, to - i, w, first, scale) && ok;
   }
   return ok;
 }
@@ -54,9 +57,9 @@ const none: BucketCodec = {
   name: 'none', sparse: false,
   gradientBytes: (n) => n * 4,
   encode: (values, out) => float32Of(out).set(values),
-  accumulate(payload, n, acc, offset, w, first) {
+  accumulate(payload, n, acc, offset, w, first, scale) {
     expectBytes(payload, n * 4, 'float32');
-    return acc.add(offset, float32Of(payload), w, first);
+    return acc.add(offset, float32Of(payload), w, first, scale);
   },
   updateBytes: (values) => values.length * 4,
   encodeUpdate: (values, out) => float32Of(out).set(values),
@@ -67,10 +70,10 @@ const fp16: BucketCodec = {
   name: 'fp16', sparse: false,
   gradientBytes: (n) => n * 2,
   encode: (values, out) => encodeHalves(values, uint16Of(out)),
-  accumulate(payload, n, acc, offset, w, first) {
+  accumulate(payload, n, acc, offset, w, first, scale) {
     expectBytes(payload, n * 2, 'fp16');
     const h = uint16Of(payload);
-    return staged(acc, offset, n, w, first, (out, from, to) => decodeHalves(h, out, from, to));
+    return staged(acc, offset, n, w, first, scale, (out, from, to) => decodeHalves(h, out, from, to));
   },
   updateBytes: (values) => values.length * 2,
   encodeUpdate: (values, out) => encodeHalves(values, uint16Of(out)),
@@ -81,9 +84,9 @@ const int8: BucketCodec = {
   name: 'int8', sparse: false,
   gradientBytes: int8Bytes,
   encode: (values, out) => void encodeInt8(values, out),
-  accumulate(payload, n, acc, offset, w, first) {
+  accumulate(payload, n, acc, offset, w, first, scale) {
     expectBytes(payload, int8Bytes(n), 'int8');
-    return staged(acc, offset, n, w, first, (out, from, to) => decodeInt8(payload, n, out, from, to));
+    return staged(acc, offset, n, w, first, scale, (out, from, to) => decodeInt8(payload, n, out, from, to));
   },
   updateBytes: (values) => int8Bytes(values.length),
   encodeUpdate: (values, out) => void encodeInt8(values, out),
@@ -141,7 +144,7 @@ export function bucketCodec(name: Compression, topkRatio = 0.01): BucketCodec {
   const c = codecOf(name, topkRatio);
   return {
     ...c,
-    accumulate: (payload, n, acc, offset, w, first) => c.accumulate(aligned(payload), n, acc, offset, w, first),
+    accumulate: (payload, n, acc, offset, w, first, scale) => c.accumulate(aligned(payload), n, acc, offset, w, first, scale),
     decode: (payload, out) => c.decode(aligned(payload), out),
   };
 }

@@ -28,6 +28,11 @@ export interface EpochResult {
   accuracy: number;
   valLoss?: number;
   valAccuracy?: number;
+  /** Test split results after this epoch (with `testEveryEpoch`). */
+  testLoss?: number;
+  testAccuracy?: number;
+  /** Job wall time at the end of this epoch, in ms, not counting `testEveryEpoch` evaluations. */
+  elapsedMs?: number;
   samples: number;
   steps: number;
   durationMs: number;

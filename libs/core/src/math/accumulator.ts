@@ -1,4 +1,4 @@
-import { instantiateSimdKernels, type SimdKernels } from './simd-module.js';
+import { SIMD_BLOCK_FLOATS, instantiateSimdKernels, type SimdKernels } from './simd-module.js';
 
 /**
  * Floats staged per kernel call: 64 Ki floats (256 KiB) stay in L2 between the copy into
@@ -35,32 +35,35 @@ export class Accumulator {
   }
 
   /**
-   * `values[offset + i] (=|+=) g[i] * w` for `g` anywhere in memory. Returns false when
-   * `g` holds NaN or Infinity (the accumulator is then spoiled; the caller drops the step).
+   * `values[offset + i] (=|+=) g[i] * w` for `g` anywhere in memory, then `*= scale`
+   * when given (the last add of a step folds the mean in). Returns false when `g` holds
+   * NaN or Infinity (the accumulator is then spoiled; the caller drops the step).
    */
-  add(offset: number, g: Float32Array, w: number, first: boolean): boolean {
+  add(offset: number, g: Float32Array, w: number, first: boolean, scale?: number): boolean {
     let ok = true;
     for (let i = 0; i < g.length; i += STAGE_FLOATS) {
       const part = g.subarray(i, Math.min(g.length, i + STAGE_FLOATS));
       this.stage.set(part);
-      ok = this.addStaged(offset + i, part.length, w, first) && ok;
+      ok = this.addStaged(offset + i, part.length, w, first, scale) && ok;
     }
     return ok;
   }
 
-  /** Adds the first `n` staged floats at `offset`; false when one is not finite. */
-  addStaged(offset: number, n: number, weight: number, first: boolean): boolean {
-    const w = Math.fround(weight);
-    const n4 = n & ~3;
+  /** Adds the first `n` staged floats at `offset` (see `add`); false when one is not finite. */
+  addStaged(offset: number, n: number, weight: number, first: boolean, scale?: number): boolean {
+    // A first-and-last add (one contributor) folds the scale into the weight.
+    const w = Math.fround(first && scale !== undefined ? weight * scale : weight);
+    const s = scale === undefined || first ? undefined : Math.fround(scale);
+    const n16 = n - (n % SIMD_BLOCK_FLOATS);
     let bad = 0;
     if (this.k) {
       const accPtr = offset * 4;
       const stagePtr = this.stage.byteOffset;
-      bad = first ? this.k.assign(accPtr, stagePtr, n4, w) : this.k.axpy(accPtr, stagePtr, n4, w);
+      bad = first ? this.k.assign(accPtr, stagePtr, n16, w) : s === undefined ? this.k.axpy(accPtr, stagePtr, n16, w) : this.k.axpyScale(accPtr, stagePtr, n16, w, s);
     } else {
-      bad = jsAdd(this.values, offset, this.stage, 0, n4, w, first);
+      bad = jsAdd(this.values, offset, this.stage, 0, n16, w, first, s);
     }
-    return (bad | jsAdd(this.values, offset + n4, this.stage, n4, n, w, first)) === 0;
+    return (bad | jsAdd(this.values, offset + n16, this.stage, n16, n, w, first, s)) === 0;
   }
 
   /** `values[offset + idx[j]] += v[j] * w`; false when a value is not finite. */
@@ -77,21 +80,22 @@ export class Accumulator {
   /** `values[offset .. offset + n) *= s`. */
   scale(offset: number, n: number, factor: number): void {
     const s = Math.fround(factor);
-    const n4 = n & ~3;
-    if (this.k) this.k.scale(offset * 4, n4, s);
-    else for (let i = offset; i < offset + n4; i++) this.values[i]! *= s;
-    for (let i = offset + n4; i < offset + n; i++) this.values[i]! *= s;
+    const n16 = n - (n % SIMD_BLOCK_FLOATS);
+    if (this.k) this.k.scale(offset * 4, n16, s);
+    else for (let i = offset; i < offset + n16; i++) this.values[i]! *= s;
+    for (let i = offset + n16; i < offset + n; i++) this.values[i]! *= s;
   }
 }
 
-/** Scalar kernel: dst[at + i] (=|+=) src[i] * w for i in [from, to); returns 1 when a value is not finite. */
-function jsAdd(dst: Float32Array, at: number, src: Float32Array, from: number, to: number, w: number, first: boolean): number {
+/** Scalar kernel: dst[at + i] (=|+=) src[i] * w (then *= s) for i in [from, to); returns 1 when a value is not finite. */
+function jsAdd(dst: Float32Array, at: number, src: Float32Array, from: number, to: number, w: number, first: boolean, s: number | undefined): number {
   let probe = 0;
   for (let i = from; i < to; i++) {
     const x = src[i]!;
     probe += x * 0;
     const p = Math.fround(x * w); // float32 ops exactly as the SIMD kernel does them
-    dst[at + i - from] = first ? p : dst[at + i - from]! + p;
+    const v = first ? p : Math.fround(dst[at + i - from]! + p);
+    dst[at + i - from] = s === undefined ? v : v * s;
   }
   return probe === 0 ? 0 : 1;
 }

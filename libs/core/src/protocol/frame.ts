@@ -50,6 +50,20 @@ export function allocFrame(header: object, payloadBytes = 0): { frame: Buffer; p
   return { frame, payload: new Uint8Array(frame.buffer, frame.byteOffset + start, payloadBytes) };
 }
 
+/**
+ * The bytes of a frame in front of its payload (length prefix, header, padding). Sent as
+ * a first WebSocket fragment with the payload as the final one, the receiver gets the
+ * usual frame while the sender shares one payload buffer among many peers (no copy).
+ */
+export function framePrefix(header: object, payloadBytes: number): Buffer {
+  const head = packr.pack({ ...header, pb: payloadBytes });
+  const start = payloadOffset(head.length);
+  const prefix = Buffer.alloc(start);
+  prefix.writeUInt32LE(head.length, 0);
+  head.copy(prefix, FRAME_PREFIX_BYTES);
+  return prefix;
+}
+
 /** Encodes a header and an optional payload into one frame (copies the payload once). */
 export function encodeFrame(header: object, payload?: ArrayBufferView): Buffer {
   const bytes = payload ? new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength) : undefined;

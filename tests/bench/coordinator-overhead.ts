@@ -1,0 +1,90 @@
+/**
+ * Coordinator step overhead: N simulated workers (light client processes sending real
+ * frames, tests/bench/sim-workers.ts) push a gradient of S bytes each through a real
+ * coordinator process and read the averaged update back, step after step; bytes moved per
+ * second (N x S in + N x S out per step) against raw TCP over loopback moving the same
+ * bytes in the same pattern (tests/bench/tcp-peers.ts). Median step after the first.
+ */
+import * as tfl from '@tensorflow/tfjs-layers';
+import { selectBackend } from '@gradfleet/core';
+import { TestCluster } from '../helpers/cluster.js';
+import { QUICK, median, saveResult, startHelper, type Row } from './bench-lib.js';
+
+const INPUTS = 784; // the model must accept the (unused) MNIST examples
+const sizes: [string, number, number][] = QUICK
+  ? [['0.4 MB', 100_352, 6]]
+  : [['0.4 MB', 100_352, 20], ['10 MB', 2_500_288, 8], ['100 MB', 25_000_160, 3]];
+const counts = QUICK ? [1, 4] : [1, 4, 16, 64];
+
+await selectBackend('cpu');
+const template = (() => {
+  const m = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [INPUTS], units: 1, useBias: false, kernelInitializer: 'zeros' })] });
+  const json = JSON.stringify(m.toJSON(null, false));
+  m.dispose();
+  return json;
+})();
+
+/** A one-layer model with `params` weights (the coordinator builds it; the bench only needs its topology). */
+function topology(params: number): Record<string, unknown> {
+  const t = JSON.parse(template) as { config: { layers: { config: { units: number } }[] } };
+  t.config.layers[0]!.config.units = params / INPUTS;
+  return t as unknown as Record<string, unknown>;
+}
+
+/** Splits `n` peers over at most two client processes (this machine has two cores). */
+const split = (n: number) => (n === 1 ? [1] : [Math.ceil(n / 2), Math.floor(n / 2)]);
+
+/** Median time between consecutive step completions (the latest process decides each step). */
+function stepMs(outputs: string[]): number {
+  const done = new Map<number, number>();
+  for (const out of outputs) {
+    const { steps } = JSON.parse(out.trim().split('\n').at(-1)!) as { steps: [number, number][] };
+    for (const [s, t] of steps) done.set(s, Math.max(done.get(s) ?? 0, t));
+  }
+  const ts = [...done.entries()].sort((a, b) => a[0] - b[0]).map(([, t]) => t);
+  return median(ts.slice(1).map((t, i) => t - ts[i]!));
+}
+
+async function throughCoordinator(cluster: TestCluster, n: number, params: number, steps: number): Promise<number> {
+  const helpers = await Promise.all(split(n).map((k) => startHelper('sim-workers.ts', [cluster.wsUrl, String(k), String(steps * n)])));
+  const job = await cluster.client.submit({
+    model: { topology: topology(params) }, epochs: 1, batchSize: n, validationSplit: 0, minWorkers: n, maxWorkers: n, shuffle: false,
+    checksumEverySteps: 0, checkpointEverySteps: 0, stragglerDeadlineFactor: 0, stepTimeoutMs: 600_000,
+  });
+  const done = await cluster.client.waitForJob(job.id);
+  if (done.state !== 'SUCCEEDED') throw new Error(`bench job ${done.state}: ${done.reason}\n${cluster.log}`);
+  return stepMs(await Promise.all(helpers.map((h) => h.done)));
+}
+
+async function rawTcp(n: number, bytes: number, steps: number): Promise<number> {
+  const server = await startHelper('tcp-peers.ts', ['server', String(n), String(bytes), String(steps)]);
+  const clients = await Promise.all(split(n).map((k) => startHelper('tcp-peers.ts', ['client', server.line, String(k), String(bytes), String(steps)])));
+  const outs = await Promise.all(clients.map((c) => c.done));
+  await server.done;
+  return stepMs(outs);
+}
+
+const cluster = new TestCluster();
+const rows: Row[] = [];
+try {
+  await cluster.startCoordinator(['--max-connections', '256']);
+  for (const [label, params, steps] of sizes) {
+    for (const n of counts) {
+      const bytes = params * 4;
+      const moved = 2 * n * bytes;
+      const tCoord = await throughCoordinator(cluster, n, params, steps);
+      const tTcp = await rawTcp(n, bytes, steps);
+      const gbps = (ms: number) => moved / ms / 1e6;
+      const target = label === '10 MB' && n === 16 ? 0.7 : undefined;
+      rows.push({ case: `N=${n}, ${label}`, value: gbps(tCoord), baseline: gbps(tTcp), unit: 'GB/s', ratio: tTcp / tCoord, ...(target ? { target } : {}) });
+      console.error(`coordinator N=${n} ${label}: step ${tCoord.toFixed(1)} ms (${gbps(tCoord).toFixed(2)} GB/s), raw TCP ${tTcp.toFixed(1)} ms (${gbps(tTcp).toFixed(2)} GB/s)`);
+    }
+  }
+} finally {
+  await cluster.stop();
+}
+
+saveResult({
+  name: 'coordinator-overhead', title: 'Coordinator step overhead: bytes moved per second through the coordinator', baselineName: 'raw TCP (loopback)', rows,
+  notes: ['Both sides run on the same two cores: the coordinator (or TCP server) process plus up to two client processes hosting the N peers.'],
+});
