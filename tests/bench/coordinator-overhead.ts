@@ -12,9 +12,11 @@ import { QUICK, median, saveResult, startHelper, type Row } from './bench-lib.js
 
 const INPUTS = 784; // the model must accept the (unused) MNIST examples
 const sizes: [string, number, number][] = QUICK
-  ? [['0.4 MB', 100_352, 6]]
-  : [['0.4 MB', 100_352, 20], ['10 MB', 2_500_288, 8], ['100 MB', 25_000_160, 3]];
+  ? [['0.4 MB', 784 * 128, 6]]
+  : [['0.4 MB', 784 * 128, 20], ['10 MB', 784 * 3189, 8], ['100 MB', 784 * 31_888, 3]];
 const counts = QUICK ? [1, 4] : [1, 4, 16, 64];
+/** `--case N:label` (repeatable) runs only those cases, e.g. --case "16:10 MB". */
+const only = process.argv.flatMap((a, i) => (a === '--case' ? [process.argv[i + 1]!] : []));
 
 await selectBackend('cpu');
 const template = (() => {
@@ -70,6 +72,7 @@ try {
   await cluster.startCoordinator(['--max-connections', '256']);
   for (const [label, params, steps] of sizes) {
     for (const n of counts) {
+      if (only.length > 0 && !only.includes(`${n}:${label}`)) continue;
       const bytes = params * 4;
       const moved = 2 * n * bytes;
       const tCoord = await throughCoordinator(cluster, n, params, steps);

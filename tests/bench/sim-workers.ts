@@ -1,20 +1,22 @@
 /**
  * Light simulated workers for the coordinator benchmark: `count` real WebSocket
- * connections speaking the worker protocol, sending a fixed gradient (one shared buffer,
- * bucket by bucket, header as a first fragment) for every slice and reading every update.
+ * connections speaking the worker protocol, sending a fixed gradient bucket by bucket
+ * for every slice and reading every update. Like real workers they send each bucket as
+ * one frame; all connections of a process share the frames of a step (their headers are
+ * identical: every slice is one example), two sets alternating by step parity.
  * Prints "ready" once all are registered, then one JSON line with each step's completion
  * time (when the last of this process's connections had the whole update).
  *
  *   sim-workers.ts <ws-url> <count> <train-count>
  */
 import WebSocket from 'ws';
-import { BucketPlan, PROTOCOL_VERSION, WORKER_WS_PATH, decodeCoordinatorMessage, encodeMessage, framePrefix } from '@gradfleet/core';
+import { BucketPlan, FrameWriter, PROTOCOL_VERSION, WORKER_WS_PATH, decodeCoordinatorMessage, encodeMessage } from '@gradfleet/core';
 
 const [url, countArg, trainArg] = process.argv.slice(2);
 const count = Number(countArg);
 const trainCount = Number(trainArg);
 const completions = new Map<number, number>();
-let gradient: { plan: BucketPlan; values: Float32Array } | undefined;
+let gradient: { plan: BucketPlan; values: Float32Array; frames: FrameWriter[][]; headed: number[]; ready: Buffer[][] } | undefined;
 let welcomed = 0;
 let ended = 0;
 const now = () => performance.timeOrigin + performance.now();
@@ -34,18 +36,29 @@ function connect(i: number): WebSocket {
         return;
       case 'job-start': {
         const params = m.layout.reduce((n, shape) => n + shape.reduce((a, b) => a * b, 1), 0);
-        if (!gradient) gradient = { plan: new BucketPlan(params, Number(m.spec['bucketBytes'] ?? 4 * 1024 * 1024)), values: new Float32Array(params).fill(0.001) };
+        if (!gradient) {
+          const plan = new BucketPlan(params, Number(m.spec['bucketBytes'] ?? 4 * 1024 * 1024));
+          const frames = [0, 1].map(() => Array.from({ length: plan.count }, (_, b) => {
+            const w = new FrameWriter(plan.length(b) * 4);
+            w.float32().fill(0.001);
+            return w;
+          }));
+          gradient = { plan, values: new Float32Array(params).fill(0.001), frames, headed: [-1, -1], ready: [[], []] };
+        }
         send({ t: 'ready', jobId: m.jobId, trainCount, testCount: 0 });
         return;
       }
       case 'train': {
-        const { plan, values } = gradient!;
-        const header = { t: 'gradient', jobId: m.jobId, step: m.step, samples: payload.byteLength / 4, lossSum: 0, correct: 0, computeMs: 0, applyMs: 0 };
-        for (let b = 0; b < plan.count; b++) {
-          const bytes = new Uint8Array(values.buffer, plan.start(b) * 4, plan.length(b) * 4);
-          ws.send(framePrefix({ ...header, bucket: b }, bytes.byteLength), { fin: false });
-          ws.send(bytes, { fin: true });
+        const g = gradient!;
+        const set = g.frames[m.step % 2]!;
+        if (payload.byteLength !== 4) throw new Error('the benchmark gives every simulated worker one example per step');
+        const header = { t: 'gradient', jobId: m.jobId, step: m.step, samples: 1, lossSum: 0, correct: 0, computeMs: 0, applyMs: 0 };
+        const parity = m.step % 2;
+        if (g.headed[parity] !== m.step) {
+          g.ready[parity] = set.map((w, b) => w.frame({ ...header, bucket: b }));
+          g.headed[parity] = m.step;
         }
+        for (const f of g.ready[parity]!) ws.send(f);
         return;
       }
       case 'update':

@@ -59,6 +59,7 @@ export class Coordinator {
   private readonly wss: WebSocketServer;
   private readonly connections = new Set<WorkerConnection>();
   private readonly auth: Authenticator;
+  private draining = false;
 
   constructor(private readonly options: CoordinatorOptions) {
     const log = options.logger;
@@ -69,7 +70,7 @@ export class Coordinator {
     this.jobs = new JobManager(this.metrics, log, this.store, ingest, dataDir, {
       maxModelParams: options.maxModelParams ?? 200_000_000, maxConcurrentJobs: options.maxConcurrentJobs ?? 64,
     });
-    const api = createApiHandler({ jobs: this.jobs, store: this.store, ingest, metrics: this.metrics, log, auth: this.auth });
+    const api = createApiHandler({ jobs: this.jobs, store: this.store, ingest, metrics: this.metrics, log, auth: this.auth, draining: () => this.draining });
     this.server = options.tls ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, api) : createServer(api);
     const maxConnections = options.maxConnections ?? 1024;
     this.wss = new WebSocketServer({
@@ -125,6 +126,7 @@ export class Coordinator {
 
   /** Stops serving. Running jobs are left to resume from their checkpoints after a restart. */
   async close(): Promise<void> {
+    this.draining = true;
     this.jobs.stop();
     for (const c of this.connections) c.close(CLOSE_CODES.SHUTTING_DOWN, 'SHUTTING_DOWN: coordinator stopping');
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));

@@ -23,6 +23,8 @@ export interface ApiContext {
   metrics: CoordinatorMetrics;
   log: Logger;
   auth: Authenticator;
+  /** True once the coordinator is shutting down (readiness fails so load balancers stop sending). */
+  draining: () => boolean;
 }
 
 function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
@@ -88,6 +90,7 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
   const method = req.method ?? 'GET';
   const { jobs } = ctx;
   if (url.pathname === '/healthz') return send(res, 200, { ok: true });
+  if (url.pathname === '/readyz') return ctx.draining() ? send(res, 503, { ready: false, reason: 'shutting down' }) : send(res, 200, { ready: true, workers: jobs.listWorkers().length });
   if (url.pathname === '/metrics' && method === 'GET') return send(res, 200, await ctx.metrics.registry.metrics(), ctx.metrics.registry.contentType);
   if (p[0] !== 'v1') throw new JobRequestError(404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);
   // Workers may fetch dataset shards; everything else is for API clients.

@@ -29,9 +29,14 @@ export class WorkerMetrics {
     this.info.set({ name, host: hostname(), backend: backend.backend, provider: backend.provider, device: backend.device }, 1);
   }
 
-  /** Serves `/metrics` on `port` (all interfaces of `host`). */
+  /** Whether the worker is connected to its coordinator (readiness). */
+  isConnected = false;
+
+  /** Serves `/metrics`, `/healthz` (liveness) and `/readyz` (connected to the coordinator) on `port`. */
   async serve(port: number, host = '0.0.0.0'): Promise<number> {
     this.server = createServer((req, res) => {
+      if (req.url === '/healthz') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+      if (req.url === '/readyz') return void res.writeHead(this.isConnected ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: this.isConnected }));
       if (req.url !== '/metrics') {
         res.writeHead(404).end();
         return;

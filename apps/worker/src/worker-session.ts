@@ -84,6 +84,7 @@ export class WorkerSession {
       this.attempts = 0;
       this.lastSeen = Date.now();
       this.options.metrics.connected.set(1);
+      this.options.metrics.isConnected = true;
       const b = this.options.backend;
       this.send({
         t: 'hello', v: PROTOCOL_VERSION, name: this.options.name ?? `${hostname()}-${process.pid}`, host: hostname(), pid: process.pid,
@@ -110,6 +111,7 @@ export class WorkerSession {
   private onClose(code: number, reason: string): void {
     clearInterval(this.heartbeat);
     this.options.metrics.connected.set(0);
+    this.options.metrics.isConnected = false;
     this.dropJob();
     const log = this.options.logger;
     if (this.stopped) return this.resolveDone(0);
