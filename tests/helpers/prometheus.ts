@@ -3,18 +3,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ensureDebianPackage } from './apt.js';
 
-/** Installs Debian's prometheus package when the binary is missing (CI and test machines run as root). */
+/** Installs Debian's prometheus package when the binary is missing. */
 export function ensurePrometheus(): void {
-  try {
-    execFileSync('prometheus', ['--version'], { stdio: 'ignore' });
-    return;
-  } catch {
-    // not installed
-  }
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'prometheus'], { stdio: 'inherit', env });
+  ensureDebianPackage('prometheus', 'prometheus');
 }
 
 export function freePort(): Promise<number> {
