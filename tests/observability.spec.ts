@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fakeNvidiaSmi } from './helpers/fake-nvidia-smi.js';
 import { ROOT, TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
 import { TestPrometheus, ensurePrometheus, freePort } from './helpers/prometheus.js';
 
@@ -24,7 +25,9 @@ describe('observability against a real Prometheus scraping a real cluster', () =
     // Long heartbeat timeout: the stuck-job check pauses the workers without losing them.
     await cluster.startCoordinator(['--heartbeat-timeout-ms', '120000']);
     workerPorts = [await freePort(), await freePort()];
-    workerPorts.forEach((p, i) => cluster.startWorker(['--name', `obs-${i + 1}`, '--metrics-port', String(p)]));
+    // The first worker is pinned to a (fake) GPU, so the dashboard's DCGM panels have data.
+    const gpu = { PATH: `${fakeNvidiaSmi(1)}:${process.env['PATH']}`, GRADFLEET_GPU_INDEX: '0' };
+    workerPorts.forEach((p, i) => cluster.startWorker(['--name', `obs-${i + 1}`, '--metrics-port', String(p)], i === 0 ? gpu : {}));
     await cluster.client.waitForWorkers(2);
     const coord = new URL(cluster.url).host;
     const config = `global: { scrape_interval: 1s, evaluation_interval: 1s }

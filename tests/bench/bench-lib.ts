@@ -80,7 +80,8 @@ export function runScript(script: string, args: string[] = [], env: NodeJS.Proce
 
 /** Starts a bench helper process; resolves once it prints its first line (e.g. a port). */
 export function startHelper(script: string, args: string[]): Promise<{ line: string; done: Promise<string>; kill: () => void }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'tests', 'bench', script), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const nodeArgs = process.env['GRADFLEET_NODE_ARGS']?.split(' ').filter(Boolean) ?? []; // e.g. --cpu-prof
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, 'tests', 'bench', script), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   let exited = false;
   const done = new Promise<string>((res, rej) => child.on('exit', (code) => {

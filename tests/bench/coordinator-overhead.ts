@@ -17,6 +17,8 @@ const sizes: [string, number, number][] = QUICK
 const counts = QUICK ? [1, 4] : [1, 4, 16, 64];
 /** `--case N:label` (repeatable) runs only those cases, e.g. --case "16:10 MB". */
 const only = process.argv.flatMap((a, i) => (a === '--case' ? [process.argv[i + 1]!] : []));
+const bucketArg = process.argv.indexOf('--bucket-bytes');
+const bucketBytes = bucketArg > 0 ? Number(process.argv[bucketArg + 1]) : undefined;
 
 await selectBackend('cpu');
 const template = (() => {
@@ -52,6 +54,7 @@ async function throughCoordinator(cluster: TestCluster, n: number, params: numbe
   const job = await cluster.client.submit({
     model: { topology: topology(params) }, epochs: 1, batchSize: n, validationSplit: 0, minWorkers: n, maxWorkers: n, shuffle: false,
     checksumEverySteps: 0, checkpointEverySteps: 0, stragglerDeadlineFactor: 0, stepTimeoutMs: 600_000,
+    ...(bucketBytes ? { bucketBytes } : {}),
   });
   const done = await cluster.client.waitForJob(job.id);
   if (done.state !== 'SUCCEEDED') throw new Error(`bench job ${done.state}: ${done.reason}\n${cluster.log}`);
@@ -69,7 +72,9 @@ async function rawTcp(n: number, bytes: number, steps: number): Promise<number> 
 const cluster = new TestCluster();
 const rows: Row[] = [];
 try {
-  await cluster.startCoordinator(['--max-connections', '256']);
+  // Simulated workers on two shared cores can stall for seconds under 100 MB steps: a long
+  // heartbeat timeout keeps them in the job (the bench measures throughput, not liveness).
+  await cluster.startCoordinator(['--max-connections', '256', '--heartbeat-timeout-ms', '300000']);
   for (const [label, params, steps] of sizes) {
     for (const n of counts) {
       if (only.length > 0 && !only.includes(`${n}:${label}`)) continue;

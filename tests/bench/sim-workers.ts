@@ -1,35 +1,39 @@
 /**
  * Light simulated workers for the coordinator benchmark: `count` real WebSocket
- * connections speaking the worker protocol, sending a fixed gradient bucket by bucket
- * for every slice and reading every update. Like real workers they send each bucket as
- * one frame; all connections of a process share the frames of a step (their headers are
- * identical: every slice is one example), two sets alternating by step parity.
- * Prints "ready" once all are registered, then one JSON line with each step's completion
- * time (when the last of this process's connections had the whole update).
+ * connections (tests/bench/light-ws.ts) speaking the worker protocol, sending a fixed
+ * gradient bucket by bucket for every slice and reading every update. Like real workers
+ * they send each bucket as one frame; all connections of a process share the frames of a
+ * step (their headers are identical: every slice is one example), two sets alternating by
+ * step parity. Prints "ready" once all are registered, then one JSON line with each step's
+ * completion time (when the last of this process's connections had the whole update).
  *
  *   sim-workers.ts <ws-url> <count> <train-count>
  */
-import WebSocket from 'ws';
-import { BucketPlan, FrameWriter, PROTOCOL_VERSION, WORKER_WS_PATH, decodeCoordinatorMessage, encodeMessage } from '@gradfleet/core';
+import { Unpackr } from 'msgpackr';
+import { BucketPlan, FrameWriter, PROTOCOL_VERSION, WORKER_WS_PATH, encodeMessage } from '@gradfleet/core';
+import { LightWebSocket } from './light-ws.js';
 
 const [url, countArg, trainArg] = process.argv.slice(2);
 const count = Number(countArg);
 const trainCount = Number(trainArg);
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 const completions = new Map<number, number>();
 let gradient: { plan: BucketPlan; values: Float32Array; frames: FrameWriter[][]; headed: number[]; ready: Buffer[][] } | undefined;
 let welcomed = 0;
 let ended = 0;
 const now = () => performance.timeOrigin + performance.now();
 
-function connect(i: number): WebSocket {
-  const ws = new WebSocket(`${url}${WORKER_WS_PATH}`, { perMessageDeflate: false, maxPayload: 0, generateMask: (m) => m.fill(0) });
+type Header = { t: string; pb: number; jobId: string; step: number; requestId: number; start: number; end: number; layout: number[][]; spec: Record<string, unknown> };
+
+function connect(i: number): void {
+  const ws = new LightWebSocket(`${url}${WORKER_WS_PATH}`);
   const send = (msg: Parameters<typeof encodeMessage>[0], payload?: ArrayBufferView) => ws.send(encodeMessage(msg, payload));
   let updateBuckets = 0;
   const beat = setInterval(() => send({ t: 'heartbeat' }), 2000);
-  ws.on('open', () => send({ t: 'hello', v: PROTOCOL_VERSION, name: `sim-${process.pid}-${i}`, host: 'bench', pid: process.pid, backend: 'sim' }));
-  ws.on('close', () => clearInterval(beat));
-  ws.on('message', (data: Buffer) => {
-    const { message: m, payload } = decodeCoordinatorMessage(data);
+  ws.onopen = () => send({ t: 'hello', v: PROTOCOL_VERSION, name: `sim-${process.pid}-${i}`, host: 'bench', pid: process.pid, backend: 'sim' });
+  ws.onclose = () => clearInterval(beat);
+  ws.onmessage = ({ head }) => {
+    const m = unpackr.unpack(head.subarray(4, 4 + head.readUInt32LE(0))) as Header;
     switch (m.t) {
       case 'welcome':
         if (++welcomed === count) console.log('ready');
@@ -50,12 +54,11 @@ function connect(i: number): WebSocket {
       }
       case 'train': {
         const g = gradient!;
-        const set = g.frames[m.step % 2]!;
-        if (payload.byteLength !== 4) throw new Error('the benchmark gives every simulated worker one example per step');
-        const header = { t: 'gradient', jobId: m.jobId, step: m.step, samples: 1, lossSum: 0, correct: 0, computeMs: 0, applyMs: 0 };
+        if (m.pb !== 4) throw new Error('the benchmark gives every simulated worker one example per step');
         const parity = m.step % 2;
         if (g.headed[parity] !== m.step) {
-          g.ready[parity] = set.map((w, b) => w.frame({ ...header, bucket: b }));
+          const header = { t: 'gradient', jobId: m.jobId, step: m.step, samples: 1, lossSum: 0, correct: 0, computeMs: 0, applyMs: 0 };
+          g.ready[parity] = g.frames[parity]!.map((w, b) => w.frame({ ...header, bucket: b }));
           g.headed[parity] = m.step;
         }
         for (const f of g.ready[parity]!) ws.send(f);
@@ -82,8 +85,7 @@ function connect(i: number): WebSocket {
       default:
         return;
     }
-  });
-  return ws;
+  };
 }
 
 for (let i = 0; i < count; i++) connect(i);

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { GradfleetClient, loadDataset } from '@gradfleet/core';
+import { ALLOCATOR_ENV, GradfleetClient, loadDataset } from '@gradfleet/core';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 const entry = (app: string) => join(ROOT, 'apps', app, 'dist', 'main.js');
@@ -19,10 +19,10 @@ export class TestCluster {
     return this.url.replace(/^http/, 'ws');
   }
 
-  private spawn(app: string, args: string[]): ChildProcess {
+  private spawn(app: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
     // GRADFLEET_NODE_ARGS: extra node flags for the cluster's processes (e.g. --cpu-prof for profiling a benchmark).
     const nodeArgs = process.env['GRADFLEET_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
-    const child = spawn(process.execPath, [...nodeArgs, entry(app), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } });
+    const child = spawn(process.execPath, [...nodeArgs, entry(app), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...ALLOCATOR_ENV, ...process.env, GRADFLEET_LOG_LEVEL: 'warn', ...env } });
     child.stderr!.on('data', (d: Buffer) => this.logs.push(`[${app} ${child.pid}] ${d.toString()}`));
     this.processes.push(child);
     return child;
@@ -48,8 +48,8 @@ export class TestCluster {
     return child;
   }
 
-  startWorker(args: string[] = []): ChildProcess {
-    return this.spawn('worker', ['--coordinator', this.wsUrl, '--backend', 'wasm', ...args]);
+  startWorker(args: string[] = [], env: NodeJS.ProcessEnv = {}): ChildProcess {
+    return this.spawn('worker', ['--coordinator', this.wsUrl, '--backend', 'wasm', ...args], env);
   }
 
   /** Starts `n` workers and waits until the coordinator has registered `total` workers. */

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { ALLOCATOR_ENV } from '@gradfleet/core';
 
 export type AppName = 'coordinator' | 'worker';
 
@@ -16,7 +17,7 @@ export function appEntry(app: AppName): string {
 }
 
 export function spawnApp(app: AppName, args: string[], stdio: StdioOptions, env: NodeJS.ProcessEnv = process.env): ChildProcess {
-  return spawn(process.execPath, [appEntry(app), ...args], { stdio, env });
+  return spawn(process.execPath, [appEntry(app), ...args], { stdio, env: { ...ALLOCATOR_ENV, ...env } });
 }
 
 /** Runs an app in the foreground with this terminal, forwarding signals; resolves with its exit code. */

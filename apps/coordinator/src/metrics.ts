@@ -24,8 +24,8 @@ export class CoordinatorMetrics {
   readonly stepDuration = new Histogram({ name: 'gradfleet_step_duration_seconds', help: 'Wall time of one step: slices sent to averaged gradient sent.', labelNames: ['job_id'], buckets: STEP_BUCKETS, registers: this.r });
   readonly stepPhase = new Histogram({ name: 'gradfleet_step_phase_seconds', help: 'Time of each phase of a step.', labelNames: ['job_id', 'phase'], buckets: STEP_BUCKETS, registers: this.r });
   readonly stragglerEvents = new Counter({ name: 'gradfleet_straggler_events_total', help: 'Steps in which this worker was last by a clear margin, or missed the step deadline.', labelNames: ['job_id', 'worker'], registers: this.r });
-  readonly gradientReceivedBytes = new Counter({ name: 'gradfleet_gradient_received_bytes_total', help: 'Gradient payload bytes received, per worker.', labelNames: ['worker'], registers: this.r });
-  readonly gradientSentBytes = new Counter({ name: 'gradfleet_gradient_sent_bytes_total', help: 'Averaged-gradient payload bytes sent, per worker.', labelNames: ['worker'], registers: this.r });
+  readonly gradientReceivedBytes = new Counter({ name: 'gradfleet_gradient_received_bytes_total', help: 'Gradient bytes received (whole frames, headers included, as on the wire), per worker.', labelNames: ['worker'], registers: this.r });
+  readonly gradientSentBytes = new Counter({ name: 'gradfleet_gradient_sent_bytes_total', help: 'Averaged-gradient bytes sent (whole frames, headers included), per worker.', labelNames: ['worker'], registers: this.r });
   /** Counts of connected workers by state, read at scrape time (set by the job manager). */
   workerStates: (() => Record<'IDLE' | 'BUSY', number>) | undefined;
   readonly workers: Gauge<'state'> = new Gauge({

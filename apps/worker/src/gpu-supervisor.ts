@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { Logger } from '@gradfleet/core';
+import { ALLOCATOR_ENV, type Logger } from '@gradfleet/core';
 import type { GpuInfo } from './nvidia-smi.js';
 
 /** Exit code of a worker that must not be restarted (refused by the coordinator, bad config). */
@@ -68,7 +68,7 @@ export class GpuSupervisor {
     const port = this.o.metricsPort === undefined ? [] : ['--metrics-port', String(this.o.metricsPort === 0 ? 0 : this.o.metricsPort + s.ordinal)];
     const child = spawn(process.execPath, [this.o.entry, ...this.o.args, '--name', `${this.o.name}-gpu${gpu.index}`, ...port], {
       stdio: 'inherit',
-      env: { ...process.env, ...this.o.env, CUDA_VISIBLE_DEVICES: String(gpu.index), TF_FORCE_GPU_ALLOW_GROWTH: 'true', GRADFLEET_GPU_INDEX: String(gpu.index) },
+      env: { ...ALLOCATOR_ENV, ...process.env, ...this.o.env, CUDA_VISIBLE_DEVICES: String(gpu.index), TF_FORCE_GPU_ALLOW_GROWTH: 'true', GRADFLEET_GPU_INDEX: String(gpu.index) },
     });
     s.child = child;
     s.startedAt = Date.now();

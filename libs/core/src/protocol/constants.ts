@@ -39,3 +39,17 @@ export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /** WebSocket path workers connect to. */
 export const WORKER_WS_PATH = '/v1/workers/ws';
+
+/**
+ * glibc allocator settings for coordinator and worker processes (read by glibc at process
+ * start, so launchers set them: the CLI, the GPU supervisor, the images, the test cluster).
+ * `ws` allocates a fresh buffer for every received message; by default glibc serves
+ * multi-megabyte ones with mmap and returns them on free, so every bucket pays page faults
+ * on fresh memory. Keeping them in the heap (mmap only from 64 MiB, trim only past 1 GiB
+ * free) cut the coordinator's step at 16 workers x 10 MB from ~500 ms to ~350 ms here
+ * (docs/benchmarks.md). The price: up to 1 GiB of freed memory may stay with the process.
+ */
+export const ALLOCATOR_ENV: Readonly<Record<string, string>> = {
+  MALLOC_MMAP_THRESHOLD_: String(64 * 1024 * 1024),
+  MALLOC_TRIM_THRESHOLD_: String(1024 * 1024 * 1024),
+};
