@@ -18,7 +18,7 @@ const counts = QUICK ? [1, 4] : [1, 4, 16, 64];
 /** `--case N:label` (repeatable) runs only those cases, e.g. --case "16:10 MB". */
 const only = process.argv.flatMap((a, i) => (a === '--case' ? [process.argv[i + 1]!] : []));
 const bucketArg = process.argv.indexOf('--bucket-bytes');
-const bucketBytes = bucketArg > 0 ? Number(process.argv[bucketArg + 1]) : undefined;
+const bucketArgBytes = bucketArg > 0 ? Number(process.argv[bucketArg + 1]) : undefined;
 
 await selectBackend('cpu');
 const template = (() => {
@@ -49,7 +49,7 @@ function stepMs(outputs: string[]): number {
   return median(ts.slice(1).map((t, i) => t - ts[i]!));
 }
 
-async function throughCoordinator(cluster: TestCluster, n: number, params: number, steps: number): Promise<number> {
+async function throughCoordinator(cluster: TestCluster, n: number, params: number, steps: number, bucketBytes = bucketArgBytes): Promise<number> {
   const helpers = await Promise.all(split(n).map((k) => startHelper('sim-workers.ts', [cluster.wsUrl, String(k), String(steps * n)])));
   const job = await cluster.client.submit({
     model: { topology: topology(params) }, epochs: 1, batchSize: n, validationSplit: 0, minWorkers: n, maxWorkers: n, shuffle: false,
@@ -71,6 +71,7 @@ async function rawTcp(n: number, bytes: number, steps: number): Promise<number> 
 
 const cluster = new TestCluster();
 const rows: Row[] = [];
+const notes = ['Both sides run on the same two cores: the coordinator (or TCP server) process plus up to two client processes hosting the N peers.'];
 try {
   // Simulated workers on two shared cores can stall for seconds under 100 MB steps: a long
   // heartbeat timeout keeps them in the job (the bench measures throughput, not liveness).
@@ -88,11 +89,24 @@ try {
       console.error(`coordinator N=${n} ${label}: step ${tCoord.toFixed(1)} ms (${gbps(tCoord).toFixed(2)} GB/s), raw TCP ${tTcp.toFixed(1)} ms (${gbps(tTcp).toFixed(2)} GB/s)`);
     }
   }
+  // Bucket size sweep behind the 4 MiB default (N=16, 10 MB gradients), each against a raw TCP run beside it.
+  if (!QUICK && only.length === 0) {
+    const params = 784 * 3189;
+    for (const mib of [0.25, 1, 4, 16]) {
+      const tCoord = await throughCoordinator(cluster, 16, params, 8, mib * 1024 * 1024);
+      const tTcp = await rawTcp(16, params * 4, 8);
+      const moved = 2 * 16 * params * 4;
+      rows.push({ case: `bucket ${mib} MiB (N=16, 10 MB)`, value: moved / tCoord / 1e6, baseline: moved / tTcp / 1e6, unit: 'GB/s', ratio: tTcp / tCoord });
+    }
+  }
+  const metrics = await (await fetch(`${cluster.url}/metrics`)).text();
+  const lag = (q: string) => Number(new RegExp(`^nodejs_eventloop_lag_${q}_seconds (\\S+)`, 'm').exec(metrics)?.[1] ?? NaN) * 1000;
+  notes.push(`Coordinator event-loop delay over the whole run: p50 ${lag('p50').toFixed(1)} ms, p99 ${lag('p99').toFixed(1)} ms (max ${lag('max').toFixed(0)} ms, which includes building the 25M-parameter models at job submission).`);
 } finally {
   await cluster.stop();
 }
 
 saveResult({
   name: 'coordinator-overhead', title: 'Coordinator step overhead: bytes moved per second through the coordinator', baselineName: 'raw TCP (loopback)', rows,
-  notes: ['Both sides run on the same two cores: the coordinator (or TCP server) process plus up to two client processes hosting the N peers.'],
+  notes,
 });

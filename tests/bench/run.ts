@@ -4,7 +4,7 @@
  * pasted into docs/benchmarks.md). --quick runs small sizes only (CI runs it for breakage;
  * its timings mean nothing).
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { QUICK, RESULTS, machine, markdown, runScript, type BenchResult } from './bench-lib.js';
 
@@ -17,10 +17,13 @@ for (const name of suites) {
   const s0 = performance.now();
   console.error(`\n== ${name} ==`);
   runScript(`${name}.ts`, QUICK ? ['--quick'] : []);
-  const result = JSON.parse(readFileSync(join(RESULTS, `${name}${QUICK ? '.quick' : ''}.json`), 'utf8')) as BenchResult;
-  sections.push(markdown(result));
   console.error(`== ${name}: ${((performance.now() - s0) / 1000).toFixed(0)} s`);
 }
-const summary = `Machine: ${machine()}. ${new Date().toISOString().slice(0, 10)}. Total ${((performance.now() - t0) / 1000).toFixed(0)} s.\n\n${sections.join('\n')}`;
+// The summary covers every suite's latest result (a run with --only refreshes just those).
+for (const name of suites) {
+  const file = join(RESULTS, `${name}${QUICK ? '.quick' : ''}.json`);
+  if (existsSync(file)) sections.push(markdown(JSON.parse(readFileSync(file, 'utf8')) as BenchResult));
+}
+const summary = `Machine: ${machine()}. ${new Date().toISOString().slice(0, 10)}. This run: ${((performance.now() - t0) / 1000).toFixed(0)} s.\n\n${sections.join('\n')}`;
 writeFileSync(join(RESULTS, `summary${QUICK ? '.quick' : ''}.md`), summary);
 console.log(summary);
