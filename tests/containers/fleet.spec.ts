@@ -148,7 +148,9 @@ describe('containers: coordinator, two workers and Prometheus', () => {
     expect(scraped).toBe(2 * EPOCHS * TRAIN);
     const rate = await query('max_over_time((sum(rate(gradfleet_samples_total[5s])))[5m:1s])');
     expect(Number(rate[0]?.value[1])).toBeGreaterThan(100); // samples/s while the jobs ran
-    const workerTargets = await query('up{job="gradfleet-workers"}');
-    expect(workerTargets.map((r) => r.value[1]).sort()).toEqual(['1', '1']);
+    // Both worker containers were scraped too (the one cut off the network may still be
+    // re-resolving its name right after it came back, so look over the whole run).
+    const workers = await query('max_over_time(gradfleet_replica_samples_total{job="gradfleet-workers"}[5m]) > 0');
+    expect(workers.map((r) => r.metric['instance']).sort()).toEqual(['worker-1:9464', 'worker-2:9464']);
   });
 });
