@@ -101,7 +101,7 @@ try {
   }
   const metrics = await (await fetch(`${cluster.url}/metrics`)).text();
   const lag = (q: string) => Number(new RegExp(`^nodejs_eventloop_lag_${q}_seconds (\\S+)`, 'm').exec(metrics)?.[1] ?? NaN) * 1000;
-  notes.push(`Coordinator event-loop delay over the whole run: p50 ${lag('p50').toFixed(1)} ms, p99 ${lag('p99').toFixed(1)} ms (max ${lag('max').toFixed(0)} ms, which includes building the 25M-parameter models at job submission).`);
+  notes.push(`Coordinator event-loop delay over the whole run: p50 ${lag('p50').toFixed(1)} ms, p99 ${lag('p99').toFixed(1)} ms (max ${lag('max').toFixed(0)} ms: whole-model messages, e.g. the 100 MB weights a replica returns at job end, arrive as one WebSocket message).`);
 } finally {
   await cluster.stop();
 }

@@ -70,6 +70,7 @@ export class Coordinator {
     this.jobs = new JobManager(this.metrics, log, this.store, ingest, dataDir, {
       maxModelParams: options.maxModelParams ?? 200_000_000, maxConcurrentJobs: options.maxConcurrentJobs ?? 64,
     });
+    this.jobs.models.warm();
     const api = createApiHandler({ jobs: this.jobs, store: this.store, ingest, metrics: this.metrics, log, auth: this.auth, draining: () => this.draining });
     this.server = options.tls ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, api) : createServer(api);
     const maxConnections = options.maxConnections ?? 1024;

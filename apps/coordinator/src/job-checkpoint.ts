@@ -22,6 +22,7 @@ export interface RunnerCounters {
 
 /** What `job-start` carries: the weights to start from, then the optimizer state when resuming. */
 export function startValues(model: ModelInfo, resume?: Checkpoint): Float32Array {
+  if (!resume) return model.initialWeights; // sent as is (never modified), not copied
   const weights = resume?.weights ?? model.initialWeights;
   const optimizer = resume?.optimizer ?? new Float32Array(0);
   const values = new Float32Array(weights.length + optimizer.length);

@@ -8,7 +8,7 @@ import { JobRecord, jobDir } from './job-record.js';
 import { JobRunner } from './job-runner.js';
 import type { JobStore } from './job-store.js';
 import type { CoordinatorMetrics } from './metrics.js';
-import { describeModel } from './model-info.js';
+import { ModelBuilder } from './model-builder.js';
 import type { WorkerConnection } from './worker-connection.js';
 
 /** An API error with an HTTP status and a stable code. */
@@ -38,6 +38,8 @@ export class JobManager {
   private readonly workers = new Set<WorkerConnection>();
   private readonly idle = new Set<WorkerConnection>();
   private closing = false;
+  /** Builds job models on a worker thread (large models take seconds). */
+  readonly models = new ModelBuilder();
 
   constructor(
     private readonly metrics: CoordinatorMetrics,
@@ -62,7 +64,7 @@ export class JobManager {
       Object.assign(job, { data });
       this.jobs.set(status.id, job);
       if (status.state === 'RUNNING') job.transition('PAUSED', 'coordinator restarted; resuming from the last checkpoint when workers connect');
-      if (!TERMINAL_STATES.includes(job.state)) job.model = await describeModel(job.spec, data);
+      if (!TERMINAL_STATES.includes(job.state)) job.model = await this.models.describe(job.spec, data);
     }
   }
 
@@ -93,7 +95,7 @@ export class JobManager {
     const dir = jobDir(this.dataDir, id);
     try {
       const data = await this.ingest.prepare(id, dir, spec.dataset);
-      const model = await describeModel(spec, data);
+      const model = await this.models.describe(spec, data);
       if (model.trainableParams > this.limits.maxModelParams) {
         throw new InvalidJobSpecError([{ path: 'model', message: `LIMIT_EXCEEDED: ${model.trainableParams} trainable parameters; this coordinator accepts at most ${this.limits.maxModelParams} (--max-model-params)` }]);
       }
@@ -137,6 +139,7 @@ export class JobManager {
   /** Stops scheduling (shutdown). Running jobs stay RUNNING in the store and resume after a restart. */
   stop(): void {
     this.closing = true;
+    void this.models.close();
   }
 
   private runnable(): JobRecord[] {

@@ -152,7 +152,7 @@ export abstract class JobRunnerCore implements JobMessageHandler {
     this.scatter = new Scatter('weights', 0, 1);
     const stats = await this.collect(this.scatter, (m, id) => m.send({ t: 'fetch-weights', jobId: this.job.id, requestId: id, withOptimizer }), from);
     const n = this.model.initialWeights.length;
-    return { weights: stats.weights!.slice(0, n), optimizer: stats.weights!.slice(n), optimizerSpecs: stats.optimizerSpecs ?? [] };
+    return { weights: stats.weights!.subarray(0, n), optimizer: stats.weights!.subarray(n), optimizerSpecs: stats.optimizerSpecs ?? [] }; // views of the one copy made on receipt
   }
 
   /** Hands out a scatter's ranges to the members, re-issuing those of lost workers, until all are back. */

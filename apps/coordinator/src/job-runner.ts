@@ -378,7 +378,7 @@ export class JobRunner extends JobRunnerCore {
         if (!this.scatter) throw new ProtocolError('UNEXPECTED_MESSAGE', 'weights while none were asked for');
         const expected = (this.model.initialWeights.length + msg.optimizer.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0)) * 4;
         if (payload.byteLength !== expected) throw new ProtocolError('GRADIENT_SIZE_MISMATCH', `weights of ${payload.byteLength} bytes, expected ${expected}`);
-        this.scatter.result(m, msg.requestId, { lossSum: 0, correct: 0, count: 1, weights: Float32Array.from(float32View(payload)), optimizerSpecs: msg.optimizer });
+        this.scatter.result(m, msg.requestId, { lossSum: 0, correct: 0, count: 1, weights: float32View(payload).slice(), optimizerSpecs: msg.optimizer });
         break;
       }
       case 'checksum':

@@ -1,0 +1,60 @@
+import { Worker } from 'node:worker_threads';
+import { InvalidJobSpecError, type FieldIssue, type JobSpec } from '@gradfleet/core';
+import type { PreparedDataset } from './dataset-ingest.js';
+import type { ModelInfo } from './model-info.js';
+
+type DataShape = Pick<PreparedDataset, 'featureShape' | 'numClasses'>;
+export type ModelBuildReply = { id: number; info?: ModelInfo; issues?: FieldIssue[]; error?: string };
+
+/**
+ * Builds job models (`describeModel`) on a worker thread: constructing a large model and
+ * drawing its seeded initial weights takes seconds of synchronous TF.js work (1.5 s for
+ * 25 M parameters here), which on the main thread would stall every socket, heartbeat and
+ * running step for that long. The thread starts with the coordinator and is reused.
+ */
+export class ModelBuilder {
+  private worker: Worker | undefined;
+  private nextId = 1;
+  private readonly waiting = new Map<number, { resolve: (m: ModelInfo) => void; reject: (e: Error) => void }>();
+
+  /** Starts the thread now (loading TF.js there takes a moment), so the first job does not wait for it. */
+  warm(): void {
+    this.worker ??= this.start();
+  }
+
+  describe(spec: JobSpec, data?: DataShape): Promise<ModelInfo> {
+    const worker = (this.worker ??= this.start());
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      worker.postMessage({ id, spec, data: data ? { featureShape: data.featureShape, numClasses: data.numClasses } : undefined });
+    });
+  }
+
+  async close(): Promise<void> {
+    const w = this.worker;
+    this.worker = undefined;
+    await w?.terminate();
+  }
+
+  private start(): Worker {
+    const worker = new Worker(new URL('./model-builder-thread.js', import.meta.url));
+    worker.unref(); // never keeps the coordinator alive
+    worker.on('message', (r: ModelBuildReply) => {
+      const w = this.waiting.get(r.id);
+      if (!w) return;
+      this.waiting.delete(r.id);
+      if (r.info) w.resolve(r.info);
+      else if (r.issues) w.reject(new InvalidJobSpecError(r.issues));
+      else w.reject(new Error(r.error ?? 'model build failed'));
+    });
+    const fail = (why: string) => {
+      if (this.worker === worker) this.worker = undefined; // the next request starts a fresh thread
+      for (const w of this.waiting.values()) w.reject(new Error(`model builder thread ${why}`));
+      this.waiting.clear();
+    };
+    worker.on('error', (err) => fail(`failed: ${err.message}`));
+    worker.on('exit', (code) => fail(`exited (${code})`));
+    return worker;
+  }
+}
