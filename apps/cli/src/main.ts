@@ -45,79 +45,47 @@ const coordinatorOption = () => new Option('-c, --coordinator <url>', 'coordinat
 const tokenOption = () => new Option('-t, --token <token>', 'API token (or GRADFLEET_TOKEN)').env('GRADFLEET_TOKEN');
 const caOption = () => new Option('--ca <file>', 'CA certificate (PEM) of an https:// coordinator (or GRADFLEET_CA)').env('GRADFLEET_CA');
 
-program
-  .command('submit')
-  .description('submit a job spec (JSON) to a coordinator')
+/** A command that talks to a coordinator: --coordinator, --token, --ca and --json (with `jsonHelp`). */
+const clientCommand = (name: string, description: string, jsonHelp = 'print JSON') =>
+  program.command(name).description(description).addOption(coordinatorOption()).addOption(tokenOption()).addOption(caOption()).option('--json', jsonHelp);
+
+clientCommand('submit', 'submit a job spec (JSON) to a coordinator')
   .argument('<job.json>')
-  .addOption(coordinatorOption())
-  .addOption(tokenOption())
-  .addOption(caOption())
   .option('-d, --data <file>', 'upload a CSV or JSON Lines training set and use it as the dataset')
   .option('--test-data <file>', 'upload a test set of the same kind')
   .option('-f, --follow', 'follow the job until it ends (progress bar, log lines)')
-  .option('--json', 'print JSON')
   .action(async (file: string, opts) => {
     process.exitCode = await run('submit', () => submit(file, opts));
   });
 
-program
-  .command('jobs')
-  .description('list jobs')
-  .addOption(coordinatorOption())
-  .addOption(tokenOption())
-  .addOption(caOption())
+clientCommand('jobs', 'list jobs')
   .addOption(new Option('-s, --state <state>', 'only jobs in this state').choices(['QUEUED', 'RUNNING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled']))
-  .option('--json', 'print JSON')
   .action(async (opts) => {
     process.exitCode = await run('jobs', () => jobs(opts));
   });
 
-program
-  .command('status')
-  .description('the cluster at a glance (samples/s, workers, jobs), or one job in detail')
+clientCommand('status', 'the cluster at a glance (samples/s, workers, jobs), or one job in detail')
   .argument('[job]')
-  .addOption(coordinatorOption())
-  .addOption(tokenOption())
-  .addOption(caOption())
-  .option('--json', 'print JSON')
   .action(async (job: string | undefined, opts) => {
     process.exitCode = await status(job, opts);
   });
 
-program
-  .command('logs')
-  .description("a job's log; -f follows it live with a progress bar")
+clientCommand('logs', "a job's log; -f follows it live with a progress bar", 'print JSON lines')
   .argument('<job>')
-  .addOption(coordinatorOption())
-  .addOption(tokenOption())
-  .addOption(caOption())
   .option('-f, --follow', 'follow until the job ends')
-  .option('--json', 'print JSON lines')
   .action(async (job: string, opts) => {
     process.exitCode = await run('logs', () => logs(job, opts));
   });
 
-program
-  .command('cancel')
-  .description('cancel a job (its workers stop within one step)')
+clientCommand('cancel', 'cancel a job (its workers stop within one step)')
   .argument('<job>')
-  .addOption(coordinatorOption())
-  .addOption(tokenOption())
-  .addOption(caOption())
-  .option('--json', 'print JSON')
   .action(async (job: string, opts) => {
     process.exitCode = await run('cancel', () => cancel(job, opts));
   });
 
-program
-  .command('download')
-  .description('download the trained model (model.json + weights.bin, for tf.loadLayersModel)')
+clientCommand('download', 'download the trained model (model.json + weights.bin, for tf.loadLayersModel)')
   .argument('<job>')
-  .addOption(coordinatorOption())
-  .addOption(tokenOption())
-  .addOption(caOption())
   .option('-o, --out <dir>', 'directory to write (default ./model-<job>)')
-  .option('--json', 'print JSON')
   .action(async (job: string, opts) => {
     process.exitCode = await run('download', () => download(job, opts));
   });
