@@ -16,7 +16,14 @@ describe('backends and built-in models', () => {
   afterAll(() => cluster.stop());
 
   it('trains mnist-cnn on wasm across 2 workers (needs the registered Conv2DBackpropFilter)', async () => {
-    const job = await cluster.client.submit({ model: 'mnist-cnn', dataset: data.dataset, epochs: 1, batchSize: 32, validationSplit: 0, minWorkers: 2 });
+    const job = await cluster.client.submit({
+      model: 'mnist-cnn',
+      dataset: data.dataset,
+      epochs: 1,
+      batchSize: 32,
+      validationSplit: 0,
+      minWorkers: 2,
+    });
     const done = await cluster.client.waitForJob(job.id);
     expect(done.state, `${done.reason}\n${cluster.log}`).toBe('SUCCEEDED');
     expect(done.history[0]!.audit.ok).toBe(true);
@@ -27,7 +34,12 @@ describe('backends and built-in models', () => {
   it('reports each worker’s backend, and refuses a job whose data is missing with the file and field', async () => {
     const workers = await cluster.client.workers();
     expect(workers.map((w) => w.backend)).toEqual(['wasm', 'wasm']);
-    const err = await cluster.client.submit({ dataset: { idx: { trainImages: '/nonexistent/train.idx', trainLabels: '/nonexistent/labels.idx' } }, epochs: 1 }).catch((e: unknown) => e);
+    const err = await cluster.client
+      .submit({
+        dataset: { idx: { trainImages: '/nonexistent/train.idx', trainLabels: '/nonexistent/labels.idx' } },
+        epochs: 1,
+      })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApiError);
     expect((err as ApiError).status).toBe(400);
     expect((err as ApiError).issues[0]!.path).toMatch(/^dataset\.idx/);
@@ -36,7 +48,11 @@ describe('backends and built-in models', () => {
   });
 
   it('a worker asked for --backend tensorflow without TensorFlow installed exits 1 and says what to install', async () => {
-    const child = spawn(process.execPath, [join(ROOT, 'apps/worker/dist/main.js'), '--backend', 'tensorflow', '--coordinator', cluster.wsUrl], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [join(ROOT, 'apps/worker/dist/main.js'), '--backend', 'tensorflow', '--coordinator', cluster.wsUrl],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const code = await new Promise<number | null>((r) => child.on('exit', r));

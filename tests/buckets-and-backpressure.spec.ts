@@ -6,13 +6,19 @@ import { RawWorker } from './helpers/raw-worker.js';
 
 /** Dense(784 -> units, relu) -> Dense(10, softmax) as a Layers topology. */
 function mlp(units: number): Record<string, unknown> {
-  const m = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [784], units, activation: 'relu' }), tfl.layers.dense({ units: 10, activation: 'softmax' })] });
+  const m = tfl.sequential({
+    layers: [
+      tfl.layers.dense({ inputShape: [784], units, activation: 'relu' }),
+      tfl.layers.dense({ units: 10, activation: 'softmax' }),
+    ],
+  });
   const json = m.toJSON(null, false) as Record<string, unknown>;
   m.dispose();
   return json;
 }
 
-const paramsOf = (m: CoordinatorMessage) => (m.t === 'job-start' ? m.layout.reduce((n, s) => n + s.reduce((a, b) => a * b, 1), 0) : 0);
+const paramsOf = (m: CoordinatorMessage) =>
+  m.t === 'job-start' ? m.layout.reduce((n, s) => n + s.reduce((a, b) => a * b, 1), 0) : 0;
 
 describe('bucketed gradients: partial contributions and readers that stop reading', () => {
   const cluster = new TestCluster();
@@ -31,16 +37,33 @@ describe('bucketed gradients: partial contributions and readers that stop readin
     await rogue.hello('half-a-gradient');
     await cluster.client.waitForWorkers(3);
     rogue.onMessage = (m, payload) => {
-      if (m.t === 'job-start') rogue.send({ t: 'ready', jobId: m.jobId, trainCount: data.trainCount, testCount: data.testCount });
+      if (m.t === 'job-start')
+        rogue.send({ t: 'ready', jobId: m.jobId, trainCount: data.trainCount, testCount: data.testCount });
       if (m.t === 'train') {
-        const header = { t: 'gradient', jobId: m.jobId, step: m.step, samples: payload.byteLength / 4, lossSum: 1, correct: 0, computeMs: 1 };
+        const header = {
+          t: 'gradient',
+          jobId: m.jobId,
+          step: m.step,
+          samples: payload.byteLength / 4,
+          lossSum: 1,
+          correct: 0,
+          computeMs: 1,
+        };
         rogue.send({ ...header, bucket: 0 }, new Float32Array(16384)); // a good first bucket (64 KiB)...
         const bad = new Float32Array(16384);
         bad[5] = NaN;
         rogue.send({ ...header, bucket: 1 }, bad); // ...then NaN: refused after bucket 0 was summed
       }
     };
-    const job = await cluster.client.submit({ dataset: data.dataset, epochs: 2, batchSize: 64, validationSplit: 0, minWorkers: 2, maxWorkers: 3, bucketBytes: 65536 });
+    const job = await cluster.client.submit({
+      dataset: data.dataset,
+      epochs: 2,
+      batchSize: 64,
+      validationSplit: 0,
+      minWorkers: 2,
+      maxWorkers: 3,
+      bucketBytes: 65536,
+    });
     expect((await rogue.closed).code).toBe(CLOSE_CODES.NON_FINITE_GRADIENT);
     const done = await cluster.client.waitForJob(job.id);
     expect(done.state, done.reason).toBe('SUCCEEDED');
@@ -67,7 +90,16 @@ describe('bucketed gradients: partial contributions and readers that stop readin
     const beat = setInterval(() => reader.send({ t: 'heartbeat' }), 1000);
     try {
       // ~3.3 MB updates; one backup worker: steps go on without the silent reader's gradient.
-      const job = await cluster.client.submit({ model: { topology: mlp(1024) }, dataset: data.dataset, epochs: 1, batchSize: 32, validationSplit: 0, minWorkers: 2, maxWorkers: 3, backupWorkers: 1 });
+      const job = await cluster.client.submit({
+        model: { topology: mlp(1024) },
+        dataset: data.dataset,
+        epochs: 1,
+        batchSize: 32,
+        validationSplit: 0,
+        minWorkers: 2,
+        maxWorkers: 3,
+        backupWorkers: 1,
+      });
       // The peer reads nothing, so it never sees the close frame: the coordinator closes with
       // SLOW_READER, then drops the TCP connection (1006 on this side).
       const closed = await reader.closed;

@@ -11,7 +11,9 @@ import { ROOT, TestCluster } from './helpers/cluster.js';
 
 function cli(args: string[]): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(ROOT, 'apps/cli/dist/main.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(ROOT, 'apps/cli/dist/main.js'), ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -22,7 +24,8 @@ function cli(args: string[]): Promise<{ code: number | null; out: string }> {
 /** MNIST examples as CSV: a header, the label first, 784 pixel columns (0-255). */
 function csvOf(split: Awaited<ReturnType<typeof loadDataset>>['train'], n: number): string {
   const rows = ['label,' + Array.from({ length: 784 }, (_, i) => `p${i}`).join(',')];
-  for (let i = 0; i < n; i++) rows.push(`${split.y[i]},${Array.from(split.x.subarray(i * 784, (i + 1) * 784)).join(',')}`);
+  for (let i = 0; i < n; i++)
+    rows.push(`${split.y[i]},${Array.from(split.x.subarray(i * 784, (i + 1) * 784)).join(',')}`);
   return rows.join('\n') + '\n';
 }
 
@@ -36,7 +39,16 @@ describe('a CSV dataset uploaded through the CLI', () => {
     const mnist = await loadDataset('mnist');
     writeFileSync(join(dir, 'train.csv'), csvOf(mnist.train, 3000));
     writeFileSync(join(dir, 'test.csv'), csvOf(mnist.test!, 500));
-    writeFileSync(join(dir, 'job.json'), JSON.stringify({ model: 'mnist-mlp', dataset: { csv: { train: 'filled in by --data', featureScale: 1 / 255 } }, epochs: 2, batchSize: 32, minWorkers: 2 }));
+    writeFileSync(
+      join(dir, 'job.json'),
+      JSON.stringify({
+        model: 'mnist-mlp',
+        dataset: { csv: { train: 'filled in by --data', featureScale: 1 / 255 } },
+        epochs: 2,
+        batchSize: 32,
+        minWorkers: 2,
+      }),
+    );
     await cluster.startCoordinator();
     await cluster.startWorkers(2);
   });
@@ -44,7 +56,16 @@ describe('a CSV dataset uploaded through the CLI', () => {
 
   it('trains, and its downloaded model loads with tf.loadLayersModel and reproduces the reported test accuracy', async () => {
     const c = ['--coordinator', cluster.url];
-    const submitted = await cli(['submit', join(dir, 'job.json'), '--data', join(dir, 'train.csv'), '--test-data', join(dir, 'test.csv'), '--follow', ...c]);
+    const submitted = await cli([
+      'submit',
+      join(dir, 'job.json'),
+      '--data',
+      join(dir, 'train.csv'),
+      '--test-data',
+      join(dir, 'test.csv'),
+      '--follow',
+      ...c,
+    ]);
     expect(submitted.code, submitted.out).toBe(0);
     const id = /job ([0-9a-f-]{36}) /.exec(submitted.out)![1]!;
     const job = await cluster.client.job(id);
@@ -56,11 +77,23 @@ describe('a CSV dataset uploaded through the CLI', () => {
     const out = join(dir, 'model');
     const dl = await cli(['download', id, '--out', out, ...c]);
     expect(dl.code, dl.out).toBe(0);
-    const modelJson = JSON.parse(readFileSync(join(out, 'model.json'), 'utf8')) as { modelTopology: object; weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[] };
+    const modelJson = JSON.parse(readFileSync(join(out, 'model.json'), 'utf8')) as {
+      modelTopology: object;
+      weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[];
+    };
     const weights = readFileSync(join(out, 'weights.bin'));
-    const model = await tfl.loadLayersModel(tf.io.fromMemory(modelJson.modelTopology, modelJson.weightsManifest[0]!.weights, weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength)));
+    const model = await tfl.loadLayersModel(
+      tf.io.fromMemory(
+        modelJson.modelTopology,
+        modelJson.weightsManifest[0]!.weights,
+        weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength),
+      ),
+    );
     const test = parseCsv(readFileSync(join(dir, 'test.csv'), 'utf8'), 'test.csv', { featureScale: 1 / 255 }).split;
-    const x = tf.tensor2d(Float32Array.from(test.x, (v) => v * test.scale), [test.count, 784]);
+    const x = tf.tensor2d(
+      Float32Array.from(test.x, (v) => v * test.scale),
+      [test.count, 784],
+    );
     const predicted = tf.argMax(model.predict(x) as tf.Tensor, -1).dataSync();
     let correct = 0;
     for (let i = 0; i < test.count; i++) if (predicted[i] === test.y[i]) correct++;
@@ -76,8 +109,13 @@ describe('a JSON Lines dataset at a URL', () => {
   beforeAll(async () => {
     const mnist = await loadDataset('mnist');
     const lines = (split: typeof mnist.train, n: number) =>
-      Array.from({ length: n }, (_, i) => JSON.stringify({ x: Array.from(split.x.subarray(i * 784, (i + 1) * 784), (v) => v / 255), y: split.y[i] })).join('\n');
-    const files: Record<string, string> = { '/train.jsonl': lines(mnist.train, 1500), '/test.jsonl': lines(mnist.test!, 300) };
+      Array.from({ length: n }, (_, i) =>
+        JSON.stringify({ x: Array.from(split.x.subarray(i * 784, (i + 1) * 784), (v) => v / 255), y: split.y[i] }),
+      ).join('\n');
+    const files: Record<string, string> = {
+      '/train.jsonl': lines(mnist.train, 1500),
+      '/test.jsonl': lines(mnist.test!, 300),
+    };
     server = createServer((req, res) => {
       hits++;
       const body = files[req.url ?? ''];
@@ -95,7 +133,12 @@ describe('a JSON Lines dataset at a URL', () => {
   it('is fetched once by the coordinator and trains on workers that never see the URL', async () => {
     const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
     const client = new GradfleetClient(cluster.url);
-    const spec = { model: 'mnist-mlp' as const, dataset: { jsonl: { train: `${base}/train.jsonl`, test: `${base}/test.jsonl` } }, epochs: 1, minWorkers: 2 };
+    const spec = {
+      model: 'mnist-mlp' as const,
+      dataset: { jsonl: { train: `${base}/train.jsonl`, test: `${base}/test.jsonl` } },
+      epochs: 1,
+      minWorkers: 2,
+    };
     const a = await client.waitForJob((await client.submit(spec)).id);
     const b = await client.waitForJob((await client.submit(spec)).id);
     expect([a.state, b.state]).toEqual(['SUCCEEDED', 'SUCCEEDED']);

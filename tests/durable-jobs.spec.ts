@@ -6,12 +6,18 @@ import { freePort } from './helpers/prometheus.js';
 
 const topology = dropoutFreeMlp;
 
-async function until(client: TestCluster['client'], id: string, ok: (j: JobStatus) => boolean, timeoutMs = 120_000): Promise<JobStatus> {
+async function until(
+  client: TestCluster['client'],
+  id: string,
+  ok: (j: JobStatus) => boolean,
+  timeoutMs = 120_000,
+): Promise<JobStatus> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const j = await client.job(id).catch(() => undefined);
     if (j && ok(j)) return j;
-    if (Date.now() > deadline) throw new Error(`timed out; last status: ${JSON.stringify(j?.state)} step ${j?.progress.step}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out; last status: ${JSON.stringify(j?.state)} step ${j?.progress.step}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -28,7 +34,15 @@ describe('durable jobs', () => {
 
   beforeAll(async () => {
     data = await writeSmallMnist(6000, 1000);
-    spec = { model: { topology }, dataset: data.dataset, epochs: 2, batchSize: 32, seed: 3, checkpointEverySteps: 40, minWorkers: 2 };
+    spec = {
+      model: { topology },
+      dataset: data.dataset,
+      epochs: 2,
+      batchSize: 32,
+      seed: 3,
+      checkpointEverySteps: 40,
+      minWorkers: 2,
+    };
   });
   afterEach(async () => {
     await Promise.all(clusters.splice(0).map((c) => c.stop()));
@@ -46,7 +60,11 @@ describe('durable jobs', () => {
     const first = await c.startCoordinator([], port);
     await c.startWorkers(2);
     const job = await c.client.submit(spec);
-    const before = await until(c.client, job.id, (j) => (j.checkpoint?.step ?? 0) >= 80 && j.progress.epoch === 0 && j.progress.step > 90);
+    const before = await until(
+      c.client,
+      job.id,
+      (j) => (j.checkpoint?.step ?? 0) >= 80 && j.progress.epoch === 0 && j.progress.step > 90,
+    );
     first.kill('SIGKILL');
     await new Promise((r) => first.once('exit', r));
     await c.startCoordinator([], port); // same data dir, same port: the workers reconnect
@@ -56,7 +74,9 @@ describe('durable jobs', () => {
     expect(done.events.find((e) => e.state === 'PAUSED')!.reason).toMatch(/coordinator restarted/);
     const logs = (await c.client.logs(job.id)).map((l) => l.line).join('\n');
     expect(logs).toMatch(/resuming from the checkpoint at step (\d+)/);
-    expect(Number(/resuming from the checkpoint at step (\d+)/.exec(logs)![1])).toBeLessThanOrEqual(before.progress.step);
+    expect(Number(/resuming from the checkpoint at step (\d+)/.exec(logs)![1])).toBeLessThanOrEqual(
+      before.progress.step,
+    );
     expect(done.history.map((h) => h.audit)).toEqual(reference.history.map((h) => h.audit));
     expect(done.history.every((h) => h.audit.ok && h.audit.seen === 5400)).toBe(true);
     expect(Math.abs(done.result!.testAccuracy! - reference.result!.testAccuracy!)).toBeLessThanOrEqual(0.005);

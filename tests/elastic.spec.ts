@@ -25,14 +25,27 @@ describe('elastic membership and faults (real worker processes)', () => {
   const start = async (workers: number) => {
     const c = new TestCluster();
     clusters.push(c);
-    await c.startCoordinator(['--heartbeat-interval-ms', '500', '--heartbeat-timeout-ms', String(HEARTBEAT_TIMEOUT_MS)]);
+    await c.startCoordinator([
+      '--heartbeat-interval-ms',
+      '500',
+      '--heartbeat-timeout-ms',
+      String(HEARTBEAT_TIMEOUT_MS),
+    ]);
     await c.startWorkers(workers);
     return c;
   };
 
   beforeAll(async () => {
     data = await writeSmallMnist(6000, 1000);
-    spec = { model: { topology }, dataset: data.dataset, epochs: 2, batchSize: 32, seed: 5, minWorkers: 2, checkpointEverySteps: 0 };
+    spec = {
+      model: { topology },
+      dataset: data.dataset,
+      epochs: 2,
+      batchSize: 32,
+      seed: 5,
+      minWorkers: 2,
+      checkpointEverySteps: 0,
+    };
     const c = await start(2);
     reference = await c.client.waitForJob((await c.client.submit(spec)).id);
     expect(reference.state).toBe('SUCCEEDED');
@@ -131,7 +144,15 @@ describe('elastic membership and faults (real worker processes)', () => {
 
   it('chaos: workers SIGKILLed and restarted every second for a whole MNIST epoch; the audit stays exact', async () => {
     const c = await start(4);
-    const job = await c.client.submit({ model: 'mnist-mlp', dataset: 'mnist', epochs: 1, batchSize: 64, minWorkers: 2, maxWorkers: 4, checkpointEverySteps: 0 });
+    const job = await c.client.submit({
+      model: 'mnist-mlp',
+      dataset: 'mnist',
+      epochs: 1,
+      batchSize: 64,
+      minWorkers: 2,
+      maxWorkers: 4,
+      checkpointEverySteps: 0,
+    });
     await until(c, job.id, (j) => j.progress.step >= 10);
     let kills = 0;
     // RUNNING, or PAUSED in place while too few workers are up: both are chaos targets.

@@ -1,12 +1,26 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EpochSampler, buildModel, flattenWeights, gatherBatch, loadDataset, maxRelativeDifference, selectBackend, type JobSpecInput } from '@gradfleet/core';
+import {
+  EpochSampler,
+  buildModel,
+  flattenWeights,
+  gatherBatch,
+  loadDataset,
+  maxRelativeDifference,
+  selectBackend,
+  type JobSpecInput,
+} from '@gradfleet/core';
 import { TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
 
 /** A dropout-free MLP as a Layers topology (what `model.toJSON()` gives): deterministic training. */
 function topology(): Record<string, unknown> {
-  const m = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [784], units: 32, activation: 'relu' }), tfl.layers.dense({ units: 10, activation: 'softmax' })] });
+  const m = tfl.sequential({
+    layers: [
+      tfl.layers.dense({ inputShape: [784], units: 32, activation: 'relu' }),
+      tfl.layers.dense({ units: 10, activation: 'softmax' }),
+    ],
+  });
   const json = m.toJSON(null, false) as Record<string, unknown>;
   m.dispose();
   return json;
@@ -37,8 +51,15 @@ describe('equivalence: N workers at global batch B = 1 worker at B = plain Tenso
     await selectBackend('wasm');
     data = await writeSmallMnist(TRAIN, 200);
     spec = {
-      model: { topology: topology() }, dataset: data.dataset, epochs: EPOCHS, batchSize: BATCH, validationSplit: 0,
-      seed: 7, optimizer: 'adam', learningRate: 0.01, checksumEverySteps: 5,
+      model: { topology: topology() },
+      dataset: data.dataset,
+      epochs: EPOCHS,
+      batchSize: BATCH,
+      validationSplit: 0,
+      seed: 7,
+      optimizer: 'adam',
+      learningRate: 0.01,
+      checksumEverySteps: 5,
     };
     await cluster.startCoordinator();
     await cluster.startWorkers(3);
@@ -94,7 +115,14 @@ describe('equivalence: N workers at global batch B = 1 worker at B = plain Tenso
     expect(worstDifference(one, plain, layout)).toBeLessThan(1e-4);
     expect(worstDifference(two, plain, layout)).toBeLessThan(1e-4);
     expect(worstDifference(three, one, layout)).toBeLessThan(1e-4);
-    console.log('max relative differences: 2 vs 1', worstDifference(two, one, layout), '3 vs 1', worstDifference(three, one, layout), '1 vs plain', worstDifference(one, plain, layout));
+    console.log(
+      'max relative differences: 2 vs 1',
+      worstDifference(two, one, layout),
+      '3 vs 1',
+      worstDifference(three, one, layout),
+      '1 vs plain',
+      worstDifference(one, plain, layout),
+    );
 
     // Cut into 25 buckets of 1,024 floats: the same arithmetic per element, so bit-identical.
     const bucketed = await train(2, { bucketBytes: 4096 });

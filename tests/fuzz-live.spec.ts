@@ -1,5 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLOSE_CODES, PROTOCOL_VERSION, encodeFrame, encodeMessage, maxRelativeDifference, mulberry32, type JobSpecInput } from '@gradfleet/core';
+import {
+  CLOSE_CODES,
+  PROTOCOL_VERSION,
+  encodeFrame,
+  encodeMessage,
+  maxRelativeDifference,
+  mulberry32,
+  type JobSpecInput,
+} from '@gradfleet/core';
 import { TestCluster, writeSmallMnist } from './helpers/cluster.js';
 import { dropoutFreeMlp } from './helpers/models.js';
 import { RawWorker } from './helpers/raw-worker.js';
@@ -11,7 +19,10 @@ const DOCUMENTED = new Set<number>([...Object.values(CLOSE_CODES), 1009]);
 const hello = encodeMessage({ t: 'hello', v: PROTOCOL_VERSION, name: 'hostile', host: 'h', pid: 1, backend: 'none' });
 const samples = [
   hello,
-  encodeMessage({ t: 'gradient', jobId: 'j', step: 0, bucket: 0, samples: 1, lossSum: 0, correct: 0, computeMs: 0 }, new Float32Array(32)),
+  encodeMessage(
+    { t: 'gradient', jobId: 'j', step: 0, bucket: 0, samples: 1, lossSum: 0, correct: 0, computeMs: 0 },
+    new Float32Array(32),
+  ),
   encodeMessage({ t: 'ready', jobId: 'j', trainCount: 1, testCount: 1 }),
   encodeMessage({ t: 'eval-result', jobId: 'j', requestId: 1, lossSum: 0, correct: 0, count: 1 }),
   encodeMessage({ t: 'weights', jobId: 'j', requestId: 9 }, new Float32Array(4)),
@@ -36,7 +47,12 @@ function hostileFrame(rand: () => number): Buffer {
       return b;
     }
     case 4:
-      return encodeFrame({ t: pick(['gradient', 'ready', 'weights', 'checksum', 'hello', 'x']), step: rand() > 0.5 ? -1 : 1e12, jobId: rand() > 0.5 ? 'j' : 7, pb: 0 });
+      return encodeFrame({
+        t: pick(['gradient', 'ready', 'weights', 'checksum', 'hello', 'x']),
+        step: rand() > 0.5 ? -1 : 1e12,
+        jobId: rand() > 0.5 ? 'j' : 7,
+        pb: 0,
+      });
     default:
       return pick(samples); // replayed valid frames: out of order or for no job
   }
@@ -48,7 +64,16 @@ describe('a live coordinator under hostile connections', () => {
 
   beforeAll(async () => {
     const data = await writeSmallMnist(3000, 500);
-    spec = { model: { topology: dropoutFreeMlp }, dataset: data.dataset, epochs: 2, batchSize: 32, seed: 11, minWorkers: 2, maxWorkers: 2, checkpointEverySteps: 0 };
+    spec = {
+      model: { topology: dropoutFreeMlp },
+      dataset: data.dataset,
+      epochs: 2,
+      batchSize: 32,
+      seed: 11,
+      minWorkers: 2,
+      maxWorkers: 2,
+      checkpointEverySteps: 0,
+    };
     await cluster.startCoordinator();
     await cluster.startWorkers(2);
   });
@@ -61,7 +86,8 @@ describe('a live coordinator under hostile connections', () => {
   }
 
   it(`closes every one of ${CONNECTIONS} hostile connections with a documented code while a job trains to the same result`, async () => {
-    const rss = async () => Number(/process_resident_memory_bytes (\d+)/.exec(await (await fetch(`${cluster.url}/metrics`)).text())![1]);
+    const rss = async () =>
+      Number(/process_resident_memory_bytes (\d+)/.exec(await (await fetch(`${cluster.url}/metrics`)).text())![1]);
     const reference = await train();
     const rssBefore = await rss();
     const rand = mulberry32(2024);
@@ -69,18 +95,23 @@ describe('a live coordinator under hostile connections', () => {
     const codes: number[] = [];
     let frames = 0;
     for (let batch = 0; batch < CONNECTIONS / 20; batch++) {
-      await Promise.all(Array.from({ length: 20 }, async () => {
-        const w = new RawWorker(cluster.wsUrl);
-        await w.opened;
-        if (rand() < 0.5) w.ws.send(hello);
-        for (let i = 0; i < 1 + rand() * 10 && w.ws.readyState === w.ws.OPEN; i++) {
-          w.ws.send(hostileFrame(rand));
-          frames++;
-        }
-        const closed = await Promise.race([w.closed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 5_000))]);
-        if (closed) codes.push(closed.code);
-        else w.ws.close();
-      }));
+      await Promise.all(
+        Array.from({ length: 20 }, async () => {
+          const w = new RawWorker(cluster.wsUrl);
+          await w.opened;
+          if (rand() < 0.5) w.ws.send(hello);
+          for (let i = 0; i < 1 + rand() * 10 && w.ws.readyState === w.ws.OPEN; i++) {
+            w.ws.send(hostileFrame(rand));
+            frames++;
+          }
+          const closed = await Promise.race([
+            w.closed,
+            new Promise<undefined>((r) => setTimeout(() => r(undefined), 5_000)),
+          ]);
+          if (closed) codes.push(closed.code);
+          else w.ws.close();
+        }),
+      );
     }
     const weights = await attacked;
     expect(codes.length).toBe(CONNECTIONS); // every hostile connection was closed by the coordinator

@@ -10,13 +10,21 @@ const CLI = join(ROOT, 'apps', 'cli', 'dist', 'main.js');
 
 const childrenOf = (pid: number): number[] => {
   try {
-    return execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' }).split('\n').map((s) => Number(s.trim())).filter((n) => n > 0);
+    return execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' })
+      .split('\n')
+      .map((s) => Number(s.trim()))
+      .filter((n) => n > 0);
   } catch {
     return [];
   }
 };
 const envOf = (pid: number): Record<string, string> =>
-  Object.fromEntries(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  Object.fromEntries(
+    readFileSync(`/proc/${pid}/environ`, 'utf8')
+      .split('\0')
+      .filter(Boolean)
+      .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+  );
 
 async function until<T>(what: string, f: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -29,10 +37,14 @@ async function until<T>(what: string, f: () => T | undefined | Promise<T | undef
 }
 
 function runCli(args: string[], path: string): ChildProcess {
-  return spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATH: path, GRADFLEET_LOG_LEVEL: 'info' } });
+  return spawn(process.execPath, [CLI, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, PATH: path, GRADFLEET_LOG_LEVEL: 'info' },
+  });
 }
 
-const exitOf = (c: ChildProcess) => new Promise<number>((r) => (c.exitCode !== null ? r(c.exitCode) : c.once('exit', (code) => r(code ?? 128))));
+const exitOf = (c: ChildProcess) =>
+  new Promise<number>((r) => (c.exitCode !== null ? r(c.exitCode) : c.once('exit', (code) => r(code ?? 128))));
 
 describe('gradfleet worker --gpus (fake nvidia-smi on PATH)', () => {
   const cluster = new TestCluster();
@@ -43,7 +55,24 @@ describe('gradfleet worker --gpus (fake nvidia-smi on PATH)', () => {
 
   it('starts one pinned worker per GPU, restarts a killed one, serves DCGM-named GPU metrics, and stops all on SIGTERM', async () => {
     const port = await freePort();
-    const cli = runCli(['worker', '--gpus', 'all', '--coordinator', cluster.wsUrl, '--backend', 'wasm', '--name', 'fleet', '--restart-delay-ms', '200', '--metrics-port', String(port)], path);
+    const cli = runCli(
+      [
+        'worker',
+        '--gpus',
+        'all',
+        '--coordinator',
+        cluster.wsUrl,
+        '--backend',
+        'wasm',
+        '--name',
+        'fleet',
+        '--restart-delay-ms',
+        '200',
+        '--metrics-port',
+        String(port),
+      ],
+      path,
+    );
     let log = '';
     cli.stderr!.on('data', (d: Buffer) => (log += d.toString()));
     try {
@@ -51,13 +80,22 @@ describe('gradfleet worker --gpus (fake nvidia-smi on PATH)', () => {
       expect(workers.map((w) => w.name).sort()).toEqual(['fleet-gpu0', 'fleet-gpu1', 'fleet-gpu2']);
 
       const supervisor = await until('the supervisor process', () => childrenOf(cli.pid!)[0]);
-      const pids = await until('three worker processes', () => (childrenOf(supervisor).length === 3 ? childrenOf(supervisor) : undefined));
+      const pids = await until('three worker processes', () =>
+        childrenOf(supervisor).length === 3 ? childrenOf(supervisor) : undefined,
+      );
       const pinned = pids.map((p) => envOf(p)).map((e) => [e['CUDA_VISIBLE_DEVICES'], e['TF_FORCE_GPU_ALLOW_GROWTH']]);
-      expect(pinned.sort()).toEqual([['0', 'true'], ['1', 'true'], ['2', 'true']]);
+      expect(pinned.sort()).toEqual([
+        ['0', 'true'],
+        ['1', 'true'],
+        ['2', 'true'],
+      ]);
 
       // Per-GPU metrics under the DCGM exporter's names, each worker on base port + ordinal.
       const text = await until('GPU metrics', async () => {
-        const t = await fetch(`http://127.0.0.1:${port + 1}/metrics`).then((r) => r.text(), () => '');
+        const t = await fetch(`http://127.0.0.1:${port + 1}/metrics`).then(
+          (r) => r.text(),
+          () => '',
+        );
         return t.includes('DCGM_FI_DEV_GPU_UTIL') ? t : undefined;
       });
       expect(text).toContain('DCGM_FI_DEV_GPU_UTIL{gpu="1",UUID="GPU-fake-1",modelName="NVIDIA Fake H200"} 41');
@@ -67,9 +105,16 @@ describe('gradfleet worker --gpus (fake nvidia-smi on PATH)', () => {
       const victim = pids.find((p) => envOf(p)['CUDA_VISIBLE_DEVICES'] === '1')!;
       process.kill(victim, 'SIGKILL');
       const replacement = await until('a restarted worker for GPU 1', () =>
-        childrenOf(supervisor).find((p) => !pids.includes(p) && envOf(p)['CUDA_VISIBLE_DEVICES'] === '1'));
+        childrenOf(supervisor).find((p) => !pids.includes(p) && envOf(p)['CUDA_VISIBLE_DEVICES'] === '1'),
+      );
       expect(replacement).not.toBe(victim);
-      await until('GPU 1 registered again', async () => (await cluster.client.workers()).some((w) => w.name === 'fleet-gpu1' && w.id !== workers.find((x) => x.name === 'fleet-gpu1')!.id) || undefined);
+      await until(
+        'GPU 1 registered again',
+        async () =>
+          (await cluster.client.workers()).some(
+            (w) => w.name === 'fleet-gpu1' && w.id !== workers.find((x) => x.name === 'fleet-gpu1')!.id,
+          ) || undefined,
+      );
       expect(log).toMatch(/worker for GPU 1 exited; restarting/);
 
       // SIGTERM: every worker stops, then the supervisor and the CLI exit 0.

@@ -7,7 +7,10 @@ import { ROOT } from './helpers/cluster.js';
 
 function runCli(args: string[]): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(ROOT, 'apps/cli/dist/main.js'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(ROOT, 'apps/cli/dist/main.js'), ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -15,10 +18,41 @@ function runCli(args: string[]): Promise<{ code: number | null; out: string }> {
   });
 }
 
+describe('the gradfleet bin', () => {
+  // npm links bins at install time, before the build: the linked launcher must be committed
+  // (apps/cli/bin/gradfleet.js). CI runs this from a fresh clone right after `npm ci`.
+  it('runs through npx after npm ci, as the README shows', async () => {
+    const { code, out } = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn('npx', ['--no-install', 'gradfleet', '--help'], {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let text = '';
+      child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+      child.on('exit', (c) => resolve({ code: c, out: text }));
+    });
+    expect(code, out).toBe(0);
+    for (const command of ['up', 'coordinator', 'worker', 'submit', 'status', 'jobs', 'logs', 'cancel', 'download']) {
+      expect(out).toMatch(new RegExp(`^\\s+${command}\\b`, 'm'));
+    }
+  });
+});
+
 describe('gradfleet up', () => {
   it('trains MNIST for one epoch on a local cluster of 2 workers to at least 95% test accuracy', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'gradfleet-up-'));
-    const { code, out } = await runCli(['up', '--workers', '2', '--epochs', '1', '--backend', 'wasm', '--data-dir', dataDir]);
+    const { code, out } = await runCli([
+      'up',
+      '--workers',
+      '2',
+      '--epochs',
+      '1',
+      '--backend',
+      'wasm',
+      '--data-dir',
+      dataDir,
+    ]);
     expect(code, out).toBe(0);
     expect(out).toMatch(/2 workers ready/);
     expect(out).toMatch(/epoch 1\/1 .*audit ok/);

@@ -34,11 +34,12 @@ describe('job API', () => {
     writeFileSync(join(dir, name), text);
     return join(dir, name);
   };
-  const raw = (body: string) => fetch(`${cluster.url}/v1/jobs`, { method: 'POST', body }).then(async (r) => {
-    if (r.ok) return r;
-    const e = ((await r.json()) as { error: { code: string; message: string } }).error;
-    throw new ApiError(r.status, e.code, e.message);
-  });
+  const raw = (body: string) =>
+    fetch(`${cluster.url}/v1/jobs`, { method: 'POST', body }).then(async (r) => {
+      if (r.ok) return r;
+      const e = ((await r.json()) as { error: { code: string; message: string } }).error;
+      throw new ApiError(r.status, e.code, e.message);
+    });
 
   beforeAll(async () => {
     await cluster.startCoordinator(['--max-upload-bytes', String(UPLOAD_LIMIT)]);
@@ -52,10 +53,18 @@ describe('job API', () => {
     await cluster.stop();
   });
 
-  const csv = (train: string): JobSpecInput => ({ model: { topology: tinyModel(2, 3) }, dataset: { csv: { train: file(`${Math.random()}.csv`, train) } } });
+  const csv = (train: string): JobSpecInput => ({
+    model: { topology: tinyModel(2, 3) },
+    dataset: { csv: { train: file(`${Math.random()}.csv`, train) } },
+  });
   const jsonl = (train: string, test?: string): JobSpecInput => ({
     model: { topology: tinyModel(2, 3) },
-    dataset: { jsonl: { train: file(`${Math.random()}.jsonl`, train), ...(test ? { test: file(`${Math.random()}.jsonl`, test) } : {}) } },
+    dataset: {
+      jsonl: {
+        train: file(`${Math.random()}.jsonl`, train),
+        ...(test ? { test: file(`${Math.random()}.jsonl`, test) } : {}),
+      },
+    },
   });
 
   /** Every case of docs/api.md's "Refused requests" table. */
@@ -66,39 +75,67 @@ describe('job API', () => {
     'unknown-optimizer': () => cluster.client.submit({ optimizer: 'lbfgs' as never }),
     'unknown-field': () => cluster.client.submit({ epochz: 3 } as never),
     'unknown-builtin-model': () => cluster.client.submit({ model: 'resnet' as never }),
-    'unknown-layer-class': () => cluster.client.submit({ model: { topology: { class_name: 'Sequential', config: { layers: [{ class_name: 'NoSuchLayer', config: {} }] } } } }),
+    'unknown-layer-class': () =>
+      cluster.client.submit({
+        model: {
+          topology: { class_name: 'Sequential', config: { layers: [{ class_name: 'NoSuchLayer', config: {} }] } },
+        },
+      }),
     'model-input-mismatch': () => cluster.client.submit({ model: { topology: tinyModel(5, 10) } }),
     'max-below-min-workers': () => cluster.client.submit({ minWorkers: 4, maxWorkers: 2 }),
     'body-not-json': () => raw('{not json'),
     'body-too-large': () => raw(JSON.stringify({ name: 'x'.repeat(5 * 1024 * 1024) })),
-    'idx-file-missing': () => cluster.client.submit({ dataset: { idx: { trainImages: '/nonexistent/a.idx', trainLabels: '/nonexistent/b.idx' } } }),
+    'idx-file-missing': () =>
+      cluster.client.submit({
+        dataset: { idx: { trainImages: '/nonexistent/a.idx', trainLabels: '/nonexistent/b.idx' } },
+      }),
     'csv-not-a-number': () => cluster.client.submit(csv('label,a,b\n1,0.5,0.5\n2,abc,1\n')),
     'csv-wrong-column-count': () => cluster.client.submit(csv('label,a,b\n1,0.5,0.5\n2,1\n')),
-    'csv-no-label-column': () => cluster.client.submit({ ...csv('y,a,b\n1,0.5,0.5\n'), dataset: { csv: { train: file('nolabel.csv', 'y,a,b\n1,0.5,0.5\n'), labelColumn: 'label' } } }),
+    'csv-no-label-column': () =>
+      cluster.client.submit({
+        ...csv('y,a,b\n1,0.5,0.5\n'),
+        dataset: { csv: { train: file('nolabel.csv', 'y,a,b\n1,0.5,0.5\n'), labelColumn: 'label' } },
+      }),
     'csv-label-not-a-class': () => cluster.client.submit(csv('label,a,b\n1,0.5,0.5\n1.5,1,1\n')),
     'jsonl-invalid-json': () => cluster.client.submit(jsonl('{"x":[1,2],"y":0}\n{"x":[1,2],"y":\n')),
     'jsonl-inconsistent-shape': () => cluster.client.submit(jsonl('{"x":[1,2],"y":0}\n{"x":[1,2,3],"y":1}\n')),
     'jsonl-test-feature-mismatch': () => cluster.client.submit(jsonl('{"x":[1,2],"y":0}\n', '{"x":[1,2,3],"y":0}\n')),
-    'unknown-upload': () => cluster.client.submit({ model: { topology: tinyModel(2, 3) }, dataset: { csv: { train: 'upload:does-not-exist' } } }),
-    'url-not-found': () => cluster.client.submit({ model: { topology: tinyModel(2, 3) }, dataset: { csv: { train: missingUrl } } }),
+    'unknown-upload': () =>
+      cluster.client.submit({
+        model: { topology: tinyModel(2, 3) },
+        dataset: { csv: { train: 'upload:does-not-exist' } },
+      }),
+    'url-not-found': () =>
+      cluster.client.submit({ model: { topology: tinyModel(2, 3) }, dataset: { csv: { train: missingUrl } } }),
     'upload-too-large': () => cluster.client.upload(new Uint8Array(UPLOAD_LIMIT + 1), 'big.csv'),
     'unknown-job': () => cluster.client.job('no-such-job'),
     'invalid-state-filter': () => cluster.client.jobs('DONE' as never),
-    'delete-active-job': async () => cluster.client.delete((await cluster.client.submit({ epochs: 1, minWorkers: 9 })).id),
+    'delete-active-job': async () =>
+      cluster.client.delete((await cluster.client.submit({ epochs: 1, minWorkers: 9 })).id),
   };
 
   it('refuses each documented malformed request with its status, code and field path', async () => {
     const doc = readFileSync(join(ROOT, 'docs/api.md'), 'utf8').split('## Refused requests')[1]!;
-    const rows = [...doc.matchAll(/^\| ([a-z-]+) \| (\d{3}) \| `([A-Z_]+)` \| (.*) \|$/gm)].map((m) => ({
-      name: m[1]!, status: Number(m[2]), code: m[3]!, path: m[4]!.trim(),
+    const rows = [...doc.matchAll(/^\| ([a-z-]+) +\| (\d{3}) +\| `([A-Z_]+)` +\| (.*) \|$/gm)].map((m) => ({
+      name: m[1]!,
+      status: Number(m[2]),
+      code: m[3]!,
+      path: m[4]!.trim(),
     }));
     expect(rows.map((r) => r.name).sort()).toEqual(Object.keys(cases).sort());
     for (const row of rows) {
       const got = await refusal(cases[row.name]!());
-      expect({ case: row.name, status: got.status, code: got.code }).toEqual({ case: row.name, status: row.status, code: row.code });
+      expect({ case: row.name, status: got.status, code: got.code }).toEqual({
+        case: row.name,
+        status: row.status,
+        code: row.code,
+      });
       const path = row.path.replaceAll('`', '');
       if (path === '(root)') expect(got.path, row.name).toBe('');
-      else if (path !== '–') expect(got.path ?? '(none)', `${row.name}: ${got.message}`).toMatch(new RegExp(`^${path.replaceAll('.', '\\.')}`));
+      else if (path !== '–')
+        expect(got.path ?? '(none)', `${row.name}: ${got.message}`).toMatch(
+          new RegExp(`^${path.replaceAll('.', '\\.')}`),
+        );
     }
   });
 
@@ -121,6 +158,14 @@ describe('job API', () => {
 function tinyModel(inputs: number, classes: number): Record<string, unknown> {
   return {
     class_name: 'Sequential',
-    config: { name: 'tiny', layers: [{ class_name: 'Dense', config: { units: classes, activation: 'softmax', batch_input_shape: [null, inputs], name: 'd' } }] },
+    config: {
+      name: 'tiny',
+      layers: [
+        {
+          class_name: 'Dense',
+          config: { units: classes, activation: 'softmax', batch_input_shape: [null, inputs], name: 'd' },
+        },
+      ],
+    },
   };
 }

@@ -6,7 +6,9 @@ import { fakeNvidiaSmi } from './helpers/fake-nvidia-smi.js';
 import { ROOT, TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
 import { TestPrometheus, ensurePrometheus, freePort } from './helpers/prometheus.js';
 
-const dashboard = JSON.parse(readFileSync(join(ROOT, 'deploy/grafana/dashboards/gradfleet.json'), 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
+const dashboard = JSON.parse(readFileSync(join(ROOT, 'deploy/grafana/dashboards/gradfleet.json'), 'utf8')) as {
+  panels: { title: string; targets: { expr: string }[] }[];
+};
 const rules = readFileSync(join(ROOT, 'deploy/prometheus/alerts.yml'), 'utf8');
 const ruleExprs = [...rules.matchAll(/expr: (\|\n((?: {10}.*\n)+)|.*)/g)].map((m) => (m[2] ?? m[1]!).trim());
 
@@ -27,7 +29,9 @@ describe('observability against a real Prometheus scraping a real cluster', () =
     workerPorts = [await freePort(), await freePort()];
     // The first worker is pinned to a (fake) GPU, so the dashboard's DCGM panels have data.
     const gpu = { PATH: `${fakeNvidiaSmi(1)}:${process.env['PATH']}`, GRADFLEET_GPU_INDEX: '0' };
-    workerPorts.forEach((p, i) => cluster.startWorker(['--name', `obs-${i + 1}`, '--metrics-port', String(p)], i === 0 ? gpu : {}));
+    workerPorts.forEach((p, i) =>
+      cluster.startWorker(['--name', `obs-${i + 1}`, '--metrics-port', String(p)], i === 0 ? gpu : {}),
+    );
     await cluster.client.waitForWorkers(2);
     const coord = new URL(cluster.url).host;
     const config = `global: { scrape_interval: 1s, evaluation_interval: 1s }
@@ -39,11 +43,14 @@ scrape_configs:
     static_configs: [{ targets: [${workerPorts.map((p) => `'127.0.0.1:${p}'`).join(', ')}] }]
 `;
     // The stuck-job rule as shipped, with its 5-minute threshold shortened for the test.
-    const fastRules = rules.replace('gradfleet_last_step_timestamp_seconds) > 300', 'gradfleet_last_step_timestamp_seconds) > 3').replace('for: 1m', 'for: 0s');
+    const fastRules = rules
+      .replace('gradfleet_last_step_timestamp_seconds) > 300', 'gradfleet_last_step_timestamp_seconds) > 3')
+      .replace('for: 1m', 'for: 0s');
     expect(fastRules).not.toBe(rules);
     await prom.start(config, fastRules);
     // Prometheus applies its first targets a few seconds after start: wait for all three.
-    for (let i = 0; i < 100 && (await prom.query('up == 1')).length < 3; i++) await new Promise((r) => setTimeout(r, 200));
+    for (let i = 0; i < 100 && (await prom.query('up == 1')).length < 3; i++)
+      await new Promise((r) => setTimeout(r, 200));
   });
   afterAll(async () => {
     await prom.stop();
@@ -61,7 +68,8 @@ scrape_configs:
     expect((await cluster.client.waitForJob(job.id)).state).toBe('SUCCEEDED');
     expect(await prom.query('up == 1')).toHaveLength(3);
     // scraped at least once after the job's end
-    for (let i = 0; i < 50 && (await prom.query(`gradfleet_test_accuracy_ratio{job_id="${job.id}"}`)).length === 0; i++) await new Promise((r) => setTimeout(r, 200));
+    for (let i = 0; i < 50 && (await prom.query(`gradfleet_test_accuracy_ratio{job_id="${job.id}"}`)).length === 0; i++)
+      await new Promise((r) => setTimeout(r, 200));
     const exprs = dashboard.panels.flatMap((p) => p.targets.map((t) => ({ panel: p.title, expr: fill(t.expr) })));
     expect(exprs.length).toBeGreaterThan(20);
     for (const { panel, expr } of exprs) {
@@ -75,14 +83,17 @@ scrape_configs:
 
   it('fires the stuck-job alert when the workers are paused', async () => {
     const job = await cluster.client.submit({ dataset: data.dataset, epochs: 200, batchSize: 32, minWorkers: 2 });
-    for (let i = 0; i < 100 && (await cluster.client.job(job.id)).progress.step < 20; i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 100 && (await cluster.client.job(job.id)).progress.step < 20; i++)
+      await new Promise((r) => setTimeout(r, 100));
     const workers = cluster.processes.slice(1);
     for (const w of workers) w.kill('SIGSTOP');
     try {
       let firing = false;
       for (let i = 0; i < 60 && !firing; i++) {
         await new Promise((r) => setTimeout(r, 500));
-        firing = (await prom.alerts()).some((a) => a.labels['alertname'] === 'GradfleetJobStuck' && a.labels['job_id'] === job.id && a.state === 'firing');
+        firing = (await prom.alerts()).some(
+          (a) => a.labels['alertname'] === 'GradfleetJobStuck' && a.labels['job_id'] === job.id && a.state === 'firing',
+        );
       }
       expect(firing).toBe(true);
     } finally {
@@ -93,8 +104,11 @@ scrape_configs:
 
   it('keeps the number of series flat over 1,000+ steps', async () => {
     await cluster.client.waitForWorkers(2);
-    for (let i = 0; i < 100 && (await cluster.client.workers()).some((w) => w.state === 'BUSY'); i++) await new Promise((r) => setTimeout(r, 100));
-    const count = async () => (await (await fetch(`${cluster.url}/metrics`)).text()).split('\n').filter((l) => l.startsWith('gradfleet_')).length;
+    for (let i = 0; i < 100 && (await cluster.client.workers()).some((w) => w.state === 'BUSY'); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    const count = async () =>
+      (await (await fetch(`${cluster.url}/metrics`)).text()).split('\n').filter((l) => l.startsWith('gradfleet_'))
+        .length;
     const job = await cluster.client.submit({ dataset: data.dataset, epochs: 5, batchSize: 8, minWorkers: 2 });
     const waitFor = async (ok: (j: Awaited<ReturnType<typeof cluster.client.job>>) => boolean) => {
       for (;;) {

@@ -11,7 +11,12 @@ describe('hostile frames are refused with their documented code; good workers ke
 
   beforeAll(async () => {
     data = await writeSmallMnist(2000, 500);
-    await cluster.startCoordinator(['--max-message-bytes', String(MAX_MESSAGE_BYTES), '--heartbeat-timeout-ms', '5000']);
+    await cluster.startCoordinator([
+      '--max-message-bytes',
+      String(MAX_MESSAGE_BYTES),
+      '--heartbeat-timeout-ms',
+      '5000',
+    ]);
   });
   afterAll(() => cluster.stop());
 
@@ -26,7 +31,14 @@ describe('hostile frames are refused with their documented code; good workers ke
       [(w) => w.sendRaw(encodeFrame({ t: 'hello' }, new Float32Array(4)).subarray(0, 30)), CLOSE_CODES.TRUNCATED_FRAME],
       [(w) => w.sendRaw(Buffer.from([1, 0, 0, 0, 0xc1])), CLOSE_CODES.MALFORMED_FRAME],
       [(w) => w.sendRaw('{"t":"hello"}'), CLOSE_CODES.MALFORMED_FRAME],
-      [(w) => w.send({ t: 'gradient', jobId: 'j', step: 0, bucket: 0, samples: 1, lossSum: 0, correct: 0, computeMs: 0 }, new Float32Array(4)), CLOSE_CODES.UNEXPECTED_MESSAGE],
+      [
+        (w) =>
+          w.send(
+            { t: 'gradient', jobId: 'j', step: 0, bucket: 0, samples: 1, lossSum: 0, correct: 0, computeMs: 0 },
+            new Float32Array(4),
+          ),
+        CLOSE_CODES.UNEXPECTED_MESSAGE,
+      ],
     ];
     for (const [act, code] of cases) {
       const w = new RawWorker(cluster.wsUrl);
@@ -45,10 +57,70 @@ describe('hostile frames are refused with their documented code; good workers ke
 
   it('drops workers sending NaN, wrong-length or unknown-step gradients; the job completes with an exact audit', async () => {
     await cluster.startWorkers(2);
-    const bad: { w: RawWorker; send: (m: { jobId: string; step: number }, n: number, params: number) => void; code: number }[] = [
-      { w: new RawWorker(cluster.wsUrl), code: CLOSE_CODES.NON_FINITE_GRADIENT, send: function (m, n, params) { const g = new Float32Array(params); g[7] = NaN; this.w.send({ t: 'gradient', jobId: m.jobId, step: m.step, bucket: 0, samples: n, lossSum: 1, correct: 0, computeMs: 1 }, g); } },
-      { w: new RawWorker(cluster.wsUrl), code: CLOSE_CODES.GRADIENT_SIZE_MISMATCH, send: function (m, n, params) { this.w.send({ t: 'gradient', jobId: m.jobId, step: m.step, bucket: 0, samples: n, lossSum: 1, correct: 0, computeMs: 1 }, new Float32Array(params - 1)); } },
-      { w: new RawWorker(cluster.wsUrl), code: CLOSE_CODES.UNKNOWN_STEP, send: function (m, n, params) { this.w.send({ t: 'gradient', jobId: m.jobId, step: m.step + 5, bucket: 0, samples: n, lossSum: 1, correct: 0, computeMs: 1 }, new Float32Array(params)); } },
+    const bad: {
+      w: RawWorker;
+      send: (m: { jobId: string; step: number }, n: number, params: number) => void;
+      code: number;
+    }[] = [
+      {
+        w: new RawWorker(cluster.wsUrl),
+        code: CLOSE_CODES.NON_FINITE_GRADIENT,
+        send: function (m, n, params) {
+          const g = new Float32Array(params);
+          g[7] = NaN;
+          this.w.send(
+            {
+              t: 'gradient',
+              jobId: m.jobId,
+              step: m.step,
+              bucket: 0,
+              samples: n,
+              lossSum: 1,
+              correct: 0,
+              computeMs: 1,
+            },
+            g,
+          );
+        },
+      },
+      {
+        w: new RawWorker(cluster.wsUrl),
+        code: CLOSE_CODES.GRADIENT_SIZE_MISMATCH,
+        send: function (m, n, params) {
+          this.w.send(
+            {
+              t: 'gradient',
+              jobId: m.jobId,
+              step: m.step,
+              bucket: 0,
+              samples: n,
+              lossSum: 1,
+              correct: 0,
+              computeMs: 1,
+            },
+            new Float32Array(params - 1),
+          );
+        },
+      },
+      {
+        w: new RawWorker(cluster.wsUrl),
+        code: CLOSE_CODES.UNKNOWN_STEP,
+        send: function (m, n, params) {
+          this.w.send(
+            {
+              t: 'gradient',
+              jobId: m.jobId,
+              step: m.step + 5,
+              bucket: 0,
+              samples: n,
+              lossSum: 1,
+              correct: 0,
+              computeMs: 1,
+            },
+            new Float32Array(params),
+          );
+        },
+      },
     ];
     for (const b of bad) {
       await b.w.hello('rogue');
@@ -62,7 +134,13 @@ describe('hostile frames are refused with their documented code; good workers ke
       };
     }
     // All five are idle: the job takes them all; it may go on with the two good ones.
-    const job = await cluster.client.submit({ dataset: data.dataset, epochs: 1, batchSize: 50, minWorkers: 2, maxWorkers: 5 });
+    const job = await cluster.client.submit({
+      dataset: data.dataset,
+      epochs: 1,
+      batchSize: 50,
+      minWorkers: 2,
+      maxWorkers: 5,
+    });
     const codes = await Promise.all(bad.map((b) => b.w.closed));
     expect(codes.map((c) => c.code)).toEqual(bad.map((b) => b.code));
     const done = await cluster.client.waitForJob(job.id);
@@ -70,7 +148,13 @@ describe('hostile frames are refused with their documented code; good workers ke
     expect(done.history[0]!.audit).toMatchObject({ ok: true, missing: 0, duplicated: 0, seen: 1800 });
     expect(done.result!.testAccuracy).toBeGreaterThan(0.7);
     const metrics = await (await fetch(`${cluster.url}/metrics`)).text();
-    for (const code of ['NON_FINITE_GRADIENT', 'GRADIENT_SIZE_MISMATCH', 'UNKNOWN_STEP', 'UNSUPPORTED_PROTOCOL_VERSION', 'TRUNCATED_FRAME']) {
+    for (const code of [
+      'NON_FINITE_GRADIENT',
+      'GRADIENT_SIZE_MISMATCH',
+      'UNKNOWN_STEP',
+      'UNSUPPORTED_PROTOCOL_VERSION',
+      'TRUNCATED_FRAME',
+    ]) {
       expect(metrics).toMatch(new RegExp(`gradfleet_protocol_errors_total\\{code="${code}"\\} [1-9]`));
     }
     expect(await cluster.client.workers()).toHaveLength(2);

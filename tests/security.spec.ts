@@ -8,9 +8,15 @@ import { RawWorker } from './helpers/raw-worker.js';
 const WORKER_TOKEN = 'w-secret-0123456789';
 const API_TOKEN = 'a-secret-9876543210';
 
-function run(app: 'worker' | 'coordinator', args: string[], ms = 20_000): Promise<{ code: number | null; out: string }> {
+function run(
+  app: 'worker' | 'coordinator',
+  args: string[],
+  ms = 20_000,
+): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(ROOT, 'apps', app, 'dist/main.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(ROOT, 'apps', app, 'dist/main.js'), ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -24,7 +30,16 @@ function run(app: 'worker' | 'coordinator', args: string[], ms = 20_000): Promis
 
 describe('limits', () => {
   const cluster = new TestCluster();
-  beforeAll(() => cluster.startCoordinator(['--max-connections', '2', '--max-messages-per-second', '50', '--max-model-params', '1000']));
+  beforeAll(() =>
+    cluster.startCoordinator([
+      '--max-connections',
+      '2',
+      '--max-messages-per-second',
+      '50',
+      '--max-model-params',
+      '1000',
+    ]),
+  );
   afterAll(() => cluster.stop());
 
   it('refuses connections past --max-connections (503), floods (4014) and models past --max-model-params (400)', async () => {
@@ -32,13 +47,18 @@ describe('limits', () => {
     const b = new RawWorker(cluster.wsUrl);
     await Promise.all([a.hello('a'), b.hello('b')]);
     const c = new RawWorker(cluster.wsUrl);
-    const status = await new Promise<number>((resolve) => c.ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)));
+    const status = await new Promise<number>((resolve) =>
+      c.ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)),
+    );
     expect(status).toBe(503);
     for (let i = 0; i < 500 && a.ws.readyState === a.ws.OPEN; i++) a.send({ t: 'heartbeat' });
     expect((await a.closed).code).toBe(4014);
     const err = await cluster.client.submit({ epochs: 1 }).catch((e: unknown) => e);
     expect((err as ApiError).status).toBe(400);
-    expect((err as ApiError).issues[0]).toMatchObject({ path: 'model', message: expect.stringMatching(/LIMIT_EXCEEDED: 101770 trainable parameters/) });
+    expect((err as ApiError).issues[0]).toMatchObject({
+      path: 'model',
+      message: expect.stringMatching(/LIMIT_EXCEEDED: 101770 trainable parameters/),
+    });
     b.ws.close();
   });
 });
@@ -68,14 +88,20 @@ describe('authentication', () => {
     const anonymous = new GradfleetClient({ url: cluster.url });
     const wrong = new GradfleetClient({ url: cluster.url, token: 'nope' });
     const asWorker = new GradfleetClient({ url: cluster.url, token: WORKER_TOKEN });
-    for (const [c, status] of [[anonymous, 401], [wrong, 401], [asWorker, 403]] as const) {
+    for (const [c, status] of [
+      [anonymous, 401],
+      [wrong, 401],
+      [asWorker, 403],
+    ] as const) {
       const err = await c.submit({ epochs: 1 }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(ApiError);
       expect((err as ApiError).status).toBe(status);
     }
     expect((await fetch(`${cluster.url}/v1/jobs`)).status).toBe(401);
     expect(await client.jobs()).toEqual([]);
-    expect(await (await fetch(`${cluster.url}/metrics`)).text()).toMatch(/gradfleet_auth_failures_total\{kind="api"\} [4-9]/);
+    expect(await (await fetch(`${cluster.url}/metrics`)).text()).toMatch(
+      /gradfleet_auth_failures_total\{kind="api"\} [4-9]/,
+    );
   });
 
   it('trains with both tokens right', async () => {
@@ -87,10 +113,21 @@ describe('authentication', () => {
   });
 
   it('a coordinator on a non-loopback address refuses to start without tokens, and warns with --insecure', async () => {
-    const refused = await run('coordinator', ['--host', '0.0.0.0', '--port', '0', '--data-dir', cluster.dataDir + '-x']);
+    const refused = await run('coordinator', [
+      '--host',
+      '0.0.0.0',
+      '--port',
+      '0',
+      '--data-dir',
+      cluster.dataDir + '-x',
+    ]);
     expect(refused.code).toBe(1);
     expect(refused.out).toMatch(/refusing to serve 0\.0\.0\.0 without tokens/);
-    const insecure = await run('coordinator', ['--host', '0.0.0.0', '--port', '0', '--insecure', '--announce', '--data-dir', cluster.dataDir + '-y'], 4_000);
+    const insecure = await run(
+      'coordinator',
+      ['--host', '0.0.0.0', '--port', '0', '--insecure', '--announce', '--data-dir', cluster.dataDir + '-y'],
+      4_000,
+    );
     expect(insecure.out).toMatch(/INSECURE/);
     expect(insecure.out).toMatch(/GRADFLEET_LISTENING/);
   });

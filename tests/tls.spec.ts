@@ -10,10 +10,51 @@ import { ROOT, TestCluster, writeSmallMnist } from './helpers/cluster.js';
 function makePki(dir: string, name: string): { ca: string; cert: string; key: string } {
   const f = (x: string) => join(dir, `${name}-${x}`);
   const ssl = (args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
-  ssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=${name} test CA`, '-keyout', f('ca.key'), '-out', f('ca.pem')]);
-  ssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', f('server.key'), '-out', f('server.csr')]);
+  ssl([
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    `/CN=${name} test CA`,
+    '-keyout',
+    f('ca.key'),
+    '-out',
+    f('ca.pem'),
+  ]);
+  ssl([
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-keyout',
+    f('server.key'),
+    '-out',
+    f('server.csr'),
+  ]);
   writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
-  ssl(['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '1', '-extfile', f('ext.cnf'), '-out', f('server.pem')]);
+  ssl([
+    'x509',
+    '-req',
+    '-in',
+    f('server.csr'),
+    '-CA',
+    f('ca.pem'),
+    '-CAkey',
+    f('ca.key'),
+    '-CAcreateserial',
+    '-days',
+    '1',
+    '-extfile',
+    f('ext.cnf'),
+    '-out',
+    f('server.pem'),
+  ]);
   return { ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key') };
 }
 
@@ -44,13 +85,19 @@ describe('TLS (https:// and wss://) with certificate verification', () => {
   });
 
   it('fails closed with a CA that did not sign the certificate (client and worker)', async () => {
-    const err = await new GradfleetClient({ url: cluster.url, ca: readFileSync(other.ca) }).jobs().catch((e: unknown) => e);
+    const err = await new GradfleetClient({ url: cluster.url, ca: readFileSync(other.ca) })
+      .jobs()
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApiError);
     expect((err as ApiError).message).toMatch(/cannot reach the coordinator.*(certificate|CERT|self-signed|UNABLE)/i);
     const plain = await new GradfleetClient({ url: cluster.url }).jobs().catch((e: unknown) => e);
     expect(plain).toBeInstanceOf(ApiError);
     const before = (await new GradfleetClient({ url: cluster.url, ca: readFileSync(good.ca) }).workers()).length;
-    const worker = spawn(process.execPath, [join(ROOT, 'apps/worker/dist/main.js'), '--coordinator', cluster.wsUrl, '--backend', 'cpu', '--ca', other.ca], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const worker = spawn(
+      process.execPath,
+      [join(ROOT, 'apps/worker/dist/main.js'), '--coordinator', cluster.wsUrl, '--backend', 'cpu', '--ca', other.ca],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     let log = '';
     worker.stderr.on('data', (d: Buffer) => (log += d.toString()));
     await new Promise((r) => setTimeout(r, 3_000));

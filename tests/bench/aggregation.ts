@@ -30,7 +30,9 @@ for (const n of sizes) {
   for (const N of counts) {
     // Distinct vectors (cycled past 4 at 25M floats to stay in memory; 100 MB each is far beyond cache).
     const distinct = n > 4 << 20 ? Math.min(N, 4) : N;
-    const grads = Array.from({ length: distinct }, (_, k) => Float32Array.from({ length: n }, (_, i) => ((i * 7 + k) % 13) - 6));
+    const grads = Array.from({ length: distinct }, (_, k) =>
+      Float32Array.from({ length: n }, (_, i) => ((i * 7 + k) % 13) - 6),
+    );
     const payloads = grads.map((g) => new Uint8Array(g.buffer));
     const plan = new BucketPlan(n);
     const reducer = new GradientReducer(plan, bucketCodec('none'));
@@ -41,7 +43,13 @@ for (const n of sizes) {
       reducer.begin();
       for (let k = 0; k < N; k++) {
         const p = payloads[k % distinct]!;
-        for (let b = 0; b < plan.count; b++) reducer.add(b, p.subarray(plan.start(b) * 4, (plan.start(b) + plan.length(b)) * 4), 16, k === N - 1 ? 16 * N : undefined);
+        for (let b = 0; b < plan.count; b++)
+          reducer.add(
+            b,
+            p.subarray(plan.start(b) * 4, (plan.start(b) + plan.length(b)) * 4),
+            16,
+            k === N - 1 ? 16 * N : undefined,
+          );
       }
       for (let b = 0; b < plan.count; b++) reducer.finishBucket(b, 16 * N);
     };
@@ -57,7 +65,8 @@ for (const n of sizes) {
     const stage = kernelAcc.staging();
     stage.fill(1.5);
     const kernel = () => {
-      for (let k = 0; k < N; k++) for (let o = 0; o < n; o += STAGE_FLOATS) kernelAcc.addStaged(o, Math.min(STAGE_FLOATS, n - o), 16, k === 0);
+      for (let k = 0; k < N; k++)
+        for (let o = 0; o < n; o += STAGE_FLOATS) kernelAcc.addStaged(o, Math.min(STAGE_FLOATS, n - o), 16, k === 0);
     };
     const tr = best(reduce);
     const tk = best(kernel);
@@ -65,14 +74,35 @@ for (const n of sizes) {
     const tj = N <= 8 ? best(js) : NaN;
     const gbps = (ms: number) => bytes / ms / 1e6;
     const label = `N=${N}, ${n >> 20}M floats`;
-    rows.push({ case: `${label}: reducer (SIMD)`, value: gbps(tr), baseline: gbps(tc), unit: 'GB/s', ratio: tc / tr, target: 0.8 });
-    rows.push({ case: `${label}: SIMD kernel, input already in wasm memory`, value: gbps(tk), baseline: gbps(tc), unit: 'GB/s', ratio: tc / tk });
-    if (!Number.isNaN(tj)) rows.push({ case: `${label}: plain JS loop`, value: gbps(tj), baseline: gbps(tc), unit: 'GB/s', ratio: tc / tj });
-    console.error(`aggregation ${label}: reducer ${gbps(tr).toFixed(2)} GB/s, copy ${gbps(tc).toFixed(2)} GB/s, js ${gbps(tj).toFixed(2)} GB/s`);
+    rows.push({
+      case: `${label}: reducer (SIMD)`,
+      value: gbps(tr),
+      baseline: gbps(tc),
+      unit: 'GB/s',
+      ratio: tc / tr,
+      target: 0.8,
+    });
+    rows.push({
+      case: `${label}: SIMD kernel, input already in wasm memory`,
+      value: gbps(tk),
+      baseline: gbps(tc),
+      unit: 'GB/s',
+      ratio: tc / tk,
+    });
+    if (!Number.isNaN(tj))
+      rows.push({ case: `${label}: plain JS loop`, value: gbps(tj), baseline: gbps(tc), unit: 'GB/s', ratio: tc / tj });
+    console.error(
+      `aggregation ${label}: reducer ${gbps(tr).toFixed(2)} GB/s, copy ${gbps(tc).toFixed(2)} GB/s, js ${gbps(tj).toFixed(2)} GB/s`,
+    );
   }
 }
 
 saveResult({
-  name: 'aggregation', title: 'Aggregation: averaging N gradients (bytes read per second)', baselineName: '`Float32Array.set` copy', rows,
-  notes: ['The reducer reads each gradient from the JS heap into an L2-sized staging buffer in wasm memory and adds it to the accumulator there with f32x4 SIMD, the finiteness check riding in the same pass; the add of the last gradient folds in the final 1/total scale.'],
+  name: 'aggregation',
+  title: 'Aggregation: averaging N gradients (bytes read per second)',
+  baselineName: '`Float32Array.set` copy',
+  rows,
+  notes: [
+    'The reducer reads each gradient from the JS heap into an L2-sized staging buffer in wasm memory and adds it to the accumulator there with f32x4 SIMD, the finiteness check riding in the same pass; the add of the last gradient folds in the final 1/total scale.',
+  ],
 });

@@ -59,13 +59,27 @@ export function saveResult(result: Omit<BenchResult, 'date' | 'machine' | 'quick
   return full;
 }
 
-const fmt = (x: number | null) => (x === null || Number.isNaN(x) ? '–' : Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(2) : x.toPrecision(3));
+const fmt = (x: number | null) =>
+  x === null || Number.isNaN(x)
+    ? '–'
+    : Math.abs(x) >= 100
+      ? x.toFixed(0)
+      : Math.abs(x) >= 1
+        ? x.toFixed(2)
+        : x.toPrecision(3);
 
 export function markdown(r: BenchResult): string {
-  const lines = [`### ${r.title}${r.quick ? ' (quick)' : ''}`, '', `| case | measured | ${r.baselineName} | ratio | target | |`, '|---|---|---|---|---|---|'];
+  const lines = [
+    `### ${r.title}${r.quick ? ' (quick)' : ''}`,
+    '',
+    `| case | measured | ${r.baselineName} | ratio | target | |`,
+    '|---|---|---|---|---|---|',
+  ];
   for (const row of r.rows) {
     const target = row.target === undefined ? '' : `${row.lowerIsBetter ? '≤' : '≥'} ${row.target}`;
-    lines.push(`| ${row.case} | ${fmt(row.value)} ${row.unit} | ${fmt(row.baseline)} ${row.unit} | ${row.ratio.toFixed(3)} | ${target} | ${verdict(row)}${row.note ? ` ${row.note}` : ''} |`);
+    lines.push(
+      `| ${row.case} | ${fmt(row.value)} ${row.unit} | ${fmt(row.baseline)} ${row.unit} | ${row.ratio.toFixed(3)} | ${target} | ${verdict(row)}${row.note ? ` ${row.note}` : ''} |`,
+    );
   }
   for (const n of r.notes ?? []) lines.push('', n);
   return lines.join('\n') + '\n';
@@ -74,25 +88,45 @@ export function markdown(r: BenchResult): string {
 /** Runs a bench script in its own process (`node --import tsx`), returning its stdout. */
 export function runScript(script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): string {
   return execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'tests', 'bench', script), ...args], {
-    cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 256 * 1024 * 1024, env: { ...process.env, ...env },
+    cwd: ROOT,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 256 * 1024 * 1024,
+    env: { ...process.env, ...env },
   });
 }
 
 /** Starts a bench helper process; resolves once it prints its first line (e.g. a port). */
-export function startHelper(script: string, args: string[]): Promise<{ line: string; done: Promise<string>; kill: () => void }> {
+export function startHelper(
+  script: string,
+  args: string[],
+): Promise<{ line: string; done: Promise<string>; kill: () => void }> {
   const nodeArgs = process.env['GRADFLEET_NODE_ARGS']?.split(' ').filter(Boolean) ?? []; // e.g. --cpu-prof
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, 'tests', 'bench', script), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, '--import', 'tsx', join(ROOT, 'tests', 'bench', script), ...args],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   let out = '';
   let exited = false;
-  const done = new Promise<string>((res, rej) => child.on('exit', (code) => {
-    exited = true;
-    return code === 0 ? res(out) : rej(new Error(`${script} exited with ${code}`));
-  }));
+  const done = new Promise<string>((res, rej) =>
+    child.on('exit', (code) => {
+      exited = true;
+      return code === 0 ? res(out) : rej(new Error(`${script} exited with ${code}`));
+    }),
+  );
   return new Promise((res, rej) => {
     child.stdout!.on('data', (d: Buffer) => {
       const first = out.length === 0 || !out.includes('\n');
       out += d.toString();
-      if (first && out.includes('\n')) res({ line: out.split('\n')[0]!, done, kill: () => { if (!exited) child.kill('SIGKILL'); } });
+      if (first && out.includes('\n'))
+        res({
+          line: out.split('\n')[0]!,
+          done,
+          kill: () => {
+            if (!exited) child.kill('SIGKILL');
+          },
+        });
     });
     done.catch(rej);
   });

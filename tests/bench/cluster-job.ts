@@ -26,6 +26,8 @@ export async function clusterJob(workers: number, spec: JobSpecInput): Promise<C
 /** Sum of a counter's samples in Prometheus text (all label sets). */
 export function counterTotal(metrics: string, name: string): number {
   let total = 0;
-  for (const line of metrics.split('\n')) if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  for (const line of metrics.split('\n'))
+    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `))
+      total += Number(line.slice(line.lastIndexOf(' ') + 1));
   return total;
 }

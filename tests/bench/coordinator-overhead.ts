@@ -13,7 +13,11 @@ import { QUICK, median, saveResult, startHelper, type Row } from './bench-lib.js
 const INPUTS = 784; // the model must accept the (unused) MNIST examples
 const sizes: [string, number, number][] = QUICK
   ? [['0.4 MB', 784 * 128, 6]]
-  : [['0.4 MB', 784 * 128, 20], ['10 MB', 784 * 3189, 8], ['100 MB', 784 * 31_888, 3]];
+  : [
+      ['0.4 MB', 784 * 128, 20],
+      ['10 MB', 784 * 3189, 8],
+      ['100 MB', 784 * 31_888, 3],
+    ];
 const counts = QUICK ? [1, 4] : [1, 4, 16, 64];
 /** `--case N:label` (repeatable) runs only those cases, e.g. --case "16:10 MB". */
 const only = process.argv.flatMap((a, i) => (a === '--case' ? [process.argv[i + 1]!] : []));
@@ -22,7 +26,9 @@ const bucketArgBytes = bucketArg > 0 ? Number(process.argv[bucketArg + 1]) : und
 
 await selectBackend('cpu');
 const template = (() => {
-  const m = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [INPUTS], units: 1, useBias: false, kernelInitializer: 'zeros' })] });
+  const m = tfl.sequential({
+    layers: [tfl.layers.dense({ inputShape: [INPUTS], units: 1, useBias: false, kernelInitializer: 'zeros' })],
+  });
   const json = JSON.stringify(m.toJSON(null, false));
   m.dispose();
   return json;
@@ -49,11 +55,28 @@ function stepMs(outputs: string[]): number {
   return median(ts.slice(1).map((t, i) => t - ts[i]!));
 }
 
-async function throughCoordinator(cluster: TestCluster, n: number, params: number, steps: number, bucketBytes = bucketArgBytes): Promise<number> {
-  const helpers = await Promise.all(split(n).map((k) => startHelper('sim-workers.ts', [cluster.wsUrl, String(k), String(steps * n)])));
+async function throughCoordinator(
+  cluster: TestCluster,
+  n: number,
+  params: number,
+  steps: number,
+  bucketBytes = bucketArgBytes,
+): Promise<number> {
+  const helpers = await Promise.all(
+    split(n).map((k) => startHelper('sim-workers.ts', [cluster.wsUrl, String(k), String(steps * n)])),
+  );
   const job = await cluster.client.submit({
-    model: { topology: topology(params) }, epochs: 1, batchSize: n, validationSplit: 0, minWorkers: n, maxWorkers: n, shuffle: false,
-    checksumEverySteps: 0, checkpointEverySteps: 0, stragglerDeadlineFactor: 0, stepTimeoutMs: 600_000,
+    model: { topology: topology(params) },
+    epochs: 1,
+    batchSize: n,
+    validationSplit: 0,
+    minWorkers: n,
+    maxWorkers: n,
+    shuffle: false,
+    checksumEverySteps: 0,
+    checkpointEverySteps: 0,
+    stragglerDeadlineFactor: 0,
+    stepTimeoutMs: 600_000,
     ...(bucketBytes ? { bucketBytes } : {}),
   });
   const done = await cluster.client.waitForJob(job.id);
@@ -63,7 +86,9 @@ async function throughCoordinator(cluster: TestCluster, n: number, params: numbe
 
 async function rawTcp(n: number, bytes: number, steps: number): Promise<number> {
   const server = await startHelper('tcp-peers.ts', ['server', String(n), String(bytes), String(steps)]);
-  const clients = await Promise.all(split(n).map((k) => startHelper('tcp-peers.ts', ['client', server.line, String(k), String(bytes), String(steps)])));
+  const clients = await Promise.all(
+    split(n).map((k) => startHelper('tcp-peers.ts', ['client', server.line, String(k), String(bytes), String(steps)])),
+  );
   const outs = await Promise.all(clients.map((c) => c.done));
   await server.done;
   return stepMs(outs);
@@ -71,7 +96,9 @@ async function rawTcp(n: number, bytes: number, steps: number): Promise<number> 
 
 const cluster = new TestCluster();
 const rows: Row[] = [];
-const notes = ['Both sides run on the same two cores: the coordinator (or TCP server) process plus up to two client processes hosting the N peers.'];
+const notes = [
+  'Both sides run on the same two cores: the coordinator (or TCP server) process plus up to two client processes hosting the N peers.',
+];
 try {
   // Simulated workers on two shared cores can stall for seconds under 100 MB steps: a long
   // heartbeat timeout keeps them in the job (the bench measures throughput, not liveness).
@@ -85,8 +112,17 @@ try {
       const tTcp = await rawTcp(n, bytes, steps);
       const gbps = (ms: number) => moved / ms / 1e6;
       const target = label === '10 MB' && n === 16 ? 0.7 : undefined;
-      rows.push({ case: `N=${n}, ${label}`, value: gbps(tCoord), baseline: gbps(tTcp), unit: 'GB/s', ratio: tTcp / tCoord, ...(target ? { target } : {}) });
-      console.error(`coordinator N=${n} ${label}: step ${tCoord.toFixed(1)} ms (${gbps(tCoord).toFixed(2)} GB/s), raw TCP ${tTcp.toFixed(1)} ms (${gbps(tTcp).toFixed(2)} GB/s)`);
+      rows.push({
+        case: `N=${n}, ${label}`,
+        value: gbps(tCoord),
+        baseline: gbps(tTcp),
+        unit: 'GB/s',
+        ratio: tTcp / tCoord,
+        ...(target ? { target } : {}),
+      });
+      console.error(
+        `coordinator N=${n} ${label}: step ${tCoord.toFixed(1)} ms (${gbps(tCoord).toFixed(2)} GB/s), raw TCP ${tTcp.toFixed(1)} ms (${gbps(tTcp).toFixed(2)} GB/s)`,
+      );
     }
   }
   // Bucket size sweep behind the 4 MiB default (N=16, 10 MB gradients), each against a raw TCP run beside it.
@@ -96,17 +132,29 @@ try {
       const tCoord = await throughCoordinator(cluster, 16, params, 8, mib * 1024 * 1024);
       const tTcp = await rawTcp(16, params * 4, 8);
       const moved = 2 * 16 * params * 4;
-      rows.push({ case: `bucket ${mib} MiB (N=16, 10 MB)`, value: moved / tCoord / 1e6, baseline: moved / tTcp / 1e6, unit: 'GB/s', ratio: tTcp / tCoord });
+      rows.push({
+        case: `bucket ${mib} MiB (N=16, 10 MB)`,
+        value: moved / tCoord / 1e6,
+        baseline: moved / tTcp / 1e6,
+        unit: 'GB/s',
+        ratio: tTcp / tCoord,
+      });
     }
   }
   const metrics = await (await fetch(`${cluster.url}/metrics`)).text();
-  const lag = (q: string) => Number(new RegExp(`^nodejs_eventloop_lag_${q}_seconds (\\S+)`, 'm').exec(metrics)?.[1] ?? NaN) * 1000;
-  notes.push(`Coordinator event-loop delay over the whole run: p50 ${lag('p50').toFixed(1)} ms, p99 ${lag('p99').toFixed(1)} ms (max ${lag('max').toFixed(0)} ms: whole-model messages, e.g. the 100 MB weights a replica returns at job end, arrive as one WebSocket message).`);
+  const lag = (q: string) =>
+    Number(new RegExp(`^nodejs_eventloop_lag_${q}_seconds (\\S+)`, 'm').exec(metrics)?.[1] ?? NaN) * 1000;
+  notes.push(
+    `Coordinator event-loop delay over the whole run: p50 ${lag('p50').toFixed(1)} ms, p99 ${lag('p99').toFixed(1)} ms (max ${lag('max').toFixed(0)} ms: whole-model messages, e.g. the 100 MB weights a replica returns at job end, arrive as one WebSocket message).`,
+  );
 } finally {
   await cluster.stop();
 }
 
 saveResult({
-  name: 'coordinator-overhead', title: 'Coordinator step overhead: bytes moved per second through the coordinator', baselineName: 'raw TCP (loopback)', rows,
+  name: 'coordinator-overhead',
+  title: 'Coordinator step overhead: bytes moved per second through the coordinator',
+  baselineName: 'raw TCP (loopback)',
+  rows,
   notes,
 });

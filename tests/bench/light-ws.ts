@@ -19,7 +19,7 @@ export interface LightMessage {
 export class LightWebSocket {
   private readonly socket: Socket;
   private upgraded = false;
-  private pending = Buffer.alloc(0);
+  private pending: Buffer = Buffer.alloc(0);
   private head: Buffer[] = [];
   private headBytes = 0;
   private messageBytes = 0;
@@ -30,12 +30,17 @@ export class LightWebSocket {
   onmessage: (m: LightMessage) => void = () => undefined;
   onclose: () => void = () => undefined;
 
-  constructor(url: string, private readonly keepBytes = 256 * 1024) {
+  constructor(
+    url: string,
+    private readonly keepBytes = 256 * 1024,
+  ) {
     const u = new URL(url);
     this.socket = connect({ host: u.hostname, port: Number(u.port) }, () => {
       this.socket.setNoDelay(true);
-      this.socket.write(`GET ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      this.socket.write(
+        `GET ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      );
     });
     this.socket.on('data', (d: Buffer) => this.onData(d));
     this.socket.on('close', () => this.onclose());
@@ -66,12 +71,13 @@ export class LightWebSocket {
   }
 
   private onData(d: Buffer): void {
-    let buf = this.pending.length ? Buffer.concat([this.pending, d]) : d;
+    let buf: Buffer = this.pending.length ? Buffer.concat([this.pending, d]) : d;
     this.pending = Buffer.alloc(0);
     if (!this.upgraded) {
       const end = buf.indexOf('\r\n\r\n');
       if (end < 0) return void (this.pending = buf);
-      if (!buf.subarray(0, 12).toString().includes('101')) throw new Error(`upgrade refused: ${buf.subarray(0, end).toString()}`);
+      if (!buf.subarray(0, 12).toString().includes('101'))
+        throw new Error(`upgrade refused: ${buf.subarray(0, end).toString()}`);
       this.upgraded = true;
       buf = buf.subarray(end + 4);
       this.onopen();

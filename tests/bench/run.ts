@@ -9,7 +9,10 @@ import { join } from 'node:path';
 import { QUICK, RESULTS, machine, markdown, runScript, type BenchResult } from './bench-lib.js';
 
 const suites = ['aggregation', 'coordinator-overhead', 'e2e-overhead', 'scaling', 'wire', 'reference-recipe'];
-const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+const only = process.argv
+  .find((a) => a.startsWith('--only='))
+  ?.slice(7)
+  .split(',');
 const t0 = performance.now();
 const sections: string[] = [];
 for (const name of suites) {

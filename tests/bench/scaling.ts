@@ -16,7 +16,9 @@ const two = (await clusterJob(2, spec)).status;
 const s1 = one.result!.samplesPerSecond;
 const s2 = two.result!.samplesPerSecond;
 saveResult({
-  name: 'scaling', title: 'Scaling: 2 workers vs 1 on `mnist-cnn` (global batch 64)', baselineName: '1 worker',
+  name: 'scaling',
+  title: 'Scaling: 2 workers vs 1 on `mnist-cnn` (global batch 64)',
+  baselineName: '1 worker',
   rows: [{ case: 'mnist-cnn, wasm, 2 vCPUs', value: s2, baseline: s1, unit: 'samples/s', ratio: s2 / s1, target: 1.7 }],
   notes: [`Step time split, 1 worker: ${JSON.stringify(one.timing)}; 2 workers: ${JSON.stringify(two.timing)}`],
 });

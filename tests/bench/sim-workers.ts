@@ -18,19 +18,39 @@ const count = Number(countArg);
 const trainCount = Number(trainArg);
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 const completions = new Map<number, number>();
-let gradient: { plan: BucketPlan; values: Float32Array; frames: FrameWriter[][]; headed: number[]; ready: Buffer[][] } | undefined;
+let gradient:
+  { plan: BucketPlan; values: Float32Array; frames: FrameWriter[][]; headed: number[]; ready: Buffer[][] } | undefined;
 let welcomed = 0;
 let ended = 0;
 const now = () => performance.timeOrigin + performance.now();
 
-type Header = { t: string; pb: number; jobId: string; step: number; requestId: number; start: number; end: number; layout: number[][]; spec: Record<string, unknown> };
+type Header = {
+  t: string;
+  pb: number;
+  jobId: string;
+  step: number;
+  requestId: number;
+  start: number;
+  end: number;
+  layout: number[][];
+  spec: Record<string, unknown>;
+};
 
 function connect(i: number): void {
   const ws = new LightWebSocket(`${url}${WORKER_WS_PATH}`);
-  const send = (msg: Parameters<typeof encodeMessage>[0], payload?: ArrayBufferView) => ws.send(encodeMessage(msg, payload));
+  const send = (msg: Parameters<typeof encodeMessage>[0], payload?: ArrayBufferView) =>
+    ws.send(encodeMessage(msg, payload));
   let updateBuckets = 0;
   const beat = setInterval(() => send({ t: 'heartbeat' }), 2000);
-  ws.onopen = () => send({ t: 'hello', v: PROTOCOL_VERSION, name: `sim-${process.pid}-${i}`, host: 'bench', pid: process.pid, backend: 'sim' });
+  ws.onopen = () =>
+    send({
+      t: 'hello',
+      v: PROTOCOL_VERSION,
+      name: `sim-${process.pid}-${i}`,
+      host: 'bench',
+      pid: process.pid,
+      backend: 'sim',
+    });
   ws.onclose = () => clearInterval(beat);
   ws.onmessage = ({ head }) => {
     const m = unpackr.unpack(head.subarray(4, 4 + head.readUInt32LE(0))) as Header;
@@ -42,11 +62,13 @@ function connect(i: number): void {
         const params = m.layout.reduce((n, shape) => n + shape.reduce((a, b) => a * b, 1), 0);
         if (!gradient) {
           const plan = new BucketPlan(params, Number(m.spec['bucketBytes'] ?? 4 * 1024 * 1024));
-          const frames = [0, 1].map(() => Array.from({ length: plan.count }, (_, b) => {
-            const w = new FrameWriter(plan.length(b) * 4);
-            w.float32().fill(0.001);
-            return w;
-          }));
+          const frames = [0, 1].map(() =>
+            Array.from({ length: plan.count }, (_, b) => {
+              const w = new FrameWriter(plan.length(b) * 4);
+              w.float32().fill(0.001);
+              return w;
+            }),
+          );
           gradient = { plan, values: new Float32Array(params).fill(0.001), frames, headed: [-1, -1], ready: [[], []] };
         }
         send({ t: 'ready', jobId: m.jobId, trainCount, testCount: 0 });
@@ -57,7 +79,16 @@ function connect(i: number): void {
         if (m.pb !== 4) throw new Error('the benchmark gives every simulated worker one example per step');
         const parity = m.step % 2;
         if (g.headed[parity] !== m.step) {
-          const header = { t: 'gradient', jobId: m.jobId, step: m.step, samples: 1, lossSum: 0, correct: 0, computeMs: 0, applyMs: 0 };
+          const header = {
+            t: 'gradient',
+            jobId: m.jobId,
+            step: m.step,
+            samples: 1,
+            lossSum: 0,
+            correct: 0,
+            computeMs: 0,
+            applyMs: 0,
+          };
           g.ready[parity] = g.frames[parity]!.map((w, b) => w.frame({ ...header, bucket: b }));
           g.headed[parity] = m.step;
         }
@@ -74,7 +105,14 @@ function connect(i: number): void {
         send({ t: 'weights', jobId: m.jobId, requestId: m.requestId, optimizer: [] }, gradient!.values);
         return;
       case 'evaluate':
-        send({ t: 'eval-result', jobId: m.jobId, requestId: m.requestId, lossSum: 0, correct: 0, count: m.end - m.start });
+        send({
+          t: 'eval-result',
+          jobId: m.jobId,
+          requestId: m.requestId,
+          lossSum: 0,
+          correct: 0,
+          count: m.end - m.start,
+        });
         return;
       case 'job-end':
         if (++ended === count) {

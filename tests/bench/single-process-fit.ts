@@ -19,6 +19,8 @@ const backend = (arg('--backend') ?? 'wasm') as BackendPreference;
 const spec = parseJobSpec(JSON.parse(arg('--spec') ?? '{}'));
 const testEveryEpoch = process.argv.includes('--test-every-epoch');
 const selection = await selectBackend(backend);
+if (spec.dataset !== 'mnist' && !('idx' in spec.dataset))
+  throw new Error('single-process-fit: only mnist and IDX datasets');
 const data = await loadDataset(spec.dataset);
 
 const model = await buildModel(spec.model, spec.seed);
@@ -35,12 +37,17 @@ function tensors(split: NonNullable<typeof data.test>) {
 const train = tensors(data.train);
 const test = data.test && data.test.count > 0 ? tensors(data.test) : undefined;
 model.compile({ optimizer: tf.train.adam(spec.learningRate), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
-const evaluate = () => (test ? (model.evaluate(test.xs, test.ys, { batchSize: 1024 }) as tf.Scalar[])[1]!.dataSync()[0]! : NaN);
+const evaluate = () =>
+  test ? (model.evaluate(test.xs, test.ys, { batchSize: 1024 }) as tf.Scalar[])[1]!.dataSync()[0]! : NaN;
 const epochs: { epoch: number; elapsedMs: number; testAccuracy?: number }[] = [];
 let evalMs = 0;
 const t0 = performance.now();
 const history = await model.fit(train.xs, train.ys, {
-  batchSize: spec.batchSize, epochs: spec.epochs, validationSplit: spec.validationSplit, shuffle: true, verbose: 0,
+  batchSize: spec.batchSize,
+  epochs: spec.epochs,
+  validationSplit: spec.validationSplit,
+  shuffle: true,
+  verbose: 0,
   callbacks: {
     onEpochEnd: async (epoch) => {
       const elapsedMs = performance.now() - t0 - evalMs;
@@ -53,7 +60,13 @@ const history = await model.fit(train.xs, train.ys, {
 });
 const wallTimeMs = performance.now() - t0 - evalMs;
 const trainSamples = Math.floor(data.train.count * (1 - spec.validationSplit)) * spec.epochs;
-console.log(JSON.stringify({
-  backend: selection.backend, epochs, wallTimeMs, samplesPerSecond: trainSamples / (wallTimeMs / 1000),
-  testAccuracy: evaluate(), valAccuracy: (history.history['val_acc'] as number[] | undefined)?.at(-1),
-}));
+console.log(
+  JSON.stringify({
+    backend: selection.backend,
+    epochs,
+    wallTimeMs,
+    samplesPerSecond: trainSamples / (wallTimeMs / 1000),
+    testAccuracy: evaluate(),
+    valAccuracy: (history.history['val_acc'] as number[] | undefined)?.at(-1),
+  }),
+);

@@ -14,13 +14,36 @@ const { dataset } = await writeSmallMnist(QUICK ? 640 : 3200, 100);
 const rows: Row[] = [];
 for (const compression of COMPRESSIONS) {
   console.error(`wire: ${compression}...`);
-  const { status, metrics } = await clusterJob(2, { model: 'mnist-mlp', dataset, epochs: 1, batchSize: 32, validationSplit: 0, compression, topkRatio: 0.01 });
+  const { status, metrics } = await clusterJob(2, {
+    model: 'mnist-mlp',
+    dataset,
+    epochs: 1,
+    batchSize: 32,
+    validationSplit: 0,
+    compression,
+    topkRatio: 0.01,
+  });
   const steps = status.result!.steps;
-  const wire = counterTotal(metrics, 'gradfleet_gradient_received_bytes_total') + counterTotal(metrics, 'gradfleet_gradient_sent_bytes_total');
+  const wire =
+    counterTotal(metrics, 'gradfleet_gradient_received_bytes_total') +
+    counterTotal(metrics, 'gradfleet_gradient_sent_bytes_total');
   const raw = steps * 2 * 2 * PARAMS * 4;
-  rows.push({ case: compression === 'topk' ? 'topk (1 %)' : compression, value: wire / steps / 1e6, baseline: raw / steps / 1e6, unit: 'MB/step', ratio: wire / raw, target: TARGETS[compression], lowerIsBetter: true });
+  rows.push({
+    case: compression === 'topk' ? 'topk (1 %)' : compression,
+    value: wire / steps / 1e6,
+    baseline: raw / steps / 1e6,
+    unit: 'MB/step',
+    ratio: wire / raw,
+    target: TARGETS[compression],
+    lowerIsBetter: true,
+  });
 }
 saveResult({
-  name: 'wire', title: 'Wire efficiency: bytes per step vs raw fp32 gradients (mnist-mlp, 2 workers)', baselineName: 'raw fp32', rows,
-  notes: ['Top-k sends 1 % of each bucket as (uint32 index, float32 value) pairs; the averaged update carries the union of the workers\' entries (up to 2 % here).'],
+  name: 'wire',
+  title: 'Wire efficiency: bytes per step vs raw fp32 gradients (mnist-mlp, 2 workers)',
+  baselineName: 'raw fp32',
+  rows,
+  notes: [
+    "Top-k sends 1 % of each bucket as (uint32 index, float32 value) pairs; the averaged update carries the union of the workers' entries (up to 2 % here).",
+  ],
 });

@@ -30,11 +30,27 @@ describe('containers: coordinator, two workers and Prometheus', () => {
     await buildImages();
     const data = await writeSmallMnist(TRAIN, 1000);
     network = await new Network().start();
-    const files = Object.entries(data.dataset.idx).map(([k, source]) => ({ source, target: `/srv/mnist/${k}.idx`, mode: 0o644 }));
+    const files = Object.entries(data.dataset.idx).map(([k, source]) => ({
+      source,
+      target: `/srv/mnist/${k}.idx`,
+      mode: 0o644,
+    }));
     coordinator = await new GenericContainer(IMAGES.coordinator)
-      .withNetwork(network).withNetworkAliases('coordinator')
+      .withNetwork(network)
+      .withNetworkAliases('coordinator')
       .withEnvironment({ GRADFLEET_WORKER_TOKEN: WORKER_TOKEN, GRADFLEET_API_TOKEN: API_TOKEN })
-      .withCommand(['--host', '0.0.0.0', '--port', '7070', '--data-dir', '/data', '--heartbeat-interval-ms', '1000', '--heartbeat-timeout-ms', '4000'])
+      .withCommand([
+        '--host',
+        '0.0.0.0',
+        '--port',
+        '7070',
+        '--data-dir',
+        '/data',
+        '--heartbeat-interval-ms',
+        '1000',
+        '--heartbeat-timeout-ms',
+        '4000',
+      ])
       .withCopyFilesToContainer(files)
       .withExposedPorts(7070)
       .withWaitStrategy(Wait.forHttp('/readyz', 7070))
@@ -42,23 +58,38 @@ describe('containers: coordinator, two workers and Prometheus', () => {
     base = `http://${coordinator.getHost()}:${coordinator.getMappedPort(7070)}`;
     client = new GradfleetClient({ url: base, token: API_TOKEN });
     for (const i of [1, 2]) {
-      workers.push(await new GenericContainer(IMAGES.worker)
-        .withNetwork(network).withNetworkAliases(`worker-${i}`)
-        .withEnvironment({ GRADFLEET_COORDINATOR: 'ws://coordinator:7070', GRADFLEET_WORKER_TOKEN: WORKER_TOKEN })
-        .withCommand(['--metrics-port', '9464', '--backend', 'wasm', '--name', `worker-${i}`])
-        .withExposedPorts(9464)
-        .withWaitStrategy(Wait.forLogMessage(/"registered"/))
-        .start());
+      workers.push(
+        await new GenericContainer(IMAGES.worker)
+          .withNetwork(network)
+          .withNetworkAliases(`worker-${i}`)
+          .withEnvironment({ GRADFLEET_COORDINATOR: 'ws://coordinator:7070', GRADFLEET_WORKER_TOKEN: WORKER_TOKEN })
+          .withCommand(['--metrics-port', '9464', '--backend', 'wasm', '--name', `worker-${i}`])
+          .withExposedPorts(9464)
+          .withWaitStrategy(Wait.forLogMessage(/"registered"/))
+          .start(),
+      );
     }
     // The project's Prometheus config and alert rules, scraping every second for the test.
-    const config = readFileSync(join(ROOT, 'deploy/prometheus/prometheus.yml'), 'utf8').replace(/scrape_interval: \S+/, 'scrape_interval: 1s');
+    const config = readFileSync(join(ROOT, 'deploy/prometheus/prometheus.yml'), 'utf8').replace(
+      /scrape_interval: \S+/,
+      'scrape_interval: 1s',
+    );
     prometheus = await new GenericContainer(IMAGES.prometheus)
       .withNetwork(network)
       .withCopyContentToContainer([
         { content: config, target: '/etc/gradfleet/prometheus.yml', mode: 0o644 },
-        { content: readFileSync(join(ROOT, 'deploy/prometheus/alerts.yml'), 'utf8'), target: '/etc/gradfleet/alerts.yml', mode: 0o644 },
+        {
+          content: readFileSync(join(ROOT, 'deploy/prometheus/alerts.yml'), 'utf8'),
+          target: '/etc/gradfleet/alerts.yml',
+          mode: 0o644,
+        },
       ])
-      .withCommand(['prometheus', '--config.file=/etc/gradfleet/prometheus.yml', '--storage.tsdb.path=/tmp/prometheus', '--web.listen-address=:9090'])
+      .withCommand([
+        'prometheus',
+        '--config.file=/etc/gradfleet/prometheus.yml',
+        '--storage.tsdb.path=/tmp/prometheus',
+        '--web.listen-address=:9090',
+      ])
       .withExposedPorts(9090)
       .withWaitStrategy(Wait.forHttp('/-/ready', 9090))
       .start();
@@ -71,8 +102,20 @@ describe('containers: coordinator, two workers and Prometheus', () => {
   });
 
   const spec = () => ({
-    dataset: { idx: { trainImages: '/srv/mnist/trainImages.idx', trainLabels: '/srv/mnist/trainLabels.idx', testImages: '/srv/mnist/testImages.idx', testLabels: '/srv/mnist/testLabels.idx' } },
-    epochs: EPOCHS, batchSize: 32, validationSplit: 0, minWorkers: 1, maxWorkers: 2, checkpointEverySteps: 50,
+    dataset: {
+      idx: {
+        trainImages: '/srv/mnist/trainImages.idx',
+        trainLabels: '/srv/mnist/trainLabels.idx',
+        testImages: '/srv/mnist/testImages.idx',
+        testLabels: '/srv/mnist/testLabels.idx',
+      },
+    },
+    epochs: EPOCHS,
+    batchSize: 32,
+    validationSplit: 0,
+    minWorkers: 1,
+    maxWorkers: 2,
+    checkpointEverySteps: 50,
   });
 
   async function waitForStep(id: string, step: number): Promise<void> {
@@ -135,7 +178,9 @@ describe('containers: coordinator, two workers and Prometheus', () => {
   it('Prometheus (the project config) scraped throughput from the coordinator container', async () => {
     const prom = `http://${prometheus.getHost()}:${prometheus.getMappedPort(9090)}`;
     const query = async (q: string) => {
-      const body = (await (await fetch(`${prom}/api/v1/query?query=${encodeURIComponent(q)}`)).json()) as { data: { result: { metric: Record<string, string>; value: [number, string] }[] } };
+      const body = (await (await fetch(`${prom}/api/v1/query?query=${encodeURIComponent(q)}`)).json()) as {
+        data: { result: { metric: Record<string, string>; value: [number, string] }[] };
+      };
       return body.data.result;
     };
     expect((await query('up{job="gradfleet-coordinator"}'))[0]?.value[1]).toBe('1');

@@ -14,7 +14,11 @@ import { ROOT } from '../helpers/cluster.js';
 export function ensureContainerEngine(): void {
   if (process.env['DOCKER_HOST']) return;
   const script = join(ROOT, 'tests', 'containers', 'setup-podman.sh');
-  const out = execFileSync('bash', [script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 600_000 });
+  const out = execFileSync('bash', [script], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    timeout: 600_000,
+  });
   for (const m of out.matchAll(/([A-Z_]+)=(\S+)/g)) process.env[m[1]!] = m[2]!;
   if (!process.env['DOCKER_HOST']) throw new Error(`setup-podman.sh printed no DOCKER_HOST:\n${out}`);
 }
@@ -46,13 +50,24 @@ export async function buildImages(): Promise<void> {
   };
   for (const f of ['package.json', 'package-lock.json', 'libs/core/package.json', 'libs/core/dist']) copy(f);
   for (const a of ['coordinator', 'worker', 'cli']) for (const f of ['package.json', 'dist']) copy(`apps/${a}/${f}`);
-  const prod = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20 }).split('\n');
-  const tops = new Set(prod.map((p) => /^.*?(node_modules\/(?:@[^/]+\/)?[^/]+)/.exec(p.slice(ROOT.length + 1))?.[1]).filter((p): p is string => !!p));
+  const prod = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  }).split('\n');
+  const tops = new Set(
+    prod
+      .map((p) => /^.*?(node_modules\/(?:@[^/]+\/)?[^/]+)/.exec(p.slice(ROOT.length + 1))?.[1])
+      .filter((p): p is string => !!p),
+  );
   for (const t of [...tops, 'node_modules/@gradfleet']) if (existsSync(join(ROOT, t))) copy(t);
   writeFileSync(join(stage, 'Containerfile'), 'FROM scratch\nCOPY app /app\n');
   await GenericContainer.fromDockerfile(stage, 'Containerfile').build(IMAGES.artifacts, { deleteOnExit: false });
   const args = { NODE_IMAGE: IMAGES.node, ARTIFACTS: IMAGES.artifacts };
   for (const target of ['coordinator', 'worker'] as const) {
-    await GenericContainer.fromDockerfile(ROOT, 'deploy/docker/Dockerfile').withBuildArgs(args).withTarget(target).build(IMAGES[target], { deleteOnExit: false });
+    await GenericContainer.fromDockerfile(ROOT, 'deploy/docker/Dockerfile')
+      .withBuildArgs(args)
+      .withTarget(target)
+      .build(IMAGES[target], { deleteOnExit: false });
   }
 }

@@ -21,7 +21,15 @@ type Manifest = { apiVersion: string; kind: string; metadata: { name: string }; 
 
 /** The Kubernetes OpenAPI schemas (kubernetes-models, Prometheus Operator CRDs) by kind. */
 const MODELS: Record<string, new (m: never) => { validate(): void }> = {
-  Namespace, Deployment, Service, PersistentVolumeClaim, Secret, ConfigMap, ServiceMonitor, PodMonitor, PrometheusRule,
+  Namespace,
+  Deployment,
+  Service,
+  PersistentVolumeClaim,
+  Secret,
+  ConfigMap,
+  ServiceMonitor,
+  PodMonitor,
+  PrometheusRule,
 };
 
 function validate(m: Manifest): void {
@@ -39,22 +47,43 @@ function renderKustomize(): Manifest[] {
   return parseAllDocuments(out).map((d) => d.toJS() as Manifest);
 }
 
-type Container = { name: string; resources?: { requests?: Record<string, unknown>; limits?: Record<string, unknown> }; readinessProbe?: { httpGet?: { path: string } }; livenessProbe?: { httpGet?: { path: string } } };
+type Container = {
+  name: string;
+  resources?: { requests?: Record<string, unknown>; limits?: Record<string, unknown> };
+  readinessProbe?: { httpGet?: { path: string } };
+  livenessProbe?: { httpGet?: { path: string } };
+};
 
 describe('deploy/k8s (kustomize) and deploy/compose', () => {
   it('the generated dashboard ConfigMap and PrometheusRule match their sources', () => {
     for (const [file, text] of Object.entries(generatedManifests())) {
-      expect(readFileSync(join(ROOT, 'deploy/k8s', file), 'utf8'), `${file} is stale: run npx tsx tests/deploy/k8s-generated.ts`).toBe(text);
+      expect(
+        readFileSync(join(ROOT, 'deploy/k8s', file), 'utf8'),
+        `${file} is stale: run npx tsx tests/deploy/k8s-generated.ts`,
+      ).toBe(text);
     }
   });
 
   it('kustomize renders manifests that pass the Kubernetes schemas, with probes, resources and a GPU request', () => {
     const docs = renderKustomize();
     for (const m of docs) expect(() => validate(m), `${m.kind}/${m.metadata.name}`).not.toThrow();
-    expect(docs.map((m) => m.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'Deployment', 'Namespace', 'PersistentVolumeClaim', 'PodMonitor', 'PrometheusRule', 'Secret', 'Service', 'ServiceMonitor']);
+    expect(docs.map((m) => m.kind).sort()).toEqual([
+      'ConfigMap',
+      'Deployment',
+      'Deployment',
+      'Namespace',
+      'PersistentVolumeClaim',
+      'PodMonitor',
+      'PrometheusRule',
+      'Secret',
+      'Service',
+      'ServiceMonitor',
+    ]);
     const deployments = docs.filter((m) => m.kind === 'Deployment');
     for (const d of deployments) {
-      const pod = (d.spec!['template'] as { spec: { containers: Container[]; securityContext: { runAsNonRoot: boolean } } }).spec;
+      const pod = (
+        d.spec!['template'] as { spec: { containers: Container[]; securityContext: { runAsNonRoot: boolean } } }
+      ).spec;
       expect(pod.securityContext.runAsNonRoot).toBe(true);
       for (const c of pod.containers) {
         expect(c.resources?.requests, `${d.metadata.name} requests`).toBeDefined();
@@ -74,22 +103,35 @@ describe('deploy/k8s (kustomize) and deploy/compose', () => {
 
   it('the schema check is not vacuous: a wrong type is refused', () => {
     const broken = renderKustomize().find((m) => m.kind === 'Deployment')!;
-    ((broken.spec!['template'] as { spec: { containers: { ports: { containerPort: unknown }[] }[] } }).spec.containers[0]!.ports[0]!).containerPort = 'seventy';
+    (
+      broken.spec!['template'] as { spec: { containers: { ports: { containerPort: unknown }[] }[] } }
+    ).spec.containers[0]!.ports[0]!.containerPort = 'seventy';
     expect(() => validate(broken)).toThrow(/containerPort/);
   });
 
   it('docker-compose config accepts the compose file, its commented GPU worker included', () => {
     ensureDebianPackage('docker-compose', 'docker-compose', ['version']);
     const dir = join(ROOT, 'deploy/compose');
-    const config = (file: string) => execFileSync('docker-compose', ['--env-file', join(dir, '.env.example'), '-f', file, 'config'], { cwd: dir, encoding: 'utf8' });
+    const config = (file: string) =>
+      execFileSync('docker-compose', ['--env-file', join(dir, '.env.example'), '-f', file, 'config'], {
+        cwd: dir,
+        encoding: 'utf8',
+      });
     const rendered = config(join(dir, 'docker-compose.yml'));
-    for (const s of ['coordinator:', 'worker-1:', 'worker-2:', 'prometheus:', 'grafana:', 'coordinator-data:']) expect(rendered).toContain(s);
+    for (const s of ['coordinator:', 'worker-1:', 'worker-2:', 'prometheus:', 'grafana:', 'coordinator-data:'])
+      expect(rendered).toContain(s);
     expect(rendered).toMatch(/prometheus\/alerts\.yml:\/etc\/prometheus\/alerts\.yml:ro/);
     // Uncomment the GPU worker and check it too.
     const source = readFileSync(join(dir, 'docker-compose.yml'), 'utf8');
     const start = source.indexOf('  # worker-gpu:');
     const end = source.indexOf('\n\n', start);
-    const withGpu = source.slice(0, start) + source.slice(start, end).replace(/^ {2}# ?/gm, '  ').replace(/^ {2}worker-gpu/m, '  worker-gpu') + source.slice(end);
+    const withGpu =
+      source.slice(0, start) +
+      source
+        .slice(start, end)
+        .replace(/^ {2}# ?/gm, '  ')
+        .replace(/^ {2}worker-gpu/m, '  worker-gpu') +
+      source.slice(end);
     const file = join(dir, '.docker-compose.gpu-check.yml');
     writeFileSync(file, withGpu);
     try {

@@ -15,16 +15,25 @@ export function generatedManifests(): Record<string, string> {
   const dashboard = readFileSync(join(ROOT, 'deploy/grafana/dashboards/gradfleet.json'), 'utf8');
   const alerts = parse(readFileSync(join(ROOT, 'deploy/prometheus/alerts.yml'), 'utf8')) as { groups: unknown[] };
   return {
-    'grafana-dashboard.yaml': HEADER.replace('%s', 'grafana/dashboards/gradfleet.json') + stringify({
-      apiVersion: 'v1', kind: 'ConfigMap',
-      metadata: { name: 'gradfleet-dashboard', labels: { grafana_dashboard: '1', 'app.kubernetes.io/name': 'gradfleet' } },
-      data: { 'gradfleet.json': dashboard },
-    }),
-    'prometheus-rules.yaml': HEADER.replace('%s', 'prometheus/alerts.yml') + stringify({
-      apiVersion: 'monitoring.coreos.com/v1', kind: 'PrometheusRule',
-      metadata: { name: 'gradfleet', labels: { 'app.kubernetes.io/name': 'gradfleet' } },
-      spec: { groups: alerts.groups },
-    }),
+    'grafana-dashboard.yaml':
+      HEADER.replace('%s', 'grafana/dashboards/gradfleet.json') +
+      stringify({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: {
+          name: 'gradfleet-dashboard',
+          labels: { grafana_dashboard: '1', 'app.kubernetes.io/name': 'gradfleet' },
+        },
+        data: { 'gradfleet.json': dashboard },
+      }),
+    'prometheus-rules.yaml':
+      HEADER.replace('%s', 'prometheus/alerts.yml') +
+      stringify({
+        apiVersion: 'monitoring.coreos.com/v1',
+        kind: 'PrometheusRule',
+        metadata: { name: 'gradfleet', labels: { 'app.kubernetes.io/name': 'gradfleet' } },
+        spec: { groups: alerts.groups },
+      }),
   };
 }
 

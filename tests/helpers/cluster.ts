@@ -22,7 +22,10 @@ export class TestCluster {
   private spawn(app: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
     // GRADFLEET_NODE_ARGS: extra node flags for the cluster's processes (e.g. --cpu-prof for profiling a benchmark).
     const nodeArgs = process.env['GRADFLEET_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
-    const child = spawn(process.execPath, [...nodeArgs, entry(app), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...ALLOCATOR_ENV, ...process.env, GRADFLEET_LOG_LEVEL: 'warn', ...env } });
+    const child = spawn(process.execPath, [...nodeArgs, entry(app), ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...ALLOCATOR_ENV, ...process.env, GRADFLEET_LOG_LEVEL: 'warn', ...env },
+    });
     child.stderr!.on('data', (d: Buffer) => this.logs.push(`[${app} ${child.pid}] ${d.toString()}`));
     this.processes.push(child);
     return child;
@@ -32,7 +35,14 @@ export class TestCluster {
   dataDir = mkdtempSync(join(tmpdir(), 'gradfleet-coord-'));
 
   async startCoordinator(args: string[] = [], port = 0): Promise<ChildProcess> {
-    const child = this.spawn('coordinator', ['--port', String(port), '--announce', '--data-dir', this.dataDir, ...args]);
+    const child = this.spawn('coordinator', [
+      '--port',
+      String(port),
+      '--announce',
+      '--data-dir',
+      this.dataDir,
+      ...args,
+    ]);
     this.url = await new Promise<string>((resolveUrl, reject) => {
       const timer = setTimeout(() => reject(new Error(`coordinator did not start:\n${this.logs.join('')}`)), 30_000);
       createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -66,7 +76,11 @@ export class TestCluster {
     // Profiled processes stop politely so they can write their profiles.
     const signal = process.env['GRADFLEET_NODE_ARGS'] ? 'SIGTERM' : 'SIGKILL';
     for (const p of this.processes) if (p.exitCode === null && p.signalCode === null) p.kill(signal);
-    await Promise.all(this.processes.map((p) => (p.exitCode !== null || p.signalCode !== null ? undefined : new Promise((r) => p.once('exit', r)))));
+    await Promise.all(
+      this.processes.map((p) =>
+        p.exitCode !== null || p.signalCode !== null ? undefined : new Promise((r) => p.once('exit', r)),
+      ),
+    );
   }
 }
 

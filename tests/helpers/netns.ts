@@ -3,7 +3,10 @@ import { execFileSync } from 'node:child_process';
 /** Why network-namespace tests cannot run here, or undefined when they can. */
 export function netnsUnavailable(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root to create network namespaces';
-  for (const [cmd, args] of [['ip', ['netns', 'list']], ['iptables', ['--version']]] as const) {
+  for (const [cmd, args] of [
+    ['ip', ['netns', 'list']],
+    ['iptables', ['--version']],
+  ] as const) {
     try {
       execFileSync(cmd, [...args], { stdio: 'ignore' });
     } catch {

@@ -33,14 +33,26 @@ export class TestPrometheus {
     writeFileSync(join(dir, 'alerts.yml'), rules);
     const port = await freePort();
     this.url = `http://127.0.0.1:${port}`;
-    this.proc = spawn('prometheus', [
-      `--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`,
-      `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn',
-    ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.proc = spawn(
+      'prometheus',
+      [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--log.level=warn',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     this.proc.stderr!.on('data', (d: Buffer) => (this.log += d.toString()));
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
-      if (await fetch(`${this.url}/-/ready`).then((r) => r.ok, () => false)) return;
+      if (
+        await fetch(`${this.url}/-/ready`).then(
+          (r) => r.ok,
+          () => false,
+        )
+      )
+        return;
       await new Promise((r) => setTimeout(r, 200));
     }
     throw new Error(`prometheus did not become ready:\n${this.log}`);
@@ -49,13 +61,19 @@ export class TestPrometheus {
   /** Instant query; throws on a PromQL error. */
   async query(expr: string): Promise<{ metric: Record<string, string>; value: [number, string] }[]> {
     const res = await fetch(`${this.url}/api/v1/query?query=${encodeURIComponent(expr)}`);
-    const body = (await res.json()) as { status: string; error?: string; data?: { result: { metric: Record<string, string>; value: [number, string] }[] } };
+    const body = (await res.json()) as {
+      status: string;
+      error?: string;
+      data?: { result: { metric: Record<string, string>; value: [number, string] }[] };
+    };
     if (body.status !== 'success') throw new Error(`query failed: ${expr}: ${body.error}`);
     return body.data!.result;
   }
 
   async alerts(): Promise<{ labels: Record<string, string>; state: string }[]> {
-    const body = (await (await fetch(`${this.url}/api/v1/alerts`)).json()) as { data: { alerts: { labels: Record<string, string>; state: string }[] } };
+    const body = (await (await fetch(`${this.url}/api/v1/alerts`)).json()) as {
+      data: { alerts: { labels: Record<string, string>; state: string }[] };
+    };
     return body.data.alerts;
   }
 

@@ -1,7 +1,11 @@
 import WebSocket from 'ws';
 import {
-  PROTOCOL_VERSION, WORKER_WS_PATH, decodeCoordinatorMessage, encodeMessage,
-  type CoordinatorMessage, type WorkerMessage,
+  PROTOCOL_VERSION,
+  WORKER_WS_PATH,
+  decodeCoordinatorMessage,
+  encodeMessage,
+  type CoordinatorMessage,
+  type WorkerMessage,
 } from '@gradfleet/core';
 
 export interface Closed {
@@ -17,7 +21,10 @@ export class RawWorker {
   readonly ws: WebSocket;
   readonly closed: Promise<Closed>;
   readonly opened: Promise<void>;
-  private readonly waiters: { type: string; resolve: (m: { message: CoordinatorMessage; payload: Uint8Array }) => void }[] = [];
+  private readonly waiters: {
+    type: string;
+    resolve: (m: { message: CoordinatorMessage; payload: Uint8Array }) => void;
+  }[] = [];
   onMessage: ((message: CoordinatorMessage, payload: Uint8Array) => void) | undefined;
 
   constructor(wsUrl: string) {
@@ -26,7 +33,9 @@ export class RawWorker {
       this.ws.once('open', () => resolve());
       this.ws.once('error', reject);
     });
-    this.closed = new Promise((resolve) => this.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    this.closed = new Promise((resolve) =>
+      this.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+    );
     this.ws.on('message', (data: Buffer) => {
       const { message, payload } = decodeCoordinatorMessage(data);
       const i = this.waiters.findIndex((w) => w.type === message.t);

@@ -16,7 +16,12 @@ export function appEntry(app: AppName): string {
   return entry;
 }
 
-export function spawnApp(app: AppName, args: string[], stdio: StdioOptions, env: NodeJS.ProcessEnv = process.env): ChildProcess {
+export function spawnApp(
+  app: AppName,
+  args: string[],
+  stdio: StdioOptions,
+  env: NodeJS.ProcessEnv = process.env,
+): ChildProcess {
   return spawn(process.execPath, [appEntry(app), ...args], { stdio, env: { ...ALLOCATOR_ENV, ...env } });
 }
 

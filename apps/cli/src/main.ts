@@ -12,7 +12,9 @@ const positiveInt = (name: string) => (v: string) => {
 };
 const defaultCoordinator = process.env['GRADFLEET_COORDINATOR'] ?? 'http://127.0.0.1:7070';
 
-const program = new Command('gradfleet').description('Distributed data-parallel training for TensorFlow.js').showHelpAfterError();
+const program = new Command('gradfleet')
+  .description('Distributed data-parallel training for TensorFlow.js')
+  .showHelpAfterError();
 
 program
   .command('up')
@@ -21,7 +23,9 @@ program
   .option('-j, --job <file>', 'job spec JSON (default: the reference MNIST MLP recipe)')
   .option('--epochs <n>', 'override the number of epochs', positiveInt('--epochs'))
   .option('--batch-size <n>', 'override the global batch size', positiveInt('--batch-size'))
-  .addOption(new Option('-b, --backend <name>', 'worker backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'))
+  .addOption(
+    new Option('-b, --backend <name>', 'worker backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  )
   .option('-p, --port <port>', 'coordinator port (0: any free port)', (v) => Number(v), 0)
   .option('--data-dir <dir>', 'where each run keeps its jobs, models and logs', '.gradfleet')
   .option('-v, --verbose', 'show coordinator and worker logs')
@@ -32,7 +36,11 @@ program
 for (const app of ['coordinator', 'worker'] as const) {
   program
     .command(app)
-    .description(app === 'coordinator' ? 'run a coordinator (see `gradfleet coordinator --help`)' : 'run a worker (see `gradfleet worker --help`)')
+    .description(
+      app === 'coordinator'
+        ? 'run a coordinator (see `gradfleet coordinator --help`)'
+        : 'run a worker (see `gradfleet worker --help`)',
+    )
     .allowUnknownOption()
     .helpOption(false)
     .argument('[args...]')
@@ -41,13 +49,21 @@ for (const app of ['coordinator', 'worker'] as const) {
     });
 }
 
-const coordinatorOption = () => new Option('-c, --coordinator <url>', 'coordinator URL (or GRADFLEET_COORDINATOR)').default(defaultCoordinator);
+const coordinatorOption = () =>
+  new Option('-c, --coordinator <url>', 'coordinator URL (or GRADFLEET_COORDINATOR)').default(defaultCoordinator);
 const tokenOption = () => new Option('-t, --token <token>', 'API token (or GRADFLEET_TOKEN)').env('GRADFLEET_TOKEN');
-const caOption = () => new Option('--ca <file>', 'CA certificate (PEM) of an https:// coordinator (or GRADFLEET_CA)').env('GRADFLEET_CA');
+const caOption = () =>
+  new Option('--ca <file>', 'CA certificate (PEM) of an https:// coordinator (or GRADFLEET_CA)').env('GRADFLEET_CA');
 
 /** A command that talks to a coordinator: --coordinator, --token, --ca and --json (with `jsonHelp`). */
 const clientCommand = (name: string, description: string, jsonHelp = 'print JSON') =>
-  program.command(name).description(description).addOption(coordinatorOption()).addOption(tokenOption()).addOption(caOption()).option('--json', jsonHelp);
+  program
+    .command(name)
+    .description(description)
+    .addOption(coordinatorOption())
+    .addOption(tokenOption())
+    .addOption(caOption())
+    .option('--json', jsonHelp);
 
 clientCommand('submit', 'submit a job spec (JSON) to a coordinator')
   .argument('<job.json>')
@@ -59,7 +75,22 @@ clientCommand('submit', 'submit a job spec (JSON) to a coordinator')
   });
 
 clientCommand('jobs', 'list jobs')
-  .addOption(new Option('-s, --state <state>', 'only jobs in this state').choices(['QUEUED', 'RUNNING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled']))
+  .addOption(
+    new Option('-s, --state <state>', 'only jobs in this state').choices([
+      'QUEUED',
+      'RUNNING',
+      'PAUSED',
+      'SUCCEEDED',
+      'FAILED',
+      'CANCELLED',
+      'queued',
+      'running',
+      'paused',
+      'succeeded',
+      'failed',
+      'cancelled',
+    ]),
+  )
   .action(async (opts) => {
     process.exitCode = await run('jobs', () => jobs(opts));
   });

@@ -30,7 +30,11 @@ export class JobProgressView {
     if (this.epochShown !== p.epoch || !this.bar) {
       this.stopBar();
       this.bar = new cliProgress.SingleBar(
-        { format: `epoch ${p.epoch + 1}/${p.epochs} [{bar}] {percentage}% | {value}/{total} examples | {rate} samples/s | ETA {eta}s`, hideCursor: true, clearOnComplete: true },
+        {
+          format: `epoch ${p.epoch + 1}/${p.epochs} [{bar}] {percentage}% | {value}/{total} examples | {rate} samples/s | ETA {eta}s`,
+          hideCursor: true,
+          clearOnComplete: true,
+        },
         cliProgress.Presets.shades_classic,
       );
       this.bar.start(p.epochSize, p.samplesInEpoch, { rate: 0 });
@@ -49,13 +53,16 @@ export function formatReport(job: JobStatus, workers: { name: string; backend: s
   const r = job.result;
   const lines = [`job ${job.id}: ${job.state}${job.reason ? ` (${job.reason})` : ''}`];
   if (r) {
-    lines.push(`  test accuracy   ${pct(r.testAccuracy)}${r.testLoss === undefined ? '' : `  (loss ${r.testLoss.toFixed(4)})`}`);
+    lines.push(
+      `  test accuracy   ${pct(r.testAccuracy)}${r.testLoss === undefined ? '' : `  (loss ${r.testLoss.toFixed(4)})`}`,
+    );
     lines.push(`  training time   ${(r.wallTimeMs / 1000).toFixed(1)} s (${r.steps} steps)`);
     lines.push(`  throughput      ${Math.round(r.samplesPerSecond)} samples/s`);
   }
   if (workers.length) lines.push(`  workers         ${workers.map((w) => `${w.name} (${w.backend})`).join(', ')}`);
   lines.push(`  replica checks  ${job.replicas.checks} checks, ${job.replicas.divergences} divergences`);
   const audits = job.history.map((h) => h.audit);
-  if (audits.length) lines.push(`  sample audit    ${audits.every((a) => a.ok) ? 'every example exactly once per epoch' : 'FAILED'}`);
+  if (audits.length)
+    lines.push(`  sample audit    ${audits.every((a) => a.ok) ? 'every example exactly once per epoch' : 'FAILED'}`);
   return lines.join('\n');
 }

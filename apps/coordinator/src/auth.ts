@@ -13,7 +13,11 @@ export interface TokenOptions {
 }
 
 /** Reads a token from a flag, else a file, else an environment variable; trims whitespace. */
-export function resolveToken(value: string | undefined, file: string | undefined, env: string | undefined): string | undefined {
+export function resolveToken(
+  value: string | undefined,
+  file: string | undefined,
+  env: string | undefined,
+): string | undefined {
   if (value) return value.trim();
   if (file) return readFileSync(file, 'utf8').trim();
   return env?.trim() || undefined;

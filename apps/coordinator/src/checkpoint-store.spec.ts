@@ -9,7 +9,12 @@ import { CheckpointStore, type Checkpoint } from './checkpoint-store.js';
 const fixture = fileURLToPath(new URL('./checkpoint-writer.fixture.ts', import.meta.url));
 
 function consistent(c: Checkpoint): boolean {
-  return c.weights.every((v) => v === c.step) && c.optimizer.every((v) => v === -c.step) && c.sampler.cursor === c.step && (c.runner as { step: number }).step === c.step;
+  return (
+    c.weights.every((v) => v === c.step) &&
+    c.optimizer.every((v) => v === -c.step) &&
+    c.sampler.cursor === c.step &&
+    (c.runner as { step: number }).step === c.step
+  );
 }
 
 describe('CheckpointStore', () => {
@@ -40,8 +45,13 @@ describe('CheckpointStore', () => {
     const dir = mkdtempSync(join(tmpdir(), 'gradfleet-ckpt-'));
     const store = new CheckpointStore(dir);
     const make = (step: number): Checkpoint => ({
-      step, epoch: 0, sampler: { epoch: 0, cursor: step, retry: [] }, runner: { step },
-      weights: new Float32Array(16).fill(step), optimizer: new Float32Array(8).fill(-step), optimizerSpecs: [],
+      step,
+      epoch: 0,
+      sampler: { epoch: 0, cursor: step, retry: [] },
+      runner: { step },
+      weights: new Float32Array(16).fill(step),
+      optimizer: new Float32Array(8).fill(-step),
+      optimizerSpecs: [],
     });
     await store.write(make(1), {});
     const newest = await store.write(make(2), {});

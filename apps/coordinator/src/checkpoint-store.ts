@@ -66,7 +66,10 @@ async function syncDir(path: string): Promise<void> {
 export class CheckpointStore {
   private readonly dir: string;
 
-  constructor(jobDir: string, private readonly keep = 3) {
+  constructor(
+    jobDir: string,
+    private readonly keep = 3,
+  ) {
     this.dir = join(jobDir, 'checkpoints');
   }
 
@@ -80,8 +83,13 @@ export class CheckpointStore {
     const o = bytes(ckpt.optimizer);
     const { weights: _w, optimizer: _o, ...rest } = ckpt;
     const state: StateFile = {
-      ...rest, version: 1, createdAt: new Date().toISOString(),
-      weightsBytes: w.byteLength, weightsSha256: sha256(w), optimizerBytes: o.byteLength, optimizerSha256: sha256(o),
+      ...rest,
+      version: 1,
+      createdAt: new Date().toISOString(),
+      weightsBytes: w.byteLength,
+      weightsSha256: sha256(w),
+      optimizerBytes: o.byteLength,
+      optimizerSha256: sha256(o),
     };
     await writeDurably(join(tmp, 'weights.bin'), w);
     await writeDurably(join(tmp, 'optimizer.bin'), o);
@@ -98,13 +106,19 @@ export class CheckpointStore {
 
   private async stepDirs(): Promise<string[]> {
     const names = await readdir(this.dir).catch(() => [] as string[]);
-    return names.filter((n) => STEP_DIR.test(n)).sort().reverse();
+    return names
+      .filter((n) => STEP_DIR.test(n))
+      .sort()
+      .reverse();
   }
 
   private async prune(): Promise<void> {
     const names = await readdir(this.dir).catch(() => [] as string[]);
-    for (const n of names) if (n.startsWith('.') && !n.endsWith(`-${process.pid}`)) await rm(join(this.dir, n), { recursive: true, force: true });
-    for (const n of (await this.stepDirs()).slice(this.keep)) await rm(join(this.dir, n), { recursive: true, force: true });
+    for (const n of names)
+      if (n.startsWith('.') && !n.endsWith(`-${process.pid}`))
+        await rm(join(this.dir, n), { recursive: true, force: true });
+    for (const n of (await this.stepDirs()).slice(this.keep))
+      await rm(join(this.dir, n), { recursive: true, force: true });
   }
 
   /** The newest checkpoint that verifies; damaged ones are skipped. */
@@ -121,11 +135,24 @@ export class CheckpointStore {
       const state = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as StateFile;
       const w = await readFile(join(dir, 'weights.bin'));
       const o = await readFile(join(dir, 'optimizer.bin'));
-      if (state.version !== 1 || w.byteLength !== state.weightsBytes || o.byteLength !== state.optimizerBytes) return undefined;
+      if (state.version !== 1 || w.byteLength !== state.weightsBytes || o.byteLength !== state.optimizerBytes)
+        return undefined;
       if (sha256(w) !== state.weightsSha256 || sha256(o) !== state.optimizerSha256) return undefined;
       JSON.parse(await readFile(join(dir, 'model.json'), 'utf8'));
-      const { version: _v, createdAt: _c, weightsBytes: _wb, weightsSha256: _ws, optimizerBytes: _ob, optimizerSha256: _os, ...rest } = state;
-      return { ...rest, weights: new Float32Array(w.buffer.slice(w.byteOffset, w.byteOffset + w.byteLength)), optimizer: new Float32Array(o.buffer.slice(o.byteOffset, o.byteOffset + o.byteLength)) };
+      const {
+        version: _v,
+        createdAt: _c,
+        weightsBytes: _wb,
+        weightsSha256: _ws,
+        optimizerBytes: _ob,
+        optimizerSha256: _os,
+        ...rest
+      } = state;
+      return {
+        ...rest,
+        weights: new Float32Array(w.buffer.slice(w.byteOffset, w.byteOffset + w.byteLength)),
+        optimizer: new Float32Array(o.buffer.slice(o.byteOffset, o.byteOffset + o.byteLength)),
+      };
     } catch {
       return undefined;
     }
@@ -133,7 +160,11 @@ export class CheckpointStore {
 }
 
 /** Writes `model.json` + `weights.bin` into `dir` atomically (temp dir + rename). */
-export async function writeModelArtifact(dir: string, modelJson: Record<string, unknown>, weights: Float32Array): Promise<void> {
+export async function writeModelArtifact(
+  dir: string,
+  modelJson: Record<string, unknown>,
+  weights: Float32Array,
+): Promise<void> {
   const tmp = `${dir}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
@@ -144,9 +175,14 @@ export async function writeModelArtifact(dir: string, modelJson: Record<string, 
 }
 
 /** Reads an artifact written by `writeModelArtifact`, or undefined. */
-export async function readModelArtifact(dir: string): Promise<{ modelJson: Record<string, unknown>; weights: Buffer } | undefined> {
+export async function readModelArtifact(
+  dir: string,
+): Promise<{ modelJson: Record<string, unknown>; weights: Buffer } | undefined> {
   try {
-    return { modelJson: JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')) as Record<string, unknown>, weights: await readFile(join(dir, 'weights.bin')) };
+    return {
+      modelJson: JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')) as Record<string, unknown>,
+      weights: await readFile(join(dir, 'weights.bin')),
+    };
   } catch {
     return undefined;
   }

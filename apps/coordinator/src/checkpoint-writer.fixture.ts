@@ -11,8 +11,12 @@ for (;;) {
   step++;
   await store.write(
     {
-      step, epoch: 0, sampler: { epoch: 0, cursor: step, retry: [] }, runner: { step },
-      weights: new Float32Array(size).fill(step), optimizer: new Float32Array(size * 2).fill(-step),
+      step,
+      epoch: 0,
+      sampler: { epoch: 0, cursor: step, retry: [] },
+      runner: { step },
+      weights: new Float32Array(size).fill(step),
+      optimizer: new Float32Array(size * 2).fill(-step),
       optimizerSpecs: [{ name: 'm', shape: [size * 2], dtype: 'float32' }],
     },
     { step },

@@ -3,8 +3,13 @@ import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import {
-  CLOSE_CODES, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_HEARTBEAT_TIMEOUT_MS,
-  DEFAULT_MAX_MESSAGE_BYTES, WORKER_WS_PATH, type Logger,
+  CLOSE_CODES,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  DEFAULT_HEARTBEAT_TIMEOUT_MS,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  WORKER_WS_PATH,
+  type Logger,
 } from '@gradfleet/core';
 import { Authenticator, isLoopback } from './auth.js';
 import { DatasetIngest } from './dataset-ingest.js';
@@ -68,11 +73,22 @@ export class Coordinator {
     const ingest = new DatasetIngest(dataDir, options.maxUploadBytes);
     this.auth = new Authenticator({ workerToken: options.workerToken, apiToken: options.apiToken });
     this.jobs = new JobManager(this.metrics, log, this.store, ingest, dataDir, {
-      maxModelParams: options.maxModelParams ?? 200_000_000, maxConcurrentJobs: options.maxConcurrentJobs ?? 64,
+      maxModelParams: options.maxModelParams ?? 200_000_000,
+      maxConcurrentJobs: options.maxConcurrentJobs ?? 64,
     });
     this.jobs.models.warm();
-    const api = createApiHandler({ jobs: this.jobs, store: this.store, ingest, metrics: this.metrics, log, auth: this.auth, draining: () => this.draining });
-    this.server = options.tls ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, api) : createServer(api);
+    const api = createApiHandler({
+      jobs: this.jobs,
+      store: this.store,
+      ingest,
+      metrics: this.metrics,
+      log,
+      auth: this.auth,
+      draining: () => this.draining,
+    });
+    this.server = options.tls
+      ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, api)
+      : createServer(api);
     const maxConnections = options.maxConnections ?? 1024;
     this.wss = new WebSocketServer({
       server: this.server,
@@ -81,7 +97,10 @@ export class Coordinator {
       perMessageDeflate: false,
       verifyClient: ({ req }, done) => {
         if (this.connections.size >= maxConnections) {
-          log.warn({ remote: req.socket.remoteAddress, maxConnections }, 'connection refused: --max-connections reached');
+          log.warn(
+            { remote: req.socket.remoteAddress, maxConnections },
+            'connection refused: --max-connections reached',
+          );
           return done(false, 503, `at most ${maxConnections} connections`);
         }
         if (!this.auth.allowsWorker(req)) {
@@ -111,9 +130,14 @@ export class Coordinator {
     const { host = '127.0.0.1', port = 7070 } = this.options;
     if (!isLoopback(host) && !this.auth.secured) {
       if (!this.options.insecure) {
-        throw new Error(`refusing to serve ${host} without tokens: set --worker-token and --api-token (or GRADFLEET_WORKER_TOKEN / GRADFLEET_API_TOKEN), or pass --insecure on a trusted network`);
+        throw new Error(
+          `refusing to serve ${host} without tokens: set --worker-token and --api-token (or GRADFLEET_WORKER_TOKEN / GRADFLEET_API_TOKEN), or pass --insecure on a trusted network`,
+        );
       }
-      this.options.logger.warn({ host }, 'INSECURE: serving a non-loopback address without tokens; anyone who reaches it can run jobs and join as a worker');
+      this.options.logger.warn(
+        { host },
+        'INSECURE: serving a non-loopback address without tokens; anyone who reaches it can run jobs and join as a worker',
+      );
     }
     await this.jobs.restore();
     await new Promise<void>((resolve, reject) => {

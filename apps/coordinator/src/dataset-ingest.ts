@@ -4,8 +4,15 @@ import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import {
-  InvalidDataError, encodeShard, loadDataset, parseCsv, parseJsonl, sha256Hex,
-  type DataSplit, type DatasetSpec, type RemoteSplit,
+  InvalidDataError,
+  encodeShard,
+  loadDataset,
+  parseCsv,
+  parseJsonl,
+  sha256Hex,
+  type DataSplit,
+  type DatasetSpec,
+  type RemoteSplit,
 } from '@gradfleet/core';
 
 /** Largest dataset file accepted by upload or URL fetch, in bytes. */
@@ -30,10 +37,16 @@ export interface PreparedDataset {
  * refused with the file, line/record and reason, and the spec field that named it.
  */
 export class DatasetIngest {
-  constructor(private readonly dataDir: string, readonly maxBytes = DEFAULT_MAX_DATASET_BYTES) {}
+  constructor(
+    private readonly dataDir: string,
+    readonly maxBytes = DEFAULT_MAX_DATASET_BYTES,
+  ) {}
 
   /** Stores an uploaded file; returns the source to put in a job spec (`upload:<id>`). */
-  async saveUpload(body: AsyncIterable<Buffer>, name: string): Promise<{ source: string; bytes: number; sha256: string }> {
+  async saveUpload(
+    body: AsyncIterable<Buffer>,
+    name: string,
+  ): Promise<{ source: string; bytes: number; sha256: string }> {
     const dir = join(this.dataDir, 'uploads');
     await mkdir(dir, { recursive: true });
     const id = `${randomUUID()}-${name.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 100)}`;
@@ -76,11 +89,15 @@ export class DatasetIngest {
       try {
         res = await fetch(source, { signal: AbortSignal.timeout(300_000) });
       } catch (err) {
-        throw new InvalidDataError(`${source}: fetch failed (${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message})`, field);
+        throw new InvalidDataError(
+          `${source}: fetch failed (${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message})`,
+          field,
+        );
       }
       if (!res.ok) throw new InvalidDataError(`${source}: HTTP ${res.status}`, field);
       const data = Buffer.from(await res.arrayBuffer());
-      if (data.byteLength > this.maxBytes) throw new InvalidDataError(`${source}: ${data.byteLength} bytes exceeds ${this.maxBytes}`, field);
+      if (data.byteLength > this.maxBytes)
+        throw new InvalidDataError(`${source}: ${data.byteLength} bytes exceeds ${this.maxBytes}`, field);
       await mkdir(dir, { recursive: true });
       await writeFile(`${path}.tmp`, data);
       await rename(`${path}.tmp`, path);
@@ -94,11 +111,16 @@ export class DatasetIngest {
     try {
       return { text: await readFile(path, 'utf8'), path };
     } catch (err) {
-      throw new InvalidDataError(`${source}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, field);
+      throw new InvalidDataError(
+        `${source}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+        field,
+      );
     }
   }
 
-  private async load(spec: Exclude<DatasetSpec, 'mnist'>): Promise<{ train: DataSplit; test?: DataSplit; featureShape: number[]; numClasses: number }> {
+  private async load(
+    spec: Exclude<DatasetSpec, 'mnist'>,
+  ): Promise<{ train: DataSplit; test?: DataSplit; featureShape: number[]; numClasses: number }> {
     const named = async <T>(field: string, f: () => Promise<T>): Promise<T> => {
       try {
         return await f();
@@ -116,20 +138,40 @@ export class DatasetIngest {
         testLabels: i.testLabels && (await this.resolve(i.testLabels, 'dataset.idx.testLabels')),
       };
       const d = await named('dataset.idx', () => loadDataset({ idx: files }));
-      return { train: d.train, ...(d.test ? { test: d.test } : {}), featureShape: d.featureShape, numClasses: d.numClasses };
+      return {
+        train: d.train,
+        ...(d.test ? { test: d.test } : {}),
+        featureShape: d.featureShape,
+        numClasses: d.numClasses,
+      };
     }
-    const [kind, parse] = 'csv' in spec
-      ? (['csv', (t: string, name: string) => parseCsv(t, name, spec.csv)] as const)
-      : (['jsonl', (t: string, name: string) => parseJsonl(t, name, spec.jsonl.featureScale)] as const);
+    const [kind, parse] =
+      'csv' in spec
+        ? (['csv', (t: string, name: string) => parseCsv(t, name, spec.csv)] as const)
+        : (['jsonl', (t: string, name: string) => parseJsonl(t, name, spec.jsonl.featureScale)] as const);
     const files = 'csv' in spec ? spec.csv : spec.jsonl;
-    const train = await named(`dataset.${kind}.train`, async () => parse((await this.text(files.train, `dataset.${kind}.train`)).text, files.train));
-    const test = files.test ? await named(`dataset.${kind}.test`, async () => parse((await this.text(files.test!, `dataset.${kind}.test`)).text, files.test!)) : undefined;
+    const train = await named(`dataset.${kind}.train`, async () =>
+      parse((await this.text(files.train, `dataset.${kind}.train`)).text, files.train),
+    );
+    const test = files.test
+      ? await named(`dataset.${kind}.test`, async () =>
+          parse((await this.text(files.test!, `dataset.${kind}.test`)).text, files.test!),
+        )
+      : undefined;
     if (test && test.split.featureSize !== train.split.featureSize) {
-      throw new InvalidDataError(`${files.test}: ${test.split.featureSize} features per example, ${files.train} has ${train.split.featureSize}`, `dataset.${kind}.test`);
+      throw new InvalidDataError(
+        `${files.test}: ${test.split.featureSize} features per example, ${files.train} has ${train.split.featureSize}`,
+        `dataset.${kind}.test`,
+      );
     }
     let maxLabel = 0;
     for (const s of [train.split, test?.split]) if (s) for (const y of s.y) maxLabel = Math.max(maxLabel, y);
-    return { train: train.split, ...(test ? { test: test.split } : {}), featureShape: train.featureShape, numClasses: maxLabel + 1 };
+    return {
+      train: train.split,
+      ...(test ? { test: test.split } : {}),
+      featureShape: train.featureShape,
+      numClasses: maxLabel + 1,
+    };
   }
 
   /** Parses and encodes the dataset of a job into `<jobDir>/data`; undefined for the built-in MNIST. */
@@ -141,7 +183,12 @@ export class DatasetIngest {
     const write = async (name: 'train' | 'test', split: DataSplit): Promise<PreparedSplit> => {
       const shard = encodeShard(split, d.featureShape, d.numClasses);
       await writeFile(join(dir, `${name}.bin`), shard);
-      return { path: `/v1/jobs/${jobId}/data/${name}`, bytes: shard.byteLength, sha256: sha256Hex(shard), examples: split.count };
+      return {
+        path: `/v1/jobs/${jobId}/data/${name}`,
+        bytes: shard.byteLength,
+        sha256: sha256Hex(shard),
+        examples: split.count,
+      };
     };
     return {
       train: await write('train', d.train),

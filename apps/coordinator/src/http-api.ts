@@ -2,7 +2,14 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { InvalidDataError, InvalidJobSpecError, InvalidModelError, TERMINAL_STATES, type JobState, type Logger } from '@gradfleet/core';
+import {
+  InvalidDataError,
+  InvalidJobSpecError,
+  InvalidModelError,
+  TERMINAL_STATES,
+  type JobState,
+  type Logger,
+} from '@gradfleet/core';
 import { readModelArtifact } from './checkpoint-store.js';
 import type { Authenticator } from './auth.js';
 import type { DatasetIngest } from './dataset-ingest.js';
@@ -35,12 +42,14 @@ function send(res: ServerResponse, status: number, body: unknown, type = 'applic
 
 async function readJson(req: IncomingMessage): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > MAX_JOB_SPEC_BYTES) throw new JobRequestError(413, 'PAYLOAD_TOO_LARGE', `body of ${declared} bytes exceeds ${MAX_JOB_SPEC_BYTES}`);
+  if (declared > MAX_JOB_SPEC_BYTES)
+    throw new JobRequestError(413, 'PAYLOAD_TOO_LARGE', `body of ${declared} bytes exceeds ${MAX_JOB_SPEC_BYTES}`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_JOB_SPEC_BYTES) throw new JobRequestError(413, 'PAYLOAD_TOO_LARGE', `body exceeds ${MAX_JOB_SPEC_BYTES} bytes`);
+    if (size > MAX_JOB_SPEC_BYTES)
+      throw new JobRequestError(413, 'PAYLOAD_TOO_LARGE', `body exceeds ${MAX_JOB_SPEC_BYTES} bytes`);
     chunks.push(chunk);
   }
   if (size === 0) return {};
@@ -80,7 +89,11 @@ function streamEvents(ctx: ApiContext, id: string, req: IncomingMessage, res: Se
 async function sendFile(res: ServerResponse, path: string, what: string): Promise<void> {
   const info = await stat(path).catch(() => undefined);
   if (!info) throw new JobRequestError(404, 'NOT_FOUND', `${what} not found`);
-  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': info.size, 'cache-control': 'no-store' });
+  res.writeHead(200, {
+    'content-type': 'application/octet-stream',
+    'content-length': info.size,
+    'cache-control': 'no-store',
+  });
   createReadStream(path).pipe(res);
 }
 
@@ -90,26 +103,41 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
   const method = req.method ?? 'GET';
   const { jobs } = ctx;
   if (url.pathname === '/healthz') return send(res, 200, { ok: true });
-  if (url.pathname === '/readyz') return ctx.draining() ? send(res, 503, { ready: false, reason: 'shutting down' }) : send(res, 200, { ready: true, workers: jobs.listWorkers().length });
-  if (url.pathname === '/metrics' && method === 'GET') return send(res, 200, await ctx.metrics.registry.metrics(), ctx.metrics.registry.contentType);
+  if (url.pathname === '/readyz')
+    return ctx.draining()
+      ? send(res, 503, { ready: false, reason: 'shutting down' })
+      : send(res, 200, { ready: true, workers: jobs.listWorkers().length });
+  if (url.pathname === '/metrics' && method === 'GET')
+    return send(res, 200, await ctx.metrics.registry.metrics(), ctx.metrics.registry.contentType);
   if (p[0] !== 'v1') throw new JobRequestError(404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);
   // Workers may fetch dataset shards; everything else is for API clients.
   const scope = p[1] === 'jobs' && p[3] === 'data' ? 'worker' : 'client';
   if (!ctx.auth.allowsApi(req, scope)) {
     ctx.metrics.authFailures.inc({ kind: 'api' });
-    if (ctx.auth.identify(req) === 'worker') throw new JobRequestError(403, 'FORBIDDEN', 'a worker token cannot use the job API; use the API token');
-    throw new JobRequestError(401, 'UNAUTHORIZED', 'missing or wrong API token (Authorization: Bearer <token>; gradfleet --token or GRADFLEET_TOKEN)');
+    if (ctx.auth.identify(req) === 'worker')
+      throw new JobRequestError(403, 'FORBIDDEN', 'a worker token cannot use the job API; use the API token');
+    throw new JobRequestError(
+      401,
+      'UNAUTHORIZED',
+      'missing or wrong API token (Authorization: Bearer <token>; gradfleet --token or GRADFLEET_TOKEN)',
+    );
   }
   if (p[1] === 'workers' && p.length === 2 && method === 'GET') return send(res, 200, jobs.listWorkers());
   if (p[1] === 'datasets' && p.length === 2 && method === 'POST') {
     const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > ctx.ingest.maxBytes) throw new InvalidDataError(`upload of ${declared} bytes exceeds ${ctx.ingest.maxBytes}`, 'body');
-    return send(res, 201, await ctx.ingest.saveUpload(req as AsyncIterable<Buffer>, url.searchParams.get('name') ?? 'upload'));
+    if (declared > ctx.ingest.maxBytes)
+      throw new InvalidDataError(`upload of ${declared} bytes exceeds ${ctx.ingest.maxBytes}`, 'body');
+    return send(
+      res,
+      201,
+      await ctx.ingest.saveUpload(req as AsyncIterable<Buffer>, url.searchParams.get('name') ?? 'upload'),
+    );
   }
   if (p[1] === 'jobs' && p.length === 2) {
     if (method === 'GET') {
       const state = url.searchParams.get('state')?.toUpperCase();
-      if (state && !STATES.includes(state)) throw new JobRequestError(400, 'INVALID_STATE', `state must be one of ${STATES.join(', ')}`);
+      if (state && !STATES.includes(state))
+        throw new JobRequestError(400, 'INVALID_STATE', `state must be one of ${STATES.join(', ')}`);
       return send(res, 200, jobs.list(state as JobState | undefined));
     }
     if (method === 'POST') return send(res, 201, await jobs.submit(await readJson(req)));
@@ -125,12 +153,21 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
     }
     if (p[3] === 'cancel' && method === 'POST') return send(res, 200, jobs.cancel(id));
     if (p[3] === 'events' && method === 'GET') return streamEvents(ctx, id, req, res);
-    if (p[3] === 'logs' && method === 'GET') return send(res, 200, ctx.store.logs(id, Number(url.searchParams.get('after') ?? 0)));
-    if (p[3] === 'data' && (p[4] === 'train' || p[4] === 'test') && method === 'GET') return sendFile(res, join(job.dir, 'data', `${p[4]}.bin`), `${p[4]} data of job ${id}`);
+    if (p[3] === 'logs' && method === 'GET')
+      return send(res, 200, ctx.store.logs(id, Number(url.searchParams.get('after') ?? 0)));
+    if (p[3] === 'data' && (p[4] === 'train' || p[4] === 'test') && method === 'GET')
+      return sendFile(res, join(job.dir, 'data', `${p[4]}.bin`), `${p[4]} data of job ${id}`);
     if (p[3] === 'model' && method === 'GET' && (p[4] === 'model.json' || p[4] === 'weights.bin')) {
       const artifact = job.state === 'SUCCEEDED' ? await readModelArtifact(join(job.dir, 'model')) : undefined;
-      if (!artifact) throw new JobRequestError(409, 'MODEL_NOT_READY', `job ${id} is ${job.state}; the model is available once it SUCCEEDED`);
-      return p[4] === 'model.json' ? send(res, 200, artifact.modelJson) : send(res, 200, new Uint8Array(artifact.weights), 'application/octet-stream');
+      if (!artifact)
+        throw new JobRequestError(
+          409,
+          'MODEL_NOT_READY',
+          `job ${id} is ${job.state}; the model is available once it SUCCEEDED`,
+        );
+      return p[4] === 'model.json'
+        ? send(res, 200, artifact.modelJson)
+        : send(res, 200, new Uint8Array(artifact.weights), 'application/octet-stream');
     }
   }
   throw new JobRequestError(404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);
@@ -140,23 +177,43 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
  * The job API (HTTP+JSON, `docs/api.md`) on the same port as the worker WebSocket.
  * Errors are `{ error: { code, message, issues? } }`; `issues` name each bad field.
  */
-export function createApiHandler(ctx: ApiContext) {
-  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    try {
-      await route(ctx, req, res);
-    } catch (err) {
-      const e = err as Error & { code?: string };
-      if (res.headersSent) return void res.end();
-      if (typeof e.code === 'string') ctx.log.warn({ method: req.method, url: req.url, code: e.code, err: e.message.slice(0, 300) }, 'request refused');
-      if (err instanceof JobRequestError) return send(res, err.status, { error: { code: err.code, message: err.message } });
-      if (err instanceof InvalidJobSpecError) return send(res, 400, { error: { code: err.code, message: err.message, issues: err.issues } });
-      if (err instanceof InvalidDataError) {
-        const status = err.path === 'body' ? 413 : 400;
-        return send(res, status, { error: { code: status === 413 ? 'PAYLOAD_TOO_LARGE' : err.code, message: err.message, issues: [{ path: err.path ?? 'dataset', message: err.message }] } });
-      }
-      if (err instanceof InvalidModelError) return send(res, 400, { error: { code: err.code, message: err.message, issues: [{ path: 'model', message: err.message }] } });
-      ctx.log.error({ err: e }, 'API handler failed');
-      return send(res, 500, { error: { code: 'INTERNAL', message: 'internal error; see the coordinator log' } });
-    }
+/** A request listener for `http.createServer`: it never rejects (a failure answers 500 and is logged). */
+export function createApiHandler(ctx: ApiContext): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    handle(ctx, req, res).catch((err: unknown) => {
+      ctx.log.error({ err }, 'API error handler failed');
+      res.destroy();
+    });
   };
+}
+
+async function handle(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  try {
+    await route(ctx, req, res);
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    if (res.headersSent) return void res.end();
+    if (typeof e.code === 'string')
+      ctx.log.warn({ method: req.method, url: req.url, code: e.code, err: e.message.slice(0, 300) }, 'request refused');
+    if (err instanceof JobRequestError)
+      return send(res, err.status, { error: { code: err.code, message: err.message } });
+    if (err instanceof InvalidJobSpecError)
+      return send(res, 400, { error: { code: err.code, message: err.message, issues: err.issues } });
+    if (err instanceof InvalidDataError) {
+      const status = err.path === 'body' ? 413 : 400;
+      return send(res, status, {
+        error: {
+          code: status === 413 ? 'PAYLOAD_TOO_LARGE' : err.code,
+          message: err.message,
+          issues: [{ path: err.path ?? 'dataset', message: err.message }],
+        },
+      });
+    }
+    if (err instanceof InvalidModelError)
+      return send(res, 400, {
+        error: { code: err.code, message: err.message, issues: [{ path: 'model', message: err.message }] },
+      });
+    ctx.log.error({ err: e }, 'API handler failed');
+    return send(res, 500, { error: { code: 'INTERNAL', message: 'internal error; see the coordinator log' } });
+  }
 }

@@ -36,6 +36,8 @@ export async function saveCheckpoint(job: JobRecord, model: ModelInfo, ckpt: Che
   const t0 = performance.now();
   await job.checkpoints.write(ckpt, modelArtifactJson(model));
   job.status.checkpoint = { step: ckpt.step, epoch: ckpt.epoch, time: new Date().toISOString() };
-  job.log(`checkpoint at step ${ckpt.step} (epoch ${ckpt.epoch + 1}) written in ${(performance.now() - t0).toFixed(0)} ms`);
+  job.log(
+    `checkpoint at step ${ckpt.step} (epoch ${ckpt.epoch + 1}) written in ${(performance.now() - t0).toFixed(0)} ms`,
+  );
   job.persist();
 }

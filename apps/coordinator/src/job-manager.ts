@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import {
-  InvalidJobSpecError, TERMINAL_STATES, parseJobSpec, type JobState, type JobStatus, type Logger, type WorkerInfo,
+  InvalidJobSpecError,
+  TERMINAL_STATES,
+  parseJobSpec,
+  type JobState,
+  type JobStatus,
+  type Logger,
+  type WorkerInfo,
 } from '@gradfleet/core';
 import type { DatasetIngest } from './dataset-ingest.js';
 import { JobRecord, jobDir } from './job-record.js';
@@ -13,7 +19,11 @@ import type { WorkerConnection } from './worker-connection.js';
 
 /** An API error with an HTTP status and a stable code. */
 export class JobRequestError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
     this.name = 'JobRequestError';
   }
@@ -47,12 +57,19 @@ export class JobManager {
     private readonly store: JobStore,
     private readonly ingest: DatasetIngest,
     private readonly dataDir: string,
-    private readonly limits: { maxModelParams: number; maxConcurrentJobs: number } = { maxModelParams: 200_000_000, maxConcurrentJobs: 64 },
+    private readonly limits: { maxModelParams: number; maxConcurrentJobs: number } = {
+      maxModelParams: 200_000_000,
+      maxConcurrentJobs: 64,
+    },
   ) {
-    metrics.jobStates = () => Object.fromEntries(JOB_STATES.map((st) => [st, [...this.jobs.values()].filter((j) => j.state === st).length]));
+    metrics.jobStates = () =>
+      Object.fromEntries(JOB_STATES.map((st) => [st, [...this.jobs.values()].filter((j) => j.state === st).length]));
     metrics.workerStates = () => {
       const list = this.listWorkers();
-      return { IDLE: list.filter((w) => w.state === 'IDLE').length, BUSY: list.filter((w) => w.state === 'BUSY').length };
+      return {
+        IDLE: list.filter((w) => w.state === 'IDLE').length,
+        BUSY: list.filter((w) => w.state === 'BUSY').length,
+      };
     };
   }
 
@@ -60,10 +77,19 @@ export class JobManager {
   async restore(): Promise<void> {
     for (const { seq, status } of this.store.all()) {
       const job = new JobRecord(seq, status, undefined, undefined, jobDir(this.dataDir, status.id), this.store);
-      const data = status.dataset ? { ...status.dataset, train: { ...status.dataset.train, path: `/v1/jobs/${status.id}/data/train` }, ...(status.dataset.test ? { test: { ...status.dataset.test, path: `/v1/jobs/${status.id}/data/test` } } : {}) } : undefined;
+      const data = status.dataset
+        ? {
+            ...status.dataset,
+            train: { ...status.dataset.train, path: `/v1/jobs/${status.id}/data/train` },
+            ...(status.dataset.test
+              ? { test: { ...status.dataset.test, path: `/v1/jobs/${status.id}/data/test` } }
+              : {}),
+          }
+        : undefined;
       Object.assign(job, { data });
       this.jobs.set(status.id, job);
-      if (status.state === 'RUNNING') job.transition('PAUSED', 'coordinator restarted; resuming from the last checkpoint when workers connect');
+      if (status.state === 'RUNNING')
+        job.transition('PAUSED', 'coordinator restarted; resuming from the last checkpoint when workers connect');
       if (!TERMINAL_STATES.includes(job.state)) job.model = await this.models.describe(job.spec, data);
     }
   }
@@ -83,8 +109,17 @@ export class JobManager {
   listWorkers(): WorkerInfo[] {
     return [...this.workers].flatMap((w) => {
       if (!w.info) return [];
-      const jobId = w.handler ? [...this.runners].find(([, r]) => r.members.has(w) || r.joining.has(w))?.[0] : undefined;
-      return [{ ...w.info, state: jobId ? ('BUSY' as const) : ('IDLE' as const), ...(jobId ? { jobId } : {}), stats: w.stats.snapshot() }];
+      const jobId = w.handler
+        ? [...this.runners].find(([, r]) => r.members.has(w) || r.joining.has(w))?.[0]
+        : undefined;
+      return [
+        {
+          ...w.info,
+          state: jobId ? ('BUSY' as const) : ('IDLE' as const),
+          ...(jobId ? { jobId } : {}),
+          stats: w.stats.snapshot(),
+        },
+      ];
     });
   }
 
@@ -97,7 +132,12 @@ export class JobManager {
       const data = await this.ingest.prepare(id, dir, spec.dataset);
       const model = await this.models.describe(spec, data);
       if (model.trainableParams > this.limits.maxModelParams) {
-        throw new InvalidJobSpecError([{ path: 'model', message: `LIMIT_EXCEEDED: ${model.trainableParams} trainable parameters; this coordinator accepts at most ${this.limits.maxModelParams} (--max-model-params)` }]);
+        throw new InvalidJobSpecError([
+          {
+            path: 'model',
+            message: `LIMIT_EXCEEDED: ${model.trainableParams} trainable parameters; this coordinator accepts at most ${this.limits.maxModelParams} (--max-model-params)`,
+          },
+        ]);
       }
       const record = JobRecord.create(id, this.store.nextSeq(), spec, model, data, this.dataDir, this.store);
       this.jobs.set(record.id, record);
@@ -130,7 +170,8 @@ export class JobManager {
   /** Deletes a finished job: its record, events, logs, data, checkpoints and model. */
   async delete(id: string): Promise<void> {
     const job = this.get(id);
-    if (!TERMINAL_STATES.includes(job.state)) throw new JobRequestError(409, 'JOB_ACTIVE', `job ${id} is ${job.state}; cancel it first`);
+    if (!TERMINAL_STATES.includes(job.state))
+      throw new JobRequestError(409, 'JOB_ACTIVE', `job ${id} is ${job.state}; cancel it first`);
     this.jobs.delete(id);
     this.store.delete(id);
     await rm(job.dir, { recursive: true, force: true });
@@ -178,7 +219,14 @@ export class JobManager {
       if (ready.length < job.spec.minWorkers) return false; // later jobs wait behind this one
       const assigned = ready.slice(0, job.spec.maxWorkers);
       for (const w of assigned) this.idle.delete(w);
-      const runner = new JobRunner(job, assigned, this.metrics, this.log, (w) => this.releaseWorker(w), () => this.schedule());
+      const runner = new JobRunner(
+        job,
+        assigned,
+        this.metrics,
+        this.log,
+        (w) => this.releaseWorker(w),
+        () => this.schedule(),
+      );
       this.runners.set(job.id, runner);
       const paused = job.state === 'PAUSED';
       job.transition('RUNNING', paused ? 'resuming' : 'workers assigned');

@@ -30,14 +30,44 @@ export class JobRecord {
     this.checkpoints = new CheckpointStore(dir, KEEP_CHECKPOINTS);
   }
 
-  static create(id: string, seq: number, spec: JobSpec, model: ModelInfo, data: PreparedDataset | undefined, dataDir: string, store: JobStore): JobRecord {
+  static create(
+    id: string,
+    seq: number,
+    spec: JobSpec,
+    model: ModelInfo,
+    data: PreparedDataset | undefined,
+    dataDir: string,
+    store: JobStore,
+  ): JobRecord {
     const now = new Date().toISOString();
     const status: JobStatus = {
-      id, state: 'QUEUED', spec, createdAt: now, workers: [], history: [],
-      progress: { epoch: 0, epochs: spec.epochs, step: 0, samplesInEpoch: 0, epochSize: 0, samplesPerSecond: 0, phase: 'waiting' },
+      id,
+      state: 'QUEUED',
+      spec,
+      createdAt: now,
+      workers: [],
+      history: [],
+      progress: {
+        epoch: 0,
+        epochs: spec.epochs,
+        step: 0,
+        samplesInEpoch: 0,
+        epochSize: 0,
+        samplesPerSecond: 0,
+        phase: 'waiting',
+      },
       replicas: { checks: 0, divergences: 0 },
       events: [{ time: now, state: 'QUEUED', reason: 'submitted' }],
-      ...(data ? { dataset: { train: data.train, ...(data.test ? { test: data.test } : {}), featureShape: data.featureShape, numClasses: data.numClasses } } : {}),
+      ...(data
+        ? {
+            dataset: {
+              train: data.train,
+              ...(data.test ? { test: data.test } : {}),
+              featureShape: data.featureShape,
+              numClasses: data.numClasses,
+            },
+          }
+        : {}),
     };
     const job = new JobRecord(seq, status, model, data, jobDir(dataDir, id), store);
     store.recordEvent(id, now, 'QUEUED', 'submitted');

@@ -70,7 +70,10 @@ export abstract class JobRunnerCore implements JobMessageHandler {
     this.log = log.child({ job_id: job.id });
     const plan = new BucketPlan(this.model.trainableParams, job.spec.bucketBytes);
     this.reducer = new GradientReducer(plan, bucketCodec(job.spec.compression, job.spec.topkRatio));
-    this.updates = Array.from({ length: plan.count }, (_, b) => new FramePool(this.reducer.codec.gradientBytes(plan.length(b))));
+    this.updates = Array.from(
+      { length: plan.count },
+      (_, b) => new FramePool(this.reducer.codec.gradientBytes(plan.length(b))),
+    );
     this.telemetry = new StepTelemetry(metrics, job.id);
     this.checks = new ReplicaChecks(job.status.replicas, metrics, job.id, this.log, (msg, worker) => {
       job.status.events.push({ time: new Date().toISOString(), state: job.state, reason: msg });
@@ -104,10 +107,18 @@ export abstract class JobRunnerCore implements JobMessageHandler {
     m.handler = this;
     this.joining.add(m);
     const data = job.data ? { train: job.data.train, ...(job.data.test ? { test: job.data.test } : {}) } : undefined;
-    m.send({
-      t: 'job-start', jobId: job.id, spec: job.spec as Record<string, unknown>, rank: this.members.size + this.joining.size - 1,
-      worldSize: this.members.size + this.joining.size, layout: this.model.layout, ...(data ? { data } : {}),
-    }, this.model.initialWeights);
+    m.send(
+      {
+        t: 'job-start',
+        jobId: job.id,
+        spec: job.spec as Record<string, unknown>,
+        rank: this.members.size + this.joining.size - 1,
+        worldSize: this.members.size + this.joining.size,
+        layout: this.model.layout,
+        ...(data ? { data } : {}),
+      },
+      this.model.initialWeights,
+    );
     job.log(`worker ${m.id} joining`);
   }
 
@@ -128,7 +139,9 @@ export abstract class JobRunnerCore implements JobMessageHandler {
 
   protected async evaluate(split: 'validation' | 'test', start: number, end: number): Promise<RangeStats> {
     this.scatter = new Scatter(split, start, end);
-    return this.collect(this.scatter, (m, id, range) => m.send({ t: 'evaluate', jobId: this.job.id, requestId: id, split, start: range[0], end: range[1] }));
+    return this.collect(this.scatter, (m, id, range) =>
+      m.send({ t: 'evaluate', jobId: this.job.id, requestId: id, split, start: range[0], end: range[1] }),
+    );
   }
 
   /**
@@ -148,15 +161,30 @@ export abstract class JobRunnerCore implements JobMessageHandler {
   }
 
   /** Weights (and optionally optimizer state) from one replica (of `from`, all members by default). */
-  protected async fetchState(withOptimizer: boolean, from?: WorkerConnection[]): Promise<{ weights: Float32Array; optimizer: Float32Array; optimizerSpecs: TensorSpec[] }> {
+  protected async fetchState(
+    withOptimizer: boolean,
+    from?: WorkerConnection[],
+  ): Promise<{ weights: Float32Array; optimizer: Float32Array; optimizerSpecs: TensorSpec[] }> {
     this.scatter = new Scatter('weights', 0, 1);
-    const stats = await this.collect(this.scatter, (m, id) => m.send({ t: 'fetch-weights', jobId: this.job.id, requestId: id, withOptimizer }), from);
+    const stats = await this.collect(
+      this.scatter,
+      (m, id) => m.send({ t: 'fetch-weights', jobId: this.job.id, requestId: id, withOptimizer }),
+      from,
+    );
     const n = this.model.initialWeights.length;
-    return { weights: stats.weights!.subarray(0, n), optimizer: stats.weights!.subarray(n), optimizerSpecs: stats.optimizerSpecs ?? [] }; // views of the one copy made on receipt
+    return {
+      weights: stats.weights!.subarray(0, n),
+      optimizer: stats.weights!.subarray(n),
+      optimizerSpecs: stats.optimizerSpecs ?? [],
+    }; // views of the one copy made on receipt
   }
 
   /** Hands out a scatter's ranges to the members, re-issuing those of lost workers, until all are back. */
-  protected async collect(scatter: Scatter, send: (m: WorkerConnection, id: number, range: [number, number]) => void, from?: WorkerConnection[]): Promise<RangeStats> {
+  protected async collect(
+    scatter: Scatter,
+    send: (m: WorkerConnection, id: number, range: [number, number]) => void,
+    from?: WorkerConnection[],
+  ): Promise<RangeStats> {
     this.phase = 'collecting';
     try {
       scatter.split(this.members.size);
@@ -166,7 +194,9 @@ export abstract class JobRunnerCore implements JobMessageHandler {
         const live = (from ?? [...this.members]).filter((m) => this.members.has(m));
         if (live.length === 0) throw new NoWorkersError(`no replica left to read ${scatter.what} from`);
         for (const [m, id, range] of scatter.assign(live)) send(m, id, range);
-        if (await this.signal.wait(deadline - Date.now())) for (const m of scatter.outstandingWorkers()) this.drop(m, `no ${scatter.what} result within ${COLLECT_TIMEOUT_MS} ms`);
+        if (await this.signal.wait(deadline - Date.now()))
+          for (const m of scatter.outstandingWorkers())
+            this.drop(m, `no ${scatter.what} result within ${COLLECT_TIMEOUT_MS} ms`);
       }
       return scatter.totals;
     } finally {

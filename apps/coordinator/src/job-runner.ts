@@ -1,5 +1,10 @@
 import {
-  ProtocolError, allocFrame, float32View, splitBatch, trainingSize, EpochSampler,
+  ProtocolError,
+  allocFrame,
+  float32View,
+  splitBatch,
+  trainingSize,
+  EpochSampler,
   type EpochResult,
 } from '@gradfleet/core';
 import { type Checkpoint, writeModelArtifact } from './checkpoint-store.js';
@@ -34,14 +39,17 @@ export class JobRunner extends JobRunnerCore {
   async run(resume?: Checkpoint): Promise<void> {
     const job = this.job;
     job.status.workers = [...this.members].map((m) => m.id);
-    job.log(`${resume ? `resuming from the checkpoint at step ${resume.step}` : 'starting'} on ${this.members.size} worker(s): ${job.status.workers.join(', ')}`);
+    job.log(
+      `${resume ? `resuming from the checkpoint at step ${resume.step}` : 'starting'} on ${this.members.size} worker(s): ${job.status.workers.join(', ')}`,
+    );
     if (!resume) job.status.history = [];
     this.metrics.initJob(job.id, job.status.workers);
     try {
       const { trainCount, testCount } = await this.startReplicas(resume);
       const spec = job.spec;
       const nTrain = trainingSize(trainCount, spec.validationSplit);
-      if (nTrain < 1) throw new Error(`validationSplit ${spec.validationSplit} leaves no training examples out of ${trainCount}`);
+      if (nTrain < 1)
+        throw new Error(`validationSplit ${spec.validationSplit} leaves no training examples out of ${trainCount}`);
       this.sampler = new EpochSampler({ size: nTrain, seed: spec.seed, shuffle: spec.shuffle });
       let elapsedBefore = 0;
       if (resume) {
@@ -57,15 +65,24 @@ export class JobRunner extends JobRunnerCore {
         const started = Date.now();
         const midEpoch = resume && resume.sampler.epoch === epoch ? resume : undefined;
         this.sampler.beginEpoch(epoch, midEpoch?.sampler);
-        this.epochTotals = midEpoch ? { ...(midEpoch.runner as unknown as RunnerCounters).epochTotals } : { lossSum: 0, correct: 0, samples: 0, steps: 0 };
+        this.epochTotals = midEpoch
+          ? { ...(midEpoch.runner as unknown as RunnerCounters).epochTotals }
+          : { lossSum: 0, correct: 0, samples: 0, steps: 0 };
         Object.assign(job.status.progress, { epoch, epochSize: nTrain, samplesInEpoch: 0, phase: 'training' });
         this.metrics.epoch.set({ job_id: job.id }, epoch);
         while (!this.sampler.epochComplete) await this.step(epoch);
         const t = this.epochTotals;
         const result: EpochResult = {
-          epoch, loss: t.lossSum / t.samples, accuracy: t.correct / t.samples, samples: t.samples, steps: t.steps, durationMs: 0, audit: this.sampler.audit(),
+          epoch,
+          loss: t.lossSum / t.samples,
+          accuracy: t.correct / t.samples,
+          samples: t.samples,
+          steps: t.steps,
+          durationMs: 0,
+          audit: this.sampler.audit(),
         };
-        if (!result.audit.ok) this.log.error({ audit: result.audit }, 'SAMPLE AUDIT FAILED: an example was skipped or repeated');
+        if (!result.audit.ok)
+          this.log.error({ audit: result.audit }, 'SAMPLE AUDIT FAILED: an example was skipped or repeated');
         if (trainCount > nTrain) {
           job.status.progress.phase = 'evaluating';
           const val = await this.evaluate('validation', nTrain, trainCount);
@@ -84,25 +101,35 @@ export class JobRunner extends JobRunnerCore {
         }
         job.status.history.push(result);
         this.log.info(result, `epoch ${epoch + 1}/${spec.epochs} done`);
-        job.log(`epoch ${epoch + 1}/${spec.epochs}: loss ${result.loss.toFixed(4)} accuracy ${result.accuracy.toFixed(4)}${result.valAccuracy === undefined ? '' : ` val_loss ${result.valLoss!.toFixed(4)} val_accuracy ${result.valAccuracy.toFixed(4)}`} audit ${result.audit.ok ? 'ok' : 'FAILED'}`);
+        job.log(
+          `epoch ${epoch + 1}/${spec.epochs}: loss ${result.loss.toFixed(4)} accuracy ${result.accuracy.toFixed(4)}${result.valAccuracy === undefined ? '' : ` val_loss ${result.valLoss!.toFixed(4)} val_accuracy ${result.valAccuracy.toFixed(4)}`} audit ${result.audit.ok ? 'ok' : 'FAILED'}`,
+        );
         if (epoch + 1 < spec.epochs) await this.checkpoint(epoch + 1);
       }
       const wallTimeMs = Date.now() - t0 - testEvalMs;
       const test = testCount > 0 ? await this.evaluate('test', 0, testCount) : undefined;
       const last = job.status.history.at(-1);
-      if (test && last && spec.testEveryEpoch) Object.assign(last, { testLoss: test.lossSum / test.count, testAccuracy: test.correct / test.count });
+      if (test && last && spec.testEveryEpoch)
+        Object.assign(last, { testLoss: test.lossSum / test.count, testAccuracy: test.correct / test.count });
       job.finalWeights = (await this.fetchState(false)).weights;
       await writeModelArtifact(`${job.dir}/model`, modelArtifactJson(this.model), job.finalWeights);
       job.status.result = {
         ...(test ? { testLoss: test.lossSum / test.count, testAccuracy: test.correct / test.count } : {}),
-        wallTimeMs, samplesPerSecond: this.trainSamples / Math.max(1e-3, this.trainMs / 1000), steps: this.stepNo,
+        wallTimeMs,
+        samplesPerSecond: this.trainSamples / Math.max(1e-3, this.trainMs / 1000),
+        steps: this.stepNo,
       };
-      if (job.status.result.testAccuracy !== undefined) this.metrics.testAccuracy.set({ job_id: job.id }, job.status.result.testAccuracy);
+      if (job.status.result.testAccuracy !== undefined)
+        this.metrics.testAccuracy.set({ job_id: job.id }, job.status.result.testAccuracy);
       job.transition('SUCCEEDED', 'all epochs done');
       this.log.info(job.status.result, 'job succeeded');
     } catch (err) {
       if (job.cancelRequested !== undefined) job.transition('CANCELLED', job.cancelRequested);
-      else if (err instanceof NoWorkersError) job.transition('PAUSED', `${err.message}; waiting for ${job.spec.minWorkers} worker(s) to resume from the last checkpoint`);
+      else if (err instanceof NoWorkersError)
+        job.transition(
+          'PAUSED',
+          `${err.message}; waiting for ${job.spec.minWorkers} worker(s) to resume from the last checkpoint`,
+        );
       else job.transition('FAILED', err instanceof Error ? err.message : String(err));
       this.log.warn({ reason: job.status.reason }, `job ${job.state.toLowerCase()}`);
     } finally {
@@ -129,7 +156,8 @@ export class JobRunner extends JobRunnerCore {
       for (const m of ready) {
         const r = this.ready.get(m)!;
         const d = this.dataCounts!;
-        if (r.trainCount !== d.trainCount || r.testCount !== d.testCount) this.drop(m, `dataset differs: ${r.trainCount}/${r.testCount} examples vs ${d.trainCount}/${d.testCount}`);
+        if (r.trainCount !== d.trainCount || r.testCount !== d.testCount)
+          this.drop(m, `dataset differs: ${r.trainCount}/${r.testCount} examples vs ${d.trainCount}/${d.testCount}`);
       }
       const targets = [...ready.filter((m) => this.joining.has(m)), ...this.resyncs];
       const sources = [...this.members].filter((m) => !this.resyncs.has(m));
@@ -169,16 +197,26 @@ export class JobRunner extends JobRunnerCore {
     const data = job.data ? { train: job.data.train, ...(job.data.test ? { test: job.data.test } : {}) } : undefined;
     let rank = 0;
     for (const m of this.members) {
-      m.send({
-        t: 'job-start', jobId: job.id, spec: job.spec as Record<string, unknown>, rank: rank++, worldSize, layout: this.model.layout,
-        optimizer: resume?.optimizerSpecs ?? [], ...(data ? { data } : {}),
-      }, values);
+      m.send(
+        {
+          t: 'job-start',
+          jobId: job.id,
+          spec: job.spec as Record<string, unknown>,
+          rank: rank++,
+          worldSize,
+          layout: this.model.layout,
+          optimizer: resume?.optimizerSpecs ?? [],
+          ...(data ? { data } : {}),
+        },
+        values,
+      );
     }
     const deadline = Date.now() + JOB_START_TIMEOUT_MS;
     while ([...this.members].some((m) => !this.ready.has(m))) {
       this.checkAlive();
       if (await this.signal.wait(deadline - Date.now())) {
-        for (const m of this.members) if (!this.ready.has(m)) this.drop(m, `not ready within ${JOB_START_TIMEOUT_MS} ms`);
+        for (const m of this.members)
+          if (!this.ready.has(m)) this.drop(m, `not ready within ${JOB_START_TIMEOUT_MS} ms`);
       }
     }
     this.checkAlive();
@@ -186,7 +224,10 @@ export class JobRunner extends JobRunnerCore {
     for (const m of this.members) {
       const r = this.ready.get(m)!;
       if (r.trainCount !== first.trainCount || r.testCount !== first.testCount) {
-        this.drop(m, `dataset differs: ${r.trainCount}/${r.testCount} examples vs ${first.trainCount}/${first.testCount}`);
+        this.drop(
+          m,
+          `dataset differs: ${r.trainCount}/${r.testCount} examples vs ${first.trainCount}/${first.testCount}`,
+        );
       }
     }
     this.checkAlive();
@@ -203,8 +244,12 @@ export class JobRunner extends JobRunnerCore {
     const t0 = performance.now();
     const batch = sampler.take(spec.batchSize);
     const members = [...this.members];
-    const slices = splitBatch(batch, members.map(() => 1));
-    const checksum = spec.checksumEverySteps > 0 && (sampler.exhausted || (this.stepNo + 1) % spec.checksumEverySteps === 0);
+    const slices = splitBatch(
+      batch,
+      members.map(() => 1),
+    );
+    const checksum =
+      spec.checksumEverySteps > 0 && (sampler.exhausted || (this.stepNo + 1) % spec.checksumEverySteps === 0);
     this.reducer.begin(); // every bucket is added in place as it arrives
     this.received = [];
     this.tainted = false;
@@ -223,7 +268,8 @@ export class JobRunner extends JobRunnerCore {
       // A worker was lost part-way through its buckets (or every slice was given back):
       // nothing partial is ever averaged; the slices that did arrive are retried next step.
       for (const s of this.received) sampler.giveBack(s);
-      if (this.tainted) job.log(`step ${this.stepNo} abandoned: a worker was lost while sending its gradient; its batch is retried`);
+      if (this.tainted)
+        job.log(`step ${this.stepNo} abandoned: a worker was lost while sending its gradient; its batch is retried`);
       return;
     }
     const samples = this.stepTotals.samples;
@@ -236,11 +282,26 @@ export class JobRunner extends JobRunnerCore {
     for (const m of this.members) {
       if (m.id === straggler) m.stats.stragglerEvents++;
       if (m.bufferedAmount > limit) {
-        m.fail(new ProtocolError('SLOW_READER', `${m.bufferedAmount} bytes still queued for this worker, over two steps of updates`));
+        m.fail(
+          new ProtocolError(
+            'SLOW_READER',
+            `${m.bufferedAmount} bytes still queued for this worker, over two steps of updates`,
+          ),
+        );
         continue;
       }
       const last = frames.length - 1;
-      frames.forEach(({ frame, done }, b) => m.sendFrame(frame, b === last ? () => { done(); sent(); } : done));
+      frames.forEach(({ frame, done }, b) =>
+        m.sendFrame(
+          frame,
+          b === last
+            ? () => {
+                done();
+                sent();
+              }
+            : done,
+        ),
+      );
       this.metrics.gradientSentBytes.inc({ worker: m.id }, bytes);
     }
     const t = this.epochTotals;
@@ -257,7 +318,9 @@ export class JobRunner extends JobRunnerCore {
     this.metrics.trainAccuracy.set({ job_id: job.id }, t.correct / t.samples);
     this.metrics.epochProgress.set({ job_id: job.id }, sampler.completed / sampler.size);
     Object.assign(job.status.progress, {
-      step: this.stepNo, samplesInEpoch: sampler.completed, samplesPerSecond: this.trainSamples / Math.max(1e-3, this.trainMs / 1000),
+      step: this.stepNo,
+      samplesInEpoch: sampler.completed,
+      samplesPerSecond: this.trainSamples / Math.max(1e-3, this.trainMs / 1000),
     });
     const every = spec.checkpointEverySteps;
     if (every > 0 && this.stepNo % every === 0 && !sampler.exhausted) await this.checkpoint(epoch);
@@ -272,7 +335,10 @@ export class JobRunner extends JobRunnerCore {
     const expected = this.pending.size;
     const hard = Date.now() + spec.stepTimeoutMs;
     const recent = this.telemetry.timing.stepMs;
-    let soft = spec.stragglerDeadlineFactor > 0 && this.stepNo >= 10 ? Date.now() + Math.max(spec.stragglerMinDeadlineMs, spec.stragglerDeadlineFactor * recent) : hard;
+    let soft =
+      spec.stragglerDeadlineFactor > 0 && this.stepNo >= 10
+        ? Date.now() + Math.max(spec.stragglerMinDeadlineMs, spec.stragglerDeadlineFactor * recent)
+        : hard;
     while (this.pending.size > 0) {
       if (this.job.cancelRequested !== undefined) throw new JobAbortedError(this.job.cancelRequested);
       if (spec.backupWorkers > 0 && this.received.length > 0 && this.received.length >= expected - spec.backupWorkers) {
@@ -283,7 +349,9 @@ export class JobRunner extends JobRunnerCore {
       if (Date.now() >= hard) {
         for (const m of [...this.pending.keys()]) {
           this.telemetry.timedOut(m.id);
-          m.fail(new ProtocolError('UNKNOWN_STEP', `no gradient for step ${this.stepNo} within ${spec.stepTimeoutMs} ms`));
+          m.fail(
+            new ProtocolError('UNKNOWN_STEP', `no gradient for step ${this.stepNo} within ${spec.stepTimeoutMs} ms`),
+          );
         }
       } else if (this.received.length > 0) {
         this.excusePending(`past the straggler deadline (${Math.round(soft - hard + spec.stepTimeoutMs)} ms)`);
@@ -326,18 +394,33 @@ export class JobRunner extends JobRunnerCore {
     const sampler = this.sampler!;
     const samplerState = epoch === sampler.epoch ? sampler.state() : { epoch, cursor: 0, retry: [] };
     const runner: RunnerCounters = {
-      stepNo: this.stepNo, epochTotals: { ...this.epochTotals }, trainSamples: this.trainSamples, trainMs: this.trainMs,
-      elapsedMs: this.elapsed(), history: job.status.history,
+      stepNo: this.stepNo,
+      epochTotals: { ...this.epochTotals },
+      trainSamples: this.trainSamples,
+      trainMs: this.trainMs,
+      elapsedMs: this.elapsed(),
+      history: job.status.history,
     };
-    await saveCheckpoint(job, this.model, { step: this.stepNo, epoch, sampler: samplerState, runner: runner as unknown as Record<string, unknown>, weights, optimizer, optimizerSpecs });
+    await saveCheckpoint(job, this.model, {
+      step: this.stepNo,
+      epoch,
+      sampler: samplerState,
+      runner: runner as unknown as Record<string, unknown>,
+      weights,
+      optimizer,
+      optimizerSpecs,
+    });
   }
 
   onWorkerMessage(m: WorkerConnection, msg: JobMessage, payload: Uint8Array, frameBytes: number): void {
-    if (!this.members.has(m) && !this.joining.has(m)) throw new ProtocolError('UNKNOWN_STEP', `${msg.t} from a worker no longer in job ${this.job.id}`);
-    if (msg.t !== 'failure' && msg.jobId !== this.job.id) throw new ProtocolError('UNKNOWN_STEP', `${msg.t} for job ${msg.jobId}, worker runs ${this.job.id}`);
+    if (!this.members.has(m) && !this.joining.has(m))
+      throw new ProtocolError('UNKNOWN_STEP', `${msg.t} from a worker no longer in job ${this.job.id}`);
+    if (msg.t !== 'failure' && msg.jobId !== this.job.id)
+      throw new ProtocolError('UNKNOWN_STEP', `${msg.t} for job ${msg.jobId}, worker runs ${this.job.id}`);
     switch (msg.t) {
       case 'ready':
-        if ((this.phase !== 'starting' && !this.joining.has(m)) || this.ready.has(m)) throw new ProtocolError('UNEXPECTED_MESSAGE', 'ready outside job start');
+        if ((this.phase !== 'starting' && !this.joining.has(m)) || this.ready.has(m))
+          throw new ProtocolError('UNEXPECTED_MESSAGE', 'ready outside job start');
         this.ready.set(m, { trainCount: msg.trainCount, testCount: msg.testCount });
         break;
       case 'gradient': {
@@ -348,12 +431,15 @@ export class JobRunner extends JobRunnerCore {
         }
         const slice = this.pending.get(m);
         if (msg.step !== this.stepNo || !slice) {
-          if (msg.step === this.stepNo && this.phase === 'training') throw new ProtocolError('DUPLICATE_MESSAGE', `second gradient for step ${msg.step}`);
+          if (msg.step === this.stepNo && this.phase === 'training')
+            throw new ProtocolError('DUPLICATE_MESSAGE', `second gradient for step ${msg.step}`);
           throw new ProtocolError('UNKNOWN_STEP', `gradient for step ${msg.step}, step in flight is ${this.stepNo}`);
         }
-        if (msg.samples !== slice.length) throw new ProtocolError('MALFORMED_FRAME', `gradient over ${msg.samples} samples, slice has ${slice.length}`);
+        if (msg.samples !== slice.length)
+          throw new ProtocolError('MALFORMED_FRAME', `gradient over ${msg.samples} samples, slice has ${slice.length}`);
         const p = this.progress.get(m) ?? { next: 0, bytes: 0, addMs: 0 };
-        if (msg.bucket !== p.next) throw new ProtocolError('MALFORMED_FRAME', `gradient bucket ${msg.bucket}, expected ${p.next}`);
+        if (msg.bucket !== p.next)
+          throw new ProtocolError('MALFORMED_FRAME', `gradient bucket ${msg.bucket}, expected ${p.next}`);
         this.progress.set(m, p);
         const a0 = performance.now();
         this.reducer.add(msg.bucket, payload, msg.samples); // throws on bad size / NaN: the worker is closed, the step retried
@@ -376,9 +462,22 @@ export class JobRunner extends JobRunnerCore {
         break;
       case 'weights': {
         if (!this.scatter) throw new ProtocolError('UNEXPECTED_MESSAGE', 'weights while none were asked for');
-        const expected = (this.model.initialWeights.length + msg.optimizer.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0)) * 4;
-        if (payload.byteLength !== expected) throw new ProtocolError('GRADIENT_SIZE_MISMATCH', `weights of ${payload.byteLength} bytes, expected ${expected}`);
-        this.scatter.result(m, msg.requestId, { lossSum: 0, correct: 0, count: 1, weights: float32View(payload).slice(), optimizerSpecs: msg.optimizer });
+        const expected =
+          (this.model.initialWeights.length +
+            msg.optimizer.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0)) *
+          4;
+        if (payload.byteLength !== expected)
+          throw new ProtocolError(
+            'GRADIENT_SIZE_MISMATCH',
+            `weights of ${payload.byteLength} bytes, expected ${expected}`,
+          );
+        this.scatter.result(m, msg.requestId, {
+          lossSum: 0,
+          correct: 0,
+          count: 1,
+          weights: float32View(payload).slice(),
+          optimizerSpecs: msg.optimizer,
+        });
         break;
       }
       case 'checksum':

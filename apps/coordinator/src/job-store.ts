@@ -55,35 +55,50 @@ export class JobStore {
   save(seq: number, status: JobStatus): void {
     if (!this.db.open) return;
     this.db
-      .prepare('INSERT INTO jobs (id, seq, state, status, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, status = excluded.status, updated_at = excluded.updated_at')
+      .prepare(
+        'INSERT INTO jobs (id, seq, state, status, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, status = excluded.status, updated_at = excluded.updated_at',
+      )
       .run(status.id, seq, status.state, JSON.stringify(status), new Date().toISOString());
   }
 
   recordEvent(jobId: string, time: string, state: JobState, reason: string): void {
     if (!this.db.open) return;
-    this.db.prepare('INSERT INTO events (job_id, time, state, reason) VALUES (?, ?, ?, ?)').run(jobId, time, state, reason);
+    this.db
+      .prepare('INSERT INTO events (job_id, time, state, reason) VALUES (?, ?, ?, ?)')
+      .run(jobId, time, state, reason);
   }
 
   log(jobId: string, line: string): void {
     if (!this.db.open) return;
-    this.db.prepare('INSERT INTO logs (job_id, time, line) VALUES (?, ?, ?)').run(jobId, new Date().toISOString(), line);
+    this.db
+      .prepare('INSERT INTO logs (job_id, time, line) VALUES (?, ?, ?)')
+      .run(jobId, new Date().toISOString(), line);
   }
 
   logs(jobId: string, afterRow = 0): { row: number; time: string; line: string }[] {
-    return this.db.prepare('SELECT rowid AS row, time, line FROM logs WHERE job_id = ? AND rowid > ? ORDER BY rowid').all(jobId, afterRow) as { row: number; time: string; line: string }[];
+    return this.db
+      .prepare('SELECT rowid AS row, time, line FROM logs WHERE job_id = ? AND rowid > ? ORDER BY rowid')
+      .all(jobId, afterRow) as { row: number; time: string; line: string }[];
   }
 
   events(jobId: string): { time: string; state: JobState; reason: string }[] {
-    return this.db.prepare('SELECT time, state, reason FROM events WHERE job_id = ? ORDER BY rowid').all(jobId) as { time: string; state: JobState; reason: string }[];
+    return this.db.prepare('SELECT time, state, reason FROM events WHERE job_id = ? ORDER BY rowid').all(jobId) as {
+      time: string;
+      state: JobState;
+      reason: string;
+    }[];
   }
 
   all(): StoredJob[] {
-    return (this.db.prepare('SELECT seq, status FROM jobs ORDER BY seq').all() as { seq: number; status: string }[]).map((r) => ({ seq: r.seq, status: JSON.parse(r.status) as JobStatus }));
+    return (
+      this.db.prepare('SELECT seq, status FROM jobs ORDER BY seq').all() as { seq: number; status: string }[]
+    ).map((r) => ({ seq: r.seq, status: JSON.parse(r.status) as JobStatus }));
   }
 
   delete(jobId: string): void {
     this.db.transaction(() => {
-      for (const t of ['jobs', 'events', 'logs']) this.db.prepare(`DELETE FROM ${t} WHERE ${t === 'jobs' ? 'id' : 'job_id'} = ?`).run(jobId);
+      for (const t of ['jobs', 'events', 'logs'])
+        this.db.prepare(`DELETE FROM ${t} WHERE ${t === 'jobs' ? 'id' : 'job_id'} = ?`).run(jobId);
     })();
   }
 

@@ -3,7 +3,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_HEARTBEAT_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, createLogger } from '@gradfleet/core';
+import {
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  DEFAULT_HEARTBEAT_TIMEOUT_MS,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  createLogger,
+} from '@gradfleet/core';
 import { resolveToken } from './auth.js';
 import { Coordinator } from './coordinator.js';
 import { DEFAULT_MAX_DATASET_BYTES } from './dataset-ingest.js';
@@ -17,19 +22,53 @@ const int = (name: string) => (v: string) => {
 const program = new Command('gradfleet coordinator')
   .description('Run the gradfleet coordinator: job API, worker endpoint and /metrics on one port.')
   .option('--host <host>', 'address to bind', process.env['GRADFLEET_HOST'] ?? '127.0.0.1')
-  .option('-p, --port <port>', 'port (0 picks a free one)', int('--port'), Number(process.env['GRADFLEET_PORT'] ?? 7070))
-  .option('--max-message-bytes <n>', 'largest WebSocket message accepted', int('--max-message-bytes'), DEFAULT_MAX_MESSAGE_BYTES)
-  .option('--heartbeat-interval-ms <n>', 'heartbeat interval', int('--heartbeat-interval-ms'), DEFAULT_HEARTBEAT_INTERVAL_MS)
-  .option('--heartbeat-timeout-ms <n>', 'declare a silent worker dead after this long', int('--heartbeat-timeout-ms'), DEFAULT_HEARTBEAT_TIMEOUT_MS)
-  .option('--data-dir <dir>', 'where jobs, checkpoints, datasets and models are kept', process.env['GRADFLEET_DATA_DIR'] ?? '.gradfleet')
-  .option('--max-upload-bytes <n>', 'largest dataset upload or download accepted', int('--max-upload-bytes'), DEFAULT_MAX_DATASET_BYTES)
+  .option(
+    '-p, --port <port>',
+    'port (0 picks a free one)',
+    int('--port'),
+    Number(process.env['GRADFLEET_PORT'] ?? 7070),
+  )
+  .option(
+    '--max-message-bytes <n>',
+    'largest WebSocket message accepted',
+    int('--max-message-bytes'),
+    DEFAULT_MAX_MESSAGE_BYTES,
+  )
+  .option(
+    '--heartbeat-interval-ms <n>',
+    'heartbeat interval',
+    int('--heartbeat-interval-ms'),
+    DEFAULT_HEARTBEAT_INTERVAL_MS,
+  )
+  .option(
+    '--heartbeat-timeout-ms <n>',
+    'declare a silent worker dead after this long',
+    int('--heartbeat-timeout-ms'),
+    DEFAULT_HEARTBEAT_TIMEOUT_MS,
+  )
+  .option(
+    '--data-dir <dir>',
+    'where jobs, checkpoints, datasets and models are kept',
+    process.env['GRADFLEET_DATA_DIR'] ?? '.gradfleet',
+  )
+  .option(
+    '--max-upload-bytes <n>',
+    'largest dataset upload or download accepted',
+    int('--max-upload-bytes'),
+    DEFAULT_MAX_DATASET_BYTES,
+  )
   .option('--worker-token <token>', 'token workers must present (or GRADFLEET_WORKER_TOKEN)')
   .option('--worker-token-file <file>', 'read the worker token from a file')
   .option('--api-token <token>', 'token API clients must present (or GRADFLEET_API_TOKEN)')
   .option('--api-token-file <file>', 'read the API token from a file')
   .option('--insecure', 'serve a non-loopback address without tokens (trusted networks only)')
   .option('--max-connections <n>', 'open worker connections accepted at once', int('--max-connections'), 1024)
-  .option('--max-messages-per-second <n>', 'messages per second accepted from one connection', int('--max-messages-per-second'), 5000)
+  .option(
+    '--max-messages-per-second <n>',
+    'messages per second accepted from one connection',
+    int('--max-messages-per-second'),
+    5000,
+  )
   .option('--max-model-params <n>', 'trainable parameters a job model may have', int('--max-model-params'), 200_000_000)
   .option('--max-concurrent-jobs <n>', 'jobs running at once', int('--max-concurrent-jobs'), 64)
   .option('--tls-cert <file>', 'serve https:// and wss:// with this certificate (PEM)')
@@ -37,8 +76,31 @@ const program = new Command('gradfleet coordinator')
   .option('--announce', 'print "GRADFLEET_LISTENING <url>" on stdout once listening')
   .parse();
 
-type TokenFlags = { tlsCert?: string; tlsKey?: string; workerToken?: string; workerTokenFile?: string; apiToken?: string; apiTokenFile?: string; insecure?: boolean; maxConnections: number; maxMessagesPerSecond: number; maxModelParams: number; maxConcurrentJobs: number };
-const opts = program.opts<TokenFlags & { host: string; port: number; maxMessageBytes: number; heartbeatIntervalMs: number; heartbeatTimeoutMs: number; announce?: boolean; dataDir: string; maxUploadBytes: number }>();
+type TokenFlags = {
+  tlsCert?: string;
+  tlsKey?: string;
+  workerToken?: string;
+  workerTokenFile?: string;
+  apiToken?: string;
+  apiTokenFile?: string;
+  insecure?: boolean;
+  maxConnections: number;
+  maxMessagesPerSecond: number;
+  maxModelParams: number;
+  maxConcurrentJobs: number;
+};
+const opts = program.opts<
+  TokenFlags & {
+    host: string;
+    port: number;
+    maxMessageBytes: number;
+    heartbeatIntervalMs: number;
+    heartbeatTimeoutMs: number;
+    announce?: boolean;
+    dataDir: string;
+    maxUploadBytes: number;
+  }
+>();
 const logger = createLogger('coordinator');
 
 function tlsFiles(cert?: string, key?: string): { cert: Buffer; key: Buffer } | undefined {
@@ -66,7 +128,12 @@ try {
   if (opts.announce) process.stdout.write(`GRADFLEET_LISTENING ${url.href}\n`);
 } catch (err) {
   const msg = (err as Error).message;
-  logger.error({ err: msg }, msg.startsWith('refusing') ? msg : `cannot listen on ${opts.host}:${opts.port}; is another coordinator running? Use --port`);
+  logger.error(
+    { err: msg },
+    msg.startsWith('refusing')
+      ? msg
+      : `cannot listen on ${opts.host}:${opts.port}; is another coordinator running? Use --port`,
+  );
   process.exit(1);
 }
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {

@@ -7,7 +7,7 @@ function catalogue(heading: string): string[] {
   const doc = readFileSync(new URL('../../../docs/metrics.md', import.meta.url), 'utf8');
   const section = doc.split(/^## /m).find((s) => s.startsWith(heading));
   if (!section) throw new Error(`no section ${heading} in docs/metrics.md`);
-  return [...section.matchAll(/^\| `(gradfleet_[a-z_]+)` \|/gm)].map((m) => m[1]!).sort();
+  return [...section.matchAll(/^\| `(gradfleet_[a-z_]+)` +\|/gm)].map((m) => m[1]!).sort();
 }
 
 describe('coordinator metrics', () => {

@@ -16,16 +16,68 @@ export class CoordinatorMetrics {
   readonly registry = new Registry();
   private readonly r = [this.registry];
 
-  readonly samples = new Counter({ name: 'gradfleet_samples_total', help: 'Training examples whose gradients were aggregated.', labelNames: ['job_id'], registers: this.r });
-  readonly steps = new Counter({ name: 'gradfleet_steps_total', help: 'Synchronous steps completed.', labelNames: ['job_id'], registers: this.r });
-  readonly workerSamples = new Counter({ name: 'gradfleet_worker_samples_total', help: 'Training examples processed, per worker.', labelNames: ['job_id', 'worker'], registers: this.r });
-  readonly workerSteps = new Counter({ name: 'gradfleet_worker_steps_total', help: 'Gradients received, per worker.', labelNames: ['job_id', 'worker'], registers: this.r });
-  readonly workerComputeSeconds = new Counter({ name: 'gradfleet_worker_compute_seconds_total', help: 'Forward+backward time reported by each worker.', labelNames: ['job_id', 'worker'], registers: this.r });
-  readonly stepDuration = new Histogram({ name: 'gradfleet_step_duration_seconds', help: 'Wall time of one step: slices sent to averaged gradient sent.', labelNames: ['job_id'], buckets: STEP_BUCKETS, registers: this.r });
-  readonly stepPhase = new Histogram({ name: 'gradfleet_step_phase_seconds', help: 'Time of each phase of a step.', labelNames: ['job_id', 'phase'], buckets: STEP_BUCKETS, registers: this.r });
-  readonly stragglerEvents = new Counter({ name: 'gradfleet_straggler_events_total', help: 'Steps in which this worker was last by a clear margin, or missed the step deadline.', labelNames: ['job_id', 'worker'], registers: this.r });
-  readonly gradientReceivedBytes = new Counter({ name: 'gradfleet_gradient_received_bytes_total', help: 'Gradient bytes received (whole frames, headers included, as on the wire), per worker.', labelNames: ['worker'], registers: this.r });
-  readonly gradientSentBytes = new Counter({ name: 'gradfleet_gradient_sent_bytes_total', help: 'Averaged-gradient bytes sent (whole frames, headers included), per worker.', labelNames: ['worker'], registers: this.r });
+  readonly samples = new Counter({
+    name: 'gradfleet_samples_total',
+    help: 'Training examples whose gradients were aggregated.',
+    labelNames: ['job_id'],
+    registers: this.r,
+  });
+  readonly steps = new Counter({
+    name: 'gradfleet_steps_total',
+    help: 'Synchronous steps completed.',
+    labelNames: ['job_id'],
+    registers: this.r,
+  });
+  readonly workerSamples = new Counter({
+    name: 'gradfleet_worker_samples_total',
+    help: 'Training examples processed, per worker.',
+    labelNames: ['job_id', 'worker'],
+    registers: this.r,
+  });
+  readonly workerSteps = new Counter({
+    name: 'gradfleet_worker_steps_total',
+    help: 'Gradients received, per worker.',
+    labelNames: ['job_id', 'worker'],
+    registers: this.r,
+  });
+  readonly workerComputeSeconds = new Counter({
+    name: 'gradfleet_worker_compute_seconds_total',
+    help: 'Forward+backward time reported by each worker.',
+    labelNames: ['job_id', 'worker'],
+    registers: this.r,
+  });
+  readonly stepDuration = new Histogram({
+    name: 'gradfleet_step_duration_seconds',
+    help: 'Wall time of one step: slices sent to averaged gradient sent.',
+    labelNames: ['job_id'],
+    buckets: STEP_BUCKETS,
+    registers: this.r,
+  });
+  readonly stepPhase = new Histogram({
+    name: 'gradfleet_step_phase_seconds',
+    help: 'Time of each phase of a step.',
+    labelNames: ['job_id', 'phase'],
+    buckets: STEP_BUCKETS,
+    registers: this.r,
+  });
+  readonly stragglerEvents = new Counter({
+    name: 'gradfleet_straggler_events_total',
+    help: 'Steps in which this worker was last by a clear margin, or missed the step deadline.',
+    labelNames: ['job_id', 'worker'],
+    registers: this.r,
+  });
+  readonly gradientReceivedBytes = new Counter({
+    name: 'gradfleet_gradient_received_bytes_total',
+    help: 'Gradient bytes received (whole frames, headers included, as on the wire), per worker.',
+    labelNames: ['worker'],
+    registers: this.r,
+  });
+  readonly gradientSentBytes = new Counter({
+    name: 'gradfleet_gradient_sent_bytes_total',
+    help: 'Averaged-gradient bytes sent (whole frames, headers included), per worker.',
+    labelNames: ['worker'],
+    registers: this.r,
+  });
   /** Counts of connected workers by state, read at scrape time (set by the job manager). */
   workerStates: (() => Record<'IDLE' | 'BUSY', number>) | undefined;
   readonly workers: Gauge<'state'> = new Gauge({
@@ -38,17 +90,68 @@ export class CoordinatorMetrics {
       for (const [state, n] of Object.entries(states)) this.workers.set({ state }, n);
     },
   });
-  readonly workersConnected = new Gauge({ name: 'gradfleet_workers_connected', help: 'Workers past the handshake.', registers: this.r });
-  readonly workerJoins = new Counter({ name: 'gradfleet_worker_joins_total', help: 'Workers that completed the handshake.', registers: this.r });
-  readonly workerLeaves = new Counter({ name: 'gradfleet_worker_leaves_total', help: 'Registered workers that disconnected, for any reason.', registers: this.r });
-  readonly workerDeaths = new Counter({ name: 'gradfleet_worker_deaths_total', help: 'Workers lost without a clean close (heartbeat timeout, dropped connection).', registers: this.r });
-  readonly workerInfo = new Gauge({ name: 'gradfleet_worker_info', help: 'Always 1; labels describe each connected worker.', labelNames: ['worker', 'name', 'host', 'backend', 'device'], registers: this.r });
-  readonly workerTensors = new Gauge({ name: 'gradfleet_worker_backend_tensors', help: 'Tensors alive in the worker’s TF.js engine.', labelNames: ['worker'], registers: this.r });
-  readonly workerMemory = new Gauge({ name: 'gradfleet_worker_backend_memory_bytes', help: 'Bytes held by the worker’s TF.js engine.', labelNames: ['worker'], registers: this.r });
-  readonly protocolErrors = new Counter({ name: 'gradfleet_protocol_errors_total', help: 'Connections closed for a protocol violation, by error code.', labelNames: ['code'], registers: this.r });
-  readonly authFailures = new Counter({ name: 'gradfleet_auth_failures_total', help: 'Requests and connections refused for a missing or wrong token, by kind (worker, api).', labelNames: ['kind'], registers: this.r });
-  readonly replicaDivergences = new Counter({ name: 'gradfleet_replica_divergence_total', help: 'Replica checksum mismatches.', labelNames: ['job_id'], registers: this.r });
-  readonly replicaChecks = new Counter({ name: 'gradfleet_replica_checks_total', help: 'Replica checksum rounds.', labelNames: ['job_id'], registers: this.r });
+  readonly workersConnected = new Gauge({
+    name: 'gradfleet_workers_connected',
+    help: 'Workers past the handshake.',
+    registers: this.r,
+  });
+  readonly workerJoins = new Counter({
+    name: 'gradfleet_worker_joins_total',
+    help: 'Workers that completed the handshake.',
+    registers: this.r,
+  });
+  readonly workerLeaves = new Counter({
+    name: 'gradfleet_worker_leaves_total',
+    help: 'Registered workers that disconnected, for any reason.',
+    registers: this.r,
+  });
+  readonly workerDeaths = new Counter({
+    name: 'gradfleet_worker_deaths_total',
+    help: 'Workers lost without a clean close (heartbeat timeout, dropped connection).',
+    registers: this.r,
+  });
+  readonly workerInfo = new Gauge({
+    name: 'gradfleet_worker_info',
+    help: 'Always 1; labels describe each connected worker.',
+    labelNames: ['worker', 'name', 'host', 'backend', 'device'],
+    registers: this.r,
+  });
+  readonly workerTensors = new Gauge({
+    name: 'gradfleet_worker_backend_tensors',
+    help: 'Tensors alive in the worker’s TF.js engine.',
+    labelNames: ['worker'],
+    registers: this.r,
+  });
+  readonly workerMemory = new Gauge({
+    name: 'gradfleet_worker_backend_memory_bytes',
+    help: 'Bytes held by the worker’s TF.js engine.',
+    labelNames: ['worker'],
+    registers: this.r,
+  });
+  readonly protocolErrors = new Counter({
+    name: 'gradfleet_protocol_errors_total',
+    help: 'Connections closed for a protocol violation, by error code.',
+    labelNames: ['code'],
+    registers: this.r,
+  });
+  readonly authFailures = new Counter({
+    name: 'gradfleet_auth_failures_total',
+    help: 'Requests and connections refused for a missing or wrong token, by kind (worker, api).',
+    labelNames: ['kind'],
+    registers: this.r,
+  });
+  readonly replicaDivergences = new Counter({
+    name: 'gradfleet_replica_divergence_total',
+    help: 'Replica checksum mismatches.',
+    labelNames: ['job_id'],
+    registers: this.r,
+  });
+  readonly replicaChecks = new Counter({
+    name: 'gradfleet_replica_checks_total',
+    help: 'Replica checksum rounds.',
+    labelNames: ['job_id'],
+    registers: this.r,
+  });
   /** Counts of jobs by state, read at scrape time (set by the job manager). */
   jobStates: (() => Record<string, number>) | undefined;
   readonly jobs: Gauge<'state'> = new Gauge({
@@ -60,15 +163,60 @@ export class CoordinatorMetrics {
       for (const [state, n] of Object.entries(this.jobStates?.() ?? {})) this.jobs.set({ state }, n);
     },
   });
-  readonly trainLoss = new Gauge({ name: 'gradfleet_train_loss', help: 'Mean training loss of the current epoch so far.', labelNames: ['job_id'], registers: this.r });
-  readonly trainAccuracy = new Gauge({ name: 'gradfleet_train_accuracy_ratio', help: 'Training accuracy of the current epoch so far.', labelNames: ['job_id'], registers: this.r });
-  readonly validationLoss = new Gauge({ name: 'gradfleet_validation_loss', help: 'Validation loss after the last epoch.', labelNames: ['job_id'], registers: this.r });
-  readonly validationAccuracy = new Gauge({ name: 'gradfleet_validation_accuracy_ratio', help: 'Validation accuracy after the last epoch.', labelNames: ['job_id'], registers: this.r });
-  readonly testAccuracy = new Gauge({ name: 'gradfleet_test_accuracy_ratio', help: 'Test accuracy of a finished job.', labelNames: ['job_id'], registers: this.r });
-  readonly epoch = new Gauge({ name: 'gradfleet_epoch', help: 'Current epoch (0-based).', labelNames: ['job_id'], registers: this.r });
-  readonly epochProgress = new Gauge({ name: 'gradfleet_epoch_progress_ratio', help: 'Fraction of the current epoch’s examples done.', labelNames: ['job_id'], registers: this.r });
-  readonly jobRunning = new Gauge({ name: 'gradfleet_job_running', help: '1 while the job is RUNNING, else 0.', labelNames: ['job_id'], registers: this.r });
-  readonly lastStep = new Gauge({ name: 'gradfleet_last_step_timestamp_seconds', help: 'Unix time of the job’s last completed step (stuck-job alerts).', labelNames: ['job_id'], registers: this.r });
+  readonly trainLoss = new Gauge({
+    name: 'gradfleet_train_loss',
+    help: 'Mean training loss of the current epoch so far.',
+    labelNames: ['job_id'],
+    registers: this.r,
+  });
+  readonly trainAccuracy = new Gauge({
+    name: 'gradfleet_train_accuracy_ratio',
+    help: 'Training accuracy of the current epoch so far.',
+    labelNames: ['job_id'],
+    registers: this.r,
+  });
+  readonly validationLoss = new Gauge({
+    name: 'gradfleet_validation_loss',
+    help: 'Validation loss after the last epoch.',
+    labelNames: ['job_id'],
+    registers: this.r,
+  });
+  readonly validationAccuracy = new Gauge({
+    name: 'gradfleet_validation_accuracy_ratio',
+    help: 'Validation accuracy after the last epoch.',
+    labelNames: ['job_id'],
+    registers: this.r,
+  });
+  readonly testAccuracy = new Gauge({
+    name: 'gradfleet_test_accuracy_ratio',
+    help: 'Test accuracy of a finished job.',
+    labelNames: ['job_id'],
+    registers: this.r,
+  });
+  readonly epoch = new Gauge({
+    name: 'gradfleet_epoch',
+    help: 'Current epoch (0-based).',
+    labelNames: ['job_id'],
+    registers: this.r,
+  });
+  readonly epochProgress = new Gauge({
+    name: 'gradfleet_epoch_progress_ratio',
+    help: 'Fraction of the current epoch’s examples done.',
+    labelNames: ['job_id'],
+    registers: this.r,
+  });
+  readonly jobRunning = new Gauge({
+    name: 'gradfleet_job_running',
+    help: '1 while the job is RUNNING, else 0.',
+    labelNames: ['job_id'],
+    registers: this.r,
+  });
+  readonly lastStep = new Gauge({
+    name: 'gradfleet_last_step_timestamp_seconds',
+    help: 'Unix time of the job’s last completed step (stuck-job alerts).',
+    labelNames: ['job_id'],
+    registers: this.r,
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });

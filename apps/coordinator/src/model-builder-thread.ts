@@ -14,7 +14,10 @@ port.on('message', (m: { id: number; spec: JobSpec; data?: { featureShape: numbe
       const info = await describeModel(m.spec, m.data);
       port.postMessage({ id: m.id, info } satisfies ModelBuildReply, [info.initialWeights.buffer as ArrayBuffer]);
     } catch (err) {
-      const reply: ModelBuildReply = err instanceof InvalidJobSpecError ? { id: m.id, issues: err.issues } : { id: m.id, error: err instanceof Error ? err.message : String(err) };
+      const reply: ModelBuildReply =
+        err instanceof InvalidJobSpecError
+          ? { id: m.id, issues: err.issues }
+          : { id: m.id, error: err instanceof Error ? err.message : String(err) };
       port.postMessage(reply);
     }
   })();

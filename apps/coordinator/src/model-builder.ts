@@ -27,7 +27,11 @@ export class ModelBuilder {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      worker.postMessage({ id, spec, data: data ? { featureShape: data.featureShape, numClasses: data.numClasses } : undefined });
+      worker.postMessage({
+        id,
+        spec,
+        data: data ? { featureShape: data.featureShape, numClasses: data.numClasses } : undefined,
+      });
     });
   }
 

@@ -1,5 +1,10 @@
 import {
-  InvalidJobSpecError, buildModel, flattenWeights, trainableParameterCount, weightLayout, type JobSpec,
+  InvalidJobSpecError,
+  buildModel,
+  flattenWeights,
+  trainableParameterCount,
+  weightLayout,
+  type JobSpec,
 } from '@gradfleet/core';
 import type { PreparedDataset } from './dataset-ingest.js';
 
@@ -22,7 +27,10 @@ const MNIST = { featureShape: [28, 28], numClasses: 10 };
  * Builds the job's model once on the coordinator (cpu backend): validates the spec's model
  * against its dataset and yields the seeded initial weights all replicas start from.
  */
-export async function describeModel(spec: JobSpec, data?: Pick<PreparedDataset, 'featureShape' | 'numClasses'>): Promise<ModelInfo> {
+export async function describeModel(
+  spec: JobSpec,
+  data?: Pick<PreparedDataset, 'featureShape' | 'numClasses'>,
+): Promise<ModelInfo> {
   const model = await buildModel(spec.model, spec.seed);
   try {
     const input = model.inputs[0]!.shape.slice(1);
@@ -32,15 +40,28 @@ export async function describeModel(spec: JobSpec, data?: Pick<PreparedDataset, 
       const features = input.reduce((a: number, b) => a * (b ?? 1), 1);
       const expected = d.featureShape.reduce((a, b) => a * b, 1);
       const units = output[output.length - 1] ?? 0;
-      if (features !== expected) throw new InvalidJobSpecError([{ path: 'model', message: `model input ${JSON.stringify(input)} has ${features} values; the dataset's examples (${d.featureShape.join('x')}) have ${expected}` }]);
-      if (units < d.numClasses) throw new InvalidJobSpecError([{ path: 'model', message: `model output has ${units} units; the dataset has ${d.numClasses} classes` }]);
+      if (features !== expected)
+        throw new InvalidJobSpecError([
+          {
+            path: 'model',
+            message: `model input ${JSON.stringify(input)} has ${features} values; the dataset's examples (${d.featureShape.join('x')}) have ${expected}`,
+          },
+        ]);
+      if (units < d.numClasses)
+        throw new InvalidJobSpecError([
+          { path: 'model', message: `model output has ${units} units; the dataset has ${d.numClasses} classes` },
+        ]);
     }
     return {
       layout: weightLayout(model),
       trainableParams: trainableParameterCount(model),
       initialWeights: flattenWeights(model),
       topology: model.toJSON(null, false) as Record<string, unknown>,
-      weightSpecs: model.weights.map((w) => ({ name: w.originalName, shape: [...w.shape] as number[], dtype: 'float32' as const })),
+      weightSpecs: model.weights.map((w) => ({
+        name: w.originalName,
+        shape: [...w.shape] as number[],
+        dtype: 'float32' as const,
+      })),
     };
   } finally {
     model.dispose();

@@ -25,7 +25,8 @@ export class RateMeter {
   rate(now = Date.now()): number {
     const second = Math.floor(now / 1000);
     let sum = 0;
-    for (let i = 0; i < this.buckets.length; i++) if (second - this.stamps[i]! < this.buckets.length) sum += this.buckets[i]!;
+    for (let i = 0; i < this.buckets.length; i++)
+      if (second - this.stamps[i]! < this.buckets.length) sum += this.buckets[i]!;
     const spanMs = Math.min(RATE_WINDOW_MS, Math.max(1000, now - this.born));
     return sum / (spanMs / 1000);
   }

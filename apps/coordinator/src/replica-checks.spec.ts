@@ -7,7 +7,13 @@ describe('ReplicaChecks', () => {
   it('counts agreeing checksums and reports a diverged replica for resync', () => {
     const report: ReplicaReport = { checks: 0, divergences: 0 };
     const onDivergence = vi.fn();
-    const checks = new ReplicaChecks(report, new CoordinatorMetrics(), 'j', createLogger('test').child({ level: 'silent' }), onDivergence);
+    const checks = new ReplicaChecks(
+      report,
+      new CoordinatorMetrics(),
+      'j',
+      createLogger('test').child({ level: 'silent' }),
+      onDivergence,
+    );
     checks.record('w1', 10, 'aaaa', 1.5);
     checks.record('w2', 10, 'aaaa', 1.5);
     expect(report).toMatchObject({ checks: 1, divergences: 0, lastStep: 10 });

@@ -10,7 +10,11 @@ describe('Scatter', () => {
     s.split(3);
     const [a, b] = [worker('a'), worker('b')];
     const sent = s.assign([a, b]);
-    expect(sent.map(([, , r]) => r)).toEqual([[100, 103], [103, 106], [106, 110]]);
+    expect(sent.map(([, , r]) => r)).toEqual([
+      [100, 103],
+      [103, 106],
+      [106, 110],
+    ]);
     expect(new Set(sent.map(([w]) => w)).size).toBe(2);
     for (const [w, id, [lo, hi]] of sent) s.result(w, id, { lossSum: hi - lo, correct: 1, count: hi - lo });
     expect(s.done).toBe(true);

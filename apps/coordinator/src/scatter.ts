@@ -26,7 +26,11 @@ export class Scatter {
   readonly totals: RangeStats = { lossSum: 0, correct: 0, count: 0 };
   private readonly requests = new Map<number, Request>();
 
-  constructor(readonly what: string, private readonly start: number, private readonly end: number) {}
+  constructor(
+    readonly what: string,
+    private readonly start: number,
+    private readonly end: number,
+  ) {}
 
   /** Splits [start, end) into `parts` contiguous ranges (at least one example each). */
   split(parts: number): void {
@@ -60,15 +64,23 @@ export class Scatter {
   }
 
   outstandingWorkers(): WorkerConnection[] {
-    return [...new Set([...this.requests.values()].map((r) => r.worker).filter((w): w is WorkerConnection => w !== undefined))];
+    return [
+      ...new Set(
+        [...this.requests.values()].map((r) => r.worker).filter((w): w is WorkerConnection => w !== undefined),
+      ),
+    ];
   }
 
   /** Records a worker's answer; throws ProtocolError for an unknown request or a wrong count. */
   result(worker: WorkerConnection, requestId: number, stats: RangeStats): void {
     const r = this.requests.get(requestId);
-    if (!r || r.worker !== worker) throw new ProtocolError('UNKNOWN_STEP', `no ${this.what} request ${requestId} outstanding for this worker`);
+    if (!r || r.worker !== worker)
+      throw new ProtocolError('UNKNOWN_STEP', `no ${this.what} request ${requestId} outstanding for this worker`);
     if (!stats.weights && stats.count !== r.range[1] - r.range[0]) {
-      throw new ProtocolError('MALFORMED_FRAME', `${this.what} result covers ${stats.count} examples, range has ${r.range[1] - r.range[0]}`);
+      throw new ProtocolError(
+        'MALFORMED_FRAME',
+        `${this.what} result covers ${stats.count} examples, range has ${r.range[1] - r.range[0]}`,
+      );
     }
     this.requests.delete(requestId);
     this.totals.lossSum += stats.lossSum;

@@ -8,10 +8,13 @@ export class Signal {
   /** Resolves true when `ms` passed without a notify. */
   wait(ms: number): Promise<boolean> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.resolve = undefined;
-        resolve(true);
-      }, Math.max(0, ms));
+      const timer = setTimeout(
+        () => {
+          this.resolve = undefined;
+          resolve(true);
+        },
+        Math.max(0, ms),
+      );
       this.resolve = (timedOut) => {
         clearTimeout(timer);
         resolve(timedOut);

@@ -30,10 +30,21 @@ export class StepTelemetry {
   private stepStart = 0;
   private perWorker = { compute: 0, apply: 0, upload: 0 };
   /** Moving averages of the phases, in ms (job status, `gradfleet status`). */
-  readonly timing: StepTiming = { stepMs: 0, computeMs: 0, applyMs: 0, uploadMs: 0, stragglerWaitMs: 0, aggregateMs: 0, broadcastMs: 0 };
+  readonly timing: StepTiming = {
+    stepMs: 0,
+    computeMs: 0,
+    applyMs: 0,
+    uploadMs: 0,
+    stragglerWaitMs: 0,
+    aggregateMs: 0,
+    broadcastMs: 0,
+  };
   private timed = 0;
 
-  constructor(private readonly metrics: CoordinatorMetrics, private readonly job: string) {}
+  constructor(
+    private readonly metrics: CoordinatorMetrics,
+    private readonly job: string,
+  ) {}
 
   begin(): void {
     this.stepStart = performance.now();
@@ -51,7 +62,14 @@ export class StepTelemetry {
     this.sentAt.set(worker, performance.now());
   }
 
-  arrived(worker: string, computeMs: number, applyMs: number, samples: number, bytes: number, aggregateMs: number): void {
+  arrived(
+    worker: string,
+    computeMs: number,
+    applyMs: number,
+    samples: number,
+    bytes: number,
+    aggregateMs: number,
+  ): void {
     const at = performance.now();
     const m = this.metrics;
     const job = this.job;

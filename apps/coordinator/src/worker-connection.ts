@@ -2,8 +2,17 @@ import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type WebSocket from 'ws';
 import {
-  CLOSE_CODES, PROTOCOL_VERSION, ProtocolError, decodeWorkerMessage, encodeMessage, framePrefix,
-  type CoordinatorMessageInput, type Logger, type WorkerInfo, type WorkerMessage, type WorkerStats,
+  CLOSE_CODES,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  decodeWorkerMessage,
+  encodeMessage,
+  framePrefix,
+  type CoordinatorMessageInput,
+  type Logger,
+  type WorkerInfo,
+  type WorkerMessage,
+  type WorkerStats,
 } from '@gradfleet/core';
 import type { CoordinatorMetrics } from './metrics.js';
 import { RateMeter } from './rate-meter.js';
@@ -28,8 +37,11 @@ export class WorkerStatsTracker {
 
   snapshot(): WorkerStats {
     return {
-      samplesPerSecond: this.meter.rate(), steps: this.steps, samples: this.samples,
-      meanComputeMs: this.steps ? this.computeMs / this.steps : 0, stragglerEvents: this.stragglerEvents,
+      samplesPerSecond: this.meter.rate(),
+      steps: this.steps,
+      samples: this.samples,
+      meanComputeMs: this.steps ? this.computeMs / this.steps : 0,
+      stragglerEvents: this.stragglerEvents,
     };
   }
 }
@@ -97,7 +109,10 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
       this.metrics.protocolErrors.inc({ code });
       this.log.warn({ err: err.message, code }, 'socket error');
     });
-    this.handshakeTimer = setTimeout(() => this.fail(new ProtocolError('HANDSHAKE_TIMEOUT', `no hello within ${options.handshakeTimeoutMs} ms`)), options.handshakeTimeoutMs);
+    this.handshakeTimer = setTimeout(
+      () => this.fail(new ProtocolError('HANDSHAKE_TIMEOUT', `no hello within ${options.handshakeTimeoutMs} ms`)),
+      options.handshakeTimeoutMs,
+    );
     this.timer = setInterval(() => this.tick(), options.heartbeatIntervalMs);
   }
 
@@ -115,7 +130,8 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
   }
 
   send(message: CoordinatorMessageInput, payload?: ArrayBufferView): void {
-    if (!payload || payload.byteLength < SHARED_PAYLOAD_MIN_BYTES) return this.sendFrame(encodeMessage(message, payload));
+    if (!payload || payload.byteLength < SHARED_PAYLOAD_MIN_BYTES)
+      return this.sendFrame(encodeMessage(message, payload));
     if (this.closed) return;
     // Large payloads (initial weights to every worker) are not copied into a frame per
     // worker: the header goes as a first fragment, the caller's buffer as the last.
@@ -155,7 +171,13 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
     if (this.info) {
       this.metrics.workerLeaves.inc();
       if (code === 1006 || code === CLOSE_CODES.HEARTBEAT_TIMEOUT) this.metrics.workerDeaths.inc();
-      this.metrics.workerInfo.remove({ worker: this.id, name: this.info.name, host: this.info.host, backend: this.info.backend, device: this.info.device ?? '' });
+      this.metrics.workerInfo.remove({
+        worker: this.id,
+        name: this.info.name,
+        host: this.info.host,
+        backend: this.info.backend,
+        device: this.info.device ?? '',
+      });
       this.metrics.workerTensors.remove({ worker: this.id });
       this.metrics.workerMemory.remove({ worker: this.id });
     }
@@ -200,18 +222,44 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
     if (message.t === 'hello') {
       if (this.registered) throw new ProtocolError('UNEXPECTED_MESSAGE', 'second hello');
       if (message.v !== PROTOCOL_VERSION) {
-        throw new ProtocolError('UNSUPPORTED_PROTOCOL_VERSION', `worker speaks protocol ${message.v}, coordinator speaks ${PROTOCOL_VERSION}`);
+        throw new ProtocolError(
+          'UNSUPPORTED_PROTOCOL_VERSION',
+          `worker speaks protocol ${message.v}, coordinator speaks ${PROTOCOL_VERSION}`,
+        );
       }
       clearTimeout(this.handshakeTimer);
       this.info = {
-        id: this.id, name: message.name, host: message.host, backend: message.backend,
-        ...(message.device ? { device: message.device } : {}), state: 'IDLE', connectedAt: new Date().toISOString(),
+        id: this.id,
+        name: message.name,
+        host: message.host,
+        backend: message.backend,
+        ...(message.device ? { device: message.device } : {}),
+        state: 'IDLE',
+        connectedAt: new Date().toISOString(),
       };
       this.log = this.log.child({ name: message.name });
-      this.log.info({ backend: message.backend, device: message.device, reason: message.backendReason }, 'worker registered');
+      this.log.info(
+        { backend: message.backend, device: message.device, reason: message.backendReason },
+        'worker registered',
+      );
       this.metrics.workerJoins.inc();
-      this.metrics.workerInfo.set({ worker: this.id, name: message.name, host: message.host, backend: message.backend, device: message.device ?? '' }, 1);
-      this.send({ t: 'welcome', v: PROTOCOL_VERSION, workerId: this.id, heartbeatIntervalMs: this.options.heartbeatIntervalMs, heartbeatTimeoutMs: this.options.heartbeatTimeoutMs });
+      this.metrics.workerInfo.set(
+        {
+          worker: this.id,
+          name: message.name,
+          host: message.host,
+          backend: message.backend,
+          device: message.device ?? '',
+        },
+        1,
+      );
+      this.send({
+        t: 'welcome',
+        v: PROTOCOL_VERSION,
+        workerId: this.id,
+        heartbeatIntervalMs: this.options.heartbeatIntervalMs,
+        heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
+      });
       this.emit('registered');
       return;
     }

@@ -8,10 +8,23 @@ import { queryGpus } from './nvidia-smi.js';
 export function registerGpuMetrics(registry: Registry, index: number): void {
   const labelNames = ['gpu', 'UUID', 'modelName'];
   let last: Promise<Awaited<ReturnType<typeof queryGpus>>[number] | undefined> | undefined;
-  const read = () => (last ??= queryGpus(index).then((g) => g[0], () => undefined).finally(() => setTimeout(() => (last = undefined), 1000).unref()));
-  const gauge = (name: string, help: string, value: (g: NonNullable<Awaited<ReturnType<typeof read>>>) => number | undefined) => {
+  const read = () =>
+    (last ??= queryGpus(index)
+      .then(
+        (g) => g[0],
+        () => undefined,
+      )
+      .finally(() => setTimeout(() => (last = undefined), 1000).unref()));
+  const gauge = (
+    name: string,
+    help: string,
+    value: (g: NonNullable<Awaited<ReturnType<typeof read>>>) => number | undefined,
+  ) => {
     const g: Gauge = new Gauge({
-      name, help, labelNames, registers: [registry],
+      name,
+      help,
+      labelNames,
+      registers: [registry],
       async collect() {
         const gpu = await read();
         g.reset();

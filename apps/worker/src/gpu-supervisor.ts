@@ -51,7 +51,14 @@ export class GpuSupervisor {
   readonly done = new Promise<number>((r) => (this.resolveDone = r));
 
   constructor(private readonly o: GpuSupervisorOptions) {
-    this.slots = o.gpus.map((gpu, ordinal) => ({ gpu, ordinal, startedAt: 0, delayMs: o.restartDelayMs ?? 1000, restarts: 0, fatal: false }));
+    this.slots = o.gpus.map((gpu, ordinal) => ({
+      gpu,
+      ordinal,
+      startedAt: 0,
+      delayMs: o.restartDelayMs ?? 1000,
+      restarts: 0,
+      fatal: false,
+    }));
   }
 
   /** Worker pids by GPU index (for status and tests). */
@@ -65,14 +72,31 @@ export class GpuSupervisor {
 
   private launch(s: Slot): void {
     const { gpu } = s;
-    const port = this.o.metricsPort === undefined ? [] : ['--metrics-port', String(this.o.metricsPort === 0 ? 0 : this.o.metricsPort + s.ordinal)];
-    const child = spawn(process.execPath, [this.o.entry, ...this.o.args, '--name', `${this.o.name}-gpu${gpu.index}`, ...port], {
-      stdio: 'inherit',
-      env: { ...ALLOCATOR_ENV, ...process.env, ...this.o.env, CUDA_VISIBLE_DEVICES: String(gpu.index), TF_FORCE_GPU_ALLOW_GROWTH: 'true', GRADFLEET_GPU_INDEX: String(gpu.index) },
-    });
+    const port =
+      this.o.metricsPort === undefined
+        ? []
+        : ['--metrics-port', String(this.o.metricsPort === 0 ? 0 : this.o.metricsPort + s.ordinal)];
+    const child = spawn(
+      process.execPath,
+      [this.o.entry, ...this.o.args, '--name', `${this.o.name}-gpu${gpu.index}`, ...port],
+      {
+        stdio: 'inherit',
+        env: {
+          ...ALLOCATOR_ENV,
+          ...process.env,
+          ...this.o.env,
+          CUDA_VISIBLE_DEVICES: String(gpu.index),
+          TF_FORCE_GPU_ALLOW_GROWTH: 'true',
+          GRADFLEET_GPU_INDEX: String(gpu.index),
+        },
+      },
+    );
     s.child = child;
     s.startedAt = Date.now();
-    this.o.logger.info({ gpu: gpu.index, uuid: gpu.uuid, model: gpu.name, pid: child.pid, restarts: s.restarts }, `worker for GPU ${gpu.index} started`);
+    this.o.logger.info(
+      { gpu: gpu.index, uuid: gpu.uuid, model: gpu.name, pid: child.pid, restarts: s.restarts },
+      `worker for GPU ${gpu.index} started`,
+    );
     child.once('exit', (code, signal) => this.exited(s, child, code, signal));
   }
 
@@ -82,13 +106,19 @@ export class GpuSupervisor {
     if (this.stopping) return this.checkAllStopped();
     if (code === FATAL_EXIT_CODE) {
       s.fatal = true;
-      this.o.logger.error({ gpu: s.gpu.index, code }, `worker for GPU ${s.gpu.index} was refused (exit ${code}); not restarting it`);
+      this.o.logger.error(
+        { gpu: s.gpu.index, code },
+        `worker for GPU ${s.gpu.index} was refused (exit ${code}); not restarting it`,
+      );
       if (this.slots.every((x) => x.fatal)) this.finish(FATAL_EXIT_CODE);
       return;
     }
     const ranMs = Date.now() - s.startedAt;
     if (ranMs >= (this.o.stableAfterMs ?? 60_000)) s.delayMs = this.o.restartDelayMs ?? 1000;
-    this.o.logger.warn({ gpu: s.gpu.index, code, signal, ranMs, restartInMs: s.delayMs }, `worker for GPU ${s.gpu.index} exited; restarting`);
+    this.o.logger.warn(
+      { gpu: s.gpu.index, code, signal, ranMs, restartInMs: s.delayMs },
+      `worker for GPU ${s.gpu.index} exited; restarting`,
+    );
     s.timer = setTimeout(() => {
       s.timer = undefined;
       s.restarts++;

@@ -2,7 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { decodeFrame, parseJobSpec } from '@gradfleet/core';
 import { GradientWire } from './gradient-wire.js';
 
-const header = { t: 'gradient' as const, jobId: 'j', step: 0, samples: 1, lossSum: 0, correct: 0, computeMs: 0, applyMs: 0 };
+const header = {
+  t: 'gradient' as const,
+  jobId: 'j',
+  step: 0,
+  samples: 1,
+  lossSum: 0,
+  correct: 0,
+  computeMs: 0,
+  applyMs: 0,
+};
 
 function sendAll(wire: GradientWire): Uint8Array[] {
   const frames: Uint8Array[] = [];

@@ -1,4 +1,12 @@
-import { BucketPlan, FrameWriter, ProtocolError, bucketCodec, type BucketCodec, type JobSpec, type WorkerMessageInput } from '@gradfleet/core';
+import {
+  BucketPlan,
+  FrameWriter,
+  ProtocolError,
+  bucketCodec,
+  type BucketCodec,
+  type JobSpec,
+  type WorkerMessageInput,
+} from '@gradfleet/core';
 
 type GradientHeader = Omit<Extract<WorkerMessageInput, { t: 'gradient' }>, 'bucket'>;
 
@@ -29,7 +37,10 @@ export class GradientWire {
   }
 
   private newWriters(): FrameWriter[] {
-    return Array.from({ length: this.plan.count }, (_, b) => new FrameWriter(this.codec.gradientBytes(this.plan.length(b))));
+    return Array.from(
+      { length: this.plan.count },
+      (_, b) => new FrameWriter(this.codec.gradientBytes(this.plan.length(b))),
+    );
   }
 
   /**
@@ -53,7 +64,8 @@ export class GradientWire {
 
   /** Takes one update bucket; returns the whole averaged gradient once the last is in. */
   receive(bucket: number, payload: Uint8Array): Float32Array | undefined {
-    if (bucket !== this.nextUpdateBucket) throw new ProtocolError('MALFORMED_FRAME', `update bucket ${bucket}, expected ${this.nextUpdateBucket}`);
+    if (bucket !== this.nextUpdateBucket)
+      throw new ProtocolError('MALFORMED_FRAME', `update bucket ${bucket}, expected ${this.nextUpdateBucket}`);
     this.codec.decode(payload, this.plan.slice(this.update, bucket));
     if (++this.nextUpdateBucket < this.plan.count) return undefined;
     this.nextUpdateBucket = 0;

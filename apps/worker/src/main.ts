@@ -11,8 +11,16 @@ import { WorkerSession } from './worker-session.js';
 
 const program = new Command('gradfleet worker')
   .description('Run a gradfleet worker: computes gradients for the jobs the coordinator assigns.')
-  .option('-c, --coordinator <url>', 'coordinator WebSocket URL', process.env['GRADFLEET_COORDINATOR'] ?? 'ws://127.0.0.1:7070')
-  .addOption(new Option('-b, --backend <name>', 'TensorFlow.js backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'))
+  .option(
+    '-c, --coordinator <url>',
+    'coordinator WebSocket URL',
+    process.env['GRADFLEET_COORDINATOR'] ?? 'ws://127.0.0.1:7070',
+  )
+  .addOption(
+    new Option('-b, --backend <name>', 'TensorFlow.js backend')
+      .choices(['auto', 'tensorflow', 'wasm', 'cpu'])
+      .default('auto'),
+  )
   .option('--gpu <index>', 'pin to one GPU (sets CUDA_VISIBLE_DEVICES; tensorflow backend)', (v) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 0) throw new Error(`--gpu must be a GPU index, got ${v}`);
@@ -23,20 +31,44 @@ const program = new Command('gradfleet worker')
   .option('--token-file <file>', 'read the worker token from a file')
   .option('--ca <file>', 'CA certificate (PEM) that signed a wss:// coordinator’s certificate')
   .option('--gpus <list>', 'one supervised worker process per GPU: "all" or indices like 0,1,3 (needs nvidia-smi)')
-  .option('--restart-delay-ms <n>', 'with --gpus: first restart delay of a crashed worker (doubles per crash, up to 30 s)', (v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new Error(`--restart-delay-ms must be a whole number of ms, got ${v}`);
-    return n;
-  }, 1000)
-  .option('--metrics-port <port>', 'serve this worker’s own Prometheus metrics on this port (0: any free port)', (v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--metrics-port must be a port number, got ${v}`);
-    return n;
-  })
+  .option(
+    '--restart-delay-ms <n>',
+    'with --gpus: first restart delay of a crashed worker (doubles per crash, up to 30 s)',
+    (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new Error(`--restart-delay-ms must be a whole number of ms, got ${v}`);
+      return n;
+    },
+    1000,
+  )
+  .option(
+    '--metrics-port <port>',
+    'serve this worker’s own Prometheus metrics on this port (0: any free port)',
+    (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--metrics-port must be a port number, got ${v}`);
+      return n;
+    },
+  )
   .parse();
 
-const opts = program.opts<{ coordinator: string; backend: BackendPreference; gpu?: number; gpus?: string; restartDelayMs: number; name?: string; metricsPort?: number; token?: string; tokenFile?: string; ca?: string }>();
-const token = opts.token ?? (opts.tokenFile ? readFileSync(opts.tokenFile, 'utf8').trim() : process.env['GRADFLEET_WORKER_TOKEN']?.trim() || undefined);
+const opts = program.opts<{
+  coordinator: string;
+  backend: BackendPreference;
+  gpu?: number;
+  gpus?: string;
+  restartDelayMs: number;
+  name?: string;
+  metricsPort?: number;
+  token?: string;
+  tokenFile?: string;
+  ca?: string;
+}>();
+const token =
+  opts.token ??
+  (opts.tokenFile
+    ? readFileSync(opts.tokenFile, 'utf8').trim()
+    : process.env['GRADFLEET_WORKER_TOKEN']?.trim() || undefined);
 const logger = createLogger('worker');
 
 if (opts.gpus !== undefined) process.exit(await superviseGpus(opts.gpus));
@@ -46,7 +78,12 @@ async function superviseGpus(spec: string): Promise<number> {
   try {
     const gpus = selectGpus(spec, await queryGpus());
     const supervisor = new GpuSupervisor({
-      gpus, entry: process.argv[1]!, name: opts.name ?? hostname(), metricsPort: opts.metricsPort, logger, restartDelayMs: opts.restartDelayMs,
+      gpus,
+      entry: process.argv[1]!,
+      name: opts.name ?? hostname(),
+      metricsPort: opts.metricsPort,
+      logger,
+      restartDelayMs: opts.restartDelayMs,
       args: ['--coordinator', opts.coordinator, '--backend', opts.backend, ...(opts.ca ? ['--ca', opts.ca] : [])],
       env: token ? { GRADFLEET_WORKER_TOKEN: token } : {},
     });
@@ -63,19 +100,34 @@ async function superviseGpus(spec: string): Promise<number> {
 
 try {
   const backend = await selectBackend(opts.backend, opts.gpu === undefined ? {} : { gpu: opts.gpu });
-  logger.info({ backend: backend.backend, provider: backend.provider, device: backend.device, reason: backend.reason }, `using the ${backend.backend} backend`);
+  logger.info(
+    { backend: backend.backend, provider: backend.provider, device: backend.device, reason: backend.reason },
+    `using the ${backend.backend} backend`,
+  );
   const name = opts.name ?? `${hostname()}-${process.pid}`;
   const metrics = new WorkerMetrics(name, backend);
   const gpuIndex = process.env['GRADFLEET_GPU_INDEX'];
   if (gpuIndex !== undefined) {
-    if (backend.backend !== 'tensorflow') logger.warn({ gpu: gpuIndex, reason: backend.reason }, `pinned to GPU ${gpuIndex} but running on ${backend.backend}: ${backend.reason}`);
+    if (backend.backend !== 'tensorflow')
+      logger.warn(
+        { gpu: gpuIndex, reason: backend.reason },
+        `pinned to GPU ${gpuIndex} but running on ${backend.backend}: ${backend.reason}`,
+      );
     registerGpuMetrics(metrics.registry, Number(gpuIndex));
   }
   if (opts.metricsPort !== undefined) {
     const port = await metrics.serve(opts.metricsPort);
     logger.info({ port }, `serving metrics on :${port}/metrics`);
   }
-  const session = new WorkerSession({ coordinator: opts.coordinator, backend, logger, metrics, name, token, ...(opts.ca ? { ca: readFileSync(opts.ca) } : {}) });
+  const session = new WorkerSession({
+    coordinator: opts.coordinator,
+    backend,
+    logger,
+    metrics,
+    name,
+    token,
+    ...(opts.ca ? { ca: readFileSync(opts.ca) } : {}),
+  });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => session.stop());
   session.start();
   process.exitCode = await session.done;

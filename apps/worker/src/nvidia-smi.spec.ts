@@ -10,7 +10,15 @@ describe('nvidia-smi parsing and --gpus selection', () => {
   it('parses --query-gpu CSV, treating [N/A] as absent', () => {
     const gpus = parseGpuCsv(csv);
     expect(gpus.map((g) => g.index)).toEqual([0, 1, 3]);
-    expect(gpus[0]).toEqual({ index: 0, uuid: 'GPU-aaa', name: 'NVIDIA H200', memoryTotalMiB: 143771, memoryUsedMiB: 1203, memoryFreeMiB: 142568, utilizationPercent: 37 });
+    expect(gpus[0]).toEqual({
+      index: 0,
+      uuid: 'GPU-aaa',
+      name: 'NVIDIA H200',
+      memoryTotalMiB: 143771,
+      memoryUsedMiB: 1203,
+      memoryFreeMiB: 142568,
+      utilizationPercent: 37,
+    });
     expect(gpus[1]!.utilizationPercent).toBeUndefined();
     expect(() => parseGpuCsv('garbage')).toThrow(GpuDiscoveryError);
   });

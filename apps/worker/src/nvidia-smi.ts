@@ -24,28 +24,40 @@ const FIELDS = ['index', 'uuid', 'name', 'memory.total', 'memory.used', 'memory.
 /** Parses `--format=csv,noheader,nounits` output of the FIELDS query. */
 export function parseGpuCsv(csv: string): GpuInfo[] {
   const num = (v: string | undefined) => (v === undefined || !/^\d+(\.\d+)?$/.test(v) ? undefined : Number(v)); // "[N/A]" -> undefined
-  return csv.split('\n').map((l) => l.trim()).filter(Boolean).map((line) => {
-    const [index, uuid, name, total, used, free, util] = line.split(',').map((c) => c.trim());
-    const idx = num(index);
-    if (idx === undefined || !uuid || !name) throw new GpuDiscoveryError(`unexpected nvidia-smi output line: ${line}`);
-    const gpu: GpuInfo = { index: idx, uuid, name, memoryTotalMiB: num(total) ?? 0 };
-    if (num(used) !== undefined) gpu.memoryUsedMiB = num(used)!;
-    if (num(free) !== undefined) gpu.memoryFreeMiB = num(free)!;
-    if (num(util) !== undefined) gpu.utilizationPercent = num(util)!;
-    return gpu;
-  });
+  return csv
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .map((line) => {
+      const [index, uuid, name, total, used, free, util] = line.split(',').map((c) => c.trim());
+      const idx = num(index);
+      if (idx === undefined || !uuid || !name)
+        throw new GpuDiscoveryError(`unexpected nvidia-smi output line: ${line}`);
+      const gpu: GpuInfo = { index: idx, uuid, name, memoryTotalMiB: num(total) ?? 0 };
+      if (num(used) !== undefined) gpu.memoryUsedMiB = num(used)!;
+      if (num(free) !== undefined) gpu.memoryFreeMiB = num(free)!;
+      if (num(util) !== undefined) gpu.utilizationPercent = num(util)!;
+      return gpu;
+    });
 }
 
 /** The GPUs `nvidia-smi` sees (only `index` when given). */
 export async function queryGpus(index?: number): Promise<GpuInfo[]> {
-  const args = [`--query-gpu=${FIELDS.join(',')}`, '--format=csv,noheader,nounits', ...(index === undefined ? [] : ['-i', String(index)])];
+  const args = [
+    `--query-gpu=${FIELDS.join(',')}`,
+    '--format=csv,noheader,nounits',
+    ...(index === undefined ? [] : ['-i', String(index)]),
+  ];
   try {
     const { stdout } = await run('nvidia-smi', args, { timeout: 10_000 });
     return parseGpuCsv(stdout);
   } catch (err) {
     if (err instanceof GpuDiscoveryError) throw err;
     const e = err as NodeJS.ErrnoException & { stderr?: string };
-    if (e.code === 'ENOENT') throw new GpuDiscoveryError('nvidia-smi not found on PATH: install the NVIDIA driver (it ships nvidia-smi), or run without --gpus');
+    if (e.code === 'ENOENT')
+      throw new GpuDiscoveryError(
+        'nvidia-smi not found on PATH: install the NVIDIA driver (it ships nvidia-smi), or run without --gpus',
+      );
     throw new GpuDiscoveryError(`nvidia-smi failed: ${(e.stderr || e.message).trim().split('\n')[0]}`);
   }
 }
@@ -57,7 +69,10 @@ export function selectGpus(spec: string, installed: GpuInfo[]): GpuInfo[] {
   const wanted = spec.split(',').map((s) => s.trim());
   return wanted.map((w) => {
     const gpu = /^\d+$/.test(w) ? installed.find((g) => g.index === Number(w)) : undefined;
-    if (!gpu) throw new GpuDiscoveryError(`--gpus ${spec}: no GPU ${w} (installed: ${installed.map((g) => g.index).join(', ')})`);
+    if (!gpu)
+      throw new GpuDiscoveryError(
+        `--gpus ${spec}: no GPU ${w} (installed: ${installed.map((g) => g.index).join(', ')})`,
+      );
     return gpu;
   });
 }

@@ -1,4 +1,12 @@
-import { InvalidDataError, decodeShard, httpFetch, loadDataset, sha256Hex, type Dataset, type RemoteSplit } from '@gradfleet/core';
+import {
+  InvalidDataError,
+  decodeShard,
+  httpFetch,
+  loadDataset,
+  sha256Hex,
+  type Dataset,
+  type RemoteSplit,
+} from '@gradfleet/core';
 
 /** Bounded retry of a shard download, for a coordinator that is briefly busy. */
 const FETCH_ATTEMPTS = 3;
@@ -12,7 +20,11 @@ const FETCH_ATTEMPTS = 3;
 export class DataCache {
   private readonly cache = new Map<string, Promise<Dataset>>();
 
-  constructor(private readonly httpBase: string, private readonly token?: string, private readonly ca?: Buffer) {}
+  constructor(
+    private readonly httpBase: string,
+    private readonly token?: string,
+    private readonly ca?: Buffer,
+  ) {}
 
   get(data: { train: RemoteSplit; test?: RemoteSplit | undefined } | undefined, builtin: boolean): Promise<Dataset> {
     if (!data) {
@@ -23,8 +35,11 @@ export class DataCache {
       const train = await this.fetchSplit(data.train);
       const test = data.test ? await this.fetchSplit(data.test) : undefined;
       return {
-        name: data.train.path, train: train.split, ...(test ? { test: test.split } : {}),
-        featureShape: train.header.featureShape, numClasses: train.header.numClasses,
+        name: data.train.path,
+        train: train.split,
+        ...(test ? { test: test.split } : {}),
+        featureShape: train.header.featureShape,
+        numClasses: train.header.numClasses,
       };
     });
   }
@@ -44,11 +59,20 @@ export class DataCache {
     let lastError: unknown;
     for (let attempt = 1; attempt <= FETCH_ATTEMPTS; attempt++) {
       try {
-        const res = await httpFetch(url, { signal: AbortSignal.timeout(300_000), ...(this.token ? { headers: { authorization: `Bearer ${this.token}` } } : {}) }, this.ca);
+        const res = await httpFetch(
+          url,
+          {
+            signal: AbortSignal.timeout(300_000),
+            ...(this.token ? { headers: { authorization: `Bearer ${this.token}` } } : {}),
+          },
+          this.ca,
+        );
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
         const buf = new Uint8Array(await res.arrayBuffer());
-        if (buf.byteLength !== split.bytes) throw new InvalidDataError(`${url}: ${buf.byteLength} bytes, expected ${split.bytes}`);
-        if (sha256Hex(buf) !== split.sha256) throw new InvalidDataError(`${url}: SHA-256 mismatch (corrupted in transit?)`);
+        if (buf.byteLength !== split.bytes)
+          throw new InvalidDataError(`${url}: ${buf.byteLength} bytes, expected ${split.bytes}`);
+        if (sha256Hex(buf) !== split.sha256)
+          throw new InvalidDataError(`${url}: SHA-256 mismatch (corrupted in transit?)`);
         return decodeShard(buf, url);
       } catch (err) {
         lastError = err;

@@ -1,8 +1,19 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import {
-  buildModel, createOptimizer, flattenWeights, gatherBatch, loadFlatWeights, lossFunction, trainingSize, weightLayout, weightsChecksum,
-  type Dataset, type DataSplit, type JobSpec, type TensorSpec,
+  buildModel,
+  createOptimizer,
+  flattenWeights,
+  gatherBatch,
+  loadFlatWeights,
+  lossFunction,
+  trainingSize,
+  weightLayout,
+  weightsChecksum,
+  type Dataset,
+  type DataSplit,
+  type JobSpec,
+  type TensorSpec,
 } from '@gradfleet/core';
 
 /** Sums over a set of examples: what the coordinator needs to combine results exactly. */
@@ -46,7 +57,9 @@ export class Replica {
     this.numClasses = outShape[outShape.length - 1] ?? 1;
     const features = this.inputShape.reduce((a, b) => a * b, 1);
     if (features !== data.train.featureSize) {
-      throw new Error(`model input ${this.inputShape.join('x')} (${features} values) does not match dataset examples of ${data.featureShape.join('x')} (${data.train.featureSize} values)`);
+      throw new Error(
+        `model input ${this.inputShape.join('x')} (${features} values) does not match dataset examples of ${data.featureShape.join('x')} (${data.train.featureSize} values)`,
+      );
     }
     if (data.numClasses > this.numClasses) {
       throw new Error(`dataset has ${data.numClasses} classes, model output has ${this.numClasses} units`);
@@ -58,12 +71,20 @@ export class Replica {
    * (the first part of `values`); when resuming, the rest of `values` is the optimizer
    * state described by `optimizerSpecs`.
    */
-  static async create(spec: JobSpec, layout: number[][], values: Float32Array, data: Dataset, optimizerSpecs: TensorSpec[] = []): Promise<Replica> {
+  static async create(
+    spec: JobSpec,
+    layout: number[][],
+    values: Float32Array,
+    data: Dataset,
+    optimizerSpecs: TensorSpec[] = [],
+  ): Promise<Replica> {
     const model = await buildModel(spec.model, spec.seed);
     const mine = weightLayout(model);
     if (JSON.stringify(mine) !== JSON.stringify(layout)) {
       model.dispose();
-      throw new Error(`model weight layout ${JSON.stringify(mine)} differs from the coordinator's ${JSON.stringify(layout)}`);
+      throw new Error(
+        `model weight layout ${JSON.stringify(mine)} differs from the coordinator's ${JSON.stringify(layout)}`,
+      );
     }
     const replica = new Replica(spec, model, createOptimizer(spec), data);
     await replica.loadState(values, optimizerSpecs);
@@ -82,11 +103,13 @@ export class Replica {
       off += size;
       return { name: s.name, tensor };
     });
-    if (off !== values.length) throw new Error(`optimizer state of ${values.length - nWeights} values, specs describe ${off - nWeights}`);
+    if (off !== values.length)
+      throw new Error(`optimizer state of ${values.length - nWeights} values, specs describe ${off - nWeights}`);
     const derived = named.filter((n) => n.name.startsWith(DERIVED_PREFIX));
     await this.optimizer.setWeights(named.filter((n) => !n.name.startsWith(DERIVED_PREFIX)));
     // Adam recomputes beta^t in setWeights; take the source replica's exact values instead.
-    for (const d of derived) (this.optimizer as unknown as Record<string, tf.Variable>)[d.name.slice(DERIVED_PREFIX.length)]?.assign(d.tensor);
+    for (const d of derived)
+      (this.optimizer as unknown as Record<string, tf.Variable>)[d.name.slice(DERIVED_PREFIX.length)]?.assign(d.tensor);
     tf.dispose(named.map((n) => n.tensor));
   }
 
@@ -96,9 +119,16 @@ export class Replica {
     // Adam keeps beta1^t and beta2^t outside getWeights(); carry them so replicas stay bit-identical.
     if (this.optimizer instanceof tf.AdamOptimizer) {
       const adam = this.optimizer as unknown as { accBeta1: tf.Variable; accBeta2: tf.Variable };
-      named.push({ name: `${DERIVED_PREFIX}accBeta1`, tensor: adam.accBeta1 }, { name: `${DERIVED_PREFIX}accBeta2`, tensor: adam.accBeta2 });
+      named.push(
+        { name: `${DERIVED_PREFIX}accBeta1`, tensor: adam.accBeta1 },
+        { name: `${DERIVED_PREFIX}accBeta2`, tensor: adam.accBeta2 },
+      );
     }
-    const specs = named.map((n) => ({ name: n.name, shape: [...n.tensor.shape], dtype: n.tensor.dtype === 'int32' ? ('int32' as const) : ('float32' as const) }));
+    const specs = named.map((n) => ({
+      name: n.name,
+      shape: [...n.tensor.shape],
+      dtype: n.tensor.dtype === 'int32' ? ('int32' as const) : ('float32' as const),
+    }));
     const values = new Float32Array(named.reduce((k, n) => k + n.tensor.size, 0));
     let off = 0;
     for (const n of named) {
@@ -162,7 +192,8 @@ export class Replica {
 
   /** Applies the averaged gradient of a step with this replica's optimizer. */
   applyUpdate(mean: Float32Array): void {
-    if (mean.length !== this.paramCount) throw new Error(`update of ${mean.length} values, model has ${this.paramCount}`);
+    if (mean.length !== this.paramCount)
+      throw new Error(`update of ${mean.length} values, model has ${this.paramCount}`);
     let off = 0;
     const named = this.vars.map((v) => {
       const tensor = tf.tensor(mean.subarray(off, off + v.size), v.shape);
@@ -178,7 +209,8 @@ export class Replica {
     const data = split === 'test' ? this.data.test : this.data.train;
     if (!data) throw new Error('this dataset has no test split');
     const lo = split === 'validation' ? trainingSize(data.count, this.spec.validationSplit) : 0;
-    if (start < lo || end > data.count || start > end) throw new Error(`evaluation range [${start}, ${end}) outside the ${split} split`);
+    if (start < lo || end > data.count || start > end)
+      throw new Error(`evaluation range [${start}, ${end}) outside the ${split} split`);
     const stats: BatchStats = { lossSum: 0, correct: 0, count: 0 };
     for (let s = start; s < end; s += EVAL_CHUNK) {
       const e = Math.min(end, s + EVAL_CHUNK);

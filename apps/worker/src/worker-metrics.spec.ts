@@ -8,7 +8,7 @@ describe('worker metrics', () => {
     await selectBackend('cpu');
     const doc = readFileSync(new URL('../../../docs/metrics.md', import.meta.url), 'utf8');
     const section = doc.split(/^## /m).find((s) => s.startsWith('Worker'))!;
-    const catalogued = [...section.matchAll(/^\| `(gradfleet_[a-z_]+)` \|/gm)].map((m) => m[1]!).sort();
+    const catalogued = [...section.matchAll(/^\| `(gradfleet_[a-z_]+)` +\|/gm)].map((m) => m[1]!).sort();
     const m = new WorkerMetrics('w', { backend: 'cpu', provider: 'p', device: 'd', reason: 'r' });
     const names = (await m.registry.getMetricsAsJSON()).map((x) => x.name);
     expect(names.filter((n) => n.startsWith('gradfleet_')).sort()).toEqual(catalogued);

@@ -14,19 +14,59 @@ const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 export class WorkerMetrics {
   readonly registry = new Registry();
   private readonly r = [this.registry];
-  readonly compute = new Histogram({ name: 'gradfleet_replica_compute_seconds', help: 'Forward+backward time of one slice.', buckets: BUCKETS, registers: this.r });
-  readonly apply = new Histogram({ name: 'gradfleet_replica_apply_seconds', help: 'Time to apply one averaged gradient.', buckets: BUCKETS, registers: this.r });
-  readonly samples = new Counter({ name: 'gradfleet_replica_samples_total', help: 'Training examples this worker computed gradients for.', registers: this.r });
-  readonly steps = new Counter({ name: 'gradfleet_replica_steps_total', help: 'Gradients this worker sent.', registers: this.r });
-  readonly connected = new Gauge({ name: 'gradfleet_replica_connected', help: '1 while connected to the coordinator.', registers: this.r });
-  readonly tensors: Gauge = new Gauge({ name: 'gradfleet_replica_backend_tensors', help: 'Tensors alive in the TF.js engine.', registers: this.r, collect: (): void => this.tensors.set(tf.memory().numTensors) });
-  readonly memory: Gauge = new Gauge({ name: 'gradfleet_replica_backend_memory_bytes', help: 'Bytes held by the TF.js engine.', registers: this.r, collect: (): void => this.memory.set(tf.memory().numBytes) });
-  readonly info = new Gauge({ name: 'gradfleet_replica_info', help: 'Always 1; labels describe this worker.', labelNames: ['name', 'host', 'backend', 'provider', 'device'], registers: this.r });
+  readonly compute = new Histogram({
+    name: 'gradfleet_replica_compute_seconds',
+    help: 'Forward+backward time of one slice.',
+    buckets: BUCKETS,
+    registers: this.r,
+  });
+  readonly apply = new Histogram({
+    name: 'gradfleet_replica_apply_seconds',
+    help: 'Time to apply one averaged gradient.',
+    buckets: BUCKETS,
+    registers: this.r,
+  });
+  readonly samples = new Counter({
+    name: 'gradfleet_replica_samples_total',
+    help: 'Training examples this worker computed gradients for.',
+    registers: this.r,
+  });
+  readonly steps = new Counter({
+    name: 'gradfleet_replica_steps_total',
+    help: 'Gradients this worker sent.',
+    registers: this.r,
+  });
+  readonly connected = new Gauge({
+    name: 'gradfleet_replica_connected',
+    help: '1 while connected to the coordinator.',
+    registers: this.r,
+  });
+  readonly tensors: Gauge = new Gauge({
+    name: 'gradfleet_replica_backend_tensors',
+    help: 'Tensors alive in the TF.js engine.',
+    registers: this.r,
+    collect: (): void => this.tensors.set(tf.memory().numTensors),
+  });
+  readonly memory: Gauge = new Gauge({
+    name: 'gradfleet_replica_backend_memory_bytes',
+    help: 'Bytes held by the TF.js engine.',
+    registers: this.r,
+    collect: (): void => this.memory.set(tf.memory().numBytes),
+  });
+  readonly info = new Gauge({
+    name: 'gradfleet_replica_info',
+    help: 'Always 1; labels describe this worker.',
+    labelNames: ['name', 'host', 'backend', 'provider', 'device'],
+    registers: this.r,
+  });
   private server: Server | undefined;
 
   constructor(name: string, backend: BackendSelection) {
     collectDefaultMetrics({ register: this.registry });
-    this.info.set({ name, host: hostname(), backend: backend.backend, provider: backend.provider, device: backend.device }, 1);
+    this.info.set(
+      { name, host: hostname(), backend: backend.backend, provider: backend.provider, device: backend.device },
+      1,
+    );
   }
 
   /** Whether the worker is connected to its coordinator (readiness). */
@@ -35,13 +75,19 @@ export class WorkerMetrics {
   /** Serves `/metrics`, `/healthz` (liveness) and `/readyz` (connected to the coordinator) on `port`. */
   async serve(port: number, host = '0.0.0.0'): Promise<number> {
     this.server = createServer((req, res) => {
-      if (req.url === '/healthz') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
-      if (req.url === '/readyz') return void res.writeHead(this.isConnected ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: this.isConnected }));
+      if (req.url === '/healthz')
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+      if (req.url === '/readyz')
+        return void res
+          .writeHead(this.isConnected ? 200 : 503, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ ready: this.isConnected }));
       if (req.url !== '/metrics') {
         res.writeHead(404).end();
         return;
       }
-      void this.registry.metrics().then((text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text));
+      void this.registry
+        .metrics()
+        .then((text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text));
     });
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);

@@ -1,9 +1,19 @@
 import { hostname } from 'node:os';
 import WebSocket from 'ws';
 import {
-  CLOSE_CODES, PROTOCOL_VERSION, ProtocolError, WORKER_WS_PATH, decodeCoordinatorMessage, encodeMessage, float32View,
-  parseJobSpec, uint32View,
-  type BackendSelection, type CoordinatorMessage, type Logger, type WorkerMessageInput,
+  CLOSE_CODES,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  WORKER_WS_PATH,
+  decodeCoordinatorMessage,
+  encodeMessage,
+  float32View,
+  parseJobSpec,
+  uint32View,
+  type BackendSelection,
+  type CoordinatorMessage,
+  type Logger,
+  type WorkerMessageInput,
 } from '@gradfleet/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { GradientWire } from './gradient-wire.js';
@@ -55,7 +65,11 @@ export class WorkerSession {
   readonly done = new Promise<number>((r) => (this.resolveDone = r));
 
   constructor(private readonly options: WorkerSessionOptions) {
-    this.datasets = new DataCache(options.coordinator.replace(/\/+$/, '').replace(/^ws(s?):/, 'http$1:'), options.token, options.ca);
+    this.datasets = new DataCache(
+      options.coordinator.replace(/\/+$/, '').replace(/^ws(s?):/, 'http$1:'),
+      options.token,
+      options.ca,
+    );
   }
 
   start(): void {
@@ -66,11 +80,20 @@ export class WorkerSession {
     // and no copy. Masking (RFC 6455) protects proxies from scripts in browsers; a worker
     // runs no untrusted code, so it buys nothing here and costs a copy of every gradient.
     const headers = this.options.token ? { authorization: `Bearer ${this.options.token}` } : undefined;
-    const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 0, generateMask: (mask) => mask.fill(0), ...(headers ? { headers } : {}), ...(this.options.ca ? { ca: this.options.ca } : {}) });
+    const ws = new WebSocket(url, {
+      perMessageDeflate: false,
+      maxPayload: 0,
+      generateMask: (mask) => mask.fill(0),
+      ...(headers ? { headers } : {}),
+      ...(this.options.ca ? { ca: this.options.ca } : {}),
+    });
     ws.on('unexpected-response', (_req, res) => {
       // The upgrade was refused: 401 (token) is final, anything else (503: full) is retried.
       if (res.statusCode === 401) {
-        log.error({ status: 401 }, 'the coordinator refused this worker: missing or wrong worker token (--token, --token-file or GRADFLEET_WORKER_TOKEN)');
+        log.error(
+          { status: 401 },
+          'the coordinator refused this worker: missing or wrong worker token (--token, --token-file or GRADFLEET_WORKER_TOKEN)',
+        );
         this.stopped = true;
         this.resolveDone(2);
       } else {
@@ -87,8 +110,14 @@ export class WorkerSession {
       this.options.metrics.isConnected = true;
       const b = this.options.backend;
       this.send({
-        t: 'hello', v: PROTOCOL_VERSION, name: this.options.name ?? `${hostname()}-${process.pid}`, host: hostname(), pid: process.pid,
-        backend: b.backend, device: b.device, backendReason: b.reason,
+        t: 'hello',
+        v: PROTOCOL_VERSION,
+        name: this.options.name ?? `${hostname()}-${process.pid}`,
+        host: hostname(),
+        pid: process.pid,
+        backend: b.backend,
+        device: b.device,
+        backendReason: b.reason,
       });
       log.info({ url }, 'connected to coordinator');
     });
@@ -102,7 +131,9 @@ export class WorkerSession {
         return this.fail(err as Error);
       }
       const { message, payload } = received;
-      this.queue = this.queue.then(() => this.handle(message, payload)).catch((err: unknown) => this.reportFailure(err));
+      this.queue = this.queue
+        .then(() => this.handle(message, payload))
+        .catch((err: unknown) => this.reportFailure(err));
     });
     ws.on('close', (code, reason) => this.onClose(code, reason.toString()));
     ws.on('error', (err) => log.warn({ err: err.message }, 'connection error'));
@@ -175,7 +206,10 @@ export class WorkerSession {
         this.replica = replica;
         this.wire = new GradientWire(replica.paramCount, spec);
         this.timings = { compute: 0, apply: 0, steps: 0 };
-        this.options.logger.info({ jobId: msg.jobId, rank: msg.rank, worldSize: msg.worldSize, params: replica.paramCount }, 'job started');
+        this.options.logger.info(
+          { jobId: msg.jobId, rank: msg.rank, worldSize: msg.worldSize, params: replica.paramCount },
+          'job started',
+        );
         this.send({ t: 'ready', jobId: msg.jobId, trainCount: replica.trainCount, testCount: replica.testCount });
         return;
       }
@@ -190,7 +224,16 @@ export class WorkerSession {
         this.options.metrics.compute.observe(computeMs / 1000);
         this.options.metrics.samples.inc(stats.count);
         this.options.metrics.steps.inc();
-        const header = { t: 'gradient' as const, jobId: msg.jobId, step: msg.step, samples: stats.count, lossSum: stats.lossSum, correct: stats.correct, computeMs, applyMs: this.lastApplyMs };
+        const header = {
+          t: 'gradient' as const,
+          jobId: msg.jobId,
+          step: msg.step,
+          samples: stats.count,
+          lossSum: stats.lossSum,
+          correct: stats.correct,
+          computeMs,
+          applyMs: this.lastApplyMs,
+        };
         this.lastApplyMs = 0;
         const ws = this.ws;
         if (ws?.readyState === WebSocket.OPEN) wire.send(header, (frame, done) => ws.send(frame, done));
@@ -232,7 +275,16 @@ export class WorkerSession {
       case 'job-end':
         if (msg.jobId === this.jobId) {
           const t = this.timings;
-          this.options.logger.info({ jobId: msg.jobId, state: msg.state, steps: t.steps, computeMsPerStep: t.compute / t.steps, applyMsPerStep: t.apply / t.steps }, 'job ended');
+          this.options.logger.info(
+            {
+              jobId: msg.jobId,
+              state: msg.state,
+              steps: t.steps,
+              computeMsPerStep: t.compute / t.steps,
+              applyMsPerStep: t.apply / t.steps,
+            },
+            'job ended',
+          );
           this.dropJob();
         }
         return;
@@ -241,7 +293,10 @@ export class WorkerSession {
 
   private beat(): void {
     if (Date.now() - this.lastSeen > this.timeoutMs) {
-      this.options.logger.warn({ silentMs: Date.now() - this.lastSeen }, 'coordinator silent past the heartbeat timeout');
+      this.options.logger.warn(
+        { silentMs: Date.now() - this.lastSeen },
+        'coordinator silent past the heartbeat timeout',
+      );
       this.ws?.terminate();
       return;
     }

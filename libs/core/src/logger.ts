@@ -7,5 +7,8 @@ export type { Logger };
  * `GRADFLEET_LOG_LEVEL` (default `info`).
  */
 export function createLogger(name: string, bindings: Record<string, unknown> = {}): Logger {
-  return pino({ name, level: process.env['GRADFLEET_LOG_LEVEL'] ?? 'info', base: { pid: process.pid, ...bindings } }, pino.destination(2));
+  return pino(
+    { name, level: process.env['GRADFLEET_LOG_LEVEL'] ?? 'info', base: { pid: process.pid, ...bindings } },
+    pino.destination(2),
+  );
 }

@@ -8,7 +8,10 @@ function line(j: JobStatus): string {
   const h = j.history.at(-1);
   const acc = j.result?.testAccuracy === undefined ? '' : `  test_acc ${(j.result.testAccuracy * 100).toFixed(2)}%`;
   const pct = p.epochSize ? ` ${Math.round((p.samplesInEpoch / p.epochSize) * 100)}%` : '';
-  const where = j.state === 'RUNNING' ? `  epoch ${p.epoch + 1}/${p.epochs}${pct}  ${Math.round(p.samplesPerSecond)} samples/s` : '';
+  const where =
+    j.state === 'RUNNING'
+      ? `  epoch ${p.epoch + 1}/${p.epochs}${pct}  ${Math.round(p.samplesPerSecond)} samples/s`
+      : '';
   const val = h?.valAccuracy === undefined ? '' : `  val_acc ${(h.valAccuracy * 100).toFixed(2)}%`;
   return `${j.id}  ${j.state.padEnd(9)}${where}${val}${acc}${j.reason ? `  (${j.reason})` : ''}`;
 }
@@ -27,12 +30,23 @@ function countBy<T extends string>(items: { state: T }[]): string {
 }
 
 /** `gradfleet status [job]`: the headline numbers of the cluster, or one job in detail. */
-export async function status(jobId: string | undefined, opts: { coordinator: string; token?: string; ca?: string; json?: boolean }): Promise<number> {
-  const client = new GradfleetClient({ url: opts.coordinator, token: opts.token, ca: opts.ca ? readFileSync(opts.ca) : undefined });
+export async function status(
+  jobId: string | undefined,
+  opts: { coordinator: string; token?: string; ca?: string; json?: boolean },
+): Promise<number> {
+  const client = new GradfleetClient({
+    url: opts.coordinator,
+    token: opts.token,
+    ca: opts.ca ? readFileSync(opts.ca) : undefined,
+  });
   try {
     if (jobId) {
       const job = await client.job(jobId);
-      console.log(opts.json ? JSON.stringify(job, null, 2) : [line(job), timing(job), formatReport(job, [])].filter(Boolean).join('\n'));
+      console.log(
+        opts.json
+          ? JSON.stringify(job, null, 2)
+          : [line(job), timing(job), formatReport(job, [])].filter(Boolean).join('\n'),
+      );
       return 0;
     }
     const [workers, jobs] = await Promise.all([client.workers(), client.jobs()]);
@@ -41,12 +55,18 @@ export async function status(jobId: string | undefined, opts: { coordinator: str
       return 0;
     }
     const rate = workers.reduce((n, w) => n + (w.stats?.samplesPerSecond ?? 0), 0);
-    console.log(`cluster  ${Math.round(rate)} samples/s  workers: ${workers.length} (${countBy(workers)})  jobs: ${countBy(jobs)}`);
+    console.log(
+      `cluster  ${Math.round(rate)} samples/s  workers: ${workers.length} (${countBy(workers)})  jobs: ${countBy(jobs)}`,
+    );
     console.log('workers');
     for (const w of workers) {
       const s = w.stats;
-      const live = s ? `  ${Math.round(s.samplesPerSecond)} samples/s  compute ${s.meanComputeMs.toFixed(1)} ms/step  straggler in ${s.stragglerEvents} of ${s.steps} steps` : '';
-      console.log(`  ${w.id}  ${w.name}  ${w.state}  ${w.backend}${w.device ? ` (${w.device})` : ''}${live}${w.jobId ? `  job ${w.jobId}` : ''}`);
+      const live = s
+        ? `  ${Math.round(s.samplesPerSecond)} samples/s  compute ${s.meanComputeMs.toFixed(1)} ms/step  straggler in ${s.stragglerEvents} of ${s.steps} steps`
+        : '';
+      console.log(
+        `  ${w.id}  ${w.name}  ${w.state}  ${w.backend}${w.device ? ` (${w.device})` : ''}${live}${w.jobId ? `  job ${w.jobId}` : ''}`,
+      );
     }
     console.log('jobs');
     for (const j of jobs) {

@@ -51,8 +51,15 @@ export async function follow(client: GradfleetClient, id: string, showLogs = tru
 }
 
 /** `gradfleet submit <job.json> [--data FILE] [--test-data FILE] [--follow]`. */
-export async function submit(file: string, opts: ClientOptions & { data?: string; testData?: string; follow?: boolean }): Promise<number> {
-  const client = new GradfleetClient({ url: opts.coordinator, token: opts.token, ca: opts.ca ? readFileSync(opts.ca) : undefined });
+export async function submit(
+  file: string,
+  opts: ClientOptions & { data?: string; testData?: string; follow?: boolean },
+): Promise<number> {
+  const client = new GradfleetClient({
+    url: opts.coordinator,
+    token: opts.token,
+    ca: opts.ca ? readFileSync(opts.ca) : undefined,
+  });
   let spec: JobSpecInput;
   try {
     spec = JSON.parse(await readFile(file, 'utf8')) as JobSpecInput;
@@ -64,7 +71,9 @@ export async function submit(file: string, opts: ClientOptions & { data?: string
     const upload = async (path: string) => (await client.upload(await readFile(path), basename(path))).source;
     const train = await upload(opts.data);
     const test = opts.testData ? await upload(opts.testData) : undefined;
-    const existing = (typeof spec.dataset === 'object' && kind in spec.dataset ? (spec.dataset as Record<string, object>)[kind] : {}) as object;
+    const existing = (
+      typeof spec.dataset === 'object' && kind in spec.dataset ? (spec.dataset as Record<string, object>)[kind] : {}
+    ) as object;
     spec.dataset = { [kind]: { ...existing, train, ...(test ? { test } : {}) } } as JobSpecInput['dataset'];
   }
   const job = await client.submit(spec);
@@ -75,7 +84,11 @@ export async function submit(file: string, opts: ClientOptions & { data?: string
 
 /** `gradfleet jobs [--state S]`. */
 export async function jobs(opts: ClientOptions & { state?: string }): Promise<number> {
-  const list = await new GradfleetClient({ url: opts.coordinator, token: opts.token, ca: opts.ca ? readFileSync(opts.ca) : undefined }).jobs(opts.state?.toUpperCase() as JobState | undefined);
+  const list = await new GradfleetClient({
+    url: opts.coordinator,
+    token: opts.token,
+    ca: opts.ca ? readFileSync(opts.ca) : undefined,
+  }).jobs(opts.state?.toUpperCase() as JobState | undefined);
   if (opts.json) {
     console.log(JSON.stringify(list, null, 2));
     return 0;
@@ -83,33 +96,54 @@ export async function jobs(opts: ClientOptions & { state?: string }): Promise<nu
   if (list.length === 0) console.log('no jobs');
   for (const j of list) {
     const acc = j.result?.testAccuracy === undefined ? '' : `  test_acc ${(j.result.testAccuracy * 100).toFixed(2)}%`;
-    console.log(`${j.id}  ${j.state.padEnd(9)}  ${j.createdAt.slice(0, 19)}  ${j.spec.name ?? (typeof j.spec.model === 'string' ? j.spec.model : 'custom')}${acc}${j.reason ? `  (${j.reason})` : ''}`);
+    console.log(
+      `${j.id}  ${j.state.padEnd(9)}  ${j.createdAt.slice(0, 19)}  ${j.spec.name ?? (typeof j.spec.model === 'string' ? j.spec.model : 'custom')}${acc}${j.reason ? `  (${j.reason})` : ''}`,
+    );
   }
   return 0;
 }
 
 /** `gradfleet logs JOB [-f]`. */
 export async function logs(id: string, opts: ClientOptions & { follow?: boolean }): Promise<number> {
-  const client = new GradfleetClient({ url: opts.coordinator, token: opts.token, ca: opts.ca ? readFileSync(opts.ca) : undefined });
+  const client = new GradfleetClient({
+    url: opts.coordinator,
+    token: opts.token,
+    ca: opts.ca ? readFileSync(opts.ca) : undefined,
+  });
   if (opts.follow) return follow(client, id);
-  for (const l of await client.logs(id)) console.log(opts.json ? JSON.stringify(l) : `${l.time.slice(0, 19).replace('T', ' ')}  ${l.line}`);
+  for (const l of await client.logs(id))
+    console.log(opts.json ? JSON.stringify(l) : `${l.time.slice(0, 19).replace('T', ' ')}  ${l.line}`);
   return 0;
 }
 
 /** `gradfleet cancel JOB`. */
 export async function cancel(id: string, opts: ClientOptions): Promise<number> {
-  const job = await new GradfleetClient({ url: opts.coordinator, token: opts.token, ca: opts.ca ? readFileSync(opts.ca) : undefined }).cancel(id);
-  console.log(opts.json ? JSON.stringify(job, null, 2) : `job ${job.id} ${job.state === 'RUNNING' ? 'cancelling' : job.state}`);
+  const job = await new GradfleetClient({
+    url: opts.coordinator,
+    token: opts.token,
+    ca: opts.ca ? readFileSync(opts.ca) : undefined,
+  }).cancel(id);
+  console.log(
+    opts.json ? JSON.stringify(job, null, 2) : `job ${job.id} ${job.state === 'RUNNING' ? 'cancelling' : job.state}`,
+  );
   return 0;
 }
 
 /** `gradfleet download JOB [--out DIR]`: the trained model as `model.json` + `weights.bin`. */
 export async function download(id: string, opts: ClientOptions & { out?: string }): Promise<number> {
-  const { modelJson, weights } = await new GradfleetClient({ url: opts.coordinator, token: opts.token, ca: opts.ca ? readFileSync(opts.ca) : undefined }).download(id);
+  const { modelJson, weights } = await new GradfleetClient({
+    url: opts.coordinator,
+    token: opts.token,
+    ca: opts.ca ? readFileSync(opts.ca) : undefined,
+  }).download(id);
   const dir = opts.out ?? join('.', `model-${id}`);
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'weights.bin'), new Uint8Array(weights));
   await writeFile(join(dir, 'model.json'), JSON.stringify(modelJson));
-  console.log(opts.json ? JSON.stringify({ dir, bytes: weights.byteLength }) : `model of job ${id} saved in ${dir} (load with tf.loadLayersModel('file://${join(dir, 'model.json')}'))`);
+  console.log(
+    opts.json
+      ? JSON.stringify({ dir, bytes: weights.byteLength })
+      : `model of job ${id} saved in ${dir} (load with tf.loadLayersModel('file://${join(dir, 'model.json')}'))`,
+  );
   return 0;
 }

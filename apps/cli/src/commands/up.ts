@@ -31,7 +31,9 @@ function waitForListening(child: ChildProcess, logFile: string): Promise<string>
         resolve(m[1]!);
       }
     });
-    child.once('exit', (code) => reject(new Error(`coordinator exited with code ${code} before listening; see ${logFile}`)));
+    child.once('exit', (code) =>
+      reject(new Error(`coordinator exited with code ${code} before listening; see ${logFile}`)),
+    );
   });
 }
 
@@ -62,7 +64,12 @@ export async function up(opts: UpOptions): Promise<number> {
   };
   process.once('SIGINT', () => void shutdown().then(() => process.exit(130)));
   try {
-    const coordinator = spawnApp('coordinator', ['--port', String(opts.port), '--announce', '--data-dir', runDir], ['ignore', 'pipe', opts.verbose ? 'inherit' : 'pipe'], env);
+    const coordinator = spawnApp(
+      'coordinator',
+      ['--port', String(opts.port), '--announce', '--data-dir', runDir],
+      ['ignore', 'pipe', opts.verbose ? 'inherit' : 'pipe'],
+      env,
+    );
     children.push(coordinator);
     coordinator.stderr?.pipe(coordLog.stream);
     const url = await waitForListening(coordinator, coordLog.file);
@@ -70,20 +77,29 @@ export async function up(opts: UpOptions): Promise<number> {
     console.log(`coordinator listening on ${url} (data and logs in ${runDir})`);
     for (let i = 1; i <= opts.workers; i++) {
       const log = logTo(`worker-${i}`);
-      const w = spawnApp('worker', ['--coordinator', wsUrl, '--backend', opts.backend, '--name', `local-${i}`], ['ignore', 'ignore', opts.verbose ? 'inherit' : 'pipe'], env);
+      const w = spawnApp(
+        'worker',
+        ['--coordinator', wsUrl, '--backend', opts.backend, '--name', `local-${i}`],
+        ['ignore', 'ignore', opts.verbose ? 'inherit' : 'pipe'],
+        env,
+      );
       w.stderr?.pipe(log.stream);
       children.push(w);
     }
     const client = new GradfleetClient({ url, token: apiToken });
     const workers = await client.waitForWorkers(opts.workers, 120_000);
-    console.log(`${workers.length} workers ready: ${workers.map((w) => `${w.name} (${w.backend}${w.device ? `, ${w.device}` : ''})`).join(', ')}`);
+    console.log(
+      `${workers.length} workers ready: ${workers.map((w) => `${w.name} (${w.backend}${w.device ? `, ${w.device}` : ''})`).join(', ')}`,
+    );
     const spec: JobSpecInput = opts.job ? (JSON.parse(await readFile(opts.job, 'utf8')) as JobSpecInput) : {};
     if (opts.epochs !== undefined) spec.epochs = opts.epochs;
     if (opts.batchSize !== undefined) spec.batchSize = opts.batchSize;
     spec.minWorkers ??= opts.workers;
     const submitted = await client.submit(spec);
     const s = submitted.spec;
-    console.log(`job ${submitted.id}: ${typeof s.model === 'string' ? s.model : 'custom model'} on ${typeof s.dataset === 'string' ? s.dataset : 'idx files'}, ${s.epochs} epochs, global batch ${s.batchSize}, ${s.optimizer} lr ${s.learningRate}`);
+    console.log(
+      `job ${submitted.id}: ${typeof s.model === 'string' ? s.model : 'custom model'} on ${typeof s.dataset === 'string' ? s.dataset : 'idx files'}, ${s.epochs} epochs, global batch ${s.batchSize}, ${s.optimizer} lr ${s.learningRate}`,
+    );
     const view = new JobProgressView();
     const done: JobStatus = await client.waitForJob(submitted.id, (job) => view.update(job));
     view.stopBar();

@@ -62,7 +62,10 @@ async function useWasm(): Promise<void> {
  * Picks the fastest available TensorFlow.js backend (or the one asked for) and makes it
  * the active backend. `reason` records why better ones were skipped, for the logs.
  */
-export async function selectBackend(pref: BackendPreference, options: SelectBackendOptions = {}): Promise<BackendSelection> {
+export async function selectBackend(
+  pref: BackendPreference,
+  options: SelectBackendOptions = {},
+): Promise<BackendSelection> {
   const failures: string[] = [];
   if (pref === 'auto' || pref === 'tensorflow') {
     if (options.gpu !== undefined) process.env['CUDA_VISIBLE_DEVICES'] = String(options.gpu);
@@ -72,7 +75,12 @@ export async function selectBackend(pref: BackendPreference, options: SelectBack
         const provider = await tryTensorflow(pkg);
         const gpu = pkg.endsWith('-gpu');
         const device = gpu ? `GPU ${options.gpu ?? process.env['CUDA_VISIBLE_DEVICES'] ?? 0}` : 'CPU (libtensorflow)';
-        return { backend: 'tensorflow', provider, device, reason: failures.length ? failures.join('; ') : `${pkg} loaded` };
+        return {
+          backend: 'tensorflow',
+          provider,
+          device,
+          reason: failures.length ? failures.join('; ') : `${pkg} loaded`,
+        };
       } catch (err) {
         failures.push(explainTensorflowLoadError(pkg, err instanceof Error ? err.message : String(err)));
       }
@@ -87,12 +95,22 @@ export async function selectBackend(pref: BackendPreference, options: SelectBack
   if (pref === 'auto' || pref === 'wasm') {
     try {
       await useWasm();
-      return { backend: 'wasm', provider: '@tensorflow/tfjs-backend-wasm', device: 'wasm-simd (1 thread)', reason: failures.length ? failures.join('; ') : 'wasm requested' };
+      return {
+        backend: 'wasm',
+        provider: '@tensorflow/tfjs-backend-wasm',
+        device: 'wasm-simd (1 thread)',
+        reason: failures.length ? failures.join('; ') : 'wasm requested',
+      };
     } catch (err) {
       if (pref === 'wasm') throw new BackendUnavailableError(`--backend wasm failed: ${shortError(err)}`);
       failures.push(`wasm unavailable (${shortError(err)})`);
     }
   }
   await tf.setBackend('cpu');
-  return { backend: 'cpu', provider: '@tensorflow/tfjs-backend-cpu', device: 'cpu (plain JS)', reason: failures.length ? failures.join('; ') : 'cpu requested' };
+  return {
+    backend: 'cpu',
+    provider: '@tensorflow/tfjs-backend-cpu',
+    device: 'cpu (plain JS)',
+    reason: failures.length ? failures.join('; ') : 'cpu requested',
+  };
 }

@@ -16,8 +16,14 @@ const LIBRARIES: [RegExp, string][] = [
   [/libcusolver\.so\.11|libcusolver/, 'CUDA 11.x cuSOLVER (libcusolver.so.11)'],
   [/libcusparse\.so\.11|libcusparse/, 'CUDA 11.x cuSPARSE (libcusparse.so.11)'],
   [/libcuda\.so/, 'the NVIDIA driver (libcuda.so.1, >= 450.80.02)'],
-  [/libtensorflow[\w.]*\.so/, 'libtensorflow 2.9.1, which the package downloads at install time (reinstall it with network access)'],
-  [/tfjs_binding\.node/, "the package's native binding, built or downloaded at install time (reinstall it with network access)"],
+  [
+    /libtensorflow[\w.]*\.so/,
+    'libtensorflow 2.9.1, which the package downloads at install time (reinstall it with network access)',
+  ],
+  [
+    /tfjs_binding\.node/,
+    "the package's native binding, built or downloaded at install time (reinstall it with network access)",
+  ],
 ];
 
 /**
@@ -30,6 +36,7 @@ export function explainTensorflowLoadError(pkg: string, message: string): string
   }
   const lib = /([\w.+-]+\.(?:so(?:\.[\d.]+)?|node))\b/.exec(message)?.[1];
   const need = LIBRARIES.find(([re]) => re.test(message))?.[1];
-  if (lib && need) return `${pkg} could not load ${lib}: it needs ${need}${pkg.endsWith('-gpu') ? `; ${pkg} 4.22 needs ${TFJS_NODE_GPU_REQUIREMENTS}` : ''}`;
+  if (lib && need)
+    return `${pkg} could not load ${lib}: it needs ${need}${pkg.endsWith('-gpu') ? `; ${pkg} 4.22 needs ${TFJS_NODE_GPU_REQUIREMENTS}` : ''}`;
   return `${pkg} failed to load (${message.split('\n')[0]!.slice(0, 300)})${pkg.endsWith('-gpu') ? `; it needs ${TFJS_NODE_GPU_REQUIREMENTS}` : ''}`;
 }

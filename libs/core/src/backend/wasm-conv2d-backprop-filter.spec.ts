@@ -3,7 +3,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { maxRelativeDifference } from '../math/gradient-math.js';
 import { selectBackend } from './select-backend.js';
 
-const cases: { x: [number, number, number, number]; f: [number, number, number, number]; strides: number; pad: 'same' | 'valid' }[] = [
+const cases: {
+  x: [number, number, number, number];
+  f: [number, number, number, number];
+  strides: number;
+  pad: 'same' | 'valid';
+}[] = [
   { x: [2, 8, 8, 3], f: [3, 3, 3, 4], strides: 1, pad: 'valid' },
   { x: [2, 8, 8, 3], f: [3, 3, 3, 4], strides: 1, pad: 'same' },
   { x: [1, 9, 7, 2], f: [3, 2, 2, 5], strides: 2, pad: 'valid' },
@@ -32,7 +37,7 @@ describe('wasm Conv2DBackpropFilter', () => {
   it('matches the cpu backend for strides 1-3 and same/valid padding', () => {
     for (const c of cases) {
       const xv = Float32Array.from({ length: c.x.reduce((a, b) => a * b) }, (_, i) => Math.sin(i * 0.7));
-      tf.setBackend('cpu');
+      void tf.setBackend('cpu'); // initialised in beforeAll: the switch is immediate
       const outShape = tf.conv2d(tf.zeros(c.x) as tf.Tensor4D, tf.zeros(c.f) as tf.Tensor4D, c.strides, c.pad).shape;
       const dyv = Float32Array.from({ length: outShape.reduce((a, b) => a * b) }, (_, i) => Math.cos(i * 0.3));
       const cpu = filterGrad('cpu', c, xv, dyv);

@@ -16,20 +16,33 @@ import type { NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
  */
 export function registerWasmConv2DBackpropFilter(): void {
   if (tf.getKernel('Conv2DBackpropFilter', 'wasm')) return;
-  tf.registerKernel({ kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: conv2DBackpropFilter as unknown as tf.KernelFunc });
+  tf.registerKernel({
+    kernelName: 'Conv2DBackpropFilter',
+    backendName: 'wasm',
+    kernelFunc: conv2DBackpropFilter as unknown as tf.KernelFunc,
+  });
 }
 
 interface WasmBackendLike {
   disposeData(dataId: object): boolean;
 }
 
-function run(name: string, inputs: Record<string, TensorInfo>, backend: WasmBackendLike, attrs: NamedAttrMap): TensorInfo {
+function run(
+  name: string,
+  inputs: Record<string, TensorInfo>,
+  backend: WasmBackendLike,
+  attrs: NamedAttrMap,
+): TensorInfo {
   const kernel = tf.getKernel(name, 'wasm');
   if (!kernel) throw new Error(`wasm backend has no ${name} kernel`);
   return kernel.kernelFunc({ inputs, backend: backend as never, attrs }) as TensorInfo;
 }
 
-function conv2DBackpropFilter(args: { inputs: { x: TensorInfo; dy: TensorInfo }; backend: WasmBackendLike; attrs: NamedAttrMap }): TensorInfo {
+function conv2DBackpropFilter(args: {
+  inputs: { x: TensorInfo; dy: TensorInfo };
+  backend: WasmBackendLike;
+  attrs: NamedAttrMap;
+}): TensorInfo {
   const { inputs, backend, attrs } = args;
   const { x, dy } = inputs;
   const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs as unknown as {
@@ -40,7 +53,16 @@ function conv2DBackpropFilter(args: { inputs: { x: TensorInfo; dy: TensorInfo };
     filterShape: [number, number, number, number];
   };
   if (dataFormat === 'NCHW') throw new Error("wasm Conv2DBackpropFilter supports dataFormat 'NHWC' only");
-  const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filterShape, strides, 1, pad, dimRoundingMode, false, 'channelsLast');
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    filterShape,
+    strides,
+    1,
+    pad,
+    dimRoundingMode,
+    false,
+    'channelsLast',
+  );
   const [, H, W] = x.shape as [number, number, number, number];
   const { filterHeight: fh, filterWidth: fw, strideHeight: sH, strideWidth: sW, outHeight: oh, outWidth: ow } = info;
   const top = info.padInfo.top;
@@ -62,7 +84,12 @@ function conv2DBackpropFilter(args: { inputs: { x: TensorInfo; dy: TensorInfo };
   temps.push(xT, dyT);
   const conv = run('Conv2D', { x: xT, filter: dyT }, backend, {
     strides: [1, 1],
-    pad: [[0, 0], [top, bottom], [left, right], [0, 0]] as unknown as number,
+    pad: [
+      [0, 0],
+      [top, bottom],
+      [left, right],
+      [0, 0],
+    ] as unknown as number,
     dataFormat: 'NHWC',
     dilations: [sH, sW],
     dimRoundingMode: undefined as unknown as string,

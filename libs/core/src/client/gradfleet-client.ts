@@ -47,15 +47,23 @@ export class GradfleetClient {
   private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     let res: Response;
     try {
-      res = await httpFetch(this.base + path, {
-        method,
-        headers: body === undefined ? this.auth : { ...this.auth, 'content-type': 'application/json' },
-        body: body === undefined ? null : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.timeoutMs),
-      }, this.ca);
+      res = await httpFetch(
+        this.base + path,
+        {
+          method,
+          headers: body === undefined ? this.auth : { ...this.auth, 'content-type': 'application/json' },
+          body: body === undefined ? null : JSON.stringify(body),
+          signal: AbortSignal.timeout(this.timeoutMs),
+        },
+        this.ca,
+      );
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-      throw new ApiError(0, 'UNREACHABLE', `cannot reach the coordinator at ${this.base} (${cause}); is \`gradfleet coordinator\` running?`);
+      throw new ApiError(
+        0,
+        'UNREACHABLE',
+        `cannot reach the coordinator at ${this.base} (${cause}); is \`gradfleet coordinator\` running?`,
+      );
     }
     const text = await res.text();
     let data: unknown;
@@ -65,8 +73,14 @@ export class GradfleetClient {
       data = undefined;
     }
     if (!res.ok) {
-      const e = (data as { error?: { code?: string; message?: string; issues?: { path: string; message: string }[] } })?.error;
-      throw new ApiError(res.status, e?.code ?? 'HTTP_ERROR', e?.message ?? `${method} ${path}: HTTP ${res.status}`, e?.issues ?? []);
+      const e = (data as { error?: { code?: string; message?: string; issues?: { path: string; message: string }[] } })
+        ?.error;
+      throw new ApiError(
+        res.status,
+        e?.code ?? 'HTTP_ERROR',
+        e?.message ?? `${method} ${path}: HTTP ${res.status}`,
+        e?.issues ?? [],
+      );
     }
     return data as T;
   }
@@ -98,12 +112,27 @@ export class GradfleetClient {
     let res: Response;
     try {
       const body = data instanceof Blob ? new Uint8Array(await data.arrayBuffer()) : data;
-      res = await httpFetch(`${this.base}/v1/datasets?name=${encodeURIComponent(name)}`, { method: 'POST', body, headers: { ...this.auth, 'content-type': 'application/octet-stream' } }, this.ca);
+      res = await httpFetch(
+        `${this.base}/v1/datasets?name=${encodeURIComponent(name)}`,
+        { method: 'POST', body, headers: { ...this.auth, 'content-type': 'application/octet-stream' } },
+        this.ca,
+      );
     } catch (err) {
       throw new ApiError(0, 'UNREACHABLE', `cannot reach the coordinator at ${this.base} (${(err as Error).message})`);
     }
-    const body = (await res.json()) as { source: string; bytes: number; sha256: string; error?: { code: string; message: string; issues?: { path: string; message: string }[] } };
-    if (!res.ok) throw new ApiError(res.status, body.error?.code ?? 'HTTP_ERROR', body.error?.message ?? `upload failed: HTTP ${res.status}`, body.error?.issues ?? []);
+    const body = (await res.json()) as {
+      source: string;
+      bytes: number;
+      sha256: string;
+      error?: { code: string; message: string; issues?: { path: string; message: string }[] };
+    };
+    if (!res.ok)
+      throw new ApiError(
+        res.status,
+        body.error?.code ?? 'HTTP_ERROR',
+        body.error?.message ?? `upload failed: HTTP ${res.status}`,
+        body.error?.issues ?? [],
+      );
     return body;
   }
 
@@ -111,9 +140,16 @@ export class GradfleetClient {
    * Live events of a job (server-sent events): `status` whenever the job changes and
    * `log` lines, until it ends.
    */
-  async *watch(id: string): AsyncGenerator<{ type: 'status'; job: JobStatus } | { type: 'log'; time: string; line: string }> {
-    const res = await httpFetch(`${this.base}/v1/jobs/${encodeURIComponent(id)}/events`, { headers: this.auth }, this.ca);
-    if (!res.ok || !res.body) throw new ApiError(res.status, 'HTTP_ERROR', `cannot watch job ${id}: HTTP ${res.status}`);
+  async *watch(
+    id: string,
+  ): AsyncGenerator<{ type: 'status'; job: JobStatus } | { type: 'log'; time: string; line: string }> {
+    const res = await httpFetch(
+      `${this.base}/v1/jobs/${encodeURIComponent(id)}/events`,
+      { headers: this.auth },
+      this.ca,
+    );
+    if (!res.ok || !res.body)
+      throw new ApiError(res.status, 'HTTP_ERROR', `cannot watch job ${id}: HTTP ${res.status}`);
     const decoder = new TextDecoder();
     let buffer = '';
     for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
@@ -146,8 +182,15 @@ export class GradfleetClient {
 
   /** Same as `download`. */
   async model(id: string): Promise<{ modelJson: Record<string, unknown>; weights: ArrayBuffer }> {
-    const modelJson = await this.request<Record<string, unknown>>('GET', `/v1/jobs/${encodeURIComponent(id)}/model/model.json`);
-    const res = await httpFetch(`${this.base}/v1/jobs/${encodeURIComponent(id)}/model/weights.bin`, { signal: AbortSignal.timeout(this.timeoutMs), headers: this.auth }, this.ca);
+    const modelJson = await this.request<Record<string, unknown>>(
+      'GET',
+      `/v1/jobs/${encodeURIComponent(id)}/model/model.json`,
+    );
+    const res = await httpFetch(
+      `${this.base}/v1/jobs/${encodeURIComponent(id)}/model/weights.bin`,
+      { signal: AbortSignal.timeout(this.timeoutMs), headers: this.auth },
+      this.ca,
+    );
     if (!res.ok) throw new ApiError(res.status, 'HTTP_ERROR', `weights download failed: HTTP ${res.status}`);
     return { modelJson, weights: await res.arrayBuffer() };
   }
@@ -161,7 +204,8 @@ export class GradfleetClient {
         throw err;
       });
       if (workers.length >= count) return workers;
-      if (Date.now() > deadline) throw new ApiError(0, 'TIMEOUT', `only ${workers.length} of ${count} workers connected after ${timeoutMs} ms`);
+      if (Date.now() > deadline)
+        throw new ApiError(0, 'TIMEOUT', `only ${workers.length} of ${count} workers connected after ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, pollMs));
     }
   }

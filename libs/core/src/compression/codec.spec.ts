@@ -19,15 +19,18 @@ const floats = fc.float32Array({ minLength: 1, maxLength: 2000, noNaN: true, noD
 
 describe('fp16', () => {
   it('round-trips within 2^-11 relative (normal range), 2^-25 absolute (subnormal), saturating at 65504', () => {
-    fc.assert(fc.property(floats, (v) => {
-      const out = roundTrip('fp16', v);
-      v.forEach((x, i) => {
-        const y = out[i]!;
-        if (Math.abs(x) > FP16_MAX) expect(Math.abs(y)).toBe(FP16_MAX);
-        else if (Math.abs(x) >= 2 ** -14) expect(Math.abs(y - x)).toBeLessThanOrEqual(Math.abs(x) * 2 ** -11);
-        else expect(Math.abs(y - x)).toBeLessThanOrEqual(2 ** -25);
-      });
-    }), { numRuns: 200 });
+    fc.assert(
+      fc.property(floats, (v) => {
+        const out = roundTrip('fp16', v);
+        v.forEach((x, i) => {
+          const y = out[i]!;
+          if (Math.abs(x) > FP16_MAX) expect(Math.abs(y)).toBe(FP16_MAX);
+          else if (Math.abs(x) >= 2 ** -14) expect(Math.abs(y - x)).toBeLessThanOrEqual(Math.abs(x) * 2 ** -11);
+          else expect(Math.abs(y - x)).toBeLessThanOrEqual(2 ** -25);
+        });
+      }),
+      { numRuns: 200 },
+    );
   });
 
   it('rounds to nearest even and keeps NaN/Infinity non-finite', () => {
@@ -46,15 +49,18 @@ describe('fp16', () => {
 describe('int8', () => {
   it('round-trips within max|block|/254 per block, at n + 4*ceil(n/256) bytes', () => {
     const big = Math.fround(1e30); // the bound holds below float32's top binade, far beyond any gradient
-    fc.assert(fc.property(fc.float32Array({ minLength: 1, maxLength: 2000, min: -big, max: big, noNaN: true }), (v) => {
-      expect(bucketCodec('int8').gradientBytes(v.length)).toBe(int8Bytes(v.length));
-      const out = roundTrip('int8', v);
-      for (let lo = 0; lo < v.length; lo += INT8_BLOCK) {
-        const block = v.subarray(lo, lo + INT8_BLOCK);
-        const bound = block.reduce((m, x) => Math.max(m, Math.abs(x)), 0) / 254;
-        block.forEach((x, i) => expect(Math.abs(out[lo + i]! - x)).toBeLessThanOrEqual(bound * (1 + 1e-6) + 1e-30));
-      }
-    }), { numRuns: 200 });
+    fc.assert(
+      fc.property(fc.float32Array({ minLength: 1, maxLength: 2000, min: -big, max: big, noNaN: true }), (v) => {
+        expect(bucketCodec('int8').gradientBytes(v.length)).toBe(int8Bytes(v.length));
+        const out = roundTrip('int8', v);
+        for (let lo = 0; lo < v.length; lo += INT8_BLOCK) {
+          const block = v.subarray(lo, lo + INT8_BLOCK);
+          const bound = block.reduce((m, x) => Math.max(m, Math.abs(x)), 0) / 254;
+          block.forEach((x, i) => expect(Math.abs(out[lo + i]! - x)).toBeLessThanOrEqual(bound * (1 + 1e-6) + 1e-30));
+        }
+      }),
+      { numRuns: 200 },
+    );
   });
 });
 
@@ -129,7 +135,9 @@ describe('top-k with error feedback', () => {
     expect(c.accumulate(b, 4, acc, 0, 2, false)).toBe(true);
     expect(Array.from(acc.values)).toEqual([4, 5, 0, 7]);
     new Uint32Array(b.buffer)[0] = 4;
-    expect(() => c.accumulate(b, 4, acc, 0, 1, false)).toThrow(expect.objectContaining({ code: 'GRADIENT_SIZE_MISMATCH' }));
+    expect(() => c.accumulate(b, 4, acc, 0, 1, false)).toThrow(
+      expect.objectContaining({ code: 'GRADIENT_SIZE_MISMATCH' }),
+    );
     expect(c.updateBytes(acc.values)).toBe(sparseBytes(3));
   });
 });

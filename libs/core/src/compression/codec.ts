@@ -26,7 +26,15 @@ export interface BucketCodec {
    * Adds `decode(payload) * w` into `acc[offset, offset + n)`, then multiplies by `scale`
    * when given (dense codecs only); false when a value is not finite.
    */
-  accumulate(payload: Uint8Array, n: number, acc: Accumulator, offset: number, w: number, first: boolean, scale?: number): boolean;
+  accumulate(
+    payload: Uint8Array,
+    n: number,
+    acc: Accumulator,
+    offset: number,
+    w: number,
+    first: boolean,
+    scale?: number,
+  ): boolean;
   /** Bytes the averaged bucket `values` takes once encoded. */
   updateBytes(values: Float32Array): number;
   encodeUpdate(values: Float32Array, out: Uint8Array): void;
@@ -35,11 +43,23 @@ export interface BucketCodec {
 }
 
 function expectBytes(payload: Uint8Array, bytes: number, what: string): void {
-  if (payload.byteLength !== bytes) throw new ProtocolError('GRADIENT_SIZE_MISMATCH', `${what} bucket of ${payload.byteLength} bytes, expected ${bytes}`);
+  if (payload.byteLength !== bytes)
+    throw new ProtocolError(
+      'GRADIENT_SIZE_MISMATCH',
+      `${what} bucket of ${payload.byteLength} bytes, expected ${bytes}`,
+    );
 }
 
 /** Feeds a decoder's output through the accumulator's staging buffer in L2-sized pieces. */
-function staged(acc: Accumulator, offset: number, n: number, w: number, first: boolean, scale: number | undefined, decode: (out: Float32Array, from: number, to: number) => void): boolean {
+function staged(
+  acc: Accumulator,
+  offset: number,
+  n: number,
+  w: number,
+  first: boolean,
+  scale: number | undefined,
+  decode: (out: Float32Array, from: number, to: number) => void,
+): boolean {
   let ok = true;
   const stage = acc.staging();
   for (let i = 0; i < n; i += STAGE_FLOATS) {
@@ -54,7 +74,8 @@ const float32Of = (p: Uint8Array) => new Float32Array(p.buffer, p.byteOffset, p.
 const uint16Of = (p: Uint8Array) => new Uint16Array(p.buffer, p.byteOffset, p.byteLength / 2);
 
 const none: BucketCodec = {
-  name: 'none', sparse: false,
+  name: 'none',
+  sparse: false,
   gradientBytes: (n) => n * 4,
   encode: (values, out) => float32Of(out).set(values),
   accumulate(payload, n, acc, offset, w, first, scale) {
@@ -67,7 +88,8 @@ const none: BucketCodec = {
 };
 
 const fp16: BucketCodec = {
-  name: 'fp16', sparse: false,
+  name: 'fp16',
+  sparse: false,
   gradientBytes: (n) => n * 2,
   encode: (values, out) => encodeHalves(values, uint16Of(out)),
   accumulate(payload, n, acc, offset, w, first, scale) {
@@ -81,7 +103,8 @@ const fp16: BucketCodec = {
 };
 
 const int8: BucketCodec = {
-  name: 'int8', sparse: false,
+  name: 'int8',
+  sparse: false,
   gradientBytes: int8Bytes,
   encode: (values, out) => void encodeInt8(values, out),
   accumulate(payload, n, acc, offset, w, first, scale) {
@@ -95,7 +118,8 @@ const int8: BucketCodec = {
 
 function topk(ratio: number): BucketCodec {
   return {
-    name: 'topk', sparse: true,
+    name: 'topk',
+    sparse: true,
     gradientBytes: (n) => sparseBytes(topkCount(n, ratio)),
     encode: (values, out) => void selectTopK(values, topkCount(values.length, ratio), out),
     accumulate(payload, n, acc, offset, w) {
@@ -105,11 +129,13 @@ function topk(ratio: number): BucketCodec {
     updateBytes: (values) => sparseBytes(countNonZeros(values)),
     encodeUpdate: (values, out) => writeNonZeros(values, out, out.byteLength / 8),
     decode(payload, out) {
-      if (payload.byteLength % 8 !== 0) throw new ProtocolError('GRADIENT_SIZE_MISMATCH', `sparse bucket of ${payload.byteLength} bytes`);
+      if (payload.byteLength % 8 !== 0)
+        throw new ProtocolError('GRADIENT_SIZE_MISMATCH', `sparse bucket of ${payload.byteLength} bytes`);
       const { idx, val } = sparseViews(payload);
       out.fill(0);
       for (let j = 0; j < idx.length; j++) {
-        if (idx[j]! >= out.length) throw new ProtocolError('GRADIENT_SIZE_MISMATCH', `sparse index ${idx[j]} outside a bucket of ${out.length}`);
+        if (idx[j]! >= out.length)
+          throw new ProtocolError('GRADIENT_SIZE_MISMATCH', `sparse index ${idx[j]} outside a bucket of ${out.length}`);
         out[idx[j]!] = val[j]!;
       }
     },
@@ -119,7 +145,8 @@ function topk(ratio: number): BucketCodec {
 function addSparse(payload: Uint8Array, n: number, acc: Accumulator, offset: number, w: number): boolean {
   const { idx } = sparseViews(payload);
   for (let j = 0; j < idx.length; j++) {
-    if (idx[j]! >= n) throw new ProtocolError('GRADIENT_SIZE_MISMATCH', `sparse index ${idx[j]} outside a bucket of ${n}`);
+    if (idx[j]! >= n)
+      throw new ProtocolError('GRADIENT_SIZE_MISMATCH', `sparse index ${idx[j]} outside a bucket of ${n}`);
   }
   const { val } = sparseViews(payload);
   return acc.addSparse(offset, idx, val, w);
@@ -132,10 +159,14 @@ function aligned(p: Uint8Array): Uint8Array {
 
 function codecOf(name: Compression, topkRatio: number): BucketCodec {
   switch (name) {
-    case 'none': return none;
-    case 'fp16': return fp16;
-    case 'int8': return int8;
-    case 'topk': return topk(topkRatio);
+    case 'none':
+      return none;
+    case 'fp16':
+      return fp16;
+    case 'int8':
+      return int8;
+    case 'topk':
+      return topk(topkRatio);
   }
 }
 
@@ -144,7 +175,8 @@ export function bucketCodec(name: Compression, topkRatio = 0.01): BucketCodec {
   const c = codecOf(name, topkRatio);
   return {
     ...c,
-    accumulate: (payload, n, acc, offset, w, first, scale) => c.accumulate(aligned(payload), n, acc, offset, w, first, scale),
+    accumulate: (payload, n, acc, offset, w, first, scale) =>
+      c.accumulate(aligned(payload), n, acc, offset, w, first, scale),
     decode: (payload, out) => c.decode(aligned(payload), out),
   };
 }

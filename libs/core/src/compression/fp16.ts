@@ -16,7 +16,8 @@ function halfTable(): Float32Array {
     const sign = h & 0x8000 ? -1 : 1;
     const e = (h >> 10) & 0x1f;
     const m = h & 0x3ff;
-    table[h] = e === 0 ? sign * m * 2 ** -24 : e === 31 ? (m ? NaN : sign * Infinity) : sign * (1 + m / 1024) * 2 ** (e - 15);
+    table[h] =
+      e === 0 ? sign * m * 2 ** -24 : e === 31 ? (m ? NaN : sign * Infinity) : sign * (1 + m / 1024) * 2 ** (e - 15);
   }
   return table;
 }

@@ -100,5 +100,8 @@ export function writeNonZeros(values: Float32Array, out: Uint8Array, k: number):
 /** Splits a sparse payload into index and value views (payload must be 4-aligned). */
 export function sparseViews(payload: Uint8Array): { idx: Uint32Array; val: Float32Array } {
   const k = payload.byteLength / 8;
-  return { idx: new Uint32Array(payload.buffer, payload.byteOffset, k), val: new Float32Array(payload.buffer, payload.byteOffset + k * 4, k) };
+  return {
+    idx: new Uint32Array(payload.buffer, payload.byteOffset, k),
+    val: new Float32Array(payload.buffer, payload.byteOffset + k * 4, k),
+  };
 }

@@ -43,12 +43,14 @@ export function decodeShard(buf: Uint8Array, name: string): { split: DataSplit; 
   const start = Math.ceil((4 + len) / 8) * 8;
   const featureSize = header.featureShape.reduce((a, b) => a * b, 1);
   const xBytes = header.count * featureSize * (header.dtype === 'uint8' ? 1 : 4);
-  if (start + xBytes + header.count * 4 !== buf.byteLength) throw fail(`size ${buf.byteLength} does not match ${header.count} examples of ${featureSize} ${header.dtype}`);
+  if (start + xBytes + header.count * 4 !== buf.byteLength)
+    throw fail(`size ${buf.byteLength} does not match ${header.count} examples of ${featureSize} ${header.dtype}`);
   const copy = new Uint8Array(buf.byteLength - start); // aligned, owned copy
   copy.set(buf.subarray(start));
   const y = new Int32Array(copy.buffer, 0, header.count);
   const xOff = header.count * 4;
-  const x = header.dtype === 'uint8' ? copy.subarray(xOff, xOff + xBytes) : new Float32Array(copy.buffer, xOff, xBytes / 4);
+  const x =
+    header.dtype === 'uint8' ? copy.subarray(xOff, xOff + xBytes) : new Float32Array(copy.buffer, xOff, xBytes / 4);
   return { split: { x, y, count: header.count, featureSize, scale: header.scale }, header };
 }
 

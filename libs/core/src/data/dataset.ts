@@ -34,7 +34,9 @@ async function readIdx(file: string) {
   try {
     raw = await readFile(file);
   } catch (err) {
-    throw new InvalidDataError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new InvalidDataError(
+      `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
   }
   return parseIdx(raw, file);
 }
@@ -43,13 +45,16 @@ async function loadSplit(imagesFile: string, labelsFile: string): Promise<{ spli
   const [images, labels] = await Promise.all([readIdx(imagesFile), readIdx(labelsFile)]);
   const count = images.dims[0]!;
   if (labels.dims.length !== 1 || labels.dims[0] !== count) {
-    throw new InvalidDataError(`${labelsFile}: ${labels.dims.join('x')} labels do not match ${count} examples in ${imagesFile}`);
+    throw new InvalidDataError(
+      `${labelsFile}: ${labels.dims.join('x')} labels do not match ${count} examples in ${imagesFile}`,
+    );
   }
   const shape = images.dims.slice(1);
   const featureSize = shape.reduce((a, b) => a * b, 1);
   const y = Int32Array.from(labels.data as ArrayLike<number>);
   for (let i = 0; i < y.length; i++) {
-    if (y[i]! < 0 || !Number.isInteger(y[i])) throw new InvalidDataError(`${labelsFile}: record ${i}: label ${y[i]} is not a class index`);
+    if (y[i]! < 0 || !Number.isInteger(y[i]))
+      throw new InvalidDataError(`${labelsFile}: record ${i}: label ${y[i]} is not a class index`);
   }
   const bytes = images.data instanceof Uint8Array;
   const x = bytes ? (images.data as Uint8Array) : Float32Array.from(images.data as ArrayLike<number>);
@@ -81,10 +86,13 @@ export async function loadDataset(spec: 'mnist' | { idx: IdxFiles }): Promise<Da
   const train = await loadSplit(files.trainImages, files.trainLabels);
   const test = files.testImages && files.testLabels ? await loadSplit(files.testImages, files.testLabels) : undefined;
   if (test && test.split.featureSize !== train.split.featureSize) {
-    throw new InvalidDataError(`${files.testImages}: examples of ${test.shape.join('x')} do not match training examples of ${train.shape.join('x')}`);
+    throw new InvalidDataError(
+      `${files.testImages}: examples of ${test.shape.join('x')} do not match training examples of ${train.shape.join('x')}`,
+    );
   }
   let maxLabel = 0;
-  for (const s of [train.split, test?.split]) if (s) for (let i = 0; i < s.y.length; i++) maxLabel = Math.max(maxLabel, s.y[i]!);
+  for (const s of [train.split, test?.split])
+    if (s) for (let i = 0; i < s.y.length; i++) maxLabel = Math.max(maxLabel, s.y[i]!);
   return {
     name: spec === 'mnist' ? 'mnist' : files.trainImages,
     train: train.split,
@@ -98,7 +106,13 @@ export async function loadDataset(spec: 'mnist' | { idx: IdxFiles }): Promise<Da
  * Copies the examples at `indices` into `xOut` (scaled to float) and their one-hot
  * labels into `yOut` (`numClasses` wide). Both outputs are fully overwritten.
  */
-export function gatherBatch(split: DataSplit, indices: ArrayLike<number>, numClasses: number, xOut: Float32Array, yOut: Float32Array): void {
+export function gatherBatch(
+  split: DataSplit,
+  indices: ArrayLike<number>,
+  numClasses: number,
+  xOut: Float32Array,
+  yOut: Float32Array,
+): void {
   const f = split.featureSize;
   yOut.fill(0, 0, indices.length * numClasses);
   for (let j = 0; j < indices.length; j++) {

@@ -6,7 +6,10 @@ export interface IdxArray {
   data: Uint8Array | Int8Array | Int16Array | Int32Array | Float32Array | Float64Array;
 }
 
-const TYPES: Record<number, { bytes: number; read: (v: DataView, off: number) => number; make: (n: number) => IdxArray['data'] }> = {
+const TYPES: Record<
+  number,
+  { bytes: number; read: (v: DataView, off: number) => number; make: (n: number) => IdxArray['data'] }
+> = {
   0x08: { bytes: 1, read: (v, o) => v.getUint8(o), make: (n) => new Uint8Array(n) },
   0x09: { bytes: 1, read: (v, o) => v.getInt8(o), make: (n) => new Int8Array(n) },
   0x0b: { bytes: 2, read: (v, o) => v.getInt16(o), make: (n) => new Int16Array(n) },
@@ -36,12 +39,16 @@ export function parseIdx(raw: Uint8Array, file: string): IdxArray {
   const type = TYPES[view.getUint8(2)];
   if (!type) throw new InvalidDataError(`${file}: unknown IDX data type 0x${view.getUint8(2).toString(16)}`);
   const rank = view.getUint8(3);
-  if (rank < 1 || buf.byteLength < 4 + rank * 4) throw new InvalidDataError(`${file}: IDX header declares ${rank} dimensions`);
+  if (rank < 1 || buf.byteLength < 4 + rank * 4)
+    throw new InvalidDataError(`${file}: IDX header declares ${rank} dimensions`);
   const dims = Array.from({ length: rank }, (_, i) => view.getUint32(4 + i * 4));
   const count = dims.reduce((a, b) => a * b, 1);
   const start = 4 + rank * 4;
   const expected = start + count * type.bytes;
-  if (buf.byteLength !== expected) throw new InvalidDataError(`${file}: IDX dimensions ${dims.join('x')} need ${expected} bytes, file has ${buf.byteLength}`);
+  if (buf.byteLength !== expected)
+    throw new InvalidDataError(
+      `${file}: IDX dimensions ${dims.join('x')} need ${expected} bytes, file has ${buf.byteLength}`,
+    );
   if (view.getUint8(2) === 0x08) return { dims, data: new Uint8Array(buf.buffer, buf.byteOffset + start, count) };
   const data = type.make(count);
   for (let i = 0; i < count; i++) data[i] = type.read(view, start + i * type.bytes);

@@ -16,11 +16,15 @@ export interface ParsedSplit {
 }
 
 function lines(text: string): { n: number; text: string }[] {
-  return text.split('\n').map((t, i) => ({ n: i + 1, text: t.replace(/\r$/, '') })).filter((l) => l.text.trim() !== '');
+  return text
+    .split('\n')
+    .map((t, i) => ({ n: i + 1, text: t.replace(/\r$/, '') }))
+    .filter((l) => l.text.trim() !== '');
 }
 
 function label(value: number, file: string, where: string): number {
-  if (!Number.isInteger(value) || value < 0) throw new InvalidDataError(`${file}: ${where}: label ${value} is not a class index (a non-negative integer)`);
+  if (!Number.isInteger(value) || value < 0)
+    throw new InvalidDataError(`${file}: ${where}: label ${value} is not a class index (a non-negative integer)`);
   return value;
 }
 
@@ -34,7 +38,9 @@ export function parseCsv(text: string, file: string, options: CsvOptions = {}): 
   const wanted = options.labelColumn ?? (hasHeader ? 'label' : 0);
   const labelIdx = typeof wanted === 'number' ? wanted : names.indexOf(wanted);
   if (labelIdx < 0 || labelIdx >= first.length) {
-    throw new InvalidDataError(`${file}: line 1: no label column ${JSON.stringify(wanted)}${hasHeader ? ` (columns: ${names.slice(0, 8).join(', ')}${names.length > 8 ? ', ...' : ''})` : ''}`);
+    throw new InvalidDataError(
+      `${file}: line 1: no label column ${JSON.stringify(wanted)}${hasHeader ? ` (columns: ${names.slice(0, 8).join(', ')}${names.length > 8 ? ', ...' : ''})` : ''}`,
+    );
   }
   const body = hasHeader ? rows.slice(1) : rows;
   if (body.length === 0) throw new InvalidDataError(`${file}: no data rows`);
@@ -46,12 +52,16 @@ export function parseCsv(text: string, file: string, options: CsvOptions = {}): 
   const y = new Int32Array(body.length);
   body.forEach((row, r) => {
     const fields = row.text.split(',');
-    if (fields.length !== width) throw new InvalidDataError(`${file}: line ${row.n}: ${fields.length} columns, expected ${width}`);
+    if (fields.length !== width)
+      throw new InvalidDataError(`${file}: line ${row.n}: ${fields.length} columns, expected ${width}`);
     let k = 0;
     for (let c = 0; c < width; c++) {
       const raw = fields[c]!.trim();
       const v = raw === '' ? NaN : Number(raw);
-      if (!Number.isFinite(v)) throw new InvalidDataError(`${file}: line ${row.n}: column ${hasHeader ? `'${names[c]}'` : c + 1}: ${JSON.stringify(raw)} is not a number`);
+      if (!Number.isFinite(v))
+        throw new InvalidDataError(
+          `${file}: line ${row.n}: column ${hasHeader ? `'${names[c]}'` : c + 1}: ${JSON.stringify(raw)} is not a number`,
+        );
       if (c === labelIdx) y[r] = label(v, file, `line ${row.n}`);
       else x[r * f + k++] = v;
     }
@@ -73,17 +83,21 @@ export function parseJsonl(text: string, file: string, featureScale = 1): Parsed
     } catch (err) {
       throw new InvalidDataError(`${file}: line ${row.n}: not valid JSON (${(err as Error).message})`);
     }
-    if (typeof rec !== 'object' || rec === null || !Array.isArray(rec.x)) throw new InvalidDataError(`${file}: line ${row.n}: field x must be an array of numbers`);
+    if (typeof rec !== 'object' || rec === null || !Array.isArray(rec.x))
+      throw new InvalidDataError(`${file}: line ${row.n}: field x must be an array of numbers`);
     const flat = (rec.x as unknown[]).flat(8) as unknown[];
     const s = shapeOf(rec.x as unknown[]);
     if (!shape) {
       shape = s;
       x = new Float32Array(rows.length * flat.length);
     } else if (s.join('x') !== shape.join('x')) {
-      throw new InvalidDataError(`${file}: line ${row.n}: x has shape ${s.join('x')}, earlier records ${shape.join('x')}`);
+      throw new InvalidDataError(
+        `${file}: line ${row.n}: x has shape ${s.join('x')}, earlier records ${shape.join('x')}`,
+      );
     }
     flat.forEach((v, k) => {
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidDataError(`${file}: line ${row.n}: x[${k}] is ${JSON.stringify(v)}, not a number`);
+      if (typeof v !== 'number' || !Number.isFinite(v))
+        throw new InvalidDataError(`${file}: line ${row.n}: x[${k}] is ${JSON.stringify(v)}, not a number`);
       x[r * flat.length + k] = v;
     });
     if (typeof rec.y !== 'number') throw new InvalidDataError(`${file}: line ${row.n}: field y must be a class index`);

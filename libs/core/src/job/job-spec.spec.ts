@@ -14,13 +14,24 @@ function issuesOf(input: unknown): { path: string; message: string }[] {
 describe('parseJobSpec', () => {
   it('fills the reference recipe as defaults', () => {
     expect(parseJobSpec({})).toMatchObject({
-      model: 'mnist-mlp', dataset: 'mnist', optimizer: 'adam', learningRate: 0.001, loss: 'categoricalCrossentropy',
-      epochs: 5, batchSize: 32, validationSplit: 0.1, seed: 42, minWorkers: 1,
+      model: 'mnist-mlp',
+      dataset: 'mnist',
+      optimizer: 'adam',
+      learningRate: 0.001,
+      loss: 'categoricalCrossentropy',
+      epochs: 5,
+      batchSize: 32,
+      validationSplit: 0.1,
+      seed: 42,
+      minWorkers: 1,
     });
   });
 
   it('accepts a topology and IDX paths', () => {
-    const spec = parseJobSpec({ model: { topology: { class_name: 'Sequential', config: {} } }, dataset: { idx: { trainImages: 'a', trainLabels: 'b' } } });
+    const spec = parseJobSpec({
+      model: { topology: { class_name: 'Sequential', config: {} } },
+      dataset: { idx: { trainImages: 'a', trainLabels: 'b' } },
+    });
     expect(spec.model).toEqual({ topology: { class_name: 'Sequential', config: {} } });
   });
 
@@ -39,7 +50,9 @@ describe('parseJobSpec', () => {
     expect(issuesOf({ minWorkers: 4, maxWorkers: 2 })[0]!.path).toBe('maxWorkers');
     expect(issuesOf({ epochz: 3 })[0]!.message).toMatch(/epochz/);
     expect(issuesOf({ model: 'resnet' })[0]!.path).toBe('model');
-    expect(issuesOf({ dataset: { idx: { trainImages: 'a', trainLabels: 'b', testImages: 'c' } } })[0]!.path).toMatch(/^dataset/);
+    expect(issuesOf({ dataset: { idx: { trainImages: 'a', trainLabels: 'b', testImages: 'c' } } })[0]!.path).toMatch(
+      /^dataset/,
+    );
     expect(issuesOf('nope')[0]!.path).toBe('');
   });
 });
@@ -48,7 +61,10 @@ describe('seeded topologies', () => {
   it('give the same initial weights for the same seed, even with defaulted initializers', async () => {
     const { selectBackend, buildModel, flattenWeights } = await import('../index.js');
     await selectBackend('cpu');
-    const topology = { class_name: 'Sequential', config: { layers: [{ class_name: 'Dense', config: { units: 4, batch_input_shape: [null, 3] } }] } };
+    const topology = {
+      class_name: 'Sequential',
+      config: { layers: [{ class_name: 'Dense', config: { units: 4, batch_input_shape: [null, 3] } }] },
+    };
     const a = flattenWeights(await buildModel({ topology }, 7));
     const b = flattenWeights(await buildModel({ topology }, 7));
     const c = flattenWeights(await buildModel({ topology }, 8));
@@ -61,13 +77,21 @@ describe('topology policy', () => {
   it('refuses unknown or custom classes and absurd sizes, naming the place', async () => {
     const { checkTopology } = await import('../index.js');
     const seq = (layers: unknown[]) => ({ class_name: 'Sequential', config: { layers } });
-    expect(() => checkTopology(seq([{ class_name: 'Dense', config: { units: 10, batch_input_shape: [null, 4] } }]))).not.toThrow();
-    expect(() => checkTopology(seq([{ class_name: 'Lambda', config: { function: 'evil()' } }]))).toThrow(/"Lambda" is not allowed/);
+    expect(() =>
+      checkTopology(seq([{ class_name: 'Dense', config: { units: 10, batch_input_shape: [null, 4] } }])),
+    ).not.toThrow();
+    expect(() => checkTopology(seq([{ class_name: 'Lambda', config: { function: 'evil()' } }]))).toThrow(
+      /"Lambda" is not allowed/,
+    );
     expect(() => checkTopology(seq([{ class_name: 'Dense', config: { units: 1e9 } }]))).toThrow(InvalidJobSpecError);
     try {
-      checkTopology(seq([{ class_name: 'Dense', config: { units: 10, kernel_initializer: { class_name: 'MyInit', config: {} } } }]));
+      checkTopology(
+        seq([{ class_name: 'Dense', config: { units: 10, kernel_initializer: { class_name: 'MyInit', config: {} } } }]),
+      );
     } catch (err) {
-      expect((err as InvalidJobSpecError).issues[0]!.path).toBe('model.topology.config.layers.0.config.kernel_initializer');
+      expect((err as InvalidJobSpecError).issues[0]!.path).toBe(
+        'model.topology.config.layers.0.config.kernel_initializer',
+      );
     }
   });
 });

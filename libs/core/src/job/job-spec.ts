@@ -43,7 +43,12 @@ export const DatasetSpecSchema = z.union([
   z
     .object({
       idx: z
-        .object({ trainImages: source, trainLabels: source, testImages: source.optional(), testLabels: source.optional() })
+        .object({
+          trainImages: source,
+          trainLabels: source,
+          testImages: source.optional(),
+          testLabels: source.optional(),
+        })
         .strict()
         .refine((d) => (d.testImages === undefined) === (d.testLabels === undefined), {
           message: 'testImages and testLabels must be given together',
@@ -63,7 +68,13 @@ export const DatasetSpecSchema = z.union([
         .strict(),
     })
     .strict(),
-  z.object({ jsonl: z.object({ train: source, test: source.optional(), featureScale: z.number().positive().finite().default(1) }).strict() }).strict(),
+  z
+    .object({
+      jsonl: z
+        .object({ train: source, test: source.optional(), featureScale: z.number().positive().finite().default(1) })
+        .strict(),
+    })
+    .strict(),
 ]);
 
 /**
@@ -78,7 +89,10 @@ export const JobSpecSchema = z
     optimizer: z.enum(OPTIMIZERS).default('adam'),
     learningRate: z.number().positive().max(10).default(0.001),
     loss: z.enum(LOSSES).default('categoricalCrossentropy'),
-    metrics: z.array(z.enum(['accuracy'])).max(1).default(['accuracy']),
+    metrics: z
+      .array(z.enum(['accuracy']))
+      .max(1)
+      .default(['accuracy']),
     epochs: z.number().int().min(1).max(10_000).default(5),
     /** Global batch size: the examples of one step, split among the workers. */
     batchSize: z.number().int().min(1).max(65_536).default(32),
@@ -111,7 +125,12 @@ export const JobSpecSchema = z
     /** Fraction of each bucket's entries top-k sends (only with `compression: 'topk'`). */
     topkRatio: z.number().gt(0).max(0.5).default(0.01),
     /** Gradients travel in buckets of this many bytes (float32 count x 4) so adding and sending overlap. */
-    bucketBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(DEFAULT_BUCKET_BYTES),
+    bucketBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(64 * 1024 * 1024)
+      .default(DEFAULT_BUCKET_BYTES),
     /** Evaluate the test split after every epoch (recorded in the epoch history), not only at the end. */
     testEveryEpoch: z.boolean().default(false),
   })
@@ -144,5 +163,7 @@ export class InvalidJobSpecError extends Error {
 export function parseJobSpec(input: unknown): JobSpec {
   const result = JobSpecSchema.safeParse(input ?? {});
   if (result.success) return result.data;
-  throw new InvalidJobSpecError(result.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })));
+  throw new InvalidJobSpecError(
+    result.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })),
+  );
 }

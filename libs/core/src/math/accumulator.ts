@@ -59,7 +59,11 @@ export class Accumulator {
     if (this.k) {
       const accPtr = offset * 4;
       const stagePtr = this.stage.byteOffset;
-      bad = first ? this.k.assign(accPtr, stagePtr, n16, w) : s === undefined ? this.k.axpy(accPtr, stagePtr, n16, w) : this.k.axpyScale(accPtr, stagePtr, n16, w, s);
+      bad = first
+        ? this.k.assign(accPtr, stagePtr, n16, w)
+        : s === undefined
+          ? this.k.axpy(accPtr, stagePtr, n16, w)
+          : this.k.axpyScale(accPtr, stagePtr, n16, w, s);
     } else {
       bad = jsAdd(this.values, offset, this.stage, 0, n16, w, first, s);
     }
@@ -88,7 +92,16 @@ export class Accumulator {
 }
 
 /** Scalar kernel: dst[at + i] (=|+=) src[i] * w (then *= s) for i in [from, to); returns 1 when a value is not finite. */
-function jsAdd(dst: Float32Array, at: number, src: Float32Array, from: number, to: number, w: number, first: boolean, s: number | undefined): number {
+function jsAdd(
+  dst: Float32Array,
+  at: number,
+  src: Float32Array,
+  from: number,
+  to: number,
+  w: number,
+  first: boolean,
+  s: number | undefined,
+): number {
   let probe = 0;
   for (let i = from; i < to; i++) {
     const x = src[i]!;

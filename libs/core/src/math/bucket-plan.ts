@@ -14,7 +14,10 @@ export class BucketPlan {
   readonly bucketFloats: number;
   readonly count: number;
 
-  constructor(readonly size: number, bucketBytes = DEFAULT_BUCKET_BYTES) {
+  constructor(
+    readonly size: number,
+    bucketBytes = DEFAULT_BUCKET_BYTES,
+  ) {
     const granules = Math.max(1, Math.floor(bucketBytes / 4 / BUCKET_GRANULE_FLOATS));
     this.bucketFloats = granules * BUCKET_GRANULE_FLOATS;
     this.count = Math.max(1, Math.ceil(size / this.bucketFloats));

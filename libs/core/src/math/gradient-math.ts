@@ -19,7 +19,8 @@ export function scaleInPlace(acc: Float32Array, s: number): void {
  * `sum_k(g_k * n_k) / sum_k(n_k)`, the gradient of the mean loss over the union of slices.
  */
 export function weightedMean(grads: readonly Float32Array[], samples: readonly number[]): Float32Array {
-  if (grads.length === 0 || grads.length !== samples.length) throw new RangeError('weightedMean needs one sample count per gradient');
+  if (grads.length === 0 || grads.length !== samples.length)
+    throw new RangeError('weightedMean needs one sample count per gradient');
   const out = new Float32Array(grads[0]!.length);
   const total = samples.reduce((a, b) => a + b, 0);
   grads.forEach((g, k) => addScaled(out, g, samples[k]!));

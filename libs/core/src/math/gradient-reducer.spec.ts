@@ -31,9 +31,18 @@ function reduce(plan: BucketPlan, name: Compression, grads: Float32Array[], samp
 describe('GradientReducer', () => {
   it('computes the sample-weighted mean of per-worker mean gradients', () => {
     const examples = Array.from({ length: 10 }, (_, k) => rand(64, k));
-    const meanOf = (xs: Float32Array[]) => weightedMean(xs, xs.map(() => 1));
+    const meanOf = (xs: Float32Array[]) =>
+      weightedMean(
+        xs,
+        xs.map(() => 1),
+      );
     const shards = [examples.slice(0, 7), examples.slice(7, 9), examples.slice(9)];
-    const got = reduce(new BucketPlan(64), 'none', shards.map(meanOf), shards.map((s) => s.length));
+    const got = reduce(
+      new BucketPlan(64),
+      'none',
+      shards.map(meanOf),
+      shards.map((s) => s.length),
+    );
     expect(maxRelativeDifference(got, meanOf(examples))).toBeLessThan(1e-6);
   });
 
@@ -44,7 +53,9 @@ describe('GradientReducer', () => {
     for (const bytes of [1024, 4096 + 512, 300_000, 1 << 20]) {
       const plan = new BucketPlan(size, bytes);
       expect(plan.count).toBeGreaterThan(1);
-      expect(Buffer.compare(Buffer.from(reduce(plan, 'none', grads, [5, 3, 8]).buffer), Buffer.from(whole.buffer))).toBe(0);
+      expect(
+        Buffer.compare(Buffer.from(reduce(plan, 'none', grads, [5, 3, 8]).buffer), Buffer.from(whole.buffer)),
+      ).toBe(0);
     }
   });
 
@@ -57,7 +68,8 @@ describe('GradientReducer', () => {
     acc.scale(0, 1027, 1 / 3.5);
     const expected = new Float32Array(1027);
     const h = rand(1027, 5);
-    for (let i = 0; i < 1027; i++) expected[i] = Math.fround(Math.fround(Math.fround(g[i]! * 3) + Math.fround(h[i]! * 0.5)) * Math.fround(1 / 3.5));
+    for (let i = 0; i < 1027; i++)
+      expected[i] = Math.fround(Math.fround(Math.fround(g[i]! * 3) + Math.fround(h[i]! * 0.5)) * Math.fround(1 / 3.5));
     expect(Array.from(acc.values)).toEqual(Array.from(expected));
   });
 
@@ -71,12 +83,15 @@ describe('GradientReducer', () => {
     expect(() => r.add(1, new Uint8Array(32), 1)).toThrow(expect.objectContaining({ code: 'GRADIENT_SIZE_MISMATCH' }));
     expect(Array.from(r.acc.values)).toEqual(snapshot);
     for (const bad of [NaN, Infinity, -Infinity]) {
-      for (const at of [1, 6]) { // inside the SIMD part and in the scalar tail
+      for (const at of [1, 6]) {
+        // inside the SIMD part and in the scalar tail
         const g = new Float32Array(8);
         g[at] = bad;
         const rr = new GradientReducer(new BucketPlan(7), bucketCodec('none'));
         rr.begin();
-        expect(() => rr.add(0, new Uint8Array(g.buffer, 0, 28), 1)).toThrow(expect.objectContaining({ code: 'NON_FINITE_GRADIENT' }));
+        expect(() => rr.add(0, new Uint8Array(g.buffer, 0, 28), 1)).toThrow(
+          expect.objectContaining({ code: 'NON_FINITE_GRADIENT' }),
+        );
       }
     }
   });
@@ -88,7 +103,9 @@ describe('GradientReducer', () => {
       g[500] = NaN;
       const r = new GradientReducer(plan, bucketCodec(name));
       r.begin();
-      expect(() => r.add(0, encodeBuckets(plan, name, g)[0]!, 1), name).toThrow(expect.objectContaining({ code: 'NON_FINITE_GRADIENT' }));
+      expect(() => r.add(0, encodeBuckets(plan, name, g)[0]!, 1), name).toThrow(
+        expect.objectContaining({ code: 'NON_FINITE_GRADIENT' }),
+      );
     }
   });
 });

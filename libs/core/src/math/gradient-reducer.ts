@@ -20,7 +20,10 @@ export class GradientReducer {
   /** Buckets whose mean was folded into their last add. */
   private readonly scaled: Uint8Array;
 
-  constructor(readonly plan: BucketPlan, readonly codec: BucketCodec) {
+  constructor(
+    readonly plan: BucketPlan,
+    readonly codec: BucketCodec,
+  ) {
     this.acc = new Accumulator(plan.size);
     this.filled = new Uint32Array(plan.count);
     this.scaled = new Uint8Array(plan.count);
@@ -44,10 +47,19 @@ export class GradientReducer {
     }
     const first = this.filled[bucket] === 0;
     const scale = lastOfTotal === undefined || this.codec.sparse ? undefined : 1 / lastOfTotal;
-    const ok = this.codec.accumulate(payload, this.plan.length(bucket), this.acc, this.plan.start(bucket), samples, first, scale);
+    const ok = this.codec.accumulate(
+      payload,
+      this.plan.length(bucket),
+      this.acc,
+      this.plan.start(bucket),
+      samples,
+      first,
+      scale,
+    );
     this.filled[bucket]!++;
     if (scale !== undefined) this.scaled[bucket] = 1;
-    if (!ok) throw new ProtocolError('NON_FINITE_GRADIENT', `bucket ${bucket} of the gradient contains NaN or Infinity`);
+    if (!ok)
+      throw new ProtocolError('NON_FINITE_GRADIENT', `bucket ${bucket} of the gradient contains NaN or Infinity`);
   }
 
   /** Scales bucket `b` by 1/`totalSamples` and returns it (a view of the accumulator). */

@@ -21,11 +21,25 @@ const F32 = 0x7d;
 const V128 = 0x7b;
 
 const op = {
-  block: [0x02, 0x40], loop: [0x03, 0x40], end: [0x0b], brIf: (d: number) => [0x0d, d],
-  get: (i: number) => [0x20, i], set: (i: number) => [0x21, i], tee: (i: number) => [0x22, i],
-  i32: (v: number) => [0x41, ...sleb(v)], i32Add: [0x6a], i32Shl: [0x74], i32LtU: [0x49], i32GeU: [0x4f],
-  load: (offset: number) => [0xfd, 0x00, 0x02, ...uleb(offset)], store: (offset: number) => [0xfd, 0x0b, 0x02, ...uleb(offset)], splat: [0xfd, 0x13],
-  add: [0xfd, 0xe4, 0x01], mul: [0xfd, 0xe6, 0x01], ne: [0xfd, 0x42], anyTrue: [0xfd, 0x53],
+  block: [0x02, 0x40],
+  loop: [0x03, 0x40],
+  end: [0x0b],
+  brIf: (d: number) => [0x0d, d],
+  get: (i: number) => [0x20, i],
+  set: (i: number) => [0x21, i],
+  tee: (i: number) => [0x22, i],
+  i32: (v: number) => [0x41, ...sleb(v)],
+  i32Add: [0x6a],
+  i32Shl: [0x74],
+  i32LtU: [0x49],
+  i32GeU: [0x4f],
+  load: (offset: number) => [0xfd, 0x00, 0x02, ...uleb(offset)],
+  store: (offset: number) => [0xfd, 0x0b, 0x02, ...uleb(offset)],
+  splat: [0xfd, 0x13],
+  add: [0xfd, 0xe4, 0x01],
+  mul: [0xfd, 0xe6, 0x01],
+  ne: [0xfd, 0x42],
+  anyTrue: [0xfd, 0x53],
   v128Zero: [0xfd, 0x0c, ...new Array<number>(16).fill(0)],
 };
 
@@ -65,12 +79,29 @@ const STEP = SIMD_BLOCK_FLOATS * 4;
  */
 function loop64(first: number, n: number, end: number, others: number[], body: (k: number) => number[]): number[] {
   return [
-    ...op.get(first), ...op.get(n), ...op.i32(2), ...op.i32Shl, ...op.i32Add, ...op.set(end),
-    ...op.block, ...op.get(first), ...op.get(end), ...op.i32GeU, ...op.brIf(0),
-    ...op.loop, ...[0, 1, 2, 3].flatMap(body),
+    ...op.get(first),
+    ...op.get(n),
+    ...op.i32(2),
+    ...op.i32Shl,
+    ...op.i32Add,
+    ...op.set(end),
+    ...op.block,
+    ...op.get(first),
+    ...op.get(end),
+    ...op.i32GeU,
+    ...op.brIf(0),
+    ...op.loop,
+    ...[0, 1, 2, 3].flatMap(body),
     ...others.flatMap((p) => [...op.get(p), ...op.i32(STEP), ...op.i32Add, ...op.set(p)]),
-    ...op.get(first), ...op.i32(STEP), ...op.i32Add, ...op.tee(first), ...op.get(end), ...op.i32LtU, ...op.brIf(0),
-    ...op.end, ...op.end,
+    ...op.get(first),
+    ...op.i32(STEP),
+    ...op.i32Add,
+    ...op.tee(first),
+    ...op.get(end),
+    ...op.i32LtU,
+    ...op.brIf(0),
+    ...op.end,
+    ...op.end,
   ];
 }
 
@@ -86,34 +117,88 @@ function fn(locals: [number, number][], body: number[]): number[] {
 function axpyBody(keepAcc: boolean, scaled: boolean): number[] {
   const end = scaled ? 5 : 4;
   const [wv, sv, gv, probe] = [end + 1, end + 2, end + 3, end + 4];
-  return fn([[1, I32], [4, V128]], [
-    ...op.get(3), ...op.splat, ...op.set(wv), ...(scaled ? [...op.get(4), ...op.splat, ...op.set(sv)] : []), ...op.v128Zero, ...op.set(probe),
-    ...loop64(0, 2, end, [1], (k) => [
-      ...op.get(1), ...op.load(16 * k), ...op.set(gv),
-      ...op.get(probe), ...op.get(gv), ...op.v128Zero, ...op.mul, ...op.add, ...op.set(probe),
-      ...op.get(0), ...(keepAcc ? [...op.get(0), ...op.load(16 * k)] : []), ...op.get(gv), ...op.get(wv), ...op.mul,
-      ...(keepAcc ? op.add : []), ...(scaled ? [...op.get(sv), ...op.mul] : []), ...op.store(16 * k),
-    ]),
-    ...op.get(probe), ...op.get(probe), ...op.ne, ...op.anyTrue,
-  ]);
+  return fn(
+    [
+      [1, I32],
+      [4, V128],
+    ],
+    [
+      ...op.get(3),
+      ...op.splat,
+      ...op.set(wv),
+      ...(scaled ? [...op.get(4), ...op.splat, ...op.set(sv)] : []),
+      ...op.v128Zero,
+      ...op.set(probe),
+      ...loop64(0, 2, end, [1], (k) => [
+        ...op.get(1),
+        ...op.load(16 * k),
+        ...op.set(gv),
+        ...op.get(probe),
+        ...op.get(gv),
+        ...op.v128Zero,
+        ...op.mul,
+        ...op.add,
+        ...op.set(probe),
+        ...op.get(0),
+        ...(keepAcc ? [...op.get(0), ...op.load(16 * k)] : []),
+        ...op.get(gv),
+        ...op.get(wv),
+        ...op.mul,
+        ...(keepAcc ? op.add : []),
+        ...(scaled ? [...op.get(sv), ...op.mul] : []),
+        ...op.store(16 * k),
+      ]),
+      ...op.get(probe),
+      ...op.get(probe),
+      ...op.ne,
+      ...op.anyTrue,
+    ],
+  );
 }
 
 // acc = 0, n = 1, s = 2; end = 3, sv = 4
-const scaleBody = fn([[1, I32], [1, V128]], [
-  ...op.get(2), ...op.splat, ...op.set(4),
-  ...loop64(0, 1, 3, [], (k) => [...op.get(0), ...op.get(0), ...op.load(16 * k), ...op.get(4), ...op.mul, ...op.store(16 * k)]),
-]);
+const scaleBody = fn(
+  [
+    [1, I32],
+    [1, V128],
+  ],
+  [
+    ...op.get(2),
+    ...op.splat,
+    ...op.set(4),
+    ...loop64(0, 1, 3, [], (k) => [
+      ...op.get(0),
+      ...op.get(0),
+      ...op.load(16 * k),
+      ...op.get(4),
+      ...op.mul,
+      ...op.store(16 * k),
+    ]),
+  ],
+);
 
 const types = vec([
   [0x60, ...vec([[I32], [I32], [I32], [F32]]), 1, I32], // axpy, assign
   [0x60, ...vec([[I32], [I32], [I32], [F32], [F32]]), 1, I32], // axpyScale
   [0x60, ...vec([[I32], [I32], [F32]]), 0], // scale
 ]);
-const exportsList: [string, number][] = [['axpy', 0], ['assign', 1], ['axpyScale', 2], ['scale', 3]];
+const exportsList: [string, number][] = [
+  ['axpy', 0],
+  ['assign', 1],
+  ['axpyScale', 2],
+  ['scale', 3],
+];
 
 /** The module's bytes: imports `env.memory`, exports the kernels above. */
 export const SIMD_MODULE_BYTES = new Uint8Array([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  0x00,
+  0x61,
+  0x73,
+  0x6d,
+  0x01,
+  0x00,
+  0x00,
+  0x00,
   ...section(1, types),
   ...section(2, vec([[...str('env'), ...str('memory'), 0x02, 0x00, 0x01]])),
   ...section(3, vec([[0], [0], [1], [2]])),

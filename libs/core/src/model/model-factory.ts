@@ -5,8 +5,17 @@ import { checkTopology } from './topology-policy.js';
 
 /** Initializers that accept a `seed`; seeding them makes initial weights reproducible. */
 const SEEDED_INITIALIZERS = new Set([
-  'VarianceScaling', 'GlorotUniform', 'GlorotNormal', 'HeNormal', 'HeUniform', 'LeCunNormal', 'LeCunUniform',
-  'RandomNormal', 'RandomUniform', 'TruncatedNormal', 'Orthogonal',
+  'VarianceScaling',
+  'GlorotUniform',
+  'GlorotNormal',
+  'HeNormal',
+  'HeUniform',
+  'LeCunNormal',
+  'LeCunUniform',
+  'RandomNormal',
+  'RandomUniform',
+  'TruncatedNormal',
+  'Orthogonal',
 ]);
 
 /** Deep-copies a Layers topology and gives every unseeded random initializer a seed derived from `seed`. */
@@ -18,7 +27,12 @@ export function seedTopology(topology: Record<string, unknown>, seed: number): R
     const out: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(node)) {
       const init = value as { class_name?: unknown; config?: Record<string, unknown> } | null;
-      if (key.endsWith('_initializer') && init && typeof init.class_name === 'string' && SEEDED_INITIALIZERS.has(init.class_name)) {
+      if (
+        key.endsWith('_initializer') &&
+        init &&
+        typeof init.class_name === 'string' &&
+        SEEDED_INITIALIZERS.has(init.class_name)
+      ) {
         const config = { ...(init.config ?? {}) };
         if (config['seed'] === undefined || config['seed'] === null) config['seed'] = next++ >>> 0;
         out[key] = { ...init, config };
@@ -35,9 +49,20 @@ function mnistMlp(seed: number): tfl.LayersModel {
   return tfl.sequential({
     name: 'mnist_mlp',
     layers: [
-      tfl.layers.dense({ name: 'dense_1', inputShape: [784], units: 128, activation: 'relu', kernelInitializer: tfl.initializers.glorotUniform({ seed }) }),
+      tfl.layers.dense({
+        name: 'dense_1',
+        inputShape: [784],
+        units: 128,
+        activation: 'relu',
+        kernelInitializer: tfl.initializers.glorotUniform({ seed }),
+      }),
       tfl.layers.dropout({ name: 'dropout_1', rate: 0.2 }),
-      tfl.layers.dense({ name: 'dense_2', units: 10, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: seed + 1 }) }),
+      tfl.layers.dense({
+        name: 'dense_2',
+        units: 10,
+        activation: 'softmax',
+        kernelInitializer: tfl.initializers.glorotUniform({ seed: seed + 1 }),
+      }),
     ],
   });
 }
@@ -47,9 +72,22 @@ function mnistCnn(seed: number): tfl.LayersModel {
   return tfl.sequential({
     name: 'mnist_cnn',
     layers: [
-      tfl.layers.conv2d({ name: 'conv_1', inputShape: [28, 28, 1], filters: 16, kernelSize: 3, activation: 'relu', kernelInitializer: glorot(0) }),
+      tfl.layers.conv2d({
+        name: 'conv_1',
+        inputShape: [28, 28, 1],
+        filters: 16,
+        kernelSize: 3,
+        activation: 'relu',
+        kernelInitializer: glorot(0),
+      }),
       tfl.layers.maxPooling2d({ name: 'pool_1', poolSize: 2 }),
-      tfl.layers.conv2d({ name: 'conv_2', filters: 32, kernelSize: 3, activation: 'relu', kernelInitializer: glorot(1) }),
+      tfl.layers.conv2d({
+        name: 'conv_2',
+        filters: 32,
+        kernelSize: 3,
+        activation: 'relu',
+        kernelInitializer: glorot(1),
+      }),
       tfl.layers.maxPooling2d({ name: 'pool_2', poolSize: 2 }),
       tfl.layers.flatten({ name: 'flatten' }),
       tfl.layers.dense({ name: 'dense_1', units: 64, activation: 'relu', kernelInitializer: glorot(2) }),

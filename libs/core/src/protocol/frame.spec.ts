@@ -66,7 +66,17 @@ describe('frame codec', () => {
 
 describe('message validation', () => {
   it('accepts a valid gradient message', () => {
-    const msg = { t: 'gradient', jobId: 'j', step: 3, bucket: 0, samples: 16, lossSum: 1.5, correct: 9, computeMs: 2, applyMs: 1 } as const;
+    const msg = {
+      t: 'gradient',
+      jobId: 'j',
+      step: 3,
+      bucket: 0,
+      samples: 16,
+      lossSum: 1.5,
+      correct: 9,
+      computeMs: 2,
+      applyMs: 1,
+    } as const;
     const { message, payload } = decodeWorkerMessage(encodeMessage(msg, new Float32Array(8)));
     expect(message).toEqual(msg);
     expect(payload.byteLength).toBe(32);
@@ -76,7 +86,13 @@ describe('message validation', () => {
     expectCode(() => decodeWorkerMessage(encodeFrame({ t: 'nope' })), 'MALFORMED_FRAME');
     expectCode(() => decodeWorkerMessage(encodeFrame({ t: 'gradient', jobId: 'j' })), 'MALFORMED_FRAME');
     expectCode(() => decodeWorkerMessage(encodeFrame({ t: 'heartbeat' }, new Float32Array(4))), 'MALFORMED_FRAME');
-    expectCode(() => decodeWorkerMessage(encodeFrame({ t: 'gradient', jobId: 'j', step: -1, samples: 1, lossSum: 0, correct: 0, computeMs: 0 })), 'MALFORMED_FRAME');
+    expectCode(
+      () =>
+        decodeWorkerMessage(
+          encodeFrame({ t: 'gradient', jobId: 'j', step: -1, samples: 1, lossSum: 0, correct: 0, computeMs: 0 }),
+        ),
+      'MALFORMED_FRAME',
+    );
   });
 });
 

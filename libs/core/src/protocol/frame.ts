@@ -87,7 +87,10 @@ export function decodeFrame(data: Uint8Array, maxHeaderBytes = MAX_HEADER_BYTES)
     throw new ProtocolError('MESSAGE_TOO_LARGE', `header of ${headerBytes} bytes exceeds ${maxHeaderBytes}`);
   }
   if (FRAME_PREFIX_BYTES + headerBytes > data.byteLength) {
-    throw new ProtocolError('TRUNCATED_FRAME', `header declares ${headerBytes} bytes, frame has ${data.byteLength - FRAME_PREFIX_BYTES}`);
+    throw new ProtocolError(
+      'TRUNCATED_FRAME',
+      `header declares ${headerBytes} bytes, frame has ${data.byteLength - FRAME_PREFIX_BYTES}`,
+    );
   }
   let header: unknown;
   try {
@@ -127,7 +130,8 @@ export function misalignedPayloadCopies(): number {
 
 /** Views payload bytes as Float32 (little-endian) without copying when aligned; copies once otherwise. */
 export function float32View(bytes: Uint8Array): Float32Array {
-  if (bytes.byteLength % 4 !== 0) throw new ProtocolError('MALFORMED_FRAME', `float32 payload of ${bytes.byteLength} bytes is not a multiple of 4`);
+  if (bytes.byteLength % 4 !== 0)
+    throw new ProtocolError('MALFORMED_FRAME', `float32 payload of ${bytes.byteLength} bytes is not a multiple of 4`);
   if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
   misalignedCopies++;
   return new Float32Array(alignedCopy(bytes));
@@ -135,7 +139,8 @@ export function float32View(bytes: Uint8Array): Float32Array {
 
 /** Views payload bytes as Uint32 (little-endian) without copying when aligned; copies once otherwise. */
 export function uint32View(bytes: Uint8Array): Uint32Array {
-  if (bytes.byteLength % 4 !== 0) throw new ProtocolError('MALFORMED_FRAME', `uint32 payload of ${bytes.byteLength} bytes is not a multiple of 4`);
+  if (bytes.byteLength % 4 !== 0)
+    throw new ProtocolError('MALFORMED_FRAME', `uint32 payload of ${bytes.byteLength} bytes is not a multiple of 4`);
   if (bytes.byteOffset % 4 === 0) return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
   misalignedCopies++;
   return new Uint32Array(alignedCopy(bytes));

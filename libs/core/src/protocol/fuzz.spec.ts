@@ -9,7 +9,10 @@ const RUNS = Number(process.env['GRADFLEET_FUZZ_RUNS'] ?? 40_000);
 
 const valid = [
   encodeMessage({ t: 'hello', v: 1, name: 'w', host: 'h', pid: 1, backend: 'wasm' }),
-  encodeMessage({ t: 'gradient', jobId: 'j', step: 3, bucket: 0, samples: 2, lossSum: 1, correct: 1, computeMs: 1 }, new Float32Array(16)),
+  encodeMessage(
+    { t: 'gradient', jobId: 'j', step: 3, bucket: 0, samples: 2, lossSum: 1, correct: 1, computeMs: 1 },
+    new Float32Array(16),
+  ),
   encodeMessage({ t: 'ready', jobId: 'j', trainCount: 10, testCount: 2 }),
   encodeMessage({ t: 'weights', jobId: 'j', requestId: 1 }, new Float32Array(8)),
   encodeMessage({ t: 'heartbeat', numTensors: 3, numBytes: 12 }),
@@ -28,7 +31,10 @@ function decodesSafely(bytes: Uint8Array): void {
 
 describe('decoder fuzzing', () => {
   it(`survives ${RUNS} random byte strings`, () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 512 }), (b) => decodesSafely(b)), { numRuns: RUNS });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 512 }), (b) => decodesSafely(b)),
+      { numRuns: RUNS },
+    );
   });
 
   it(`survives ${RUNS} mutations of real frames (bit flips, truncation, splices, huge lengths)`, () => {
@@ -51,7 +57,23 @@ describe('decoder fuzzing', () => {
   });
 
   it(`survives ${RUNS} well-framed headers of wrong types and shapes`, () => {
-    const header = fc.dictionary(fc.constantFrom('t', 'v', 'jobId', 'step', 'samples', 'lossSum', 'pb', 'name', 'layout', 'optimizer', '__proto__', 'constructor'), fc.anything({ maxDepth: 2 }));
+    const header = fc.dictionary(
+      fc.constantFrom(
+        't',
+        'v',
+        'jobId',
+        'step',
+        'samples',
+        'lossSum',
+        'pb',
+        'name',
+        'layout',
+        'optimizer',
+        '__proto__',
+        'constructor',
+      ),
+      fc.anything({ maxDepth: 2 }),
+    );
     fc.assert(
       fc.property(header, fc.uint8Array({ maxLength: 64 }), (h, payload) => {
         try {

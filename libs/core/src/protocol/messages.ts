@@ -8,7 +8,11 @@ const count = z.number().int().nonnegative();
 const finite = z.number().finite();
 
 /** Name, shape and dtype of one tensor in a payload made of several. */
-export const TensorSpecSchema = z.object({ name: z.string().max(256), shape: z.array(count).max(8), dtype: z.enum(['float32', 'int32']) });
+export const TensorSpecSchema = z.object({
+  name: z.string().max(256),
+  shape: z.array(count).max(8),
+  dtype: z.enum(['float32', 'int32']),
+});
 export type TensorSpec = z.infer<typeof TensorSpecSchema>;
 
 /** A dataset split the coordinator serves over HTTP (`data-shard` format), with its integrity data. */
@@ -50,7 +54,12 @@ export const WorkerMessageSchema = z.discriminatedUnion('t', [
   z.object({ t: z.literal('eval-result'), jobId: id, requestId: count, lossSum: finite, correct: count, count }),
   z.object({ t: z.literal('checksum'), jobId: id, step: count, hash: z.string().max(64), sum: z.number() }),
   /** Payload: Float32 values of every model weight (`model.getWeights()` order), then the optimizer state described by `optimizer`. */
-  z.object({ t: z.literal('weights'), jobId: id, requestId: count, optimizer: z.array(TensorSpecSchema).max(100_000).default([]) }),
+  z.object({
+    t: z.literal('weights'),
+    jobId: id,
+    requestId: count,
+    optimizer: z.array(TensorSpecSchema).max(100_000).default([]),
+  }),
   /** Heartbeats carry the backend's memory use (TF.js engine), for the metrics. */
   z.object({ t: z.literal('heartbeat'), numTensors: count.optional(), numBytes: count.optional() }),
   z.object({ t: z.literal('failure'), jobId: id.optional(), message: z.string().max(4096) }),
@@ -58,7 +67,13 @@ export const WorkerMessageSchema = z.discriminatedUnion('t', [
 
 /** Messages the coordinator sends to a worker, keyed by `t`. */
 export const CoordinatorMessageSchema = z.discriminatedUnion('t', [
-  z.object({ t: z.literal('welcome'), v: z.number().int(), workerId: id, heartbeatIntervalMs: count, heartbeatTimeoutMs: count }),
+  z.object({
+    t: z.literal('welcome'),
+    v: z.number().int(),
+    workerId: id,
+    heartbeatIntervalMs: count,
+    heartbeatTimeoutMs: count,
+  }),
   /**
    * Payload: Float32 initial values of every model weight, in `layout` order, then (when
    * resuming from a checkpoint) the optimizer state described by `optimizer`. `data`, when
@@ -128,7 +143,10 @@ function decodeWith<M>(schema: z.ZodType<M>, data: Uint8Array): Received<M> {
   if (!PAYLOAD_TYPES.has(type)) {
     if (payload.byteLength > 0) throw new ProtocolError('MALFORMED_FRAME', `message ${type} carries no payload`);
     if (data.byteLength > MAX_CONTROL_MESSAGE_BYTES) {
-      throw new ProtocolError('MESSAGE_TOO_LARGE', `control message of ${data.byteLength} bytes exceeds ${MAX_CONTROL_MESSAGE_BYTES}`);
+      throw new ProtocolError(
+        'MESSAGE_TOO_LARGE',
+        `control message of ${data.byteLength} bytes exceeds ${MAX_CONTROL_MESSAGE_BYTES}`,
+      );
     }
   }
   return { message: parsed.data, payload };
@@ -145,6 +163,9 @@ export function decodeCoordinatorMessage(data: Uint8Array): Received<Coordinator
 }
 
 /** Encodes a message (and optional payload) into one frame. */
-export function encodeMessage(message: WorkerMessageInput | CoordinatorMessageInput, payload?: ArrayBufferView): Buffer {
+export function encodeMessage(
+  message: WorkerMessageInput | CoordinatorMessageInput,
+  payload?: ArrayBufferView,
+): Buffer {
   return encodeFrame(message, payload);
 }

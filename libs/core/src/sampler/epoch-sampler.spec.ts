@@ -3,7 +3,13 @@ import { EpochSampler, splitBatch } from './epoch-sampler.js';
 import { epochPermutation } from './prng.js';
 
 /** Runs one epoch with `world` workers at global batch `batch`; returns how often each index was used. */
-function runEpoch(size: number, batch: number, weights: number[], sampler = new EpochSampler({ size, seed: 7 }), epoch = 0): Uint32Array {
+function runEpoch(
+  size: number,
+  batch: number,
+  weights: number[],
+  sampler = new EpochSampler({ size, seed: 7 }),
+  epoch = 0,
+): Uint32Array {
   const counts = new Uint32Array(size);
   sampler.beginEpoch(epoch);
   while (!sampler.epochComplete) {
@@ -20,7 +26,13 @@ function runEpoch(size: number, batch: number, weights: number[], sampler = new 
 describe('EpochSampler', () => {
   it('gives every index exactly once per epoch for world sizes 1..8 and sizes not divisible by the batch', () => {
     for (let world = 1; world <= 8; world++) {
-      for (const [size, batch] of [[100, 32], [1000, 64], [97, 10], [5, 32], [33, 1]] as const) {
+      for (const [size, batch] of [
+        [100, 32],
+        [1000, 64],
+        [97, 10],
+        [5, 32],
+        [33, 1],
+      ] as const) {
         const counts = runEpoch(size, batch, Array(world).fill(1));
         expect(counts.every((c) => c === 1)).toBe(true);
       }
@@ -28,7 +40,12 @@ describe('EpochSampler', () => {
   });
 
   it('gives every index exactly once with unequal shards', () => {
-    for (const weights of [[1, 2], [3, 1, 1], [0.1, 5, 2, 0], [1, 0, 0, 0, 0, 0, 0, 7]]) {
+    for (const weights of [
+      [1, 2],
+      [3, 1, 1],
+      [0.1, 5, 2, 0],
+      [1, 0, 0, 0, 0, 0, 0, 7],
+    ]) {
       const counts = runEpoch(1234, 50, weights);
       expect(counts.every((c) => c === 1)).toBe(true);
     }

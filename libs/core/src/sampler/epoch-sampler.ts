@@ -50,7 +50,8 @@ export class EpochSampler {
   private counts: Uint8Array;
 
   constructor(options: SamplerOptions) {
-    if (!Number.isSafeInteger(options.size) || options.size < 1) throw new RangeError(`dataset size must be a positive integer, got ${options.size}`);
+    if (!Number.isSafeInteger(options.size) || options.size < 1)
+      throw new RangeError(`dataset size must be a positive integer, got ${options.size}`);
     this.size = options.size;
     this.seed = options.seed;
     this.shuffle = options.shuffle ?? true;
