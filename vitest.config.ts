@@ -2,9 +2,15 @@ import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 const core = fileURLToPath(new URL('./libs/core/src/index.ts', import.meta.url));
+const dataplane = fileURLToPath(new URL('./libs/core/src/dataplane/index.ts', import.meta.url));
 
 export default defineConfig({
-  resolve: { alias: { '@gradfleet/core': core } },
+  resolve: {
+    alias: [
+      { find: /^@gradfleet\/core$/, replacement: core },
+      { find: /^@gradfleet\/core\/dataplane$/, replacement: dataplane },
+    ],
+  },
   test: {
     // One JSON report per vitest process, summed by .ci/summary.mjs into CI's closing line.
     reporters: ['default', 'json'],

@@ -20,14 +20,16 @@ function mlp(units: number): Record<string, unknown> {
 const paramsOf = (m: CoordinatorMessage) =>
   m.t === 'job-start' ? m.layout.reduce((n, s) => n + s.reduce((a, b) => a * b, 1), 0) : 0;
 
-describe('bucketed gradients: partial contributions and readers that stop reading', () => {
+// The main-thread reducer (--reducer-threads 0): gradients over the WebSocket control connection.
+// The same cases on the data plane: tests/data-plane.spec.ts.
+describe('bucketed gradients on the main thread: partial contributions and readers that stop reading', () => {
   const cluster = new TestCluster();
   let data: SmallMnist;
 
   beforeAll(async () => {
     await selectBackend('cpu'); // to build the test's topology
     data = await writeSmallMnist(2048, 200);
-    await cluster.startCoordinator(['--heartbeat-timeout-ms', '60000']);
+    await cluster.startCoordinator(['--heartbeat-timeout-ms', '60000', '--reducer-threads', '0']);
     await cluster.startWorkers(2);
   });
   afterAll(() => cluster.stop());

@@ -16,6 +16,8 @@ describe('hostile frames are refused with their documented code; good workers ke
       String(MAX_MESSAGE_BYTES),
       '--heartbeat-timeout-ms',
       '5000',
+      '--reducer-threads', // these in-job violations travel on the control connection (main-thread reducer);
+      '0', // their data-plane counterparts are in tests/data-plane.spec.ts
     ]);
   });
   afterAll(() => cluster.stop());

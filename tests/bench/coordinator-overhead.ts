@@ -102,7 +102,15 @@ const notes = [
 try {
   // Simulated workers on two shared cores can stall for seconds under 100 MB steps: a long
   // heartbeat timeout keeps them in the job (the bench measures throughput, not liveness).
-  await cluster.startCoordinator(['--max-connections', '256', '--heartbeat-timeout-ms', '300000']);
+  // Simulated peers send gradients on the control connection: the main-thread reducer.
+  await cluster.startCoordinator([
+    '--max-connections',
+    '256',
+    '--heartbeat-timeout-ms',
+    '300000',
+    '--reducer-threads',
+    '0',
+  ]);
   for (const [label, params, steps] of sizes) {
     for (const n of counts) {
       if (only.length > 0 && !only.includes(`${n}:${label}`)) continue;

@@ -26,6 +26,8 @@ export class RawWorker {
     resolve: (m: { message: CoordinatorMessage; payload: Uint8Array }) => void;
   }[] = [];
   onMessage: ((message: CoordinatorMessage, payload: Uint8Array) => void) | undefined;
+  /** The id the coordinator gave this peer in `welcome`. */
+  workerId = '';
 
   constructor(wsUrl: string) {
     this.ws = new WebSocket(wsUrl + WORKER_WS_PATH, { perMessageDeflate: false });
@@ -60,6 +62,9 @@ export class RawWorker {
   async hello(name = 'raw', version = PROTOCOL_VERSION): Promise<void> {
     await this.opened;
     this.send({ t: 'hello', v: version, name, host: 'test', pid: process.pid, backend: 'none' });
-    if (version === PROTOCOL_VERSION) await this.next('welcome');
+    if (version === PROTOCOL_VERSION) {
+      const { message } = await this.next('welcome');
+      if (message.t === 'welcome') this.workerId = message.workerId;
+    }
   }
 }

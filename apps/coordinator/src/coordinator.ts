@@ -17,6 +17,7 @@ import { createApiHandler } from './http-api.js';
 import { JobManager } from './job-manager.js';
 import { JobStore } from './job-store.js';
 import { CoordinatorMetrics } from './metrics.js';
+import { ShardPool, defaultReducerThreads } from './shard-pool.js';
 import { WorkerConnection } from './worker-connection.js';
 
 export interface CoordinatorOptions {
@@ -52,6 +53,12 @@ export interface CoordinatorOptions {
   maxConcurrentJobs?: number;
   /** Serve https:// and wss:// with this certificate and key (PEM). */
   tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
+  /**
+   * Reducer shard threads of the data plane, each with its own port (the API port + 1 + k
+   * when `port` is fixed, any free port otherwise); 0 averages gradients on the main thread.
+   * @defaultValue defaultReducerThreads(): usable cores - 1, at least 1
+   */
+  reducerThreads?: number;
   logger: Logger;
 }
 
@@ -65,6 +72,7 @@ export class Coordinator {
   private readonly connections = new Set<WorkerConnection>();
   private readonly auth: Authenticator;
   private draining = false;
+  private shardPool: ShardPool | undefined;
 
   constructor(private readonly options: CoordinatorOptions) {
     const log = options.logger;
@@ -139,11 +147,32 @@ export class Coordinator {
         'INSECURE: serving a non-loopback address without tokens; anyone who reaches it can run jobs and join as a worker',
       );
     }
-    await this.jobs.restore();
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => resolve());
-    });
+    const threads = this.options.reducerThreads ?? defaultReducerThreads();
+    if (threads > 0) {
+      this.shardPool = await ShardPool.start(
+        threads,
+        {
+          host,
+          basePort: port === 0 ? 0 : port + 1, // shard k: --port + 1 + k
+          workerToken: this.options.workerToken,
+          tls: this.options.tls,
+          helloTimeoutMs: this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+        },
+        this.options.logger,
+      );
+      this.jobs.shardPool = this.shardPool;
+    }
+    // Jobs are restored (models rebuilt) before any worker can connect and be scheduled.
+    try {
+      await this.jobs.restore();
+      await new Promise<void>((resolve, reject) => {
+        this.server.once('error', reject);
+        this.server.listen(port, host, () => resolve());
+      });
+    } catch (err) {
+      await this.shardPool?.close();
+      throw err;
+    }
     const addr = this.server.address() as AddressInfo;
     const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     return new URL(`${this.options.tls ? 'https' : 'http'}://${h}:${addr.port}`);
@@ -158,6 +187,7 @@ export class Coordinator {
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     await new Promise((r) => setTimeout(r, 100)); // runners record PAUSED
+    await this.shardPool?.close();
     this.store.close();
   }
 }

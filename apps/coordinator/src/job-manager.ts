@@ -14,6 +14,7 @@ import { JobRecord, jobDir } from './job-record.js';
 import { JobRunner } from './job-runner.js';
 import type { JobStore } from './job-store.js';
 import type { CoordinatorMetrics } from './metrics.js';
+import type { ShardPool } from './shard-pool.js';
 import { ModelBuilder } from './model-builder.js';
 import type { WorkerConnection } from './worker-connection.js';
 
@@ -50,6 +51,8 @@ export class JobManager {
   private closing = false;
   /** Builds job models on a worker thread (large models take seconds). */
   readonly models = new ModelBuilder();
+  /** Reducer shards for the data plane; unset: runners average gradients on the main thread. */
+  shardPool: ShardPool | undefined;
 
   constructor(
     private readonly metrics: CoordinatorMetrics,
@@ -226,6 +229,7 @@ export class JobManager {
         this.log,
         (w) => this.releaseWorker(w),
         () => this.schedule(),
+        this.shardPool,
       );
       this.runners.set(job.id, runner);
       const paused = job.state === 'PAUSED';

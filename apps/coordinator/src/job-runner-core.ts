@@ -1,4 +1,14 @@
-import { BucketPlan, EpochSampler, GradientReducer, bucketCodec, type Logger, type TensorSpec } from '@gradfleet/core';
+import {
+  BucketPlan,
+  EpochSampler,
+  GradientReducer,
+  ProtocolError,
+  bucketCodec,
+  type Logger,
+  type TensorSpec,
+} from '@gradfleet/core';
+import { JobShards } from './job-shards.js';
+import type { ShardPool } from './shard-pool.js';
 import type { EpochTotals } from './job-checkpoint.js';
 import { ReplicaChecks } from './replica-checks.js';
 import type { JobRecord } from './job-record.js';
@@ -57,6 +67,12 @@ export abstract class JobRunnerCore implements JobMessageHandler {
   protected elapsed: () => number = () => 0;
   protected trainMs = 0;
   protected trainSamples = 0;
+  /** The data plane: reducer shards that average this job's gradients (absent: this thread does). */
+  protected readonly shards: JobShards | undefined;
+  /** Data plane: the attempt in flight (a retried step gets a new round). */
+  protected round = 0;
+  /** Data plane: slices of the round's contributors still in it (excused ones went back at once). */
+  protected readonly roundSlices = new Map<WorkerConnection, Uint32Array>();
 
   constructor(
     protected readonly job: JobRecord,
@@ -66,6 +82,8 @@ export abstract class JobRunnerCore implements JobMessageHandler {
     protected readonly release: (conn: WorkerConnection) => void,
     /** Asks the manager for idle workers (the job is below `minWorkers`). */
     protected readonly needWorkers: () => void = () => undefined,
+    /** Reducer shards; without them gradients are averaged on this thread. */
+    pool?: ShardPool,
   ) {
     this.log = log.child({ job_id: job.id });
     const plan = new BucketPlan(this.model.trainableParams, job.spec.bucketBytes);
@@ -85,6 +103,28 @@ export abstract class JobRunnerCore implements JobMessageHandler {
       this.members.add(w);
       w.handler = this;
     }
+    if (pool) {
+      const member = (id: string) => [...this.members, ...this.joining].find((m) => m.id === id);
+      this.shards = new JobShards(pool, job.id, job.spec, this.model.trainableParams, {
+        started: (id) => {
+          const m = member(id);
+          if (m && this.pending.has(m) && !this.progress.has(m)) this.progress.set(m, { next: 1, bytes: 0, addMs: 0 });
+        },
+        failed: (id, code, reason) => member(id)?.fail(new ProtocolError(code, `data connection: ${reason}`)),
+        changed: () => this.signal.notify(),
+      });
+      this.shards.allow(workers.map((w) => w.id));
+    }
+  }
+
+  /** The `dataPlane` field of `job-start`: where to send which buckets, and the committed steps. */
+  protected dataPlaneInfo(): { dataPlane?: { step: number; shards: { port: number; start: number; end: number }[] } } {
+    return this.shards ? { dataPlane: { step: this.stepNo, shards: this.shards.endpoints } } : {};
+  }
+
+  /** On the data plane, messages that read the replica wait until it applied the committed steps. */
+  protected stepField(): { step?: number } {
+    return this.shards ? { step: this.stepNo } : {};
   }
 
   protected get model() {
@@ -106,6 +146,7 @@ export abstract class JobRunnerCore implements JobMessageHandler {
     const job = this.job;
     m.handler = this;
     this.joining.add(m);
+    this.shards?.allow([m.id]);
     const data = job.data ? { train: job.data.train, ...(job.data.test ? { test: job.data.test } : {}) } : undefined;
     m.send(
       {
@@ -116,6 +157,7 @@ export abstract class JobRunnerCore implements JobMessageHandler {
         worldSize: this.members.size + this.joining.size,
         layout: this.model.layout,
         ...(data ? { data } : {}),
+        ...this.dataPlaneInfo(),
       },
       this.model.initialWeights,
     );
@@ -140,7 +182,15 @@ export abstract class JobRunnerCore implements JobMessageHandler {
   protected async evaluate(split: 'validation' | 'test', start: number, end: number): Promise<RangeStats> {
     this.scatter = new Scatter(split, start, end);
     return this.collect(this.scatter, (m, id, range) =>
-      m.send({ t: 'evaluate', jobId: this.job.id, requestId: id, split, start: range[0], end: range[1] }),
+      m.send({
+        t: 'evaluate',
+        jobId: this.job.id,
+        requestId: id,
+        split,
+        start: range[0],
+        end: range[1],
+        ...this.stepField(),
+      }),
     );
   }
 
@@ -152,6 +202,10 @@ export abstract class JobRunnerCore implements JobMessageHandler {
     for (const [m, slice] of this.pending) {
       if (this.progress.has(m)) continue;
       this.sampler!.giveBack(slice);
+      if (this.shards) {
+        this.roundSlices.delete(m);
+        this.shards.excuse(m.id);
+      }
       this.excused.set(m, this.stepNo);
       this.telemetry.timedOut(m.id);
       m.stats.stragglerEvents++;
@@ -168,7 +222,7 @@ export abstract class JobRunnerCore implements JobMessageHandler {
     this.scatter = new Scatter('weights', 0, 1);
     const stats = await this.collect(
       this.scatter,
-      (m, id) => m.send({ t: 'fetch-weights', jobId: this.job.id, requestId: id, withOptimizer }),
+      (m, id) => m.send({ t: 'fetch-weights', jobId: this.job.id, requestId: id, withOptimizer, ...this.stepField() }),
       from,
     );
     const n = this.model.initialWeights.length;
@@ -227,13 +281,31 @@ export abstract class JobRunnerCore implements JobMessageHandler {
     this.log.warn({ worker: m.id, reason }, 'worker left the job');
     this.job.log(`worker ${m.id} left: ${reason}`);
     const slice = this.pending.get(m);
-    if (slice) {
-      this.pending.delete(m);
-      this.sampler?.giveBack(slice);
+    if (this.shards) this.lostFromRound(m);
+    else {
+      if (slice) this.sampler?.giveBack(slice);
+      if (this.progress.has(m)) this.tainted = true;
     }
-    if (this.progress.delete(m)) this.tainted = true;
+    this.pending.delete(m);
+    this.progress.delete(m);
     this.scatter?.lost(m);
     this.signal.notify();
+  }
+
+  /**
+   * Data plane: a worker that sent nothing yet is excused (its slice goes back now); one
+   * that started stays in the round, whose outcome decides its slice: the shards commit
+   * the round if its gradient arrived whole everywhere, and abandon it otherwise.
+   */
+  private lostFromRound(m: WorkerConnection): void {
+    const shards = this.shards!;
+    const slice = this.roundSlices.get(m);
+    if (slice && !this.progress.has(m)) {
+      this.roundSlices.delete(m);
+      this.sampler?.giveBack(slice);
+      shards.excuse(m.id);
+    }
+    shards.drop(m.id);
   }
 
   abstract onWorkerMessage(m: WorkerConnection, msg: JobMessage, payload: Uint8Array, frameBytes: number): void;

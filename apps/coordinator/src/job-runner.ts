@@ -7,6 +7,7 @@ import {
   EpochSampler,
   type EpochResult,
 } from '@gradfleet/core';
+import { DATA_FRAME_HEADER_BYTES } from '@gradfleet/core/dataplane';
 import { type Checkpoint, writeModelArtifact } from './checkpoint-store.js';
 import { saveCheckpoint, startValues, type RunnerCounters } from './job-checkpoint.js';
 import { JobAbortedError, JobRunnerCore, NoWorkersError } from './job-runner-core.js';
@@ -45,6 +46,8 @@ export class JobRunner extends JobRunnerCore {
     if (!resume) job.status.history = [];
     this.metrics.initJob(job.id, job.status.workers);
     try {
+      // Replicas on the data plane count applied updates from the step they start at.
+      if (resume) this.stepNo = (resume.runner as unknown as RunnerCounters).stepNo;
       const { trainCount, testCount } = await this.startReplicas(resume);
       const spec = job.spec;
       const nTrain = trainingSize(trainCount, spec.validationSplit);
@@ -134,6 +137,7 @@ export class JobRunner extends JobRunnerCore {
       this.log.warn({ reason: job.status.reason }, `job ${job.state.toLowerCase()}`);
     } finally {
       this.finished = true;
+      this.shards?.end();
       this.metrics.jobRunning.set({ job_id: job.id }, 0);
       for (const m of [...this.members, ...this.joining]) {
         m.send({ t: 'job-end', jobId: job.id, state: job.state });
@@ -207,6 +211,7 @@ export class JobRunner extends JobRunnerCore {
           layout: this.model.layout,
           optimizer: resume?.optimizerSpecs ?? [],
           ...(data ? { data } : {}),
+          ...this.dataPlaneInfo(),
         },
         values,
       );
@@ -250,20 +255,25 @@ export class JobRunner extends JobRunnerCore {
     );
     const checksum =
       spec.checksumEverySteps > 0 && (sampler.exhausted || (this.stepNo + 1) % spec.checksumEverySteps === 0);
-    this.reducer.begin(); // every bucket is added in place as it arrives
     this.received = [];
     this.tainted = false;
     this.stepTotals = { lossSum: 0, correct: 0, samples: 0 };
     this.progress.clear();
     this.telemetry.begin();
+    if (this.shards) this.beginRound(members, slices, checksum);
+    else this.reducer.begin(); // every bucket is added in place as it arrives
     members.forEach((m, i) => {
       const slice = slices[i]!;
       if (slice.length === 0) return;
       this.pending.set(m, slice);
       this.telemetry.sent(m.id);
-      m.send({ t: 'train', jobId: job.id, step: this.stepNo, epoch }, slice);
+      m.send(
+        { t: 'train', jobId: job.id, step: this.stepNo, epoch, ...(this.shards ? { round: this.round } : {}) },
+        slice,
+      );
     });
     await this.gather();
+    if (this.shards && !(await this.settleRound())) return;
     if (this.tainted || this.stepTotals.samples === 0) {
       // A worker was lost part-way through its buckets (or every slice was given back):
       // nothing partial is ever averaged; the slices that did arrive are retried next step.
@@ -274,13 +284,15 @@ export class JobRunner extends JobRunnerCore {
     }
     const samples = this.stepTotals.samples;
     const f0 = performance.now();
-    const frames = this.encodeUpdate(checksum);
+    const frames = this.shards ? [] : this.encodeUpdate(checksum);
     const { straggler, sent } = this.telemetry.finish(samples, performance.now() - f0, this.members.size);
+    if (this.shards) sent(); // the shards sent the update
     job.status.timing = this.telemetry.timing;
     const bytes = frames.reduce((n, f) => n + f.frame.byteLength, 0);
     const limit = 2 * bytes + SLOW_READER_SLACK_BYTES;
     for (const m of this.members) {
       if (m.id === straggler) m.stats.stragglerEvents++;
+      if (this.shards) continue;
       if (m.bufferedAmount > limit) {
         m.fail(
           new ProtocolError(
@@ -326,6 +338,69 @@ export class JobRunner extends JobRunnerCore {
     if (every > 0 && this.stepNo % every === 0 && !sampler.exhausted) await this.checkpoint(epoch);
   }
 
+  /** Data plane: plans a round on the shards (contributors, recipients) before the slices go out. */
+  private beginRound(members: WorkerConnection[], slices: Uint32Array[], checksum: boolean): void {
+    this.round++;
+    this.roundSlices.clear();
+    const contributors: Record<string, number> = {};
+    members.forEach((m, i) => {
+      const slice = slices[i]!;
+      if (slice.length === 0) return;
+      contributors[m.id] = slice.length;
+      this.roundSlices.set(m, slice);
+    });
+    this.shards!.begin({
+      round: this.round,
+      step: this.stepNo,
+      contributors,
+      recipients: members.map((m) => m.id),
+      checksum,
+    });
+  }
+
+  /**
+   * Data plane: waits until the shards commit the round (every replica received the whole
+   * update: its slices are done) or abandon it (a contributor lost or excused part-way, or
+   * past `stepTimeoutMs`: its slices are retried). Returns true on commit.
+   */
+  private async settleRound(): Promise<boolean> {
+    const shards = this.shards!;
+    const hard = Date.now() + this.job.spec.stepTimeoutMs;
+    const outBefore = shards.bytesOut;
+    for (;;) {
+      if (this.job.cancelRequested !== undefined) throw new JobAbortedError(this.job.cancelRequested);
+      if (shards.error) throw new Error(`reducer shard failed: ${shards.error}`);
+      const outcome = shards.outcome;
+      if (outcome) {
+        const slices = [...this.roundSlices.values()];
+        this.roundSlices.clear();
+        this.pending.clear(); // stats still on the way are dropped on arrival
+        if (outcome === 'abandon') {
+          for (const s of slices) this.sampler!.giveBack(s);
+          this.job.log(
+            `step ${this.stepNo} abandoned: ${shards.tainted ?? `not averaged within ${this.job.spec.stepTimeoutMs} ms`}; its batch is retried`,
+          );
+          return false;
+        }
+        this.received = slices;
+        this.stepTotals.samples = slices.reduce((n, s) => n + s.length, 0);
+        const perRecipient = (shards.bytesOut - outBefore) / Math.max(1, this.members.size);
+        for (const m of this.members) this.metrics.gradientSentBytes.inc({ worker: m.id }, perRecipient);
+        return true;
+      }
+      if (shards.tainted !== undefined || this.roundSlices.size === 0 || Date.now() >= hard) shards.abort();
+      await this.signal.wait(Math.max(100, hard - Date.now()));
+    }
+  }
+
+  /** Bytes of one worker's whole gradient on the data plane (every bucket with its header). */
+  private get roundBytes(): number {
+    const { plan, codec } = this.reducer;
+    let n = 0;
+    for (let b = 0; b < plan.count; b++) n += DATA_FRAME_HEADER_BYTES + codec.gradientBytes(plan.length(b));
+    return n;
+  }
+
   /**
    * Waits for every pending gradient: up to the straggler deadline once some are in (late
    * slices go back to the pool), up to `stepTimeoutMs` in any case (then the worker is dropped).
@@ -341,6 +416,8 @@ export class JobRunner extends JobRunnerCore {
         : hard;
     while (this.pending.size > 0) {
       if (this.job.cancelRequested !== undefined) throw new JobAbortedError(this.job.cancelRequested);
+      // Data plane: the shards settled the round (late stats are not waited for), or it is lost anyway.
+      if (this.shards && (this.shards.outcome || this.shards.tainted !== undefined || this.shards.error)) break;
       if (spec.backupWorkers > 0 && this.received.length > 0 && this.received.length >= expected - spec.backupWorkers) {
         this.excusePending('backup workers: enough gradients are in');
         if (this.pending.size === 0) break;
@@ -424,6 +501,11 @@ export class JobRunner extends JobRunnerCore {
         this.ready.set(m, { trainCount: msg.trainCount, testCount: msg.testCount });
         break;
       case 'gradient': {
+        if (this.shards)
+          throw new ProtocolError(
+            'UNEXPECTED_MESSAGE',
+            'gradient on the control connection: this job uses the data plane',
+          );
         if (this.excused.get(m) === msg.step) {
           // A straggler's late gradient: its slice was already given back.
           if (msg.bucket + 1 >= this.reducer.plan.count) this.excused.delete(m);
@@ -454,6 +536,23 @@ export class JobRunner extends JobRunnerCore {
         this.stepTotals.lossSum += msg.lossSum;
         this.stepTotals.correct += msg.correct;
         this.stepTotals.samples += msg.samples;
+        break;
+      }
+      case 'gradient-sent': {
+        if (this.excused.get(m) === msg.step || msg.round < this.round) return; // late: the round went on without it
+        const slice = this.pending.get(m);
+        if (msg.round > this.round || msg.step !== this.stepNo)
+          throw new ProtocolError('UNKNOWN_STEP', `gradient for round ${msg.round}, round in flight is ${this.round}`);
+        if (!slice) return; // stats arriving after the shards committed the round
+        if (msg.samples !== slice.length)
+          throw new ProtocolError('MALFORMED_FRAME', `gradient over ${msg.samples} samples, slice has ${slice.length}`);
+        this.progress.set(m, { next: 1, bytes: 0, addMs: 0 }); // its buckets are on the way: never excused now
+        this.telemetry.arrived(m.id, msg.computeMs, msg.applyMs, msg.samples, this.roundBytes, 0);
+        m.stats.record(msg.samples, msg.computeMs);
+        this.pending.delete(m);
+        this.received.push(slice); // counts toward backup workers and the straggler deadline; the outcome decides
+        this.stepTotals.lossSum += msg.lossSum;
+        this.stepTotals.correct += msg.correct;
         break;
       }
       case 'eval-result':

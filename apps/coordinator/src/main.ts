@@ -12,6 +12,7 @@ import {
 import { resolveToken } from './auth.js';
 import { Coordinator } from './coordinator.js';
 import { DEFAULT_MAX_DATASET_BYTES } from './dataset-ingest.js';
+import { defaultReducerThreads } from './shard-pool.js';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -71,6 +72,12 @@ const program = new Command('gradfleet coordinator')
   )
   .option('--max-model-params <n>', 'trainable parameters a job model may have', int('--max-model-params'), 200_000_000)
   .option('--max-concurrent-jobs <n>', 'jobs running at once', int('--max-concurrent-jobs'), 64)
+  .option(
+    '--reducer-threads <n>',
+    'reducer shard threads of the data plane, each on its own port (--port + 1 + k; any free port with --port 0); 0 averages on the main thread',
+    int('--reducer-threads'),
+    Number(process.env['GRADFLEET_REDUCER_THREADS'] ?? defaultReducerThreads()),
+  )
   .option('--tls-cert <file>', 'serve https:// and wss:// with this certificate (PEM)')
   .option('--tls-key <file>', 'private key (PEM) of --tls-cert')
   .option('--announce', 'print "GRADFLEET_LISTENING <url>" on stdout once listening')
@@ -99,6 +106,7 @@ const opts = program.opts<
     announce?: boolean;
     dataDir: string;
     maxUploadBytes: number;
+    reducerThreads: number;
   }
 >();
 const logger = createLogger('coordinator');

@@ -16,6 +16,8 @@ import {
   type WorkerMessageInput,
 } from '@gradfleet/core';
 import * as tf from '@tensorflow/tfjs-core';
+import { DATA_FLAG_CHECKSUM, type DataFrameHeader } from '@gradfleet/core/dataplane';
+import { DataPlaneClient } from './data-plane-client.js';
 import { GradientWire } from './gradient-wire.js';
 import { DataCache } from './remote-data.js';
 import { Replica } from './replica.js';
@@ -50,6 +52,12 @@ export class WorkerSession {
   private replica: Replica | undefined;
   private jobId: string | undefined;
   private wire: GradientWire | undefined;
+  /** Data-plane jobs: connections to the reducer shards. */
+  private dataPlane: DataPlaneClient | undefined;
+  /** Data-plane jobs: committed steps whose update this replica applied. */
+  private applied = 0;
+  private appliedWaiters: { step: number; resolve: () => void; reject: (err: Error) => void }[] = [];
+  private workerId: string | undefined;
   private timings = { compute: 0, apply: 0, steps: 0 };
   /** Time spent applying the last update, reported with the next gradient, in ms. */
   private lastApplyMs = 0;
@@ -175,6 +183,9 @@ export class WorkerSession {
   }
 
   private dropJob(): void {
+    this.dataPlane?.close();
+    this.dataPlane = undefined;
+    for (const w of this.appliedWaiters.splice(0)) w.reject(new Error('the job ended on this worker'));
     this.replica?.dispose();
     this.replica = undefined;
     this.jobId = undefined;
@@ -189,6 +200,7 @@ export class WorkerSession {
     switch (msg.t) {
       case 'welcome':
         this.timeoutMs = msg.heartbeatTimeoutMs;
+        this.workerId = msg.workerId;
         this.options.logger.info({ workerId: msg.workerId }, 'registered');
         clearInterval(this.heartbeat);
         this.heartbeat = setInterval(() => this.beat(), msg.heartbeatIntervalMs);
@@ -204,8 +216,29 @@ export class WorkerSession {
         const replica = await Replica.create(spec, msg.layout, values, data, msg.optimizer);
         if (this.jobId !== msg.jobId) return replica.dispose();
         this.replica = replica;
-        this.wire = new GradientWire(replica.paramCount, spec);
+        const wire = (this.wire = new GradientWire(replica.paramCount, spec));
         this.timings = { compute: 0, apply: 0, steps: 0 };
+        if (msg.dataPlane) {
+          this.applied = msg.dataPlane.step;
+          const url = new URL(this.options.coordinator);
+          const dataPlane = await DataPlaneClient.connect(
+            {
+              host: url.hostname.replace(/^\[|\]$/g, ''),
+              tls: url.protocol === 'wss:',
+              ca: this.options.ca,
+              token: this.options.token,
+              jobId: msg.jobId,
+              workerId: this.workerId ?? '',
+              shards: msg.dataPlane.shards,
+              maxUpdateBytes: (b) => wire.maxUpdateBytes(b),
+              onUpdate: (h, payload) => this.onDataUpdate(msg.jobId, h, payload),
+              onError: (err) => this.fail(new ProtocolError('WORKER_FAILED', err.message)),
+            },
+            wire.plan.count,
+          );
+          if (this.jobId !== msg.jobId) return dataPlane.close();
+          this.dataPlane = dataPlane;
+        }
         this.options.logger.info(
           { jobId: msg.jobId, rank: msg.rank, worldSize: msg.worldSize, params: replica.paramCount },
           'job started',
@@ -216,6 +249,7 @@ export class WorkerSession {
       case 'train': {
         const replica = this.requireJob(msg.jobId);
         const wire = this.wire!;
+        if (this.dataPlane) await this.waitApplied(msg.step);
         const t0 = performance.now();
         const stats = replica.computeGradient(uint32View(payload), wire.gradient);
         const computeMs = performance.now() - t0;
@@ -235,6 +269,12 @@ export class WorkerSession {
           applyMs: this.lastApplyMs,
         };
         this.lastApplyMs = 0;
+        const dataPlane = this.dataPlane;
+        if (dataPlane && msg.round !== undefined) {
+          this.send({ ...header, t: 'gradient-sent', round: msg.round });
+          wire.sendData(msg.round, msg.step, stats.count, (b, frame, done) => dataPlane.send(b, frame, done));
+          return;
+        }
         const ws = this.ws;
         if (ws?.readyState === WebSocket.OPEN) wire.send(header, (frame, done) => ws.send(frame, done));
         return;
@@ -253,15 +293,18 @@ export class WorkerSession {
       }
       case 'load-state': {
         await this.requireJob(msg.jobId).loadState(float32View(payload), msg.optimizer);
+        this.setApplied(msg.step); // a joiner starts here; a resynced replica drops any stale update
         this.options.logger.info({ jobId: msg.jobId, step: msg.step }, 'took the state of a live replica');
         return;
       }
       case 'evaluate': {
+        if (msg.step !== undefined && this.dataPlane) await this.waitApplied(msg.step);
         const stats = this.requireJob(msg.jobId).evaluate(msg.split, msg.start, msg.end);
         this.send({ t: 'eval-result', jobId: msg.jobId, requestId: msg.requestId, ...stats });
         return;
       }
       case 'fetch-weights': {
+        if (msg.step !== undefined && this.dataPlane) await this.waitApplied(msg.step);
         const replica = this.requireJob(msg.jobId);
         const weights = replica.weights();
         if (!msg.withOptimizer) return this.send({ t: 'weights', jobId: msg.jobId, requestId: msg.requestId }, weights);
@@ -289,6 +332,40 @@ export class WorkerSession {
         }
         return;
     }
+  }
+
+  /**
+   * Data plane: an update bucket from a shard. Once every bucket of the round is in, the
+   * replica applies the whole (never a part), in step order; an update for a step this
+   * replica already holds (it loaded a live replica's state meanwhile) is dropped.
+   */
+  private onDataUpdate(jobId: string, h: DataFrameHeader, payload: Uint8Array): void {
+    const replica = this.replica;
+    if (!replica || this.jobId !== jobId || !this.wire) return;
+    const mean = this.wire.receiveData(h.round, h.bucket, payload);
+    if (!mean || h.step < this.applied) return;
+    if (h.step !== this.applied)
+      return this.fail(
+        new ProtocolError('UNKNOWN_STEP', `update for step ${h.step}, this replica applied ${this.applied} steps`),
+      );
+    const t0 = performance.now();
+    replica.applyUpdate(mean);
+    this.lastApplyMs = performance.now() - t0;
+    this.timings.apply += this.lastApplyMs;
+    this.options.metrics.apply.observe(this.lastApplyMs / 1000);
+    if (h.flags & DATA_FLAG_CHECKSUM) this.send({ t: 'checksum', jobId, step: h.step, ...replica.checksum() });
+    this.setApplied(h.step + 1);
+  }
+
+  private setApplied(step: number): void {
+    this.applied = step;
+    this.appliedWaiters = this.appliedWaiters.filter((w) => (w.step <= step ? (w.resolve(), false) : true));
+  }
+
+  /** Resolves once the replica applied `step` committed updates (they may still be on the data connections). */
+  private waitApplied(step: number): Promise<void> {
+    if (this.applied >= step) return Promise.resolve();
+    return new Promise((resolve, reject) => this.appliedWaiters.push({ step, resolve, reject }));
   }
 
   private beat(): void {

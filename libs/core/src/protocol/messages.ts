@@ -51,6 +51,22 @@ export const WorkerMessageSchema = z.discriminatedUnion('t', [
     /** Time spent applying the previous step's update, in ms (0 for the first). */
     applyMs: finite.default(0),
   }),
+  /**
+   * Data-plane jobs: the worker's gradient for `round` goes to the reducer shards over its
+   * data connections; this carries what the coordinator needs of it (no payload). Sent
+   * before the buckets.
+   */
+  z.object({
+    t: z.literal('gradient-sent'),
+    jobId: id,
+    step: count,
+    round: count,
+    samples: count,
+    lossSum: finite,
+    correct: count,
+    computeMs: finite,
+    applyMs: finite.default(0),
+  }),
   z.object({ t: z.literal('eval-result'), jobId: id, requestId: count, lossSum: finite, correct: count, count }),
   z.object({ t: z.literal('checksum'), jobId: id, step: count, hash: z.string().max(64), sum: z.number() }),
   /** Payload: Float32 values of every model weight (`model.getWeights()` order), then the optimizer state described by `optimizer`. */
@@ -88,9 +104,24 @@ export const CoordinatorMessageSchema = z.discriminatedUnion('t', [
     layout: z.array(z.array(count)),
     optimizer: z.array(TensorSpecSchema).max(100_000).default([]),
     data: z.object({ train: RemoteSplitSchema, test: RemoteSplitSchema.optional() }).optional(),
+    /**
+     * Present when gradients travel on the data plane: the reducer shards (ports on the
+     * coordinator's host) and the buckets `[start, end)` each owns, and the committed steps
+     * the weights in the payload have seen.
+     */
+    dataPlane: z
+      .object({
+        step: count,
+        shards: z.array(z.object({ port: z.number().int().min(1).max(65_535), start: count, end: count })).max(1024),
+      })
+      .optional(),
   }),
-  /** Payload: Uint32 example indices of this worker's slice of the global batch. */
-  z.object({ t: z.literal('train'), jobId: id, step: count, epoch: count }),
+  /**
+   * Payload: Uint32 example indices of this worker's slice of the global batch. On the data
+   * plane, `round` names the attempt (a retried step gets a new one) and the replica
+   * computes only once it has applied `step` updates.
+   */
+  z.object({ t: z.literal('train'), jobId: id, step: count, epoch: count, round: count.optional() }),
   /**
    * Payload: bucket `bucket` of the sample-weighted mean gradient of the step, encoded with
    * the job's `compression`; every replica applies the whole once the last bucket is in.
@@ -103,8 +134,17 @@ export const CoordinatorMessageSchema = z.discriminatedUnion('t', [
     split: z.enum(['validation', 'test']),
     start: count,
     end: count,
+    /** Data plane: committed steps the replica must have applied first. */
+    step: count.optional(),
   }),
-  z.object({ t: z.literal('fetch-weights'), jobId: id, requestId: count, withOptimizer: z.boolean().default(false) }),
+  z.object({
+    t: z.literal('fetch-weights'),
+    jobId: id,
+    requestId: count,
+    withOptimizer: z.boolean().default(false),
+    /** Data plane: committed steps the replica must have applied first. */
+    step: count.optional(),
+  }),
   /**
    * Payload: Float32 weights then optimizer state (`optimizer` describes it) of a live
    * replica after `step`: a joining or diverged worker takes them at a step boundary.
