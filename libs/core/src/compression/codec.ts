@@ -1,8 +1,10 @@
 import type { Accumulator } from '../math/accumulator.js';
 import { STAGE_FLOATS } from '../math/accumulator.js';
 import { ProtocolError } from '../protocol/protocol-error.js';
-import { decodeHalves, encodeHalves } from './fp16.js';
+import { decodeHalves } from './fp16.js';
+import { accumulateHalves, decodeHalvesSimd, encodeHalvesSimd } from './fp16-simd.js';
 import { decodeInt8, encodeInt8, int8Bytes } from './int8.js';
+import { accumulateInt8, decodeInt8Simd } from './int8-simd.js';
 import { countNonZeros, selectTopK, sparseBytes, sparseViews, topkCount, writeNonZeros } from './topk.js';
 
 /** How gradients travel (job spec `compression`); see docs/protocol.md for the layouts. */
@@ -91,15 +93,16 @@ const fp16: BucketCodec = {
   name: 'fp16',
   sparse: false,
   gradientBytes: (n) => n * 2,
-  encode: (values, out) => encodeHalves(values, uint16Of(out)),
+  encode: (values, out) => encodeHalvesSimd(values, uint16Of(out)),
   accumulate(payload, n, acc, offset, w, first, scale) {
     expectBytes(payload, n * 2, 'fp16');
+    if (acc.simd) return accumulateHalves(payload, n, acc, offset, w, first, scale);
     const h = uint16Of(payload);
     return staged(acc, offset, n, w, first, scale, (out, from, to) => decodeHalves(h, out, from, to));
   },
   updateBytes: (values) => values.length * 2,
-  encodeUpdate: (values, out) => encodeHalves(values, uint16Of(out)),
-  decode: (payload, out) => decodeHalves(uint16Of(payload), out),
+  encodeUpdate: (values, out) => encodeHalvesSimd(values, uint16Of(out)),
+  decode: (payload, out) => decodeHalvesSimd(uint16Of(payload), out),
 };
 
 const int8: BucketCodec = {
@@ -109,11 +112,12 @@ const int8: BucketCodec = {
   encode: (values, out) => void encodeInt8(values, out),
   accumulate(payload, n, acc, offset, w, first, scale) {
     expectBytes(payload, int8Bytes(n), 'int8');
+    if (acc.simd) return accumulateInt8(payload, n, acc, offset, w, first, scale);
     return staged(acc, offset, n, w, first, scale, (out, from, to) => decodeInt8(payload, n, out, from, to));
   },
   updateBytes: (values) => int8Bytes(values.length),
   encodeUpdate: (values, out) => void encodeInt8(values, out),
-  decode: (payload, out) => decodeInt8(payload, out.length, out),
+  decode: (payload, out) => decodeInt8Simd(payload, out),
 };
 
 function topk(ratio: number): BucketCodec {
