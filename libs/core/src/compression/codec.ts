@@ -5,7 +5,15 @@ import { decodeHalves } from './fp16.js';
 import { accumulateHalves, decodeHalvesSimd, encodeHalvesSimd } from './fp16-simd.js';
 import { decodeInt8, encodeInt8, int8Bytes } from './int8.js';
 import { accumulateInt8, decodeInt8Simd } from './int8-simd.js';
-import { countNonZeros, selectTopK, sparseBytes, sparseViews, topkCount, writeNonZeros } from './topk.js';
+import {
+  countNonZeros,
+  selectTopK,
+  sparseBytes,
+  sparseViews,
+  topkCount,
+  topkUpdateBytes,
+  writeNonZeros,
+} from './topk.js';
 
 /** How gradients travel (job spec `compression`); see docs/protocol.md for the layouts. */
 export const COMPRESSIONS = ['none', 'fp16', 'int8', 'topk'] as const;
@@ -130,11 +138,18 @@ function topk(ratio: number): BucketCodec {
       expectBytes(payload, sparseBytes(topkCount(n, ratio)), 'top-k');
       return addSparse(payload, n, acc, offset, w);
     },
-    updateBytes: (values) => sparseBytes(countNonZeros(values)),
-    encodeUpdate: (values, out) => writeNonZeros(values, out, out.byteLength / 8),
+    updateBytes: (values) => topkUpdateBytes(values.length, countNonZeros(values)),
+    encodeUpdate(values, out) {
+      if (out.byteLength === values.length * 4) float32Of(out).set(values);
+      else writeNonZeros(values, out, out.byteLength / 8);
+    },
     decode(payload, out) {
-      if (payload.byteLength % 8 !== 0)
-        throw new ProtocolError('GRADIENT_SIZE_MISMATCH', `sparse bucket of ${payload.byteLength} bytes`);
+      if (payload.byteLength === out.length * 4) return out.set(float32Of(payload));
+      if (payload.byteLength % 8 !== 0 || payload.byteLength > out.length * 4)
+        throw new ProtocolError(
+          'GRADIENT_SIZE_MISMATCH',
+          `top-k update of ${payload.byteLength} bytes for a bucket of ${out.length}`,
+        );
       const { idx, val } = sparseViews(payload);
       out.fill(0);
       for (let j = 0; j < idx.length; j++) {
