@@ -23,6 +23,16 @@ export function accumulateHalves(
   scale: number | undefined,
 ): boolean {
   const h = new Uint16Array(payload.buffer, payload.byteOffset, n);
+  if (acc.holds(payload)) {
+    // Received into the accumulator's memory: decoded and added where it lies.
+    const n16 = whole(n);
+    let ok = acc.addEncoded('f16', offset, n16, w, first, scale, payload.byteOffset);
+    if (n16 < n) {
+      decodeHalves(h, acc.staging().subarray(STAGE_TAIL_AT), n16, n);
+      ok = acc.addStaged(offset + n16, n - n16, w, first, scale, STAGE_TAIL_AT) && ok;
+    }
+    return ok;
+  }
   const bytes = acc.stagingBytes();
   const tail = acc.staging().subarray(STAGE_TAIL_AT);
   let ok = true;
@@ -30,7 +40,7 @@ export function accumulateHalves(
     const to = Math.min(n, i + STAGE_FLOATS);
     const m16 = whole(to - i);
     bytes.set(payload.subarray(i * 2, (i + m16) * 2));
-    ok = acc.addStagedEncoded('f16', offset + i, m16, w, first, scale, 0) && ok;
+    ok = acc.addEncoded('f16', offset + i, m16, w, first, scale, acc.stagingAddress()) && ok;
     if (i + m16 < to) {
       decodeHalves(h, tail, i + m16, to);
       ok = acc.addStaged(offset + i + m16, to - i - m16, w, first, scale, STAGE_TAIL_AT) && ok;

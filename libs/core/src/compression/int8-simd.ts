@@ -32,15 +32,27 @@ export function accumulateInt8(
   first: boolean,
   scale: number | undefined,
 ): boolean {
-  const bytes = acc.stagingBytes();
   const tail = acc.staging().subarray(STAGE_TAIL_AT);
+  if (acc.holds(payload)) {
+    // Received into the accumulator's memory: decoded and added where it lies.
+    const n16 = whole(n);
+    const q = payload.byteOffset + int8Blocks(n) * 4;
+    let ok = acc.addEncoded('i8', offset, n16, w, first, scale, q, payload.byteOffset);
+    if (n16 < n) {
+      decodeInt8(payload, n, tail, n16, n);
+      ok = acc.addStaged(offset + n16, n - n16, w, first, scale, STAGE_TAIL_AT) && ok;
+    }
+    return ok;
+  }
+  const bytes = acc.stagingBytes();
   let ok = true;
   for (let i = 0; i < n; i += STAGE_FLOATS) {
     const to = Math.min(n, i + STAGE_FLOATS);
     const m16 = whole(to - i);
     stageChunk(bytes, payload, n, i, to, m16);
     // A non-finite scale decodes to non-finite values, which the kernel's check reports.
-    ok = acc.addStagedEncoded('i8', offset + i, m16, w, first, scale, Q_AT, 0) && ok;
+    const at = acc.stagingAddress();
+    ok = acc.addEncoded('i8', offset + i, m16, w, first, scale, at + Q_AT, at) && ok;
     if (i + m16 < to) {
       decodeInt8(payload, n, tail, i + m16, to);
       ok = acc.addStaged(offset + i + m16, to - i - m16, w, first, scale, STAGE_TAIL_AT) && ok;

@@ -216,3 +216,46 @@ describe('int8 on the SIMD kernels', () => {
     }
   });
 });
+
+describe('inputs received into the accumulator memory', () => {
+  it('are added in place, without staging, bit-identically to the staged path (float32, fp16, int8)', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom('none' as const, 'fp16' as const, 'int8' as const),
+        fc.integer({ min: 1, max: 3000 }),
+        addArgs,
+        (name, n, args) => {
+          const codec = bucketCodec(name);
+          const g = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 1.7 + n) * 40);
+          const payload = new Uint8Array(codec.gradientBytes(n));
+          codec.encode(g, payload);
+          const scale = args.total === undefined ? undefined : 1 / args.total;
+          const staged = new Accumulator(n);
+          staged.values.set(prefill(n));
+          expect(codec.accumulate(payload, n, staged, 0, args.w, args.first, scale)).toBe(true);
+          const inPlace = new Accumulator(n, payload.byteLength + 64);
+          inPlace.values.set(prefill(n));
+          const received = inPlace.receive().subarray(0, payload.byteLength);
+          received.set(payload);
+          expect(inPlace.holds(received)).toBe(true);
+          inPlace.stagingBytes().fill(0xab);
+          expect(codec.accumulate(received, n, inPlace, 0, args.w, args.first, scale)).toBe(true);
+          expect(bitsOf(inPlace.values)).toEqual(bitsOf(staged.values));
+          // Nothing was staged (only the scalar tail, under 16 values, uses the stage's end).
+          const untouched = inPlace.stagingBytes().subarray(0, STAGE_FLOATS * 4 - 64);
+          expect(untouched.every((b) => b === 0xab)).toBe(true);
+        },
+      ),
+      { numRuns: 120 },
+    );
+  });
+
+  it('still reports a NaN received in place', () => {
+    const acc = new Accumulator(40, 160);
+    const g = new Float32Array(acc.receive().buffer, acc.receive().byteOffset, 40).fill(1);
+    g[20] = NaN;
+    expect(bucketCodec('none').accumulate(new Uint8Array(g.buffer, g.byteOffset, 160), 40, acc, 0, 1, true)).toBe(
+      false,
+    );
+  });
+});

@@ -28,11 +28,16 @@ export class GradientReducer {
   private readonly samples: Float64Array;
   private expected: number | undefined;
 
+  /**
+   * `receiveBytes`: size of a receive region in the accumulator's wasm memory
+   * (`acc.receive()`); buckets whose payload lies there are added without a staging copy.
+   */
   constructor(
     readonly plan: BucketPlan,
     readonly codec: BucketCodec,
+    options: { receiveBytes?: number } = {},
   ) {
-    this.acc = new Accumulator(plan.size);
+    this.acc = new Accumulator(plan.size, options.receiveBytes);
     this.filled = new Uint32Array(plan.count);
     this.scaled = new Float64Array(plan.count);
     this.samples = new Float64Array(plan.count);
