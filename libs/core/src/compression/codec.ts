@@ -3,8 +3,8 @@ import { STAGE_FLOATS } from '../math/accumulator.js';
 import { ProtocolError } from '../protocol/protocol-error.js';
 import { decodeHalves } from './fp16.js';
 import { accumulateHalves, decodeHalvesSimd, encodeHalvesSimd } from './fp16-simd.js';
-import { decodeInt8, encodeInt8, int8Bytes } from './int8.js';
-import { accumulateInt8, decodeInt8Simd } from './int8-simd.js';
+import { decodeInt8, int8Bytes } from './int8.js';
+import { accumulateInt8, decodeInt8Simd, encodeInt8Simd } from './int8-simd.js';
 import {
   countNonZeros,
   selectTopK,
@@ -117,14 +117,14 @@ const int8: BucketCodec = {
   name: 'int8',
   sparse: false,
   gradientBytes: int8Bytes,
-  encode: (values, out) => void encodeInt8(values, out),
+  encode: (values, out) => void encodeInt8Simd(values, out),
   accumulate(payload, n, acc, offset, w, first, scale) {
     expectBytes(payload, int8Bytes(n), 'int8');
     if (acc.simd) return accumulateInt8(payload, n, acc, offset, w, first, scale);
     return staged(acc, offset, n, w, first, scale, (out, from, to) => decodeInt8(payload, n, out, from, to));
   },
   updateBytes: (values) => int8Bytes(values.length),
-  encodeUpdate: (values, out) => void encodeInt8(values, out),
+  encodeUpdate: (values, out) => void encodeInt8Simd(values, out),
   decode: (payload, out) => decodeInt8Simd(payload, out),
 };
 

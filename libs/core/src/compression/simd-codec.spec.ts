@@ -4,8 +4,8 @@ import { Accumulator, STAGE_FLOATS } from '../math/accumulator.js';
 import { bucketCodec } from './codec.js';
 import { decodeHalves, encodeHalves, halfBits } from './fp16.js';
 import { decodeHalvesSimd, encodeHalvesSimd } from './fp16-simd.js';
-import { INT8_BLOCK, decodeInt8, int8Blocks, int8Bytes } from './int8.js';
-import { decodeInt8Simd } from './int8-simd.js';
+import { INT8_BLOCK, decodeInt8, encodeInt8, int8Blocks, int8Bytes } from './int8.js';
+import { decodeInt8Simd, encodeInt8Simd } from './int8-simd.js';
 
 // The SIMD codecs against the scalar code of fp16.ts / int8.ts, bit for bit: every replica
 // must decode identical values whichever path a process takes.
@@ -199,6 +199,33 @@ describe('int8 on the SIMD kernels', () => {
         expect(bitsOf(simd)).toEqual(bitsOf(scalar));
       }),
       { numRuns: 60 },
+    );
+  });
+
+  it('encodes to the same bytes as the scalar encoder (NaN, Inf, subnormals, ties, ragged last block)', () => {
+    const check = (v: Float32Array) => {
+      const scalar = new Uint8Array(int8Bytes(v.length));
+      const simd = new Uint8Array(int8Bytes(v.length)).fill(0x5a);
+      encodeInt8(Float32Array.from(v), scalar);
+      expect(encodeInt8Simd(Float32Array.from(v), simd)).toBe(scalar.byteLength);
+      expect(Array.from(simd)).toEqual(Array.from(scalar));
+    };
+    // Ties: a block whose maximum is 127 has scale 1, so k + 0.5 rounds up (Math.round), -k - 0.5 toward zero.
+    const ties = Float32Array.from({ length: 2 * INT8_BLOCK }, (_, i) => (i === 0 ? 127 : (i % 253) - 126 + 0.5));
+    check(ties);
+    check(Float32Array.from({ length: 3 * INT8_BLOCK + 7 }, (_, i) => EDGE_FLOATS[i % EDGE_FLOATS.length]!));
+    check(Float32Array.from({ length: INT8_BLOCK }, (_, i) => (i + 1) * 1e-45)); // all subnormal
+    fc.assert(
+      fc.property(
+        lengthArb,
+        fc.float32Array({ minLength: 1, maxLength: 600 }),
+        fc.integer({ min: -40, max: 40 }),
+        (n, pool, shift) => {
+          const v = Float32Array.from({ length: n }, (_, i) => pool[(i * 31) % pool.length]! * 2 ** shift);
+          check(v);
+        },
+      ),
+      { numRuns: 80 },
     );
   });
 

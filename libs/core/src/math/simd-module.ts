@@ -1,3 +1,4 @@
+import { blockMaxI8Body, quantI8Body } from './simd-int8-encode.js';
 import { F32, I32, V128, fn, loop64, op, section, str, vec } from './wasm-assembler.js';
 
 export { SIMD_BLOCK_FLOATS } from './wasm-assembler.js';
@@ -27,6 +28,7 @@ export { SIMD_BLOCK_FLOATS } from './wasm-assembler.js';
  *
  *   scale(acc, n, s)           acc[i] *= s
  *   encodeF16(dst, src, n)     halves of src's floats (round to nearest even, saturating)
+ *   blockMaxI8, quantI8        the int8 encoder (simd-int8-encode.ts)
  */
 
 export type SimdFormat = 'f32' | 'f16' | 'i8';
@@ -280,12 +282,15 @@ const addNames = FORMATS.flatMap((f) => MODES.map((m) => [f, m] as const));
 const types = vec([
   [0x60, ...vec([[I32], [I32], [I32], [I32], [F32], [F32]]), 1, I32], // adds
   [0x60, ...vec([[I32], [I32], [F32]]), 0], // scale
-  [0x60, ...vec([[I32], [I32], [I32]]), 0], // encodeF16
+  [0x60, ...vec([[I32], [I32], [I32]]), 0], // encodeF16, blockMaxI8
+  [0x60, ...vec([[I32], [I32], [I32], [I32]]), 0], // quantI8
 ]);
 const exportsList: [string, number][] = [
   ...addNames.map(([f, m], i): [string, number] => [`${m}_${f}`, i]),
   ['scale', addNames.length],
   ['encodeF16', addNames.length + 1],
+  ['blockMaxI8', addNames.length + 2],
+  ['quantI8', addNames.length + 3],
 ];
 
 /** The module's bytes: imports `env.memory`, exports the kernels above. */
@@ -293,9 +298,12 @@ export const SIMD_MODULE_BYTES = new Uint8Array([
   ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
   ...section(1, types),
   ...section(2, vec([[...str('env'), ...str('memory'), 0x02, 0x00, 0x01]])),
-  ...section(3, vec([...addNames.map(() => [0]), [1], [2]])),
+  ...section(3, vec([...addNames.map(() => [0]), [1], [2], [2], [3]])),
   ...section(7, vec(exportsList.map(([name, i]) => [...str(name), 0x00, i]))),
-  ...section(10, vec([...addNames.map(([f, m]) => addBody(f, m)), scaleBody, encodeF16Body])),
+  ...section(
+    10,
+    vec([...addNames.map(([f, m]) => addBody(f, m)), scaleBody, encodeF16Body, blockMaxI8Body, quantI8Body]),
+  ),
 ]);
 
 /** `acc`, `src`, `aux`: byte addresses; `n16`: values (a multiple of 16); returns 1 when a value was not finite. */
@@ -304,6 +312,8 @@ export type AddKernel = (acc: number, src: number, aux: number, n16: number, w: 
 export type SimdKernels = Record<`${SimdMode}_${SimdFormat}`, AddKernel> & {
   scale(acc: number, n16: number, s: number): void;
   encodeF16(dst: number, src: number, n16: number): void;
+  blockMaxI8(dst: number, src: number, blocks: number): void;
+  quantI8(dst: number, src: number, inv: number, n16: number): void;
 };
 
 let compiled: WebAssembly.Module | null | undefined;

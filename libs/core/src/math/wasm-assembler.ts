@@ -39,6 +39,12 @@ function i32x4Const(v: number): number[] {
   return [...simd(0x0c), ...lane, ...lane, ...lane, ...lane];
 }
 
+/** Two copies of the float64 `v` as a v128 constant. */
+function f64x2Const(v: number): number[] {
+  const lane = Array.from(new Uint8Array(Float64Array.of(v).buffer));
+  return [...simd(0x0c), ...lane, ...lane];
+}
+
 export const op = {
   block: [0x02, 0x40],
   loop: [0x03, 0x40],
@@ -54,12 +60,22 @@ export const op = {
   i32ShrU: [0x76],
   i32LtU: [0x49],
   i32GeU: [0x4f],
+  f32Store: (offset: number) => [0x38, ...memarg(2, offset)],
   load: (offset: number) => [...simd(0x00), ...memarg(2, offset)],
   /** Four uint16 widened to four uint32 lanes. */
   load16x4U: (offset: number) => [...simd(0x04), ...memarg(1, offset)],
   /** One 32-bit value copied to four lanes. */
   load32Splat: (offset: number) => [...simd(0x09), ...memarg(2, offset)],
   store: (offset: number) => [...simd(0x0b), ...memarg(2, offset)],
+  /** One 64-bit value copied to both lanes. */
+  load64Splat: (offset: number) => [...simd(0x0a), ...memarg(3, offset)],
+  /** 64 bits into the low lane, the high lane zero. */
+  load64Zero: (offset: number) => [...simd(0x5d), ...memarg(3, offset)],
+  /** A v128 constant: two lanes of the float64 `v`. */
+  constF64: f64x2Const,
+  /** Bytes of two vectors picked by 16 lane indices (0-15 first, 16-31 second). */
+  shuffle: (lanes: number[]) => [...simd(0x0d), ...lanes],
+  f32x4ExtractLane: (lane: number) => [...simd(0x1f), lane],
   /** A v128 constant: four lanes of the 32-bit pattern (int bits or float bits). */
   const32: i32x4Const,
   splat: simd(0x13),
@@ -69,6 +85,8 @@ export const op = {
   /** bitselect(a, b, mask) = (a & mask) | (b & ~mask). */
   bitselect: simd(0x52),
   anyTrue: simd(0x53),
+  i8x16NarrowI16x8S: simd(0x65),
+  i16x8NarrowI32x4S: simd(0x85),
   i16x8NarrowI32x4U: simd(0x86),
   i16x8ExtendLowI8x16S: simd(0x87),
   i16x8ExtendHighI8x16S: simd(0x88),
@@ -85,6 +103,15 @@ export const op = {
   add: simd(0xe4),
   mul: simd(0xe6),
   f32x4ConvertI32x4S: simd(0xfa),
+  f32x4Abs: simd(0xe0),
+  f32x4Max: simd(0xe9),
+  f64x2PromoteLowF32x4: simd(0x5f),
+  f64x2Floor: simd(0x75),
+  f64x2Ge: simd(0x4c),
+  f64x2Add: simd(0xf0),
+  f64x2Sub: simd(0xf1),
+  f64x2Mul: simd(0xf2),
+  i32x4TruncSatF64x2SZero: simd(0xfc),
   v128Zero: i32x4Const(0),
 };
 
