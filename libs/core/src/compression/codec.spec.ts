@@ -138,6 +138,55 @@ describe('top-k with error feedback', () => {
     expect(() => c.accumulate(b, 4, acc, 0, 1, false)).toThrow(
       expect.objectContaining({ code: 'GRADIENT_SIZE_MISMATCH' }),
     );
-    expect(c.updateBytes(acc.values)).toBe(sparseBytes(3));
+    // 3 of 4 values non-zero: 24 bytes sparse, 16 dense, so the update travels dense.
+    expect(c.updateBytes(acc.values)).toBe(16);
+  });
+
+  it('encodes the update dense once the union of entries makes sparse larger, and decodes both layouts', () => {
+    const n = 1000;
+    const c = bucketCodec('topk', 0.01);
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: n }), fc.integer({ min: 0, max: 2 ** 31 }), (k, seed) => {
+        // k non-zeros, as the mean of many workers' top-k entries gives.
+        const values = new Float32Array(n);
+        for (let j = 0; j < k; j++) values[(seed + j * 7919) % n] = Math.fround(((seed + j) % 97) - 48.5);
+        const nonZeros = values.reduce((m, x) => m + (x !== 0 ? 1 : 0), 0);
+        const bytes = c.updateBytes(values);
+        expect(bytes).toBe(Math.min(sparseBytes(nonZeros), n * 4));
+        expect(bytes).toBeLessThanOrEqual(n * 4);
+        const p = new Uint8Array(bytes);
+        c.encodeUpdate(values, p);
+        const out = new Float32Array(n).fill(9);
+        c.decode(p, out);
+        expect(Array.from(out)).toEqual(Array.from(values));
+      }),
+      { numRuns: 200 },
+    );
+    // The tie (sparse exactly as large as dense) goes dense: 4 n bytes always means dense.
+    const half = Float32Array.from({ length: 8 }, (_, i) => (i % 2 ? 0 : i + 1));
+    expect(c.updateBytes(half)).toBe(32);
+    expect(() => c.decode(new Uint8Array(40), new Float32Array(8))).toThrow(
+      expect.objectContaining({ code: 'GRADIENT_SIZE_MISMATCH' }),
+    );
+    expect(() => c.decode(new Uint8Array(12), new Float32Array(8))).toThrow(
+      expect.objectContaining({ code: 'GRADIENT_SIZE_MISMATCH' }),
+    );
+  });
+
+  it("the update stays within the dense size however many workers' entries it unites", () => {
+    const n = 4096;
+    const c = bucketCodec('topk', 0.01);
+    const acc = new Accumulator(n);
+    for (const workers of [2, 16, 64]) {
+      acc.values.fill(0);
+      for (let k = 0; k < workers; k++) {
+        const g = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + k * 1.3) * (1 + ((i + k) % 5)));
+        const p = new Uint8Array(c.gradientBytes(n));
+        c.encode(g, p);
+        expect(c.accumulate(p, n, acc, 0, 1, false)).toBe(true);
+      }
+      expect(c.updateBytes(acc.values)).toBeLessThanOrEqual(n * 4);
+    }
+    expect(c.updateBytes(acc.values)).toBe(n * 4); // 64 workers x 1 %: over half the entries
   });
 });

@@ -1,9 +1,19 @@
 import type { Accumulator } from '../math/accumulator.js';
 import { STAGE_FLOATS } from '../math/accumulator.js';
 import { ProtocolError } from '../protocol/protocol-error.js';
-import { decodeHalves, encodeHalves } from './fp16.js';
-import { decodeInt8, encodeInt8, int8Bytes } from './int8.js';
-import { countNonZeros, selectTopK, sparseBytes, sparseViews, topkCount, writeNonZeros } from './topk.js';
+import { decodeHalves } from './fp16.js';
+import { accumulateHalves, decodeHalvesSimd, encodeHalvesSimd } from './fp16-simd.js';
+import { decodeInt8, int8Bytes } from './int8.js';
+import { accumulateInt8, decodeInt8Simd, encodeInt8Simd } from './int8-simd.js';
+import {
+  countNonZeros,
+  selectTopK,
+  sparseBytes,
+  sparseViews,
+  topkCount,
+  topkUpdateBytes,
+  writeNonZeros,
+} from './topk.js';
 
 /** How gradients travel (job spec `compression`); see docs/protocol.md for the layouts. */
 export const COMPRESSIONS = ['none', 'fp16', 'int8', 'topk'] as const;
@@ -91,29 +101,31 @@ const fp16: BucketCodec = {
   name: 'fp16',
   sparse: false,
   gradientBytes: (n) => n * 2,
-  encode: (values, out) => encodeHalves(values, uint16Of(out)),
+  encode: (values, out) => encodeHalvesSimd(values, uint16Of(out)),
   accumulate(payload, n, acc, offset, w, first, scale) {
     expectBytes(payload, n * 2, 'fp16');
+    if (acc.simd) return accumulateHalves(payload, n, acc, offset, w, first, scale);
     const h = uint16Of(payload);
     return staged(acc, offset, n, w, first, scale, (out, from, to) => decodeHalves(h, out, from, to));
   },
   updateBytes: (values) => values.length * 2,
-  encodeUpdate: (values, out) => encodeHalves(values, uint16Of(out)),
-  decode: (payload, out) => decodeHalves(uint16Of(payload), out),
+  encodeUpdate: (values, out) => encodeHalvesSimd(values, uint16Of(out)),
+  decode: (payload, out) => decodeHalvesSimd(uint16Of(payload), out),
 };
 
 const int8: BucketCodec = {
   name: 'int8',
   sparse: false,
   gradientBytes: int8Bytes,
-  encode: (values, out) => void encodeInt8(values, out),
+  encode: (values, out) => void encodeInt8Simd(values, out),
   accumulate(payload, n, acc, offset, w, first, scale) {
     expectBytes(payload, int8Bytes(n), 'int8');
+    if (acc.simd) return accumulateInt8(payload, n, acc, offset, w, first, scale);
     return staged(acc, offset, n, w, first, scale, (out, from, to) => decodeInt8(payload, n, out, from, to));
   },
   updateBytes: (values) => int8Bytes(values.length),
-  encodeUpdate: (values, out) => void encodeInt8(values, out),
-  decode: (payload, out) => decodeInt8(payload, out.length, out),
+  encodeUpdate: (values, out) => void encodeInt8Simd(values, out),
+  decode: (payload, out) => decodeInt8Simd(payload, out),
 };
 
 function topk(ratio: number): BucketCodec {
@@ -126,11 +138,18 @@ function topk(ratio: number): BucketCodec {
       expectBytes(payload, sparseBytes(topkCount(n, ratio)), 'top-k');
       return addSparse(payload, n, acc, offset, w);
     },
-    updateBytes: (values) => sparseBytes(countNonZeros(values)),
-    encodeUpdate: (values, out) => writeNonZeros(values, out, out.byteLength / 8),
+    updateBytes: (values) => topkUpdateBytes(values.length, countNonZeros(values)),
+    encodeUpdate(values, out) {
+      if (out.byteLength === values.length * 4) float32Of(out).set(values);
+      else writeNonZeros(values, out, out.byteLength / 8);
+    },
     decode(payload, out) {
-      if (payload.byteLength % 8 !== 0)
-        throw new ProtocolError('GRADIENT_SIZE_MISMATCH', `sparse bucket of ${payload.byteLength} bytes`);
+      if (payload.byteLength === out.length * 4) return out.set(float32Of(payload));
+      if (payload.byteLength % 8 !== 0 || payload.byteLength > out.length * 4)
+        throw new ProtocolError(
+          'GRADIENT_SIZE_MISMATCH',
+          `top-k update of ${payload.byteLength} bytes for a bucket of ${out.length}`,
+        );
       const { idx, val } = sparseViews(payload);
       out.fill(0);
       for (let j = 0; j < idx.length; j++) {

@@ -17,6 +17,22 @@ export function int8Bytes(n: number): number {
   return int8Blocks(n) * 4 + n;
 }
 
+/** The largest magnitude of `values[lo, hi)`, NaN when one is NaN (the block's scale is this / 127). */
+export function blockMax(values: Float32Array, lo: number, hi: number): number {
+  let max = 0;
+  for (let i = lo; i < hi; i++) {
+    const a = Math.abs(values[i]!);
+    max = a > max || a !== a ? a : max;
+  }
+  return max;
+}
+
+/** Rounds `values[lo, hi)` to the nearest multiples of `scale` into `q[lo, hi)` (0 for a zero or non-finite scale). */
+export function quantizeBlock(values: Float32Array, lo: number, hi: number, scale: number, q: Int8Array): void {
+  const inv = scale > 0 && Number.isFinite(scale) ? 1 / scale : 0;
+  for (let i = lo; i < hi; i++) q[i] = Math.round(values[i]! * inv);
+}
+
 /** Encodes `values` into `out` (at least `int8Bytes(values.length)` bytes, 4-aligned). */
 export function encodeInt8(values: Float32Array, out: Uint8Array): number {
   const n = values.length;
@@ -26,15 +42,9 @@ export function encodeInt8(values: Float32Array, out: Uint8Array): number {
   for (let b = 0; b < blocks; b++) {
     const lo = b * INT8_BLOCK;
     const hi = Math.min(n, lo + INT8_BLOCK);
-    let max = 0;
-    for (let i = lo; i < hi; i++) {
-      const a = Math.abs(values[i]!);
-      max = a > max || a !== a ? a : max;
-    }
-    const scale = max / 127;
+    const scale = blockMax(values, lo, hi) / 127;
     scales[b] = scale;
-    const inv = scale > 0 && Number.isFinite(scale) ? 1 / scale : 0;
-    for (let i = lo; i < hi; i++) q[i] = Math.round(values[i]! * inv);
+    quantizeBlock(values, lo, hi, scale, q);
   }
   return int8Bytes(n);
 }

@@ -77,6 +77,17 @@ export function selectTopK(values: Float32Array, k: number, out: Uint8Array): nu
   return sparseBytes(k);
 }
 
+/**
+ * Bytes of a top-k update of `n` values with `k` non-zeros. The averaged update carries
+ * the union of the workers' entries, which grows with their number: once the sparse
+ * layout (8 bytes per entry) would not be smaller than the dense one (4 bytes per value),
+ * the update travels dense, as `n` float32. The length tells the layouts apart: exactly
+ * `4n` bytes is dense, anything else (a multiple of 8 below `4n`) sparse.
+ */
+export function topkUpdateBytes(n: number, k: number): number {
+  return sparseBytes(k) < n * 4 ? sparseBytes(k) : n * 4;
+}
+
 /** Non-zero entries of `values` (the size of the coordinator's averaged top-k update). */
 export function countNonZeros(values: Float32Array): number {
   let k = 0;

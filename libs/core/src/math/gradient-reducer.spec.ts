@@ -18,15 +18,31 @@ function encodeBuckets(plan: BucketPlan, name: Compression, g: Float32Array): Ui
   });
 }
 
-function reduce(plan: BucketPlan, name: Compression, grads: Float32Array[], samples: number[]): Float32Array {
+/**
+ * Reduces `grads` (weighted by `samples`) and returns the averaged gradient. `fold`: name
+ * the total in `begin`, so the mean is folded into each bucket's last add; `beforeFinish`
+ * sees the accumulator after the last add.
+ */
+function reduce(
+  plan: BucketPlan,
+  name: Compression,
+  grads: Float32Array[],
+  samples: number[],
+  fold = false,
+  beforeFinish?: (acc: Float32Array) => void,
+): Float32Array {
   const r = new GradientReducer(plan, bucketCodec(name));
-  r.begin();
-  grads.forEach((g, k) => encodeBuckets(plan, name, g).forEach((p, b) => r.add(b, p, samples[k]!)));
   const total = samples.reduce((a, b) => a + b, 0);
+  r.begin(fold ? total : undefined);
+  grads.forEach((g, k) => encodeBuckets(plan, name, g).forEach((p, b) => r.add(b, p, samples[k]!)));
+  beforeFinish?.(Float32Array.from(r.acc.values));
   const out = new Float32Array(plan.size);
   for (let b = 0; b < plan.count; b++) out.set(r.finishBucket(b, total), plan.start(b));
   return out;
 }
+
+const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+const same = (a: Float32Array, b: Float32Array) => Buffer.compare(bytes(a), bytes(b)) === 0;
 
 describe('GradientReducer', () => {
   it('computes the sample-weighted mean of per-worker mean gradients', () => {
@@ -57,6 +73,55 @@ describe('GradientReducer', () => {
         Buffer.compare(Buffer.from(reduce(plan, 'none', grads, [5, 3, 8]).buffer), Buffer.from(whole.buffer)),
       ).toBe(0);
     }
+  });
+
+  it("folds the 1/total scale into each bucket's last add when begin names the total, changing no bit", () => {
+    const size = STAGE_FLOATS + 1234; // two staging chunks and a scalar tail per bucket
+    const plan = new BucketPlan(size, 100_000);
+    for (const name of ['none', 'fp16', 'int8'] as const) {
+      for (const samples of [[7], [5, 3], [5, 3, 8], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]]) {
+        const grads = samples.map((_, k) => rand(size, k + 11));
+        const total = samples.reduce((a, b) => a + b, 0);
+        const unfolded = reduce(plan, name, grads, samples);
+        let afterLastAdd: Float32Array = new Float32Array(0);
+        const folded = reduce(plan, name, grads, samples, true, (acc) => (afterLastAdd = acc));
+        expect(same(folded, unfolded), `${name} ${samples.join(',')}`).toBe(true);
+        // The mean is already in the accumulator before finishBucket: no scale pass is left.
+        expect(same(afterLastAdd, folded)).toBe(true);
+        // Within a few float32 ulps (of the largest term) of the exact float64 mean of what was sent.
+        const exact = new Float64Array(size);
+        const largest = new Float64Array(size);
+        grads.forEach((g, k) => {
+          const sent = new Float32Array(size);
+          const codec = bucketCodec(name);
+          encodeBuckets(plan, name, g).forEach((p, b) => codec.decode(p, plan.slice(sent, b)));
+          sent.forEach((x, i) => {
+            exact[i]! += (x * samples[k]!) / total;
+            largest[i] = Math.max(largest[i]!, Math.abs(x));
+          });
+        });
+        const ulps = folded.reduce((m, x, i) => Math.max(m, Math.abs(x - exact[i]!) / ulp(largest[i]!)), 0);
+        expect(ulps).toBeLessThanOrEqual(samples.length + 2);
+      }
+    }
+  });
+
+  it('folds nothing while fewer samples than expected arrived (a straggler excused), and refuses a mismatch', () => {
+    const plan = new BucketPlan(100);
+    const grads = [rand(100, 1), rand(100, 2)];
+    const r = new GradientReducer(plan, bucketCodec('none'));
+    r.begin(12); // a third worker's 4 samples never come
+    grads.forEach((g) => r.add(0, new Uint8Array(g.buffer), 4));
+    expect(same(r.finishBucket(0, 8), reduce(plan, 'none', grads, [4, 4]))).toBe(true);
+
+    const f = new GradientReducer(plan, bucketCodec('none'));
+    f.begin(8);
+    grads.forEach((g) => f.add(0, new Uint8Array(g.buffer), 4));
+    expect(() => f.add(0, new Uint8Array(grads[0]!.buffer), 4)).toThrow(
+      expect.objectContaining({ code: 'DUPLICATE_MESSAGE' }),
+    );
+    expect(() => f.finishBucket(0, 9)).toThrow(/averaged over 8 samples/);
+    expect(() => f.begin(0)).toThrow(RangeError);
   });
 
   it('SIMD and scalar kernels agree bit for bit (tails included)', () => {
@@ -109,6 +174,12 @@ describe('GradientReducer', () => {
     }
   });
 });
+
+/** The float32 ulp at the magnitude of `x`. */
+function ulp(x: number): number {
+  const a = Math.max(Math.abs(x), 2 ** -126);
+  return 2 ** (Math.floor(Math.log2(a)) - 23);
+}
 
 describe('weightsChecksum', () => {
   it('is bit-exact: equal arrays agree, one ulp differs', () => {
