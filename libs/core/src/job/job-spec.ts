@@ -77,6 +77,69 @@ export const DatasetSpecSchema = z.union([
     .strict(),
 ]);
 
+const warmupSteps = z.number().int().min(0).max(10_000_000).default(0);
+const decaySteps = z.number().int().min(1).max(10_000_000);
+
+/**
+ * Learning rate per step (docs/api.md gives the formulas): `learningRate` scaled by the
+ * schedule, after an optional linear warmup of `warmupSteps` steps. Each replica computes
+ * it from the step number, so all apply the same rate.
+ */
+export const LrScheduleSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('constant'), warmupSteps }).strict(),
+  z
+    .object({
+      type: z.literal('step'),
+      warmupSteps,
+      /** Multiply the rate by `gamma` every `stepSize` steps. */
+      stepSize: decaySteps,
+      gamma: z.number().gt(0).max(1).default(0.1),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('exponential'),
+      warmupSteps,
+      /** The rate falls by `decayRate` every `decaySteps` steps (continuously unless `staircase`). */
+      decaySteps,
+      decayRate: z.number().gt(0).max(1),
+      staircase: z.boolean().default(false),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('cosine'),
+      warmupSteps,
+      /** Half a cosine from `learningRate` down to `alpha * learningRate` over this many steps, then flat. */
+      decaySteps,
+      alpha: z.number().min(0).max(1).default(0),
+    })
+    .strict(),
+]);
+
+/** Which optimizers take each of `optimizerOptions` (`weightDecay`: every one, decoupled). */
+export const OPTIMIZER_OPTION_USERS = {
+  beta1: ['adam'],
+  beta2: ['adam'],
+  epsilon: ['adam', 'rmsprop'],
+  momentum: ['momentum', 'rmsprop'],
+  nesterov: ['momentum'],
+  weightDecay: OPTIMIZERS,
+} as const satisfies Record<string, readonly (typeof OPTIMIZERS)[number][]>;
+
+/** Hyperparameters of the optimizer; an absent one keeps TensorFlow.js's default (docs/api.md). */
+export const OptimizerOptionsSchema = z
+  .object({
+    beta1: z.number().min(0).lt(1).optional(),
+    beta2: z.number().min(0).lt(1).optional(),
+    epsilon: z.number().positive().max(1).optional(),
+    momentum: z.number().min(0).lt(1).optional(),
+    nesterov: z.boolean().optional(),
+    /** Decoupled weight decay (AdamW, SGDW): `w ← w · (1 − lr_t · weightDecay)` before each update. */
+    weightDecay: z.number().min(0).max(1).default(0),
+  })
+  .strict();
+
 /**
  * A training job. Every field but `model` and `dataset` has a default: the defaults are
  * the reference recipe (Adam 0.001, batch 32, 5 epochs, validation split 0.1).
@@ -88,6 +151,18 @@ export const JobSpecSchema = z
     dataset: DatasetSpecSchema.default('mnist'),
     optimizer: z.enum(OPTIMIZERS).default('adam'),
     learningRate: z.number().positive().max(10).default(0.001),
+    /** Per-step learning rate, relative to `learningRate`; the default keeps it constant. */
+    lrSchedule: LrScheduleSchema.default({ type: 'constant', warmupSteps: 0 }),
+    optimizerOptions: OptimizerOptionsSchema.default({ weightDecay: 0 }),
+    /** Scale the averaged gradient down to this global L2 norm when above it (0: off); after `clipValue`. */
+    clipNorm: z.number().min(0).max(1e6).default(0),
+    /** Clamp every entry of the averaged gradient to [-clipValue, clipValue] (0: off). */
+    clipValue: z.number().min(0).max(1e6).default(0),
+    /**
+     * `include`: the loss whose gradient a replica computes adds the model's regularizer
+     * losses (`kernelRegularizer`, `biasRegularizer`), as `model.fit` does; `ignore` leaves them out.
+     */
+    regularizers: z.enum(['include', 'ignore']).default('include'),
     loss: z.enum(LOSSES).default('categoricalCrossentropy'),
     metrics: z
       .array(z.enum(['accuracy']))
@@ -135,10 +210,23 @@ export const JobSpecSchema = z
     testEveryEpoch: z.boolean().default(false),
   })
   .strict()
-  .refine((s) => s.maxWorkers >= s.minWorkers, { message: 'maxWorkers must be >= minWorkers', path: ['maxWorkers'] });
+  .refine((s) => s.maxWorkers >= s.minWorkers, { message: 'maxWorkers must be >= minWorkers', path: ['maxWorkers'] })
+  .superRefine((s, ctx) => {
+    for (const [option, users] of Object.entries(OPTIMIZER_OPTION_USERS)) {
+      const value = s.optimizerOptions[option as keyof typeof OPTIMIZER_OPTION_USERS];
+      if (value === undefined || (users as readonly string[]).includes(s.optimizer)) continue;
+      ctx.addIssue({
+        code: 'custom',
+        path: ['optimizerOptions', option],
+        message: `applies to optimizer ${users.map((u) => `'${u}'`).join(' or ')}, not '${s.optimizer}': remove it or change the optimizer`,
+      });
+    }
+  });
 
 export type JobSpec = z.output<typeof JobSpecSchema>;
 export type JobSpecInput = z.input<typeof JobSpecSchema>;
+export type LrSchedule = z.output<typeof LrScheduleSchema>;
+export type OptimizerOptions = z.output<typeof OptimizerOptionsSchema>;
 export type ModelSpec = z.output<typeof ModelSpecSchema>;
 export type DatasetSpec = z.output<typeof DatasetSpecSchema>;
 
