@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   EpochSampler,
@@ -8,7 +10,9 @@ import {
   gatherBatch,
   loadDataset,
   maxRelativeDifference,
+  parseCsv,
   selectBackend,
+  type DataSplit,
   type Dataset,
   type JobSpecInput,
 } from '@gradfleet/core';
@@ -60,24 +64,54 @@ function worstDifference(a: Float32Array, b: Float32Array, layout: number[][]): 
   return worst;
 }
 
-/** The batches the coordinator's sampler gives (`shuffle`, seed SEED), as tensors. */
-function* batches(data: Dataset): Generator<{ xs: tf.Tensor2D; ys: tf.Tensor2D; step: number }> {
-  const sampler = new EpochSampler({ size: TRAIN, seed: SEED });
-  const x = new Float32Array(BATCH * 784);
-  const y = new Float32Array(BATCH * 10);
+/** The batches the coordinator's sampler gives (`shuffle`, seed SEED), as tensors: one-hot MNIST targets by default. */
+function* batches(
+  split: DataSplit,
+  targets: { width: number; kind: 'one-hot' | 'value' } = { width: 10, kind: 'one-hot' },
+): Generator<{ xs: tf.Tensor2D; ys: tf.Tensor2D; step: number }> {
+  const sampler = new EpochSampler({ size: split.count, seed: SEED });
+  const f = split.featureSize;
+  const x = new Float32Array(BATCH * f);
+  const y = new Float32Array(BATCH * targets.width);
   let step = 0;
   for (let e = 0; e < EPOCHS; e++) {
     sampler.beginEpoch(e);
     while (!sampler.exhausted) {
       const batch = sampler.take(BATCH);
       sampler.complete(batch);
-      gatherBatch(data.train, batch, 10, x, y);
-      const xs = tf.tensor2d(x.subarray(0, batch.length * 784), [batch.length, 784]);
-      const ys = tf.tensor2d(y.subarray(0, batch.length * 10), [batch.length, 10]);
+      gatherBatch(split, batch, targets.width, x, y, targets.kind);
+      const xs = tf.tensor2d(x.subarray(0, batch.length * f), [batch.length, f]);
+      const ys = tf.tensor2d(y.subarray(0, batch.length * targets.width), [batch.length, targets.width]);
       yield { xs, ys, step: step++ };
       tf.dispose([xs, ys]);
     }
   }
+}
+
+/** A CSV of TRAIN rows `a,b,c,d,y` from a fixed generator: y a noisy regression target, or 0/1. */
+function tabularCsv(labels: 'regression' | 'binary'): string {
+  let state = 12345;
+  const next = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const rows = ['a,b,c,d,y'];
+  for (let i = 0; i < TRAIN; i++) {
+    const [a, b, c, d] = [next(), next(), next(), next()];
+    const target = labels === 'regression' ? 2 * a - b + 0.5 * c * d + 0.1 * next() : a + b > 1 ? 1 : 0;
+    rows.push([a, b, c, d, target].map((v) => v.toFixed(4)).join(','));
+  }
+  return rows.join('\n');
+}
+
+/** A 4-8-1 MLP: linear output for regression, sigmoid for binary labels. */
+function tabularTopology(output: 'linear' | 'sigmoid'): Record<string, unknown> {
+  const m = tfl.sequential({
+    layers: [
+      tfl.layers.dense({ inputShape: [4], units: 8, activation: 'tanh' }),
+      tfl.layers.dense({ units: 1, activation: output }),
+    ],
+  });
+  const json = m.toJSON(null, false) as Record<string, unknown>;
+  m.dispose();
+  return json;
 }
 
 /** What a plain loop does per step, written here independently of the replica's code. */
@@ -103,7 +137,7 @@ async function plainLoop(data: Dataset, recipe: PlainRecipe): Promise<PlainRun> 
   const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const optimizer = recipe.optimizer();
   const run: PlainRun = { weights: new Float32Array(0), valueClippedSteps: 0, normClippedSteps: 0 };
-  for (const { xs, ys, step } of batches(data)) {
+  for (const { xs, ys, step } of batches(data.train)) {
     tf.tidy(() => {
       const { grads } = tf.variableGrads(
         () => tf.mean(tfl.metrics.categoricalCrossentropy(ys, model.apply(xs, { training: true }) as tf.Tensor)),
@@ -194,7 +228,7 @@ describe('parity with model.fit and plain TensorFlow.js loops (1 and 2 workers)'
     // model.fit's own train function, one global batch per call, in the sampler's order.
     const model = await buildModel({ topology: topology(true) }, SEED);
     model.compile({ optimizer: tf.train.sgd(0.2), loss: 'categoricalCrossentropy' });
-    for (const { xs, ys } of batches(mnist)) await model.trainOnBatch(xs, ys);
+    for (const { xs, ys } of batches(mnist.train)) await model.trainOnBatch(xs, ys);
     const fit = flattenWeights(model);
     model.dispose();
     const spec: JobSpecInput = { model: { topology: topology(true) }, optimizer: 'sgd', learningRate: 0.2 };
@@ -254,5 +288,47 @@ describe('parity with model.fit and plain TensorFlow.js loops (1 and 2 workers)'
       plain.weights,
       'cosine schedule + clipNorm + AdamW',
     );
+  });
+
+  /** model.fit's train function on a tabular CSV, and the cluster on the same file with `labels`. */
+  async function tabularParity(
+    labels: 'regression' | 'binary',
+    loss: 'meanSquaredError' | 'meanAbsoluteError' | 'binaryCrossentropy',
+  ): Promise<void> {
+    const text = tabularCsv(labels);
+    const file = join(data.dir, `${labels}.csv`);
+    writeFileSync(file, text);
+    const { split } = parseCsv(text, file, { labelColumn: 'y', numericLabels: labels === 'regression' });
+    const topology = tabularTopology(labels === 'binary' ? 'sigmoid' : 'linear');
+    const model = await buildModel({ topology }, SEED);
+    const tabularLayout = model.weights.map((w) => w.shape as number[]);
+    const start = flattenWeights(model);
+    model.compile({ optimizer: tf.train.adam(0.05), loss });
+    for (const { xs, ys } of batches(split, { width: 1, kind: 'value' })) await model.trainOnBatch(xs, ys);
+    const fit = flattenWeights(model);
+    model.dispose();
+    expect(worstDifference(fit, start, tabularLayout)).toBeGreaterThan(1e-2);
+    const spec: JobSpecInput = {
+      model: { topology },
+      dataset: { csv: { train: file, labelColumn: 'y' } },
+      labels,
+      loss,
+      optimizer: 'adam',
+      learningRate: 0.05,
+    };
+    for (const workers of [1, 2]) {
+      const d = worstDifference(await train(workers, spec), fit, tabularLayout);
+      console.log(`${labels} ${loss}: max relative difference to model.fit, ${workers} worker(s): ${d}`);
+      expect(d).toBeLessThan(TOLERANCE);
+    }
+  }
+
+  it('regression targets from a CSV train as model.fit does, with mse and with mae', async () => {
+    await tabularParity('regression', 'meanSquaredError');
+    await tabularParity('regression', 'meanAbsoluteError');
+  });
+
+  it('binary labels train a sigmoid output with binaryCrossentropy as model.fit does', async () => {
+    await tabularParity('binary', 'binaryCrossentropy');
   });
 });

@@ -67,6 +67,8 @@ export class Replica {
         `model input ${this.inputShape.join('x')} (${features} values) does not match dataset examples of ${data.featureShape.join('x')} (${data.train.featureSize} values)`,
       );
     }
+    if (spec.labels !== 'class' && this.numClasses !== 1)
+      throw new Error(`labels '${spec.labels}' need a model with 1 output unit, this one has ${this.numClasses}`);
     if (data.numClasses > this.numClasses) {
       throw new Error(`dataset has ${data.numClasses} classes, model output has ${this.numClasses} units`);
     }
@@ -158,15 +160,33 @@ export class Replica {
     const f = split.featureSize;
     if (this.xBuf.length < n * f) this.xBuf = new Float32Array(n * f);
     if (this.yBuf.length < n * this.numClasses) this.yBuf = new Float32Array(n * this.numClasses);
-    gatherBatch(split, indices, this.numClasses, this.xBuf, this.yBuf);
+    gatherBatch(
+      split,
+      indices,
+      this.numClasses,
+      this.xBuf,
+      this.yBuf,
+      this.spec.labels === 'class' ? 'one-hot' : 'value',
+    );
     return {
       xs: tf.tensor(this.xBuf.subarray(0, n * f), [n, ...this.inputShape]),
       ys: tf.tensor2d(this.yBuf.subarray(0, n * this.numClasses), [n, this.numClasses]),
     };
   }
 
+  /**
+   * Correct predictions: `model.fit`'s accuracy for class labels (arg max) and its
+   * binaryAccuracy for binary ones (output > 0.5); 0 for regression, which has no accuracy.
+   */
   private correctCount(ys: tf.Tensor, pred: tf.Tensor): tf.Scalar {
-    return tf.sum(tf.cast(tf.equal(tf.argMax(pred, -1), tf.argMax(ys, -1)), 'int32'));
+    switch (this.spec.labels) {
+      case 'class':
+        return tf.sum(tf.cast(tf.equal(tf.argMax(pred, -1), tf.argMax(ys, -1)), 'int32'));
+      case 'binary':
+        return tf.sum(tf.cast(tf.equal(tf.cast(tf.greater(pred, 0.5), 'float32'), ys), 'int32'));
+      case 'regression':
+        return tf.scalar(0, 'int32');
+    }
   }
 
   /**

@@ -63,6 +63,7 @@ describe('parseJobSpec', () => {
       clipNorm: 0,
       clipValue: 0,
       regularizers: 'include',
+      labels: 'class',
     });
     expect(parseJobSpec({ lrSchedule: { type: 'cosine', decaySteps: 100 } }).lrSchedule).toEqual({
       type: 'cosine',
@@ -84,6 +85,24 @@ describe('parseJobSpec', () => {
     expect(issuesOf({ optimizerOptions: { beta1: 1 } })[0]!.path).toBe('optimizerOptions.beta1');
     expect(issuesOf({ optimizerOptions: { weightDecay: -0.1 } })[0]!.path).toBe('optimizerOptions.weightDecay');
     expect(issuesOf({ optimizerOptions: { betas: [0.9, 0.99] } })[0]!.message).toMatch(/betas/);
+  });
+
+  it('pairs each loss with the labels it takes, on the loss field', () => {
+    const csv = { csv: { train: 'a.csv' } };
+    expect(parseJobSpec({ dataset: csv, labels: 'regression', loss: 'meanAbsoluteError' }).labels).toBe('regression');
+    expect(parseJobSpec({ dataset: csv, labels: 'binary', loss: 'binaryCrossentropy' }).loss).toBe(
+      'binaryCrossentropy',
+    );
+    expect(issuesOf({ dataset: csv, labels: 'regression' })).toEqual([
+      {
+        path: 'loss',
+        message:
+          "'categoricalCrossentropy' needs labels 'class'; with labels 'regression' use 'meanSquaredError' or 'meanAbsoluteError'",
+      },
+    ]);
+    expect(issuesOf({ dataset: csv, loss: 'binaryCrossentropy' })[0]!.path).toBe('loss');
+    expect(issuesOf({ labels: 'binary', loss: 'binaryCrossentropy' })[0]!.path).toBe('labels'); // mnist
+    expect(issuesOf({ labels: 'ordinal' })[0]!.path).toBe('labels');
   });
 
   it('refuses an optimizer option the chosen optimizer does not take, saying which does', () => {

@@ -4,7 +4,28 @@ import { DEFAULT_BUCKET_BYTES } from '../math/bucket-plan.js';
 
 export const BUILTIN_MODELS = ['mnist-mlp', 'mnist-cnn'] as const;
 export const OPTIMIZERS = ['adam', 'sgd', 'momentum', 'rmsprop', 'adagrad'] as const;
-export const LOSSES = ['categoricalCrossentropy', 'sparseCategoricalCrossentropy', 'meanSquaredError'] as const;
+export const LOSSES = [
+  'categoricalCrossentropy',
+  'sparseCategoricalCrossentropy',
+  'meanSquaredError',
+  'meanAbsoluteError',
+  'binaryCrossentropy',
+] as const;
+
+/**
+ * What a dataset's label column holds: `class` an index into the model's outputs (one-hot
+ * targets), `binary` 0 or 1 (one sigmoid output), `regression` a number (one output).
+ */
+export const LABEL_KINDS = ['class', 'binary', 'regression'] as const;
+
+/** The label kinds each loss takes; a spec pairing others is refused on `loss`. */
+export const LOSS_LABELS = {
+  categoricalCrossentropy: ['class'],
+  sparseCategoricalCrossentropy: ['class'],
+  binaryCrossentropy: ['binary'],
+  meanSquaredError: LABEL_KINDS,
+  meanAbsoluteError: LABEL_KINDS,
+} as const satisfies Record<(typeof LOSSES)[number], readonly (typeof LABEL_KINDS)[number][]>;
 
 /**
  * Accepts what `model.toJSON()` returns (a JSON string, or an object with
@@ -164,6 +185,8 @@ export const JobSpecSchema = z
      */
     regularizers: z.enum(['include', 'ignore']).default('include'),
     loss: z.enum(LOSSES).default('categoricalCrossentropy'),
+    /** What the labels are (`LABEL_KINDS`); `binary` and `regression` need a model with one output unit. */
+    labels: z.enum(LABEL_KINDS).default('class'),
     metrics: z
       .array(z.enum(['accuracy']))
       .max(1)
@@ -212,6 +235,17 @@ export const JobSpecSchema = z
   .strict()
   .refine((s) => s.maxWorkers >= s.minWorkers, { message: 'maxWorkers must be >= minWorkers', path: ['maxWorkers'] })
   .superRefine((s, ctx) => {
+    if (s.dataset === 'mnist' && s.labels !== 'class')
+      ctx.addIssue({ code: 'custom', path: ['labels'], message: "the built-in 'mnist' dataset has labels 'class'" });
+    const takes: readonly string[] = LOSS_LABELS[s.loss];
+    if (!takes.includes(s.labels)) {
+      const fits = LOSSES.filter((l) => (LOSS_LABELS[l] as readonly string[]).includes(s.labels));
+      ctx.addIssue({
+        code: 'custom',
+        path: ['loss'],
+        message: `'${s.loss}' needs labels ${takes.map((t) => `'${t}'`).join(' or ')}; with labels '${s.labels}' use ${fits.map((l) => `'${l}'`).join(' or ')}`,
+      });
+    }
     for (const [option, users] of Object.entries(OPTIMIZER_OPTION_USERS)) {
       const value = s.optimizerOptions[option as keyof typeof OPTIMIZER_OPTION_USERS];
       if (value === undefined || (users as readonly string[]).includes(s.optimizer)) continue;
@@ -225,6 +259,7 @@ export const JobSpecSchema = z
 
 export type JobSpec = z.output<typeof JobSpecSchema>;
 export type JobSpecInput = z.input<typeof JobSpecSchema>;
+export type LabelKind = (typeof LABEL_KINDS)[number];
 export type LrSchedule = z.output<typeof LrScheduleSchema>;
 export type OptimizerOptions = z.output<typeof OptimizerOptionsSchema>;
 export type ModelSpec = z.output<typeof ModelSpecSchema>;

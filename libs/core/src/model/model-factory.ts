@@ -211,5 +211,9 @@ export function lossFunction(loss: JobSpec['loss']): (yTrue: tf.Tensor, yPred: t
       return (y, p) => tfl.metrics.categoricalCrossentropy(y, p);
     case 'meanSquaredError':
       return (y, p) => tfl.metrics.meanSquaredError(y, p);
+    case 'meanAbsoluteError':
+      return (y, p) => tfl.metrics.meanAbsoluteError(y, p);
+    case 'binaryCrossentropy':
+      return (y, p) => tfl.metrics.binaryCrossentropy(y, p);
   }
 }
