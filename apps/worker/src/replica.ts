@@ -10,6 +10,7 @@ import {
   loadFlatWeights,
   lossFunction,
   optimizerLearningRate,
+  seedDropout,
   setOptimizerLearningRate,
   trainingSize,
   weightLayout,
@@ -17,6 +18,7 @@ import {
   type Dataset,
   type DataSplit,
   type JobSpec,
+  type SeededDropout,
   type TensorSpec,
 } from '@gradfleet/core';
 
@@ -46,6 +48,8 @@ export class Replica {
   private readonly numClasses: number;
   private xBuf = new Float32Array(0);
   private yBuf = new Float32Array(0);
+  /** Set with `seededDropout`: the Dropout layers' seeded streams. */
+  private readonly dropout: SeededDropout | undefined;
   /** The averaged gradient after clipping (allocated on the first clipped step; the received one stays as it came). */
   private clipped: Float32Array | undefined;
 
@@ -56,6 +60,7 @@ export class Replica {
     readonly data: Dataset,
   ) {
     this.vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    this.dropout = spec.seededDropout ? seedDropout(model, spec.seed) : undefined;
     this.paramCount = this.vars.reduce((n, v) => n + v.size, 0);
     this.loss = lossFunction(spec.loss);
     this.inputShape = (model.inputs[0]!.shape.slice(1) as number[]).map((d) => d ?? 1);
@@ -209,10 +214,13 @@ export class Replica {
   /**
    * Gradient of the loss `model.fit` minimises over the examples at `indices` (mean data
    * loss plus regularizer losses; training-mode forward pass, so dropout is active),
-   * written into `out` (all trainable weights concatenated).
+   * written into `out` (all trainable weights concatenated). `step` (0-based) picks the
+   * seeded dropout streams; it defaults to the optimizer's update count, which equals the
+   * coordinator's step number when the step's `train` message arrives.
    */
-  computeGradient(indices: ArrayLike<number>, out: Float32Array): BatchStats {
+  computeGradient(indices: ArrayLike<number>, out: Float32Array, step: number = this.optimizer.iterations): BatchStats {
     let pred: tf.Tensor | undefined;
+    this.dropout?.setBatch(step, indices);
     const { xs, ys } = this.batchTensors(this.data.train, indices);
     try {
       const { value, grads } = tf.variableGrads(() => {

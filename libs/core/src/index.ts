@@ -18,6 +18,7 @@ export * from './job/job-spec.js';
 export * from './job/job-status.js';
 export * from './model/model-factory.js';
 export * from './model/lr-schedule.js';
+export * from './model/seeded-dropout.js';
 export * from './data/idx.js';
 export * from './data/dataset.js';
 export * from './backend/select-backend.js';

@@ -64,6 +64,7 @@ describe('parseJobSpec', () => {
       clipValue: 0,
       regularizers: 'include',
       labels: 'class',
+      seededDropout: false,
     });
     expect(parseJobSpec({ lrSchedule: { type: 'cosine', decaySteps: 100 } }).lrSchedule).toEqual({
       type: 'cosine',

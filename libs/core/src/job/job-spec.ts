@@ -196,6 +196,12 @@ export const JobSpecSchema = z
     batchSize: z.number().int().min(1).max(65_536).default(32),
     /** Fraction of the training set (its tail, as `model.fit` does) held out for validation. */
     validationSplit: z.number().min(0).max(0.9).default(0.1),
+    /**
+     * Dropout layers draw their masks from streams of (seed, step, layer, example index):
+     * the same spec and seed give the same weights run after run, whatever the worker count.
+     * Off: unseeded masks, as `model.fit` draws them.
+     */
+    seededDropout: z.boolean().default(false),
     /** Seeds the weight initialisation and the per-epoch shuffles. */
     seed: z.number().int().min(0).max(0xffffffff).default(42),
     /** Higher runs first; equal priorities run in submission order. */
