@@ -5,13 +5,16 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import {
   InvalidDataError,
+  checkLabels,
   encodeShard,
   loadDataset,
+  targetWidth,
   parseCsv,
   parseJsonl,
   sha256Hex,
   type DataSplit,
   type DatasetSpec,
+  type LabelKind,
   type RemoteSplit,
 } from '@gradfleet/core';
 
@@ -120,6 +123,7 @@ export class DatasetIngest {
 
   private async load(
     spec: Exclude<DatasetSpec, 'mnist'>,
+    labels: LabelKind,
   ): Promise<{ train: DataSplit; test?: DataSplit; featureShape: number[]; numClasses: number }> {
     const named = async <T>(field: string, f: () => Promise<T>): Promise<T> => {
       try {
@@ -137,26 +141,36 @@ export class DatasetIngest {
         testImages: i.testImages && (await this.resolve(i.testImages, 'dataset.idx.testImages')),
         testLabels: i.testLabels && (await this.resolve(i.testLabels, 'dataset.idx.testLabels')),
       };
-      const d = await named('dataset.idx', () => loadDataset({ idx: files }));
+      const d = await named('dataset.idx', async () => {
+        const loaded = await loadDataset({ idx: files });
+        checkLabels(loaded.train, labels, i.trainLabels);
+        if (loaded.test) checkLabels(loaded.test, labels, i.testLabels!);
+        return loaded;
+      });
       return {
         train: d.train,
         ...(d.test ? { test: d.test } : {}),
         featureShape: d.featureShape,
-        numClasses: d.numClasses,
+        numClasses: targetWidth(labels, d.numClasses),
       };
     }
+    const numericLabels = labels === 'regression';
     const [kind, parse] =
       'csv' in spec
-        ? (['csv', (t: string, name: string) => parseCsv(t, name, spec.csv)] as const)
-        : (['jsonl', (t: string, name: string) => parseJsonl(t, name, spec.jsonl.featureScale)] as const);
+        ? (['csv', (t: string, name: string) => parseCsv(t, name, { ...spec.csv, numericLabels })] as const)
+        : ([
+            'jsonl',
+            (t: string, name: string) => parseJsonl(t, name, spec.jsonl.featureScale, numericLabels),
+          ] as const);
     const files = 'csv' in spec ? spec.csv : spec.jsonl;
-    const train = await named(`dataset.${kind}.train`, async () =>
-      parse((await this.text(files.train, `dataset.${kind}.train`)).text, files.train),
-    );
+    const parseChecked = async (source: string, field: string) => {
+      const parsed = parse((await this.text(source, field)).text, source);
+      checkLabels(parsed.split, labels, source);
+      return parsed;
+    };
+    const train = await named(`dataset.${kind}.train`, () => parseChecked(files.train, `dataset.${kind}.train`));
     const test = files.test
-      ? await named(`dataset.${kind}.test`, async () =>
-          parse((await this.text(files.test!, `dataset.${kind}.test`)).text, files.test!),
-        )
+      ? await named(`dataset.${kind}.test`, () => parseChecked(files.test!, `dataset.${kind}.test`))
       : undefined;
     if (test && test.split.featureSize !== train.split.featureSize) {
       throw new InvalidDataError(
@@ -170,14 +184,23 @@ export class DatasetIngest {
       train: train.split,
       ...(test ? { test: test.split } : {}),
       featureShape: train.featureShape,
-      numClasses: maxLabel + 1,
+      numClasses: targetWidth(labels, maxLabel + 1),
     };
   }
 
-  /** Parses and encodes the dataset of a job into `<jobDir>/data`; undefined for the built-in MNIST. */
-  async prepare(jobId: string, jobDir: string, spec: DatasetSpec): Promise<PreparedDataset | undefined> {
+  /**
+   * Parses and encodes the dataset of a job into `<jobDir>/data`, its labels checked against
+   * the job's `labels` kind; undefined for the built-in MNIST. `numClasses` is the target
+   * width: the class count, or 1 for binary and regression labels.
+   */
+  async prepare(
+    jobId: string,
+    jobDir: string,
+    spec: DatasetSpec,
+    labels: LabelKind = 'class',
+  ): Promise<PreparedDataset | undefined> {
     if (spec === 'mnist') return undefined;
-    const d = await this.load(spec);
+    const d = await this.load(spec, labels);
     const dir = join(jobDir, 'data');
     await mkdir(dir, { recursive: true });
     const write = async (name: 'train' | 'test', split: DataSplit): Promise<PreparedSplit> => {

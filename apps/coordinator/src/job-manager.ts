@@ -132,7 +132,7 @@ export class JobManager {
     const id = randomUUID();
     const dir = jobDir(this.dataDir, id);
     try {
-      const data = await this.ingest.prepare(id, dir, spec.dataset);
+      const data = await this.ingest.prepare(id, dir, spec.dataset, spec.labels);
       const model = await this.models.describe(spec, data);
       if (model.trainableParams > this.limits.maxModelParams) {
         throw new InvalidJobSpecError([

@@ -47,6 +47,13 @@ export async function describeModel(
             message: `model input ${JSON.stringify(input)} has ${features} values; the dataset's examples (${d.featureShape.join('x')}) have ${expected}`,
           },
         ]);
+      if (spec.labels !== 'class' && units !== 1)
+        throw new InvalidJobSpecError([
+          {
+            path: 'model',
+            message: `model output has ${units} units; labels '${spec.labels}' need exactly 1${spec.labels === 'binary' ? ' (a sigmoid)' : ''}`,
+          },
+        ]);
       if (units < d.numClasses)
         throw new InvalidJobSpecError([
           { path: 'model', message: `model output has ${units} units; the dataset has ${d.numClasses} classes` },

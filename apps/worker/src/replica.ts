@@ -2,17 +2,23 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import {
   buildModel,
+  clipGradient,
   createOptimizer,
   flattenWeights,
   gatherBatch,
+  learningRateAt,
   loadFlatWeights,
   lossFunction,
+  optimizerLearningRate,
+  seedDropout,
+  setOptimizerLearningRate,
   trainingSize,
   weightLayout,
   weightsChecksum,
   type Dataset,
   type DataSplit,
   type JobSpec,
+  type SeededDropout,
   type TensorSpec,
 } from '@gradfleet/core';
 
@@ -42,6 +48,10 @@ export class Replica {
   private readonly numClasses: number;
   private xBuf = new Float32Array(0);
   private yBuf = new Float32Array(0);
+  /** Set with `seededDropout`: the Dropout layers' seeded streams. */
+  private readonly dropout: SeededDropout | undefined;
+  /** The averaged gradient after clipping (allocated on the first clipped step; the received one stays as it came). */
+  private clipped: Float32Array | undefined;
 
   private constructor(
     private readonly spec: JobSpec,
@@ -50,6 +60,7 @@ export class Replica {
     readonly data: Dataset,
   ) {
     this.vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    this.dropout = spec.seededDropout ? seedDropout(model, spec.seed) : undefined;
     this.paramCount = this.vars.reduce((n, v) => n + v.size, 0);
     this.loss = lossFunction(spec.loss);
     this.inputShape = (model.inputs[0]!.shape.slice(1) as number[]).map((d) => d ?? 1);
@@ -61,6 +72,8 @@ export class Replica {
         `model input ${this.inputShape.join('x')} (${features} values) does not match dataset examples of ${data.featureShape.join('x')} (${data.train.featureSize} values)`,
       );
     }
+    if (spec.labels !== 'class' && this.numClasses !== 1)
+      throw new Error(`labels '${spec.labels}' need a model with 1 output unit, this one has ${this.numClasses}`);
     if (data.numClasses > this.numClasses) {
       throw new Error(`dataset has ${data.numClasses} classes, model output has ${this.numClasses} units`);
     }
@@ -117,7 +130,8 @@ export class Replica {
   async optimizerState(): Promise<{ specs: TensorSpec[]; values: Float32Array }> {
     const named = await this.optimizer.getWeights();
     // Adam keeps beta1^t and beta2^t outside getWeights(); carry them so replicas stay bit-identical.
-    if (this.optimizer instanceof tf.AdamOptimizer) {
+    // By class name: TensorFlow.js answers `instanceof` for every optimizer class by duck typing.
+    if (this.optimizer.getClassName() === tf.AdamOptimizer.className) {
       const adam = this.optimizer as unknown as { accBeta1: tf.Variable; accBeta2: tf.Variable };
       named.push(
         { name: `${DERIVED_PREFIX}accBeta1`, tensor: adam.accBeta1 },
@@ -151,28 +165,67 @@ export class Replica {
     const f = split.featureSize;
     if (this.xBuf.length < n * f) this.xBuf = new Float32Array(n * f);
     if (this.yBuf.length < n * this.numClasses) this.yBuf = new Float32Array(n * this.numClasses);
-    gatherBatch(split, indices, this.numClasses, this.xBuf, this.yBuf);
+    gatherBatch(
+      split,
+      indices,
+      this.numClasses,
+      this.xBuf,
+      this.yBuf,
+      this.spec.labels === 'class' ? 'one-hot' : 'value',
+    );
     return {
       xs: tf.tensor(this.xBuf.subarray(0, n * f), [n, ...this.inputShape]),
       ys: tf.tensor2d(this.yBuf.subarray(0, n * this.numClasses), [n, this.numClasses]),
     };
   }
 
+  /**
+   * Correct predictions: `model.fit`'s accuracy for class labels (arg max) and its
+   * binaryAccuracy for binary ones (output > 0.5); 0 for regression, which has no accuracy.
+   */
   private correctCount(ys: tf.Tensor, pred: tf.Tensor): tf.Scalar {
-    return tf.sum(tf.cast(tf.equal(tf.argMax(pred, -1), tf.argMax(ys, -1)), 'int32'));
+    switch (this.spec.labels) {
+      case 'class':
+        return tf.sum(tf.cast(tf.equal(tf.argMax(pred, -1), tf.argMax(ys, -1)), 'int32'));
+      case 'binary':
+        return tf.sum(tf.cast(tf.equal(tf.cast(tf.greater(pred, 0.5), 'float32'), ys), 'int32'));
+      case 'regression':
+        return tf.scalar(0, 'int32');
+    }
   }
 
   /**
-   * Gradient of the mean loss over the examples at `indices` (training-mode forward pass,
-   * so dropout is active), written into `out` (all trainable weights concatenated).
+   * The loss `model.fit` minimises for a batch: the mean data loss plus every regularizer
+   * loss of the model (`calculateLosses()`, added in the same order as fit's train function).
+   *
+   * Counted once per step although every worker adds it: the coordinator averages the
+   * gradients weighted by samples, w_i = n_i / N with Σ w_i = 1 (over the gradients that
+   * arrived), so Σ w_i (∇D_i + ∇R) = Σ w_i ∇D_i + ∇R = ∇(mean data loss of the global
+   * batch) + ∇R: exactly fit's gradient for that batch. R depends on the weights alone
+   * (TensorFlow.js refuses activity regularizers), which every replica holds identically.
    */
-  computeGradient(indices: ArrayLike<number>, out: Float32Array): BatchStats {
+  private fitLoss(ys: tf.Tensor, pred: tf.Tensor): tf.Scalar {
+    let total = tf.mean(this.loss(ys, pred)) as tf.Scalar;
+    if (this.spec.regularizers === 'include')
+      for (const penalty of this.model.calculateLosses()) total = tf.add(total, penalty);
+    return total;
+  }
+
+  /**
+   * Gradient of the loss `model.fit` minimises over the examples at `indices` (mean data
+   * loss plus regularizer losses; training-mode forward pass, so dropout is active),
+   * written into `out` (all trainable weights concatenated). `step` (0-based) picks the
+   * seeded dropout streams; it defaults to the optimizer's update count, which equals the
+   * coordinator's step number when the step's `train` message arrives.
+   */
+  computeGradient(indices: ArrayLike<number>, out: Float32Array, step: number = this.optimizer.iterations): BatchStats {
     let pred: tf.Tensor | undefined;
+    this.dropout?.setBatch(step, indices);
     const { xs, ys } = this.batchTensors(this.data.train, indices);
     try {
       const { value, grads } = tf.variableGrads(() => {
         pred = tf.keep(this.model.apply(xs, { training: true }) as tf.Tensor);
-        return tf.mean(this.loss(ys, pred)) as tf.Scalar;
+        return this.fitLoss(ys, pred);
       }, this.vars);
       let off = 0;
       for (const v of this.vars) {
@@ -190,13 +243,34 @@ export class Replica {
     }
   }
 
-  /** Applies the averaged gradient of a step with this replica's optimizer. */
-  applyUpdate(mean: Float32Array): void {
+  /**
+   * Applies the averaged gradient of step `step` (0-based), exactly as a plain TensorFlow.js
+   * loop does with the same settings:
+   * 1. clip a copy of `mean`: entries to ±`clipValue`, then the global norm to `clipNorm`;
+   * 2. set the optimizer's rate to `learningRateAt(learningRate, lrSchedule, step)` = lr_t;
+   * 3. decoupled weight decay (AdamW, SGDW): every trainable weight w ← w · (1 − lr_t · weightDecay);
+   * 4. `optimizer.applyGradients`.
+   * The step defaults to the optimizer's own update count, which checkpoints and
+   * `load-state` carry with the optimizer state, so it equals the coordinator's step number.
+   */
+  applyUpdate(mean: Float32Array, step: number = this.optimizer.iterations): void {
     if (mean.length !== this.paramCount)
       throw new Error(`update of ${mean.length} values, model has ${this.paramCount}`);
+    const { clipNorm, clipValue, optimizerOptions } = this.spec;
+    let gradient = mean;
+    if (clipNorm > 0 || clipValue > 0) {
+      this.clipped ??= new Float32Array(this.paramCount);
+      this.clipped.set(mean);
+      clipGradient(this.clipped, clipValue, clipNorm);
+      gradient = this.clipped;
+    }
+    const lr = learningRateAt(this.spec.learningRate, this.spec.lrSchedule, step);
+    if (lr !== optimizerLearningRate(this.optimizer)) setOptimizerLearningRate(this.optimizer, lr);
+    const decay = optimizerOptions.weightDecay;
+    if (decay > 0) tf.tidy(() => this.vars.forEach((v) => v.assign(tf.mul(v, 1 - lr * decay))));
     let off = 0;
     const named = this.vars.map((v) => {
-      const tensor = tf.tensor(mean.subarray(off, off + v.size), v.shape);
+      const tensor = tf.tensor(gradient.subarray(off, off + v.size), v.shape);
       off += v.size;
       return { name: v.name, tensor };
     });

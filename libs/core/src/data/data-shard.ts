@@ -7,7 +7,8 @@ import { InvalidDataError } from './idx.js';
  *
  *   [u32 LE header length][JSON header][zero pad to 8][labels (Int32 LE)][features]
  *
- * header: `{ count, featureShape, dtype: 'uint8' | 'float32', scale, numClasses }`.
+ * header: `{ count, featureShape, dtype: 'uint8' | 'float32', scale, numClasses, labelDtype? }`;
+ * labels are Int32 class indices, or Float32 numbers with `labelDtype: 'float32'` (regression).
  * Byte images stay one byte per value (4x smaller than float); workers check the size
  * and SHA-256 they were given before decoding.
  */
@@ -17,11 +18,20 @@ export interface ShardHeader {
   dtype: 'uint8' | 'float32';
   scale: number;
   numClasses: number;
+  /** Absent: Int32 class labels (every shard written before regression labels existed). */
+  labelDtype?: 'float32';
 }
 
 export function encodeShard(split: DataSplit, featureShape: number[], numClasses: number): Buffer {
   const dtype = split.x instanceof Uint8Array ? 'uint8' : 'float32';
-  const header: ShardHeader = { count: split.count, featureShape, dtype, scale: split.scale, numClasses };
+  const header: ShardHeader = {
+    count: split.count,
+    featureShape,
+    dtype,
+    scale: split.scale,
+    numClasses,
+    ...(split.y instanceof Float32Array ? { labelDtype: 'float32' as const } : {}),
+  };
   const head = Buffer.from(JSON.stringify(header));
   const start = Math.ceil((4 + head.length) / 8) * 8;
   const xBytes = split.x.byteLength;
@@ -47,7 +57,12 @@ export function decodeShard(buf: Uint8Array, name: string): { split: DataSplit; 
     throw fail(`size ${buf.byteLength} does not match ${header.count} examples of ${featureSize} ${header.dtype}`);
   const copy = new Uint8Array(buf.byteLength - start); // aligned, owned copy
   copy.set(buf.subarray(start));
-  const y = new Int32Array(copy.buffer, 0, header.count);
+  if (header.labelDtype !== undefined && header.labelDtype !== 'float32')
+    throw fail(`unknown label type ${JSON.stringify(header.labelDtype)}`);
+  const y =
+    header.labelDtype === 'float32'
+      ? new Float32Array(copy.buffer, 0, header.count)
+      : new Int32Array(copy.buffer, 0, header.count);
   const xOff = header.count * 4;
   const x =
     header.dtype === 'uint8' ? copy.subarray(xOff, xOff + xBytes) : new Float32Array(copy.buffer, xOff, xBytes / 4);

@@ -1,12 +1,16 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import type { LabelKind } from '../job/job-spec.js';
 import { InvalidDataError, parseIdx } from './idx.js';
 
-/** One split: `count` examples of `featureSize` values each, and integer class labels. */
+/**
+ * One split: `count` examples of `featureSize` values each, and their labels: integer
+ * class indices (`Int32Array`) or, for regression, numbers (`Float32Array`).
+ */
 export interface DataSplit {
   x: Uint8Array | Float32Array;
-  y: Int32Array;
+  y: Int32Array | Float32Array;
   count: number;
   featureSize: number;
   /** Multiplier applied to raw feature values (1/255 for byte images). */
@@ -103,8 +107,10 @@ export async function loadDataset(spec: 'mnist' | { idx: IdxFiles }): Promise<Da
 }
 
 /**
- * Copies the examples at `indices` into `xOut` (scaled to float) and their one-hot
- * labels into `yOut` (`numClasses` wide). Both outputs are fully overwritten.
+ * Copies the examples at `indices` into `xOut` (scaled to float) and their targets into
+ * `yOut`: one-hot labels `numClasses` wide (`targets: 'one-hot'`, class labels), or the
+ * label value itself (`'value'`: binary and regression labels, `numClasses` must be 1).
+ * Both outputs are fully overwritten.
  */
 export function gatherBatch(
   split: DataSplit,
@@ -112,7 +118,10 @@ export function gatherBatch(
   numClasses: number,
   xOut: Float32Array,
   yOut: Float32Array,
+  targets: 'one-hot' | 'value' = 'one-hot',
 ): void {
+  if (targets === 'value' && numClasses !== 1)
+    throw new RangeError(`value targets are one wide, not ${numClasses}: pass numClasses 1`);
   const f = split.featureSize;
   yOut.fill(0, 0, indices.length * numClasses);
   for (let j = 0; j < indices.length; j++) {
@@ -122,8 +131,34 @@ export function gatherBatch(
     const dst = j * f;
     for (let k = 0; k < f; k++) xOut[dst + k] = split.x[src + k]! * split.scale;
     const label = split.y[idx]!;
-    if (label < numClasses) yOut[j * numClasses + label] = 1;
+    if (targets === 'value') yOut[j] = label;
+    else if (label < numClasses) yOut[j * numClasses + label] = 1;
   }
+}
+
+/**
+ * Checks a split's labels against the job's `labels` kind (`class`: an integer >= 0,
+ * `binary`: 0 or 1, `regression`: any finite number); errors name the file and record.
+ */
+export function checkLabels(split: DataSplit, labels: LabelKind, file: string): void {
+  for (let i = 0; i < split.count; i++) {
+    const v = split.y[i]!;
+    const ok =
+      labels === 'regression'
+        ? Number.isFinite(v)
+        : labels === 'binary'
+          ? v === 0 || v === 1
+          : Number.isInteger(v) && v >= 0;
+    if (!ok) {
+      const want = { class: 'a class index (a non-negative integer)', binary: '0 or 1', regression: 'a finite number' };
+      throw new InvalidDataError(`${file}: record ${i + 1}: label ${v} is not ${want[labels]} (labels: '${labels}')`);
+    }
+  }
+}
+
+/** Output units a model needs for a dataset: its class count, or 1 for binary and regression labels. */
+export function targetWidth(labels: LabelKind, numClasses: number): number {
+  return labels === 'class' ? numClasses : 1;
 }
 
 /** The number of training examples after holding out the validation tail (as `model.fit` splits). */

@@ -8,6 +8,8 @@ export interface CsvOptions {
   header?: boolean;
   /** Multiplier for every feature value. @defaultValue 1 */
   featureScale?: number;
+  /** Labels are numbers (regression targets, kept as float32), not class indices. @defaultValue false */
+  numericLabels?: boolean;
 }
 
 export interface ParsedSplit {
@@ -22,7 +24,8 @@ function lines(text: string): { n: number; text: string }[] {
     .filter((l) => l.text.trim() !== '');
 }
 
-function label(value: number, file: string, where: string): number {
+function label(value: number, file: string, where: string, numeric = false): number {
+  if (numeric) return value; // finite: checked by the callers
   if (!Number.isInteger(value) || value < 0)
     throw new InvalidDataError(`${file}: ${where}: label ${value} is not a class index (a non-negative integer)`);
   return value;
@@ -49,7 +52,7 @@ export function parseCsv(text: string, file: string, options: CsvOptions = {}): 
   if (f < 1) throw new InvalidDataError(`${file}: line 1: needs a label and at least one feature column`);
   const scale = options.featureScale ?? 1;
   const x = new Float32Array(body.length * f);
-  const y = new Int32Array(body.length);
+  const y = options.numericLabels ? new Float32Array(body.length) : new Int32Array(body.length);
   body.forEach((row, r) => {
     const fields = row.text.split(',');
     if (fields.length !== width)
@@ -62,20 +65,23 @@ export function parseCsv(text: string, file: string, options: CsvOptions = {}): 
         throw new InvalidDataError(
           `${file}: line ${row.n}: column ${hasHeader ? `'${names[c]}'` : c + 1}: ${JSON.stringify(raw)} is not a number`,
         );
-      if (c === labelIdx) y[r] = label(v, file, `line ${row.n}`);
+      if (c === labelIdx) y[r] = label(v, file, `line ${row.n}`, options.numericLabels);
       else x[r * f + k++] = v;
     }
   });
   return { split: { x, y, count: body.length, featureSize: f, scale }, featureShape: [f] };
 }
 
-/** JSON Lines of `{"x": number[] (or nested arrays), "y": class}`; errors name the file and line. */
-export function parseJsonl(text: string, file: string, featureScale = 1): ParsedSplit {
+/**
+ * JSON Lines of `{"x": number[] (or nested arrays), "y": class}` (`y` a number with
+ * `numericLabels`); errors name the file and line.
+ */
+export function parseJsonl(text: string, file: string, featureScale = 1, numericLabels = false): ParsedSplit {
   const rows = lines(text);
   if (rows.length === 0) throw new InvalidDataError(`${file}: no records`);
   let shape: number[] | undefined;
   let x = new Float32Array(0);
-  const y = new Int32Array(rows.length);
+  const y = numericLabels ? new Float32Array(rows.length) : new Int32Array(rows.length);
   rows.forEach((row, r) => {
     let rec: { x?: unknown; y?: unknown };
     try {
@@ -100,8 +106,11 @@ export function parseJsonl(text: string, file: string, featureScale = 1): Parsed
         throw new InvalidDataError(`${file}: line ${row.n}: x[${k}] is ${JSON.stringify(v)}, not a number`);
       x[r * flat.length + k] = v;
     });
-    if (typeof rec.y !== 'number') throw new InvalidDataError(`${file}: line ${row.n}: field y must be a class index`);
-    y[r] = label(rec.y, file, `line ${row.n}`);
+    if (typeof rec.y !== 'number' || !Number.isFinite(rec.y))
+      throw new InvalidDataError(
+        `${file}: line ${row.n}: field y must be ${numericLabels ? 'a number' : 'a class index'}`,
+      );
+    y[r] = label(rec.y, file, `line ${row.n}`, numericLabels);
   });
   const featureSize = shape!.reduce((a, b) => a * b, 1);
   if (featureSize < 1) throw new InvalidDataError(`${file}: line 1: x is empty`);

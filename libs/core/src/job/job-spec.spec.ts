@@ -55,6 +55,74 @@ describe('parseJobSpec', () => {
     );
     expect(issuesOf('nope')[0]!.path).toBe('');
   });
+
+  it('defaults the training-math fields to plain constant-rate, unclipped, undecayed training', () => {
+    expect(parseJobSpec({})).toMatchObject({
+      lrSchedule: { type: 'constant', warmupSteps: 0 },
+      optimizerOptions: { weightDecay: 0 },
+      clipNorm: 0,
+      clipValue: 0,
+      regularizers: 'include',
+      labels: 'class',
+      seededDropout: false,
+    });
+    expect(parseJobSpec({ lrSchedule: { type: 'cosine', decaySteps: 100 } }).lrSchedule).toEqual({
+      type: 'cosine',
+      decaySteps: 100,
+      alpha: 0,
+      warmupSteps: 0,
+    });
+  });
+
+  it('names the field of each invalid schedule, clip and optimizer option', () => {
+    expect(issuesOf({ lrSchedule: { type: 'linear' } })[0]!.path).toBe('lrSchedule.type');
+    expect(issuesOf({ lrSchedule: { type: 'step', stepSize: 0 } })[0]!.path).toBe('lrSchedule.stepSize');
+    expect(issuesOf({ lrSchedule: { type: 'exponential', decaySteps: 10 } })[0]!.path).toBe('lrSchedule.decayRate');
+    expect(issuesOf({ lrSchedule: { type: 'cosine', decaySteps: 10, gamma: 0.5 } })[0]!.path).toBe('lrSchedule');
+    expect(issuesOf({ lrSchedule: { type: 'constant', warmupSteps: -1 } })[0]!.path).toBe('lrSchedule.warmupSteps');
+    expect(issuesOf({ clipNorm: -1 })[0]!.path).toBe('clipNorm');
+    expect(issuesOf({ clipValue: 'big' })[0]!.path).toBe('clipValue');
+    expect(issuesOf({ regularizers: 'sometimes' })[0]!.path).toBe('regularizers');
+    expect(issuesOf({ optimizerOptions: { beta1: 1 } })[0]!.path).toBe('optimizerOptions.beta1');
+    expect(issuesOf({ optimizerOptions: { weightDecay: -0.1 } })[0]!.path).toBe('optimizerOptions.weightDecay');
+    expect(issuesOf({ optimizerOptions: { betas: [0.9, 0.99] } })[0]!.message).toMatch(/betas/);
+  });
+
+  it('pairs each loss with the labels it takes, on the loss field', () => {
+    const csv = { csv: { train: 'a.csv' } };
+    expect(parseJobSpec({ dataset: csv, labels: 'regression', loss: 'meanAbsoluteError' }).labels).toBe('regression');
+    expect(parseJobSpec({ dataset: csv, labels: 'binary', loss: 'binaryCrossentropy' }).loss).toBe(
+      'binaryCrossentropy',
+    );
+    expect(issuesOf({ dataset: csv, labels: 'regression' })).toEqual([
+      {
+        path: 'loss',
+        message:
+          "'categoricalCrossentropy' needs labels 'class'; with labels 'regression' use 'meanSquaredError' or 'meanAbsoluteError'",
+      },
+    ]);
+    expect(issuesOf({ dataset: csv, loss: 'binaryCrossentropy' })[0]!.path).toBe('loss');
+    expect(issuesOf({ labels: 'binary', loss: 'binaryCrossentropy' })[0]!.path).toBe('labels'); // mnist
+    expect(issuesOf({ labels: 'ordinal' })[0]!.path).toBe('labels');
+  });
+
+  it('refuses an optimizer option the chosen optimizer does not take, saying which does', () => {
+    const [nesterov] = issuesOf({ optimizer: 'adam', optimizerOptions: { nesterov: true } });
+    expect(nesterov).toEqual({
+      path: 'optimizerOptions.nesterov',
+      message: "applies to optimizer 'momentum', not 'adam': remove it or change the optimizer",
+    });
+    expect(issuesOf({ optimizer: 'sgd', optimizerOptions: { beta2: 0.99, epsilon: 1e-8 } }).map((i) => i.path)).toEqual(
+      ['optimizerOptions.beta2', 'optimizerOptions.epsilon'],
+    );
+    expect(
+      parseJobSpec({ optimizer: 'momentum', optimizerOptions: { momentum: 0.8, nesterov: true, weightDecay: 0.01 } })
+        .optimizerOptions,
+    ).toEqual({ momentum: 0.8, nesterov: true, weightDecay: 0.01 });
+    expect(
+      parseJobSpec({ optimizer: 'sgd', optimizerOptions: { weightDecay: 0.1 } }).optimizerOptions.weightDecay,
+    ).toBe(0.1);
+  });
 });
 
 describe('seeded topologies', () => {

@@ -4,7 +4,28 @@ import { DEFAULT_BUCKET_BYTES } from '../math/bucket-plan.js';
 
 export const BUILTIN_MODELS = ['mnist-mlp', 'mnist-cnn'] as const;
 export const OPTIMIZERS = ['adam', 'sgd', 'momentum', 'rmsprop', 'adagrad'] as const;
-export const LOSSES = ['categoricalCrossentropy', 'sparseCategoricalCrossentropy', 'meanSquaredError'] as const;
+export const LOSSES = [
+  'categoricalCrossentropy',
+  'sparseCategoricalCrossentropy',
+  'meanSquaredError',
+  'meanAbsoluteError',
+  'binaryCrossentropy',
+] as const;
+
+/**
+ * What a dataset's label column holds: `class` an index into the model's outputs (one-hot
+ * targets), `binary` 0 or 1 (one sigmoid output), `regression` a number (one output).
+ */
+export const LABEL_KINDS = ['class', 'binary', 'regression'] as const;
+
+/** The label kinds each loss takes; a spec pairing others is refused on `loss`. */
+export const LOSS_LABELS = {
+  categoricalCrossentropy: ['class'],
+  sparseCategoricalCrossentropy: ['class'],
+  binaryCrossentropy: ['binary'],
+  meanSquaredError: LABEL_KINDS,
+  meanAbsoluteError: LABEL_KINDS,
+} as const satisfies Record<(typeof LOSSES)[number], readonly (typeof LABEL_KINDS)[number][]>;
 
 /**
  * Accepts what `model.toJSON()` returns (a JSON string, or an object with
@@ -77,6 +98,69 @@ export const DatasetSpecSchema = z.union([
     .strict(),
 ]);
 
+const warmupSteps = z.number().int().min(0).max(10_000_000).default(0);
+const decaySteps = z.number().int().min(1).max(10_000_000);
+
+/**
+ * Learning rate per step (docs/api.md gives the formulas): `learningRate` scaled by the
+ * schedule, after an optional linear warmup of `warmupSteps` steps. Each replica computes
+ * it from the step number, so all apply the same rate.
+ */
+export const LrScheduleSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('constant'), warmupSteps }).strict(),
+  z
+    .object({
+      type: z.literal('step'),
+      warmupSteps,
+      /** Multiply the rate by `gamma` every `stepSize` steps. */
+      stepSize: decaySteps,
+      gamma: z.number().gt(0).max(1).default(0.1),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('exponential'),
+      warmupSteps,
+      /** The rate falls by `decayRate` every `decaySteps` steps (continuously unless `staircase`). */
+      decaySteps,
+      decayRate: z.number().gt(0).max(1),
+      staircase: z.boolean().default(false),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('cosine'),
+      warmupSteps,
+      /** Half a cosine from `learningRate` down to `alpha * learningRate` over this many steps, then flat. */
+      decaySteps,
+      alpha: z.number().min(0).max(1).default(0),
+    })
+    .strict(),
+]);
+
+/** Which optimizers take each of `optimizerOptions` (`weightDecay`: every one, decoupled). */
+export const OPTIMIZER_OPTION_USERS = {
+  beta1: ['adam'],
+  beta2: ['adam'],
+  epsilon: ['adam', 'rmsprop'],
+  momentum: ['momentum', 'rmsprop'],
+  nesterov: ['momentum'],
+  weightDecay: OPTIMIZERS,
+} as const satisfies Record<string, readonly (typeof OPTIMIZERS)[number][]>;
+
+/** Hyperparameters of the optimizer; an absent one keeps TensorFlow.js's default (docs/api.md). */
+export const OptimizerOptionsSchema = z
+  .object({
+    beta1: z.number().min(0).lt(1).optional(),
+    beta2: z.number().min(0).lt(1).optional(),
+    epsilon: z.number().positive().max(1).optional(),
+    momentum: z.number().min(0).lt(1).optional(),
+    nesterov: z.boolean().optional(),
+    /** Decoupled weight decay (AdamW, SGDW): `w ← w · (1 − lr_t · weightDecay)` before each update. */
+    weightDecay: z.number().min(0).max(1).default(0),
+  })
+  .strict();
+
 /**
  * A training job. Every field but `model` and `dataset` has a default: the defaults are
  * the reference recipe (Adam 0.001, batch 32, 5 epochs, validation split 0.1).
@@ -88,7 +172,21 @@ export const JobSpecSchema = z
     dataset: DatasetSpecSchema.default('mnist'),
     optimizer: z.enum(OPTIMIZERS).default('adam'),
     learningRate: z.number().positive().max(10).default(0.001),
+    /** Per-step learning rate, relative to `learningRate`; the default keeps it constant. */
+    lrSchedule: LrScheduleSchema.default({ type: 'constant', warmupSteps: 0 }),
+    optimizerOptions: OptimizerOptionsSchema.default({ weightDecay: 0 }),
+    /** Scale the averaged gradient down to this global L2 norm when above it (0: off); after `clipValue`. */
+    clipNorm: z.number().min(0).max(1e6).default(0),
+    /** Clamp every entry of the averaged gradient to [-clipValue, clipValue] (0: off). */
+    clipValue: z.number().min(0).max(1e6).default(0),
+    /**
+     * `include`: the loss whose gradient a replica computes adds the model's regularizer
+     * losses (`kernelRegularizer`, `biasRegularizer`), as `model.fit` does; `ignore` leaves them out.
+     */
+    regularizers: z.enum(['include', 'ignore']).default('include'),
     loss: z.enum(LOSSES).default('categoricalCrossentropy'),
+    /** What the labels are (`LABEL_KINDS`); `binary` and `regression` need a model with one output unit. */
+    labels: z.enum(LABEL_KINDS).default('class'),
     metrics: z
       .array(z.enum(['accuracy']))
       .max(1)
@@ -98,6 +196,12 @@ export const JobSpecSchema = z
     batchSize: z.number().int().min(1).max(65_536).default(32),
     /** Fraction of the training set (its tail, as `model.fit` does) held out for validation. */
     validationSplit: z.number().min(0).max(0.9).default(0.1),
+    /**
+     * Dropout layers draw their masks from streams of (seed, step, layer, example index):
+     * the same spec and seed give the same weights run after run, whatever the worker count.
+     * Off: unseeded masks, as `model.fit` draws them.
+     */
+    seededDropout: z.boolean().default(false),
     /** Seeds the weight initialisation and the per-epoch shuffles. */
     seed: z.number().int().min(0).max(0xffffffff).default(42),
     /** Higher runs first; equal priorities run in submission order. */
@@ -135,10 +239,35 @@ export const JobSpecSchema = z
     testEveryEpoch: z.boolean().default(false),
   })
   .strict()
-  .refine((s) => s.maxWorkers >= s.minWorkers, { message: 'maxWorkers must be >= minWorkers', path: ['maxWorkers'] });
+  .refine((s) => s.maxWorkers >= s.minWorkers, { message: 'maxWorkers must be >= minWorkers', path: ['maxWorkers'] })
+  .superRefine((s, ctx) => {
+    if (s.dataset === 'mnist' && s.labels !== 'class')
+      ctx.addIssue({ code: 'custom', path: ['labels'], message: "the built-in 'mnist' dataset has labels 'class'" });
+    const takes: readonly string[] = LOSS_LABELS[s.loss];
+    if (!takes.includes(s.labels)) {
+      const fits = LOSSES.filter((l) => (LOSS_LABELS[l] as readonly string[]).includes(s.labels));
+      ctx.addIssue({
+        code: 'custom',
+        path: ['loss'],
+        message: `'${s.loss}' needs labels ${takes.map((t) => `'${t}'`).join(' or ')}; with labels '${s.labels}' use ${fits.map((l) => `'${l}'`).join(' or ')}`,
+      });
+    }
+    for (const [option, users] of Object.entries(OPTIMIZER_OPTION_USERS)) {
+      const value = s.optimizerOptions[option as keyof typeof OPTIMIZER_OPTION_USERS];
+      if (value === undefined || (users as readonly string[]).includes(s.optimizer)) continue;
+      ctx.addIssue({
+        code: 'custom',
+        path: ['optimizerOptions', option],
+        message: `applies to optimizer ${users.map((u) => `'${u}'`).join(' or ')}, not '${s.optimizer}': remove it or change the optimizer`,
+      });
+    }
+  });
 
 export type JobSpec = z.output<typeof JobSpecSchema>;
 export type JobSpecInput = z.input<typeof JobSpecSchema>;
+export type LabelKind = (typeof LABEL_KINDS)[number];
+export type LrSchedule = z.output<typeof LrScheduleSchema>;
+export type OptimizerOptions = z.output<typeof OptimizerOptionsSchema>;
 export type ModelSpec = z.output<typeof ModelSpecSchema>;
 export type DatasetSpec = z.output<typeof DatasetSpecSchema>;
 

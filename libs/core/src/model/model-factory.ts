@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { InvalidJobSpecError, type JobSpec, type ModelSpec } from '../job/job-spec.js';
+import { InvalidJobSpecError, type JobSpec, type ModelSpec, type OptimizerOptions } from '../job/job-spec.js';
 import { checkTopology } from './topology-policy.js';
 
 /** Initializers that accept a `seed`; seeding them makes initial weights reproducible. */
@@ -163,20 +163,44 @@ export function loadFlatWeights(model: tfl.LayersModel, flat: Float32Array): voi
   tf.dispose(tensors);
 }
 
-export function createOptimizer(spec: Pick<JobSpec, 'optimizer' | 'learningRate'>): tf.Optimizer {
+/**
+ * The job's optimizer with its `optimizerOptions` (an absent option keeps TensorFlow.js's
+ * default: Adam 0.9/0.999, momentum 0.9, RMSProp momentum 0, epsilon the backend's).
+ * `weightDecay` is not an optimizer argument: the replica applies it, decoupled.
+ */
+export function createOptimizer(
+  spec: Pick<JobSpec, 'optimizer' | 'learningRate'> & { optimizerOptions?: Partial<OptimizerOptions> },
+): tf.Optimizer {
   const lr = spec.learningRate;
+  const o = spec.optimizerOptions ?? {};
   switch (spec.optimizer) {
     case 'adam':
-      return tf.train.adam(lr);
+      return tf.train.adam(lr, o.beta1, o.beta2, o.epsilon);
     case 'sgd':
       return tf.train.sgd(lr);
     case 'momentum':
-      return tf.train.momentum(lr, 0.9);
+      return tf.train.momentum(lr, o.momentum ?? 0.9, o.nesterov ?? false);
     case 'rmsprop':
-      return tf.train.rmsprop(lr);
+      return tf.train.rmsprop(lr, undefined, o.momentum, o.epsilon);
     case 'adagrad':
       return tf.train.adagrad(lr);
   }
+}
+
+/**
+ * Sets the rate an optimizer's next `applyGradients` uses (SGD and momentum cache it as a
+ * tensor, so they need `setLearningRate`). Not `instanceof`: TensorFlow.js optimizers answer
+ * it by duck typing, so every optimizer is an `instanceof tf.SGDOptimizer`.
+ */
+export function setOptimizerLearningRate(optimizer: tf.Optimizer, lr: number): void {
+  const o = optimizer as unknown as { learningRate: number; setLearningRate?: (lr: number) => void };
+  if (typeof o.setLearningRate === 'function') o.setLearningRate(lr);
+  else o.learningRate = lr;
+}
+
+/** The rate an optimizer's next `applyGradients` uses. */
+export function optimizerLearningRate(optimizer: tf.Optimizer): number {
+  return (optimizer as unknown as { learningRate: number }).learningRate;
 }
 
 /** Per-example loss, exactly as `model.fit` computes it for the same loss name. */
@@ -187,5 +211,9 @@ export function lossFunction(loss: JobSpec['loss']): (yTrue: tf.Tensor, yPred: t
       return (y, p) => tfl.metrics.categoricalCrossentropy(y, p);
     case 'meanSquaredError':
       return (y, p) => tfl.metrics.meanSquaredError(y, p);
+    case 'meanAbsoluteError':
+      return (y, p) => tfl.metrics.meanAbsoluteError(y, p);
+    case 'binaryCrossentropy':
+      return (y, p) => tfl.metrics.binaryCrossentropy(y, p);
   }
 }

@@ -1,0 +1,393 @@
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  EpochSampler,
+  buildModel,
+  flattenWeights,
+  gatherBatch,
+  dropoutMask,
+  loadDataset,
+  maxRelativeDifference,
+  parseCsv,
+  selectBackend,
+  type DataSplit,
+  type Dataset,
+  type JobSpecInput,
+} from '@gradfleet/core';
+import { TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
+
+/**
+ * Parity with `model.fit` / a plain TensorFlow.js loop (issue #14): the same small model,
+ * data and batches trained in this process and by the cluster with 1 and 2 workers give
+ * the same weights within 1e-4 relative (per weight tensor). The cluster starts once.
+ */
+
+const TRAIN = 300; // not a multiple of the batch: the last step of each epoch is partial
+const BATCH = 64;
+const EPOCHS = 2; // 2 x ceil(300 / 64) = 10 steps
+const STEPS = EPOCHS * Math.ceil(TRAIN / BATCH);
+const SEED = 11;
+const TOLERANCE = 1e-4;
+
+/** A dropout-free 784-16-10 MLP topology; `regularized` adds L1/L2 kernel and bias penalties. */
+function topology(regularized: boolean): Record<string, unknown> {
+  const l2 = regularized ? tfl.regularizers.l2({ l2: 0.02 }) : undefined;
+  const l1l2 = regularized ? tfl.regularizers.l1l2({ l1: 0.001, l2: 0.01 }) : undefined;
+  const m = tfl.sequential({
+    layers: [
+      tfl.layers.dense({
+        inputShape: [784],
+        units: 16,
+        activation: 'relu',
+        ...(l1l2 ? { kernelRegularizer: l1l2 } : {}),
+        ...(l2 ? { biasRegularizer: l2 } : {}),
+      }),
+      tfl.layers.dense({ units: 10, activation: 'softmax', ...(l2 ? { kernelRegularizer: l2 } : {}) }),
+    ],
+  });
+  const json = m.toJSON(null, false) as Record<string, unknown>;
+  m.dispose();
+  return json;
+}
+
+/** A 784-32-10 MLP with Dropout(DROPOUT) after the hidden layer. */
+function dropoutTopology(): Record<string, unknown> {
+  const m = tfl.sequential({
+    layers: [
+      tfl.layers.dense({ inputShape: [784], units: 32, activation: 'relu' }),
+      tfl.layers.dropout({ rate: DROPOUT }),
+      tfl.layers.dense({ units: 10, activation: 'softmax' }),
+    ],
+  });
+  const json = m.toJSON(null, false) as Record<string, unknown>;
+  m.dispose();
+  return json;
+}
+const DROPOUT = 0.3;
+
+/** Per weight tensor, the largest relative difference. */
+function worstDifference(a: Float32Array, b: Float32Array, layout: number[][]): number {
+  let off = 0;
+  let worst = 0;
+  for (const shape of layout) {
+    const n = shape.reduce((x, y) => x * y, 1);
+    worst = Math.max(worst, maxRelativeDifference(a.subarray(off, off + n), b.subarray(off, off + n)));
+    off += n;
+  }
+  return worst;
+}
+
+/** The batches the coordinator's sampler gives (`shuffle`, seed SEED), as tensors: one-hot MNIST targets by default. */
+function* batches(
+  split: DataSplit,
+  targets: { width: number; kind: 'one-hot' | 'value' } = { width: 10, kind: 'one-hot' },
+): Generator<{ xs: tf.Tensor2D; ys: tf.Tensor2D; step: number; examples: number[] }> {
+  const sampler = new EpochSampler({ size: split.count, seed: SEED });
+  const f = split.featureSize;
+  const x = new Float32Array(BATCH * f);
+  const y = new Float32Array(BATCH * targets.width);
+  let step = 0;
+  for (let e = 0; e < EPOCHS; e++) {
+    sampler.beginEpoch(e);
+    while (!sampler.exhausted) {
+      const batch = sampler.take(BATCH);
+      sampler.complete(batch);
+      gatherBatch(split, batch, targets.width, x, y, targets.kind);
+      const xs = tf.tensor2d(x.subarray(0, batch.length * f), [batch.length, f]);
+      const ys = tf.tensor2d(y.subarray(0, batch.length * targets.width), [batch.length, targets.width]);
+      yield { xs, ys, step: step++, examples: Array.from(batch) };
+      tf.dispose([xs, ys]);
+    }
+  }
+}
+
+/** A CSV of TRAIN rows `a,b,c,d,y` from a fixed generator: y a noisy regression target, or 0/1. */
+function tabularCsv(labels: 'regression' | 'binary'): string {
+  let state = 12345;
+  const next = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const rows = ['a,b,c,d,y'];
+  for (let i = 0; i < TRAIN; i++) {
+    const [a, b, c, d] = [next(), next(), next(), next()];
+    const target = labels === 'regression' ? 2 * a - b + 0.5 * c * d + 0.1 * next() : a + b > 1 ? 1 : 0;
+    rows.push([a, b, c, d, target].map((v) => v.toFixed(4)).join(','));
+  }
+  return rows.join('\n');
+}
+
+/** A 4-8-1 MLP: linear output for regression, sigmoid for binary labels. */
+function tabularTopology(output: 'linear' | 'sigmoid'): Record<string, unknown> {
+  const m = tfl.sequential({
+    layers: [
+      tfl.layers.dense({ inputShape: [4], units: 8, activation: 'tanh' }),
+      tfl.layers.dense({ units: 1, activation: output }),
+    ],
+  });
+  const json = m.toJSON(null, false) as Record<string, unknown>;
+  m.dispose();
+  return json;
+}
+
+/** What a plain loop does per step, written here independently of the replica's code. */
+interface PlainRecipe {
+  optimizer: () => tf.Optimizer;
+  setRate: (optimizer: tf.Optimizer, lr: number) => void;
+  rate: (step: number) => number;
+  clipValue?: number;
+  clipNorm?: number;
+  weightDecay?: number;
+}
+
+/** Counts of steps where clipping changed the gradient, to show the test exercises it. */
+interface PlainRun {
+  weights: Float32Array;
+  valueClippedSteps: number;
+  normClippedSteps: number;
+}
+
+/** A plain TensorFlow.js loop: `variableGrads`, clip, schedule, decoupled decay, `applyGradients`. */
+async function plainLoop(data: Dataset, recipe: PlainRecipe): Promise<PlainRun> {
+  const model = await buildModel({ topology: topology(false) }, SEED);
+  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const optimizer = recipe.optimizer();
+  const run: PlainRun = { weights: new Float32Array(0), valueClippedSteps: 0, normClippedSteps: 0 };
+  for (const { xs, ys, step } of batches(data.train)) {
+    tf.tidy(() => {
+      const { grads } = tf.variableGrads(
+        () => tf.mean(tfl.metrics.categoricalCrossentropy(ys, model.apply(xs, { training: true }) as tf.Tensor)),
+        vars,
+      );
+      let list = vars.map((v) => grads[v.name]!);
+      if (recipe.clipValue) {
+        const c = recipe.clipValue;
+        if (list.some((g) => tf.max(tf.abs(g)).dataSync()[0]! > c)) run.valueClippedSteps++;
+        list = list.map((g) => tf.clipByValue(g, -c, c));
+      }
+      if (recipe.clipNorm) {
+        const norm = Math.sqrt(list.reduce((s, g) => s + tf.sum(tf.square(g)).dataSync()[0]!, 0));
+        if (norm > recipe.clipNorm) {
+          run.normClippedSteps++;
+          list = list.map((g) => tf.mul(g, recipe.clipNorm! / norm));
+        }
+      }
+      const lr = recipe.rate(step);
+      recipe.setRate(optimizer, lr);
+      // AdamW / SGDW: w -= lr * wd * w, before the optimizer's step.
+      const wd = recipe.weightDecay ?? 0;
+      if (wd > 0) for (const v of vars) v.assign(tf.sub(v, tf.mul(v, lr * wd)));
+      optimizer.applyGradients(vars.map((v, i) => ({ name: v.name, tensor: list[i]! })));
+    });
+  }
+  run.weights = flattenWeights(model);
+  model.dispose();
+  optimizer.dispose();
+  return run;
+}
+
+describe('parity with model.fit and plain TensorFlow.js loops (1 and 2 workers)', () => {
+  const cluster = new TestCluster();
+  let data: SmallMnist;
+  let mnist: Dataset;
+  let layout: number[][];
+  let initial: Float32Array;
+
+  beforeAll(async () => {
+    await selectBackend('wasm');
+    data = await writeSmallMnist(TRAIN, 64);
+    mnist = await loadDataset(data.dataset);
+    const model = await buildModel({ topology: topology(false) }, SEED);
+    layout = model.weights.map((w) => w.shape as number[]);
+    initial = flattenWeights(model);
+    model.dispose();
+    await cluster.startCoordinator();
+    await cluster.startWorkers(2);
+  });
+  afterAll(() => cluster.stop());
+
+  async function train(workers: number, spec: JobSpecInput): Promise<Float32Array> {
+    const job = await cluster.client.submit({
+      dataset: data.dataset,
+      epochs: EPOCHS,
+      batchSize: BATCH,
+      validationSplit: 0,
+      seed: SEED,
+      checksumEverySteps: 3,
+      model: { topology: topology(false) },
+      ...spec,
+      minWorkers: workers,
+      maxWorkers: workers,
+    });
+    const done = await cluster.client.waitForJob(job.id);
+    expect(done.state, `${done.reason}\n${cluster.log}`).toBe('SUCCEEDED');
+    expect(done.workers).toHaveLength(workers);
+    expect(done.result?.steps).toBe(STEPS);
+    expect(done.replicas.divergences).toBe(0);
+    if (workers > 1) expect(done.replicas.checks).toBeGreaterThan(0);
+    return new Float32Array((await cluster.client.model(job.id)).weights);
+  }
+
+  /** Trains `spec` with 1 and 2 workers and checks both against `reference`. */
+  async function expectParity(spec: JobSpecInput, reference: Float32Array, label: string): Promise<void> {
+    expect(worstDifference(reference, initial, layout)).toBeGreaterThan(1e-2); // training moved the weights
+    const one = await train(1, spec);
+    const two = await train(2, spec);
+    const d1 = worstDifference(one, reference, layout);
+    const d2 = worstDifference(two, reference, layout);
+    console.log(`${label}: max relative difference to the plain run: 1 worker ${d1}, 2 workers ${d2}`);
+    expect(d1).toBeLessThan(TOLERANCE);
+    expect(d2).toBeLessThan(TOLERANCE);
+  }
+
+  it('regularizer losses count once per step, as model.fit counts them', async () => {
+    // model.fit's own train function, one global batch per call, in the sampler's order.
+    const model = await buildModel({ topology: topology(true) }, SEED);
+    model.compile({ optimizer: tf.train.sgd(0.2), loss: 'categoricalCrossentropy' });
+    for (const { xs, ys } of batches(mnist.train)) await model.trainOnBatch(xs, ys);
+    const fit = flattenWeights(model);
+    model.dispose();
+    const spec: JobSpecInput = { model: { topology: topology(true) }, optimizer: 'sgd', learningRate: 0.2 };
+    await expectParity(spec, fit, 'regularizers');
+    // Leaving them out (the old behaviour) lands measurably elsewhere: the penalties matter here.
+    const ignored = await train(1, { ...spec, regularizers: 'ignore' });
+    expect(worstDifference(ignored, fit, layout)).toBeGreaterThan(10 * TOLERANCE);
+  });
+
+  it('step schedule with warmup, clipValue, and nesterov momentum match a plain loop', async () => {
+    const rate = (t: number) => (t < 2 ? (0.05 * (t + 1)) / 2 : 0.05 * 0.5 ** Math.floor((t - 2) / 3));
+    const recipe: PlainRecipe = {
+      optimizer: () => tf.train.momentum(0.05, 0.8, true),
+      setRate: (o, lr) => (o as tf.SGDOptimizer).setLearningRate(lr),
+      rate,
+      clipValue: 0.02,
+    };
+    const plain = await plainLoop(mnist, recipe);
+    expect(plain.valueClippedSteps).toBeGreaterThan(STEPS / 2);
+    const unscheduled = await plainLoop(mnist, { ...recipe, rate: () => 0.05, clipValue: 0 });
+    expect(worstDifference(unscheduled.weights, plain.weights, layout)).toBeGreaterThan(10 * TOLERANCE);
+    await expectParity(
+      {
+        optimizer: 'momentum',
+        learningRate: 0.05,
+        optimizerOptions: { momentum: 0.8, nesterov: true },
+        lrSchedule: { type: 'step', stepSize: 3, gamma: 0.5, warmupSteps: 2 },
+        clipValue: 0.02,
+      },
+      plain.weights,
+      'step schedule + clipValue + nesterov',
+    );
+  });
+
+  it('cosine schedule with warmup, clipNorm, and AdamW match a plain loop', async () => {
+    const rate = (t: number) =>
+      t < 2 ? (0.01 * (t + 1)) / 2 : 0.01 * (0.9 * 0.5 * (1 + Math.cos((Math.PI * Math.min(t - 2, 6)) / 6)) + 0.1);
+    const recipe: PlainRecipe = {
+      optimizer: () => tf.train.adam(0.01, 0.8, 0.99, 1e-6),
+      setRate: (o, lr) => ((o as unknown as { learningRate: number }).learningRate = lr),
+      rate,
+      clipNorm: 0.3,
+      weightDecay: 0.5,
+    };
+    const plain = await plainLoop(mnist, recipe);
+    expect(plain.normClippedSteps).toBeGreaterThan(0);
+    const undecayed = await plainLoop(mnist, { ...recipe, weightDecay: 0 });
+    expect(worstDifference(undecayed.weights, plain.weights, layout)).toBeGreaterThan(10 * TOLERANCE);
+    await expectParity(
+      {
+        optimizer: 'adam',
+        learningRate: 0.01,
+        optimizerOptions: { beta1: 0.8, beta2: 0.99, epsilon: 1e-6, weightDecay: 0.5 },
+        lrSchedule: { type: 'cosine', decaySteps: 6, alpha: 0.1, warmupSteps: 2 },
+        clipNorm: 0.3,
+      },
+      plain.weights,
+      'cosine schedule + clipNorm + AdamW',
+    );
+  });
+
+  it('seeded dropout: bit-identical reruns, the same weights with 1 and 2 workers and as a plain loop', async () => {
+    // Plain loop: dense → × the mask of each example's own stream → dense, with Adam.
+    const model = await buildModel({ topology: dropoutTopology() }, SEED);
+    const [hidden, , output] = model.layers;
+    const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    const optimizer = tf.train.adam(0.01);
+    for (const { xs, ys, step, examples } of batches(mnist.train)) {
+      const mask = tf.tensor2d(dropoutMask(examples, 32, DROPOUT, SEED, step, 0), [examples.length, 32]);
+      optimizer.minimize(
+        () => {
+          const h = tf.mul(hidden!.apply(xs) as tf.Tensor, mask);
+          return tf.mean(tfl.metrics.categoricalCrossentropy(ys, output!.apply(h) as tf.Tensor));
+        },
+        false,
+        vars,
+      );
+      mask.dispose();
+    }
+    const plain = flattenWeights(model);
+    const dropoutLayout = model.weights.map((w) => w.shape as number[]);
+    model.dispose();
+    optimizer.dispose();
+
+    const spec: JobSpecInput = {
+      model: { topology: dropoutTopology() },
+      seededDropout: true,
+      optimizer: 'adam',
+      learningRate: 0.01,
+    };
+    const two = await train(2, spec);
+    const again = await train(2, spec);
+    const one = await train(1, spec);
+    expect(Buffer.compare(Buffer.from(two.buffer), Buffer.from(again.buffer))).toBe(0);
+    const d1 = worstDifference(one, plain, dropoutLayout);
+    const d2 = worstDifference(two, plain, dropoutLayout);
+    console.log(`seeded dropout: max relative difference to the plain loop: 1 worker ${d1}, 2 workers ${d2}`);
+    expect(d1).toBeLessThan(TOLERANCE);
+    expect(d2).toBeLessThan(TOLERANCE);
+    // The masks matter: another seed for the streams lands elsewhere.
+    const otherSeed = await train(1, { ...spec, seed: SEED + 1 });
+    expect(worstDifference(otherSeed, one, dropoutLayout)).toBeGreaterThan(1e-2);
+  });
+
+  /** model.fit's train function on a tabular CSV, and the cluster on the same file with `labels`. */
+  async function tabularParity(
+    labels: 'regression' | 'binary',
+    loss: 'meanSquaredError' | 'meanAbsoluteError' | 'binaryCrossentropy',
+  ): Promise<void> {
+    const text = tabularCsv(labels);
+    const file = join(data.dir, `${labels}.csv`);
+    writeFileSync(file, text);
+    const { split } = parseCsv(text, file, { labelColumn: 'y', numericLabels: labels === 'regression' });
+    const topology = tabularTopology(labels === 'binary' ? 'sigmoid' : 'linear');
+    const model = await buildModel({ topology }, SEED);
+    const tabularLayout = model.weights.map((w) => w.shape as number[]);
+    const start = flattenWeights(model);
+    model.compile({ optimizer: tf.train.adam(0.05), loss });
+    for (const { xs, ys } of batches(split, { width: 1, kind: 'value' })) await model.trainOnBatch(xs, ys);
+    const fit = flattenWeights(model);
+    model.dispose();
+    expect(worstDifference(fit, start, tabularLayout)).toBeGreaterThan(1e-2);
+    const spec: JobSpecInput = {
+      model: { topology },
+      dataset: { csv: { train: file, labelColumn: 'y' } },
+      labels,
+      loss,
+      optimizer: 'adam',
+      learningRate: 0.05,
+    };
+    for (const workers of [1, 2]) {
+      const d = worstDifference(await train(workers, spec), fit, tabularLayout);
+      console.log(`${labels} ${loss}: max relative difference to model.fit, ${workers} worker(s): ${d}`);
+      expect(d).toBeLessThan(TOLERANCE);
+    }
+  }
+
+  it('regression targets from a CSV train as model.fit does, with mse and with mae', async () => {
+    await tabularParity('regression', 'meanSquaredError');
+    await tabularParity('regression', 'meanAbsoluteError');
+  });
+
+  it('binary labels train a sigmoid output with binaryCrossentropy as model.fit does', async () => {
+    await tabularParity('binary', 'binaryCrossentropy');
+  });
+});
