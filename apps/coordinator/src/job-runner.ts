@@ -261,7 +261,8 @@ export class JobRunner extends JobRunnerCore {
     this.progress.clear();
     this.telemetry.begin();
     if (this.shards) this.beginRound(members, slices, checksum);
-    else this.reducer.begin(); // every bucket is added in place as it arrives
+    // Every bucket is added in place as it arrives; the add that completes the batch folds in 1/total.
+    else this.reducer.begin(batch.length);
     members.forEach((m, i) => {
       const slice = slices[i]!;
       if (slice.length === 0) return;
