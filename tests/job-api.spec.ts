@@ -42,7 +42,7 @@ describe('job API', () => {
     });
 
   beforeAll(async () => {
-    await cluster.startCoordinator(['--max-upload-bytes', String(UPLOAD_LIMIT)]);
+    await cluster.startCoordinator(['--max-upload-bytes', String(UPLOAD_LIMIT), '--dataset-url-allow', '127.0.0.1']);
     dir = cluster.dataDir;
     urlServer = createServer((_req, res) => res.writeHead(404).end('nope'));
     await new Promise<void>((r) => urlServer.listen(0, '127.0.0.1', () => r()));
@@ -107,6 +107,16 @@ describe('job API', () => {
       }),
     'url-not-found': () =>
       cluster.client.submit({ model: { topology: tinyModel(2, 3) }, dataset: { csv: { train: missingUrl } } }),
+    'path-outside-dataset-root': () =>
+      cluster.client.submit({
+        model: { topology: tinyModel(2, 3) },
+        dataset: { csv: { train: '/proc/self/environ', header: true } },
+      }),
+    'url-host-not-allowed': () =>
+      cluster.client.submit({
+        model: { topology: tinyModel(2, 3) },
+        dataset: { csv: { train: 'http://169.254.169.254/latest/meta-data/' } },
+      }),
     'upload-too-large': () => cluster.client.upload(new Uint8Array(UPLOAD_LIMIT + 1), 'big.csv'),
     'unknown-job': () => cluster.client.job('no-such-job'),
     'invalid-state-filter': () => cluster.client.jobs('DONE' as never),
@@ -139,9 +149,12 @@ describe('job API', () => {
     }
   });
 
-  it('names the file, line and reason of bad data', async () => {
+  it('names the file, line and reason of bad data, never its content', async () => {
     const got = await refusal(cases['csv-not-a-number']!());
-    expect(got.message).toMatch(/\.csv: line 3: column 'a': "abc" is not a number/);
+    expect(got.message).toMatch(/\.csv: line 3: column 2: not a number/);
+    expect(got.message).not.toContain('abc');
+    const json = await refusal(cases['jsonl-invalid-json']!());
+    expect(json.message).toMatch(/\.jsonl: line 2: not valid JSON$/);
   });
 
   it('lists jobs by state and deletes finished ones', async () => {

@@ -46,6 +46,8 @@ describe('containers: coordinator, two workers and Prometheus', () => {
         '7070',
         '--data-dir',
         '/data',
+        '--dataset-root',
+        '/srv',
         '--heartbeat-interval-ms',
         '1000',
         '--heartbeat-timeout-ms',

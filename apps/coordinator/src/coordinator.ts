@@ -36,6 +36,10 @@ export interface CoordinatorOptions {
   dataDir?: string;
   /** Largest dataset upload or URL download, in bytes. @defaultValue DEFAULT_MAX_DATASET_BYTES */
   maxUploadBytes?: number;
+  /** Directories job specs may name dataset paths under (`--dataset-root`). @defaultValue none: paths refused */
+  datasetRoots?: readonly string[];
+  /** Hosts dataset URLs may name (`--dataset-url-allow`). @defaultValue none: URLs refused */
+  datasetUrlAllow?: readonly string[];
   /** Token workers must present; required (with `apiToken`) off loopback unless `insecure`. */
   workerToken?: string | undefined;
   /** Token API clients must present to submit and manage jobs. */
@@ -70,7 +74,12 @@ export class Coordinator {
     const log = options.logger;
     const dataDir = options.dataDir ?? '.gradfleet';
     this.store = new JobStore(dataDir);
-    const ingest = new DatasetIngest(dataDir, options.maxUploadBytes);
+    const ingest = new DatasetIngest(dataDir, {
+      ...(options.maxUploadBytes !== undefined ? { maxBytes: options.maxUploadBytes } : {}),
+      roots: options.datasetRoots ?? [],
+      urlAllow: options.datasetUrlAllow ?? [],
+      log,
+    });
     this.auth = new Authenticator({ workerToken: options.workerToken, apiToken: options.apiToken });
     this.jobs = new JobManager(this.metrics, log, this.store, ingest, dataDir, {
       maxModelParams: options.maxModelParams ?? 200_000_000,

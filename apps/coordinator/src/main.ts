@@ -57,6 +57,24 @@ const program = new Command('gradfleet coordinator')
     int('--max-upload-bytes'),
     DEFAULT_MAX_DATASET_BYTES,
   )
+  .option(
+    '--dataset-root <dir>',
+    'directory job specs may name dataset paths under (repeatable; none by default: paths are refused)',
+    (v: string, all: string[]) => [...all, v],
+    process.env['GRADFLEET_DATASET_ROOT'] ? [process.env['GRADFLEET_DATASET_ROOT']] : [],
+  )
+  .option(
+    '--dataset-url-allow <hosts>',
+    'comma-separated hosts dataset URLs may name (none by default: URLs are refused)',
+    (v: string, all: string[]) => [
+      ...all,
+      ...v
+        .split(',')
+        .map((h) => h.trim())
+        .filter(Boolean),
+    ],
+    [] as string[],
+  )
   .option('--worker-token <token>', 'token workers must present (or GRADFLEET_WORKER_TOKEN)')
   .option('--worker-token-file <file>', 'read the worker token from a file')
   .option('--api-token <token>', 'token API clients must present (or GRADFLEET_API_TOKEN)')
@@ -99,6 +117,8 @@ const opts = program.opts<
     announce?: boolean;
     dataDir: string;
     maxUploadBytes: number;
+    datasetRoot: string[];
+    datasetUrlAllow: string[];
   }
 >();
 const logger = createLogger('coordinator');
@@ -117,6 +137,8 @@ await tf.setBackend('cpu');
 
 const coordinator = new Coordinator({
   ...opts,
+  datasetRoots: opts.datasetRoot,
+  datasetUrlAllow: opts.datasetUrlAllow,
   workerToken: resolveToken(opts.workerToken, opts.workerTokenFile, process.env['GRADFLEET_WORKER_TOKEN']),
   apiToken: resolveToken(opts.apiToken, opts.apiTokenFile, process.env['GRADFLEET_API_TOKEN']),
   tls: tlsFiles(opts.tlsCert, opts.tlsKey),

@@ -2,6 +2,7 @@ import { type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { GradfleetClient, type JobSpecInput, type JobStatus } from '@gradfleet/core';
@@ -66,7 +67,18 @@ export async function up(opts: UpOptions): Promise<number> {
   try {
     const coordinator = spawnApp(
       'coordinator',
-      ['--port', String(opts.port), '--announce', '--data-dir', runDir],
+      [
+        '--port',
+        String(opts.port),
+        '--announce',
+        '--data-dir',
+        runDir,
+        // A local user's job may name dataset files in the current directory or the temp dir.
+        '--dataset-root',
+        process.cwd(),
+        '--dataset-root',
+        tmpdir(),
+      ],
       ['ignore', 'pipe', opts.verbose ? 'inherit' : 'pipe'],
       env,
     );
