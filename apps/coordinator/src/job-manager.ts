@@ -130,7 +130,7 @@ export class JobManager {
     const dir = jobDir(this.dataDir, id);
     try {
       const data = await this.ingest.prepare(id, dir, spec.dataset);
-      const model = await this.models.describe(spec, data);
+      const model = await this.models.describe(spec, data, this.limits.maxModelParams);
       if (model.trainableParams > this.limits.maxModelParams) {
         throw new InvalidJobSpecError([
           {

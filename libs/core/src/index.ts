@@ -26,4 +26,6 @@ export * from './logger.js';
 export * from './data/data-shard.js';
 export * from './data/text-datasets.js';
 export * from './model/topology-policy.js';
+export * from './model/normalize-topology.js';
+export * from './model/param-count.js';
 export * from './client/http-fetch.js';
