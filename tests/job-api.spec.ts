@@ -1,5 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, type JobSpecInput } from '@gradfleet/core';
@@ -34,11 +34,24 @@ describe('job API', () => {
     writeFileSync(join(dir, name), text);
     return join(dir, name);
   };
-  const raw = (body: string) =>
-    fetch(`${cluster.url}/v1/jobs`, { method: 'POST', body }).then(async (r) => {
-      if (r.ok) return r;
-      const e = ((await r.json()) as { error: { code: string; message: string } }).error;
-      throw new ApiError(r.status, e.code, e.message);
+  /** A request with exactly these headers (Host included), through node:http; rejects with the API's error. */
+  const raw = (
+    body: string,
+    headers: Record<string, string> = { 'content-type': 'application/json' },
+    path = '/v1/jobs',
+  ) =>
+    new Promise<void>((resolve, reject) => {
+      const req = request(`${cluster.url}${path}`, { method: body ? 'POST' : 'GET', headers }, (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => {
+          if ((res.statusCode ?? 0) < 300) return resolve();
+          const e = (JSON.parse(text) as { error: { code: string; message: string } }).error;
+          reject(new ApiError(res.statusCode ?? 0, e.code, e.message));
+        });
+      });
+      req.on('error', reject);
+      req.end(body || undefined);
     });
 
   beforeAll(async () => {
@@ -84,6 +97,12 @@ describe('job API', () => {
     'model-input-mismatch': () => cluster.client.submit({ model: { topology: tinyModel(5, 10) } }),
     'max-below-min-workers': () => cluster.client.submit({ minWorkers: 4, maxWorkers: 2 }),
     'body-not-json': () => raw('{not json'),
+    'body-wrong-content-type': () => raw('{"epochs":1}', { 'content-type': 'text/plain' }),
+    'host-not-this-coordinator': () =>
+      raw('{"epochs":1}', { 'content-type': 'application/json', host: 'rebound.attacker.example' }),
+    'browser-origin': () =>
+      raw('{"epochs":1}', { 'content-type': 'application/json', origin: 'https://attacker.example' }),
+    'bad-percent-encoding': () => raw('', {}, '/v1/jobs/%E0%A4%A'),
     'body-too-large': () => raw(JSON.stringify({ name: 'x'.repeat(5 * 1024 * 1024) })),
     'idx-file-missing': () =>
       cluster.client.submit({

@@ -12,6 +12,27 @@ export interface TokenOptions {
   apiToken?: string | undefined;
 }
 
+/** Shortest token accepted, in characters: 16 random characters are beyond guessing; shorter ones are typos or passwords. */
+export const MIN_TOKEN_LENGTH = 16;
+
+/** Why the configured tokens cannot be used (too short, or one token for both roles); undefined when fine. */
+export function tokenProblem(tokens: TokenOptions): string | undefined {
+  for (const [flag, t] of [
+    ['--worker-token', tokens.workerToken],
+    ['--api-token', tokens.apiToken],
+  ] as const) {
+    if (t !== undefined && t.length < MIN_TOKEN_LENGTH)
+      return `refusing to start: the ${flag} token has fewer than ${MIN_TOKEN_LENGTH} characters; use a long random one (openssl rand -base64 32)`;
+  }
+  if (
+    tokens.workerToken !== undefined &&
+    tokens.apiToken !== undefined &&
+    tokensEqual(tokens.workerToken, tokens.apiToken)
+  )
+    return 'refusing to start: the worker and API tokens are equal, so every worker could submit jobs; give them different values';
+  return undefined;
+}
+
 /** Reads a token from a flag, else a file, else an environment variable; trims whitespace. */
 export function resolveToken(
   value: string | undefined,

@@ -79,7 +79,31 @@ const program = new Command('gradfleet coordinator')
   .option('--worker-token-file <file>', 'read the worker token from a file')
   .option('--api-token <token>', 'token API clients must present (or GRADFLEET_API_TOKEN)')
   .option('--api-token-file <file>', 'read the API token from a file')
-  .option('--insecure', 'serve a non-loopback address without tokens (trusted networks only)')
+  .option('--insecure', 'serve a non-loopback address without tokens or without TLS (trusted networks only)')
+  .option(
+    '--public-host <names>',
+    'comma-separated names clients use for this coordinator besides its address and localhost (others get 421)',
+    (v: string, all: string[]) => [
+      ...all,
+      ...v
+        .split(',')
+        .map((h) => h.trim())
+        .filter(Boolean),
+    ],
+    [] as string[],
+  )
+  .option(
+    '--allow-origin <origins>',
+    'comma-separated browser origins allowed to call the API or connect (none by default: requests with Origin get 403)',
+    (v: string, all: string[]) => [
+      ...all,
+      ...v
+        .split(',')
+        .map((h) => h.trim())
+        .filter(Boolean),
+    ],
+    [] as string[],
+  )
   .option('--max-connections <n>', 'open worker connections accepted at once', int('--max-connections'), 1024)
   .option(
     '--max-messages-per-second <n>',
@@ -119,6 +143,8 @@ const opts = program.opts<
     maxUploadBytes: number;
     datasetRoot: string[];
     datasetUrlAllow: string[];
+    publicHost: string[];
+    allowOrigin: string[];
   }
 >();
 const logger = createLogger('coordinator');
@@ -139,6 +165,8 @@ const coordinator = new Coordinator({
   ...opts,
   datasetRoots: opts.datasetRoot,
   datasetUrlAllow: opts.datasetUrlAllow,
+  publicHosts: opts.publicHost,
+  allowOrigins: opts.allowOrigin,
   workerToken: resolveToken(opts.workerToken, opts.workerTokenFile, process.env['GRADFLEET_WORKER_TOKEN']),
   apiToken: resolveToken(opts.apiToken, opts.apiTokenFile, process.env['GRADFLEET_API_TOKEN']),
   tls: tlsFiles(opts.tlsCert, opts.tlsKey),

@@ -3,6 +3,7 @@ export * from './protocol/constants.js';
 export * from './protocol/protocol-error.js';
 export * from './protocol/frame.js';
 export * from './protocol/messages.js';
+export * from './protocol/printable.js';
 export * from './sampler/prng.js';
 export * from './sampler/epoch-sampler.js';
 export * from './math/gradient-math.js';
