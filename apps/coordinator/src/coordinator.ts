@@ -11,6 +11,7 @@ import {
   WORKER_WS_PATH,
   type Logger,
 } from '@gradfleet/core';
+import type { ApiTokenEntry } from './api-tokens.js';
 import { Authenticator, isLoopback, tokenProblem } from './auth.js';
 import { BrowserGuard } from './browser-guard.js';
 import { DatasetIngest } from './dataset-ingest.js';
@@ -43,8 +44,10 @@ export interface CoordinatorOptions {
   datasetUrlAllow?: readonly string[];
   /** Token workers must present; required (with `apiToken`) off loopback unless `insecure`. */
   workerToken?: string | undefined;
-  /** Token API clients must present to submit and manage jobs. */
+  /** Token API clients must present to submit and manage jobs (one admin token, named `admin`). */
   apiToken?: string | undefined;
+  /** Per-user API tokens (`--api-tokens FILE`, `api-tokens.ts`). */
+  apiTokens?: readonly ApiTokenEntry[] | undefined;
   /** Serve a non-loopback address without tokens or without TLS (warned at every start). @defaultValue false */
   insecure?: boolean;
   /** Names clients use for this coordinator besides its address and localhost (`--public-host`); other Host headers get 421. */
@@ -85,7 +88,11 @@ export class Coordinator {
       urlAllow: options.datasetUrlAllow ?? [],
       log,
     });
-    this.auth = new Authenticator({ workerToken: options.workerToken, apiToken: options.apiToken });
+    this.auth = new Authenticator({
+      workerToken: options.workerToken,
+      apiToken: options.apiToken,
+      apiTokens: options.apiTokens,
+    });
     this.jobs = new JobManager(this.metrics, log, this.store, ingest, dataDir, {
       maxModelParams: options.maxModelParams ?? 200_000_000,
       maxConcurrentJobs: options.maxConcurrentJobs ?? 64,

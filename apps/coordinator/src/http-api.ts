@@ -174,6 +174,14 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
       'missing or wrong API token (Authorization: Bearer <token>; gradfleet --token or GRADFLEET_TOKEN)',
     );
   }
+  const who = ctx.auth.who(req);
+  // Every API call is logged with the token's name (never the token) and its answer.
+  res.once('finish', () =>
+    ctx.log.info({ method, path: url.pathname, token: who.name, status: res.statusCode }, 'api call'),
+  );
+  /** A `submit` token sees only its own jobs; to it, any other is as missing as an unknown one. */
+  const visible = (job: { status: { owner?: string | undefined } }) =>
+    who.role !== 'submit' || job.status.owner === who.name;
   if (p[1] === 'workers' && p.length === 2 && method === 'GET') return send(res, 200, jobs.listWorkers());
   if (p[1] === 'datasets' && p.length === 2 && method === 'POST') {
     requireType(req, 'application/octet-stream');
@@ -191,13 +199,18 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
       const state = url.searchParams.get('state')?.toUpperCase();
       if (state && !STATES.includes(state))
         throw new JobRequestError(400, 'INVALID_STATE', `state must be one of ${STATES.join(', ')}`);
-      return send(res, 200, jobs.list(state as JobState | undefined));
+      return send(
+        res,
+        200,
+        jobs.list(state as JobState | undefined).filter((s) => visible({ status: s })),
+      );
     }
-    if (method === 'POST') return send(res, 201, await jobs.submit(await readJson(req)));
+    if (method === 'POST') return send(res, 201, await jobs.submit(await readJson(req), who.name));
   }
   if (p[1] === 'jobs' && p[2]) {
     const id = p[2];
     const job = jobs.get(id);
+    if (!visible(job)) throw new JobRequestError(404, 'JOB_NOT_FOUND', `no job ${id}`);
     if (p.length === 3 && method === 'GET') return send(res, 200, job.status);
     if (p.length === 3 && method === 'DELETE') {
       await jobs.delete(id);

@@ -9,6 +9,7 @@ import {
   DEFAULT_MAX_MESSAGE_BYTES,
   createLogger,
 } from '@gradfleet/core';
+import { readApiTokens, type ApiTokenEntry } from './api-tokens.js';
 import { resolveToken } from './auth.js';
 import { Coordinator } from './coordinator.js';
 import { DEFAULT_MAX_DATASET_BYTES } from './dataset-ingest.js';
@@ -79,6 +80,11 @@ const program = new Command('gradfleet coordinator')
   .option('--worker-token-file <file>', 'read the worker token from a file')
   .option('--api-token <token>', 'token API clients must present (or GRADFLEET_API_TOKEN)')
   .option('--api-token-file <file>', 'read the API token from a file')
+  .option(
+    '--api-tokens <file>',
+    'per-user API tokens: one "NAME SHA256 ROLE" per line (role submit or admin; or GRADFLEET_API_TOKENS_FILE)',
+    process.env['GRADFLEET_API_TOKENS_FILE'],
+  )
   .option('--insecure', 'serve a non-loopback address without tokens or without TLS (trusted networks only)')
   .option(
     '--public-host <names>',
@@ -144,6 +150,7 @@ const opts = program.opts<
     datasetRoot: string[];
     datasetUrlAllow: string[];
     publicHost: string[];
+    apiTokens?: string;
     allowOrigin: string[];
   }
 >();
@@ -161,8 +168,19 @@ function tlsFiles(cert?: string, key?: string): { cert: Buffer; key: Buffer } | 
 tf.env().set('IS_TEST', true);
 await tf.setBackend('cpu');
 
+function apiTokens(file: string | undefined): ApiTokenEntry[] | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return readApiTokens(file);
+  } catch (err) {
+    logger.error({ file }, `cannot use --api-tokens: ${(err as Error).message}`);
+    process.exit(1);
+  }
+}
+
 const coordinator = new Coordinator({
   ...opts,
+  apiTokens: apiTokens(opts.apiTokens),
   datasetRoots: opts.datasetRoot,
   datasetUrlAllow: opts.datasetUrlAllow,
   publicHosts: opts.publicHost,
