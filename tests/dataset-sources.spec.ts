@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -103,6 +104,7 @@ describe('dataset sources under --dataset-root and --dataset-url-allow', () => {
     symlinkSync(join(outside, 'secret.csv'), join(root, 'link.csv'));
     symlinkSync(join(root, 'ok.csv'), join(root, 'inner-link.csv'));
     mkdirSync(join(root, 'a-dir'));
+    execFileSync('mkfifo', [join(root, 'fifo.csv')]); // opening one for reading would block a naive reader forever
     const csv = 'label,a,b\n1,0.5,0.5\n';
     data = await serve({
       '/ok.csv': { body: csv },
@@ -141,8 +143,9 @@ describe('dataset sources under --dataset-root and --dataset-url-allow', () => {
       expectRefused(await submitCsv(cluster.url, path, true), /outside the coordinator --dataset-root/);
   });
 
-  it('refuses directories and files over the size limit before reading them', async () => {
+  it('refuses directories, FIFOs and files over the size limit before reading them', async () => {
     expectRefused(await submitCsv(cluster.url, join(root, 'a-dir')), /not a regular file/);
+    expectRefused(await submitCsv(cluster.url, join(root, 'fifo.csv')), /not a regular file/);
     expectRefused(await submitCsv(cluster.url, join(root, 'big.csv')), /bytes exceeds the coordinator's limit/);
   });
 
