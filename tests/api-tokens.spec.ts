@@ -51,7 +51,7 @@ describe('per-user API tokens (--api-tokens)', () => {
     cluster.coordinatorEnv = {
       GRADFLEET_API_TOKEN: ADMIN_TOKEN,
       GRADFLEET_WORKER_TOKEN: WORKER_TOKEN,
-      GRADFLEET_LOG_LEVEL: 'info',
+      GRADFLEET_LOG_LEVEL: 'debug', // successful reads are logged at debug
     };
     await start();
     ids['alice'] = (await as['alice']!.submit({ epochs: 1, minWorkers: 9, name: 'alice-job' })).id;

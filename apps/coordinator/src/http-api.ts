@@ -175,10 +175,12 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
     );
   }
   const who = ctx.auth.who(req);
-  // Every API call is logged with the token's name (never the token) and its answer.
-  res.once('finish', () =>
-    ctx.log.info({ method, path: url.pathname, token: who.name, status: res.statusCode }, 'api call'),
-  );
+  // Every API call is logged with the token's name (never the token) and its answer: changes
+  // and refusals at info, successful reads (clients poll them several times a second) at debug.
+  res.once('finish', () => {
+    const level = method === 'GET' && res.statusCode < 400 ? 'debug' : 'info';
+    ctx.log[level]({ method, path: url.pathname, token: who.name, status: res.statusCode }, 'api call');
+  });
   /** A `submit` token sees only its own jobs; to it, any other is as missing as an unknown one. */
   const visible = (job: { status: { owner?: string | undefined } }) =>
     who.role !== 'submit' || job.status.owner === who.name;
