@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { Command } from 'commander';
 import {
   DEFAULT_HEARTBEAT_INTERVAL_MS,
@@ -167,6 +167,13 @@ function tlsFiles(cert?: string, key?: string): { cert: Buffer; key: Buffer } | 
 // The coordinator only builds models to validate specs and draw initial weights.
 tf.env().set('IS_TEST', true);
 await tf.setBackend('cpu');
+
+for (const root of opts.datasetRoot) {
+  if (!statSync(root, { throwIfNoEntry: false })?.isDirectory()) {
+    logger.error({ root }, `--dataset-root ${root} is not a directory`);
+    process.exit(1);
+  }
+}
 
 function apiTokens(file: string | undefined): ApiTokenEntry[] | undefined {
   if (file === undefined) return undefined;
