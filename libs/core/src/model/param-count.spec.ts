@@ -108,6 +108,20 @@ describe('countTopologyParams', () => {
     expect(count(camel(t))).toBe(n);
   });
 
+  it('counts what model.toJSON() gives for a Sequential (the usual way to write a topology)', () => {
+    const m = tfl.sequential({
+      layers: [
+        tfl.layers.conv2d({ inputShape: [12, 12, 1], filters: 4, kernelSize: 3, activation: 'relu' }),
+        tfl.layers.maxPooling2d({ poolSize: 2 }),
+        tfl.layers.flatten(),
+        tfl.layers.dropout({ rate: 0.1 }),
+        tfl.layers.dense({ units: 5, activation: 'softmax' }),
+      ],
+    });
+    expect(count(m.toJSON(null, false))).toBe(m.countParams());
+    m.dispose();
+  });
+
   it('counts a functional model with a merge', async () => {
     const input = tfl.input({ shape: [6] });
     const a = tfl.layers.dense({ units: 4 }).apply(input) as tfl.SymbolicTensor;
