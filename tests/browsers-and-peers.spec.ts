@@ -184,7 +184,7 @@ describe('coordinator start-up refusals', () => {
       GRADFLEET_API_TOKEN: 'short-secret',
     });
     expect(short.code).toBe(1);
-    expect(short.out).toMatch(/--api-token token has fewer than 16 characters/);
+    expect(short.out).toMatch(/the API token \(--api-token, GRADFLEET_API_TOKEN\) has fewer than 16 characters/);
     expect(short.out).not.toContain('short-secret');
     const same = await run('coordinator', ['--port', '0', '--data-dir', dataDir()], {
       GRADFLEET_API_TOKEN: API_TOKEN,

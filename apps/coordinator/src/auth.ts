@@ -29,12 +29,12 @@ export const MIN_TOKEN_LENGTH = 16;
 
 /** Why the configured tokens cannot be used (too short, or one token for both roles); undefined when fine. */
 export function tokenProblem(tokens: TokenOptions): string | undefined {
-  for (const [flag, t] of [
-    ['--worker-token', tokens.workerToken],
-    ['--api-token', tokens.apiToken],
+  for (const [which, t] of [
+    ['worker token (--worker-token, GRADFLEET_WORKER_TOKEN)', tokens.workerToken],
+    ['API token (--api-token, GRADFLEET_API_TOKEN)', tokens.apiToken],
   ] as const) {
     if (t !== undefined && t.length < MIN_TOKEN_LENGTH)
-      return `refusing to start: the ${flag} token has fewer than ${MIN_TOKEN_LENGTH} characters; use a long random one (openssl rand -base64 32)`;
+      return `refusing to start: the ${which} has fewer than ${MIN_TOKEN_LENGTH} characters; use a long random one (openssl rand -base64 32)`;
   }
   if (
     tokens.workerToken !== undefined &&
