@@ -122,7 +122,8 @@ describe('a JSON Lines dataset at a URL', () => {
       res.writeHead(body ? 200 : 404).end(body ?? '');
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    await cluster.startCoordinator();
+    // An address named on the allow list is allowed as named, loopback included.
+    await cluster.startCoordinator(['--dataset-url-allow', '127.0.0.1']);
     await cluster.startWorkers(2);
   });
   afterAll(async () => {

@@ -1,14 +1,14 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from './helpers/cluster.js';
 
-function runCli(args: string[]): Promise<{ code: number | null; out: string }> {
+function runCli(args: string[], cwd = ROOT): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [join(ROOT, 'apps/cli/dist/main.js'), ...args], {
-      cwd: ROOT,
+      cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -66,5 +66,39 @@ describe('gradfleet up', () => {
     const { code, out } = await runCli(['submit', join(ROOT, 'package.json'), '--coordinator', 'http://127.0.0.1:9']);
     expect(code).toBe(1);
     expect(out).toMatch(/cannot reach the coordinator/);
+  });
+
+  it('lets a job name dataset files in the current directory (relative paths), and nothing outside it or the temp dir', async () => {
+    // Outside the temp dir (the other root), in the repository's ignored .gradfleet/.
+    mkdirSync(join(ROOT, '.gradfleet'), { recursive: true });
+    const cwd = mkdtempSync(join(ROOT, '.gradfleet', 'up-cwd-'));
+    const rows = Array.from({ length: 200 }, (_, i) => `${i % 2},${i % 2},${(i * 7) % 5}`);
+    writeFileSync(join(cwd, 'train.csv'), ['label,a,b', ...rows].join('\n') + '\n');
+    const job = (train: string) => ({
+      model: {
+        topology: {
+          class_name: 'Sequential',
+          config: {
+            layers: [
+              { class_name: 'Dense', config: { units: 2, activation: 'softmax', batch_input_shape: [null, 2] } },
+            ],
+          },
+        },
+      },
+      dataset: { csv: { train } },
+      epochs: 1,
+      batchSize: 20,
+    });
+    writeFileSync(join(cwd, 'ok.json'), JSON.stringify(job('train.csv')));
+    writeFileSync(join(cwd, 'outside.json'), JSON.stringify(job('/etc/passwd')));
+    const common = ['--workers', '1', '--backend', 'cpu', '--data-dir', join(cwd, '.gradfleet')];
+    const ok = await runCli(['up', '--job', 'ok.json', ...common], cwd);
+    expect(ok.code, ok.out).toBe(0);
+    expect(ok.out).toMatch(/SUCCEEDED/);
+    const outside = await runCli(['up', '--job', 'outside.json', ...common], cwd);
+    expect(outside.code).toBe(1);
+    expect(outside.out).toMatch(/\/etc\/passwd: outside the coordinator --dataset-root directories/);
+    expect(outside.out).not.toMatch(/root:x?:0:/);
+    rmSync(cwd, { recursive: true, force: true });
   });
 });

@@ -1,5 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, type JobSpecInput } from '@gradfleet/core';
@@ -34,15 +34,28 @@ describe('job API', () => {
     writeFileSync(join(dir, name), text);
     return join(dir, name);
   };
-  const raw = (body: string) =>
-    fetch(`${cluster.url}/v1/jobs`, { method: 'POST', body }).then(async (r) => {
-      if (r.ok) return r;
-      const e = ((await r.json()) as { error: { code: string; message: string } }).error;
-      throw new ApiError(r.status, e.code, e.message);
+  /** A request with exactly these headers (Host included), through node:http; rejects with the API's error. */
+  const raw = (
+    body: string,
+    headers: Record<string, string> = { 'content-type': 'application/json' },
+    path = '/v1/jobs',
+  ) =>
+    new Promise<void>((resolve, reject) => {
+      const req = request(`${cluster.url}${path}`, { method: body ? 'POST' : 'GET', headers }, (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => {
+          if ((res.statusCode ?? 0) < 300) return resolve();
+          const e = (JSON.parse(text) as { error: { code: string; message: string } }).error;
+          reject(new ApiError(res.statusCode ?? 0, e.code, e.message));
+        });
+      });
+      req.on('error', reject);
+      req.end(body || undefined);
     });
 
   beforeAll(async () => {
-    await cluster.startCoordinator(['--max-upload-bytes', String(UPLOAD_LIMIT)]);
+    await cluster.startCoordinator(['--max-upload-bytes', String(UPLOAD_LIMIT), '--dataset-url-allow', '127.0.0.1']);
     dir = cluster.dataDir;
     urlServer = createServer((_req, res) => res.writeHead(404).end('nope'));
     await new Promise<void>((r) => urlServer.listen(0, '127.0.0.1', () => r()));
@@ -84,6 +97,12 @@ describe('job API', () => {
     'model-input-mismatch': () => cluster.client.submit({ model: { topology: tinyModel(5, 10) } }),
     'max-below-min-workers': () => cluster.client.submit({ minWorkers: 4, maxWorkers: 2 }),
     'body-not-json': () => raw('{not json'),
+    'body-wrong-content-type': () => raw('{"epochs":1}', { 'content-type': 'text/plain' }),
+    'host-not-this-coordinator': () =>
+      raw('{"epochs":1}', { 'content-type': 'application/json', host: 'rebound.attacker.example' }),
+    'browser-origin': () =>
+      raw('{"epochs":1}', { 'content-type': 'application/json', origin: 'https://attacker.example' }),
+    'bad-percent-encoding': () => raw('', {}, '/v1/jobs/%E0%A4%A'),
     'body-too-large': () => raw(JSON.stringify({ name: 'x'.repeat(5 * 1024 * 1024) })),
     'idx-file-missing': () =>
       cluster.client.submit({
@@ -107,6 +126,16 @@ describe('job API', () => {
       }),
     'url-not-found': () =>
       cluster.client.submit({ model: { topology: tinyModel(2, 3) }, dataset: { csv: { train: missingUrl } } }),
+    'path-outside-dataset-root': () =>
+      cluster.client.submit({
+        model: { topology: tinyModel(2, 3) },
+        dataset: { csv: { train: '/proc/self/environ', header: true } },
+      }),
+    'url-host-not-allowed': () =>
+      cluster.client.submit({
+        model: { topology: tinyModel(2, 3) },
+        dataset: { csv: { train: 'http://169.254.169.254/latest/meta-data/' } },
+      }),
     'upload-too-large': () => cluster.client.upload(new Uint8Array(UPLOAD_LIMIT + 1), 'big.csv'),
     'unknown-job': () => cluster.client.job('no-such-job'),
     'invalid-state-filter': () => cluster.client.jobs('DONE' as never),
@@ -139,9 +168,12 @@ describe('job API', () => {
     }
   });
 
-  it('names the file, line and reason of bad data', async () => {
+  it('names the file, line and reason of bad data, never its content', async () => {
     const got = await refusal(cases['csv-not-a-number']!());
-    expect(got.message).toMatch(/\.csv: line 3: column 'a': "abc" is not a number/);
+    expect(got.message).toMatch(/\.csv: line 3: column 2: not a number/);
+    expect(got.message).not.toContain('abc');
+    const json = await refusal(cases['jsonl-invalid-json']!());
+    expect(json.message).toMatch(/\.jsonl: line 2: not valid JSON$/);
   });
 
   it('lists jobs by state and deletes finished ones', async () => {

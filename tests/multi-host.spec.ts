@@ -26,6 +26,7 @@ describe.skipIf(skipUnlessAvailable('the multi-host suite', unavailable))(
       await cluster.startCoordinator([
         '--host',
         '0.0.0.0',
+        '--insecure', // plaintext between network namespaces of this machine
         '--worker-token',
         WORKER_TOKEN,
         '--api-token',

@@ -46,6 +46,9 @@ describe('containers: coordinator, two workers and Prometheus', () => {
         '7070',
         '--data-dir',
         '/data',
+        '--dataset-root',
+        '/srv',
+        '--insecure',
         '--heartbeat-interval-ms',
         '1000',
         '--heartbeat-timeout-ms',
@@ -63,7 +66,16 @@ describe('containers: coordinator, two workers and Prometheus', () => {
           .withNetwork(network)
           .withNetworkAliases(`worker-${i}`)
           .withEnvironment({ GRADFLEET_COORDINATOR: 'ws://coordinator:7070', GRADFLEET_WORKER_TOKEN: WORKER_TOKEN })
-          .withCommand(['--metrics-port', '9464', '--backend', 'wasm', '--name', `worker-${i}`])
+          .withCommand([
+            '--metrics-port',
+            '9464',
+            '--metrics-host',
+            '0.0.0.0',
+            '--backend',
+            'wasm',
+            '--name',
+            `worker-${i}`,
+          ])
           .withExposedPorts(9464)
           .withWaitStrategy(Wait.forLogMessage(/"registered"/))
           .start(),

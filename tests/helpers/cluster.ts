@@ -33,16 +33,25 @@ export class TestCluster {
 
   /** The coordinator's data dir (a fresh temp dir unless given). */
   dataDir = mkdtempSync(join(tmpdir(), 'gradfleet-coord-'));
+  /** `--dataset-root` directories: the OS temp dir, where tests write their dataset files. */
+  datasetRoots: string[] = [tmpdir()];
+  /** Extra environment of the coordinator process. */
+  coordinatorEnv: NodeJS.ProcessEnv = {};
 
   async startCoordinator(args: string[] = [], port = 0): Promise<ChildProcess> {
-    const child = this.spawn('coordinator', [
-      '--port',
-      String(port),
-      '--announce',
-      '--data-dir',
-      this.dataDir,
-      ...args,
-    ]);
+    const child = this.spawn(
+      'coordinator',
+      [
+        '--port',
+        String(port),
+        '--announce',
+        '--data-dir',
+        this.dataDir,
+        ...this.datasetRoots.flatMap((d) => ['--dataset-root', d]),
+        ...args,
+      ],
+      this.coordinatorEnv,
+    );
     this.url = await new Promise<string>((resolveUrl, reject) => {
       const timer = setTimeout(() => reject(new Error(`coordinator did not start:\n${this.logs.join('')}`)), 30_000);
       createInterface({ input: child.stdout! }).on('line', (line) => {

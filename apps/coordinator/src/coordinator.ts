@@ -11,7 +11,9 @@ import {
   WORKER_WS_PATH,
   type Logger,
 } from '@gradfleet/core';
-import { Authenticator, isLoopback } from './auth.js';
+import type { ApiTokenEntry } from './api-tokens.js';
+import { Authenticator, isLoopback, tokenProblem } from './auth.js';
+import { BrowserGuard } from './browser-guard.js';
 import { DatasetIngest } from './dataset-ingest.js';
 import { createApiHandler } from './http-api.js';
 import { JobManager } from './job-manager.js';
@@ -37,12 +39,22 @@ export interface CoordinatorOptions {
   dataDir?: string;
   /** Largest dataset upload or URL download, in bytes. @defaultValue DEFAULT_MAX_DATASET_BYTES */
   maxUploadBytes?: number;
+  /** Directories job specs may name dataset paths under (`--dataset-root`). @defaultValue none: paths refused */
+  datasetRoots?: readonly string[];
+  /** Hosts dataset URLs may name (`--dataset-url-allow`). @defaultValue none: URLs refused */
+  datasetUrlAllow?: readonly string[];
   /** Token workers must present; required (with `apiToken`) off loopback unless `insecure`. */
   workerToken?: string | undefined;
-  /** Token API clients must present to submit and manage jobs. */
+  /** Token API clients must present to submit and manage jobs (one admin token, named `admin`). */
   apiToken?: string | undefined;
-  /** Serve a non-loopback address without tokens (warned at every start). @defaultValue false */
+  /** Per-user API tokens (`--api-tokens FILE`, `api-tokens.ts`). */
+  apiTokens?: readonly ApiTokenEntry[] | undefined;
+  /** Serve a non-loopback address without tokens or without TLS (warned at every start). @defaultValue false */
   insecure?: boolean;
+  /** Names clients use for this coordinator besides its address and localhost (`--public-host`); other Host headers get 421. */
+  publicHosts?: readonly string[];
+  /** Browser origins allowed to call the API or open a worker connection (`--allow-origin`). @defaultValue none */
+  allowOrigins?: readonly string[];
   /** Open worker connections accepted at once. @defaultValue 1024 */
   maxConnections?: number;
   /** Messages per second accepted from one connection (burst: twice that). @defaultValue 5000 */
@@ -78,14 +90,29 @@ export class Coordinator {
     const log = options.logger;
     const dataDir = options.dataDir ?? '.gradfleet';
     this.store = new JobStore(dataDir);
-    const ingest = new DatasetIngest(dataDir, options.maxUploadBytes);
-    this.auth = new Authenticator({ workerToken: options.workerToken, apiToken: options.apiToken });
+    const ingest = new DatasetIngest(dataDir, {
+      ...(options.maxUploadBytes !== undefined ? { maxBytes: options.maxUploadBytes } : {}),
+      roots: options.datasetRoots ?? [],
+      urlAllow: options.datasetUrlAllow ?? [],
+      log,
+    });
+    this.auth = new Authenticator({
+      workerToken: options.workerToken,
+      apiToken: options.apiToken,
+      apiTokens: options.apiTokens,
+    });
     this.jobs = new JobManager(this.metrics, log, this.store, ingest, dataDir, {
       maxModelParams: options.maxModelParams ?? 200_000_000,
       maxConcurrentJobs: options.maxConcurrentJobs ?? 64,
     });
     this.jobs.models.warm();
+    const guard = new BrowserGuard({
+      listenHost: options.host ?? '127.0.0.1',
+      publicHosts: options.publicHosts ?? [],
+      allowOrigins: options.allowOrigins ?? [],
+    });
     const api = createApiHandler({
+      guard,
       jobs: this.jobs,
       store: this.store,
       ingest,
@@ -110,6 +137,13 @@ export class Coordinator {
             'connection refused: --max-connections reached',
           );
           return done(false, 503, `at most ${maxConnections} connections`);
+        }
+        if (!guard.allowsOrigin(req.headers.origin)) {
+          log.warn(
+            { remote: req.socket.remoteAddress },
+            'connection refused: a browser Origin not named by --allow-origin',
+          );
+          return done(false, 403, 'browser origins are refused');
         }
         if (!this.auth.allowsWorker(req)) {
           this.metrics.authFailures.inc({ kind: 'worker' });
@@ -136,6 +170,8 @@ export class Coordinator {
   /** Restores the job store (interrupted jobs resume), then listens. */
   async listen(): Promise<URL> {
     const { host = '127.0.0.1', port = 7070 } = this.options;
+    const problem = tokenProblem({ workerToken: this.options.workerToken, apiToken: this.options.apiToken });
+    if (problem) throw new Error(problem);
     if (!isLoopback(host) && !this.auth.secured) {
       if (!this.options.insecure) {
         throw new Error(
@@ -145,6 +181,17 @@ export class Coordinator {
       this.options.logger.warn(
         { host },
         'INSECURE: serving a non-loopback address without tokens; anyone who reaches it can run jobs and join as a worker',
+      );
+    }
+    if (!isLoopback(host) && !this.options.tls) {
+      if (!this.options.insecure) {
+        throw new Error(
+          `refusing to serve ${host} over plaintext: tokens and job data would cross the network readable; give --tls-cert and --tls-key, or pass --insecure on a trusted network (or behind a TLS proxy)`,
+        );
+      }
+      this.options.logger.warn(
+        { host },
+        'INSECURE: serving a non-loopback address without TLS; tokens and data cross the network in cleartext',
       );
     }
     const threads = this.options.reducerThreads ?? defaultReducerThreads();

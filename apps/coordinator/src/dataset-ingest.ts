@@ -15,11 +15,28 @@ import {
   type DataSplit,
   type DatasetSpec,
   type LabelKind,
+  type Logger,
   type RemoteSplit,
 } from '@gradfleet/core';
+import { readDatasetPath } from './dataset-path.js';
+import { downloadDataset, urlName, type UrlPolicy } from './dataset-url.js';
 
 /** Largest dataset file accepted by upload or URL fetch, in bytes. */
 export const DEFAULT_MAX_DATASET_BYTES = 1024 * 1024 * 1024;
+
+/** How errors name a source: URLs without credentials or query. */
+const display = (source: string) => (/^https?:\/\//i.test(source) ? urlName(source) : source);
+
+/** Where dataset files may come from (see docs/security.md). */
+export interface DatasetSourceOptions {
+  /** Largest dataset file (upload, download or path), in bytes. @defaultValue DEFAULT_MAX_DATASET_BYTES */
+  maxBytes?: number;
+  /** Directories dataset paths may name (`--dataset-root`). @defaultValue none: paths are refused */
+  roots?: readonly string[];
+  /** Hosts dataset URLs may name (`--dataset-url-allow`). @defaultValue none: URLs are refused */
+  urlAllow?: readonly string[];
+  log?: Logger;
+}
 
 export interface PreparedSplit extends RemoteSplit {
   examples: number;
@@ -35,15 +52,26 @@ export interface PreparedDataset {
 
 /**
  * Turns a job's dataset into shards the coordinator serves to workers
- * (`GET /v1/jobs/:id/data/train|test`, `data-shard` format). Files come from a path on the
- * coordinator, an http(s) URL fetched once (cached by URL), or an upload. Malformed data is
- * refused with the file, line/record and reason, and the spec field that named it.
+ * (`GET /v1/jobs/:id/data/train|test`, `data-shard` format). Files come from an upload, a path
+ * under `--dataset-root`, or an http(s) URL on `--dataset-url-allow` fetched once (cached by
+ * URL). Malformed data is refused with the file, line/record and reason, and the spec field
+ * that named it, never with the data itself.
  */
 export class DatasetIngest {
+  readonly maxBytes: number;
+  private readonly urlPolicy: UrlPolicy;
+
   constructor(
     private readonly dataDir: string,
-    readonly maxBytes = DEFAULT_MAX_DATASET_BYTES,
-  ) {}
+    private readonly options: DatasetSourceOptions = {},
+  ) {
+    this.maxBytes = options.maxBytes ?? DEFAULT_MAX_DATASET_BYTES;
+    this.urlPolicy = {
+      allow: options.urlAllow ?? [],
+      maxBytes: this.maxBytes,
+      ...(options.log ? { note: (fields, msg) => options.log!.warn(fields, msg) } : {}),
+    };
+  }
 
   /** Stores an uploaded file; returns the source to put in a job spec (`upload:<id>`). */
   async saveUpload(
@@ -75,50 +103,32 @@ export class DatasetIngest {
     return { source: `upload:${id}`, bytes, sha256: hash.digest('hex') };
   }
 
-  /** A local path for a source; URLs are fetched once into `<dataDir>/downloads`. */
-  private async resolve(source: string, field: string): Promise<string> {
+  /** The bytes of a source: an upload, a URL (fetched once into `<dataDir>/downloads`) or a path. */
+  private async bytes(source: string, field: string): Promise<Buffer> {
     if (source.startsWith('upload:')) {
       const id = source.slice('upload:'.length);
-      if (!/^[A-Za-z0-9._-]+$/.test(id)) throw new InvalidDataError(`${source}: not an upload id`, field);
+      if (!/^[A-Za-z0-9._-]+$/.test(id) || id.startsWith('.'))
+        throw new InvalidDataError(`${source}: not an upload id`, field);
       const path = join(this.dataDir, 'uploads', id);
       if (!(await stat(path).catch(() => undefined))) throw new InvalidDataError(`${source}: no such upload`, field);
-      return path;
+      return readFile(path);
     }
-    if (/^https?:\/\//.test(source)) {
+    if (/^https?:\/\//i.test(source)) {
       const dir = join(this.dataDir, 'downloads');
       const path = join(dir, createHash('sha256').update(source).digest('hex'));
-      if (await stat(path).catch(() => undefined)) return path;
-      let res: Response;
-      try {
-        res = await fetch(source, { signal: AbortSignal.timeout(300_000) });
-      } catch (err) {
-        throw new InvalidDataError(
-          `${source}: fetch failed (${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message})`,
-          field,
-        );
+      if (!(await stat(path).catch(() => undefined))) {
+        await mkdir(dir, { recursive: true });
+        await downloadDataset(source, path, this.urlPolicy, field);
       }
-      if (!res.ok) throw new InvalidDataError(`${source}: HTTP ${res.status}`, field);
-      const data = Buffer.from(await res.arrayBuffer());
-      if (data.byteLength > this.maxBytes)
-        throw new InvalidDataError(`${source}: ${data.byteLength} bytes exceeds ${this.maxBytes}`, field);
-      await mkdir(dir, { recursive: true });
-      await writeFile(`${path}.tmp`, data);
-      await rename(`${path}.tmp`, path);
-      return path;
+      return readFile(path);
     }
-    return source;
+    if (/^[a-z][a-z0-9+.-]*:/i.test(source) && !/^[a-z]:[\\/]/i.test(source))
+      throw new InvalidDataError(`${source}: only paths, http(s) URLs and upload:<id> are dataset sources`, field);
+    return readDatasetPath(source, this.options.roots ?? [], this.maxBytes, field);
   }
 
-  private async text(source: string, field: string): Promise<{ text: string; path: string }> {
-    const path = await this.resolve(source, field);
-    try {
-      return { text: await readFile(path, 'utf8'), path };
-    } catch (err) {
-      throw new InvalidDataError(
-        `${source}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
-        field,
-      );
-    }
+  private async text(source: string, field: string): Promise<string> {
+    return (await this.bytes(source, field)).toString('utf8');
   }
 
   private async load(
@@ -135,16 +145,17 @@ export class DatasetIngest {
     };
     if ('idx' in spec) {
       const i = spec.idx;
-      const files = {
-        trainImages: await this.resolve(i.trainImages, 'dataset.idx.trainImages'),
-        trainLabels: await this.resolve(i.trainLabels, 'dataset.idx.trainLabels'),
-        testImages: i.testImages && (await this.resolve(i.testImages, 'dataset.idx.testImages')),
-        testLabels: i.testLabels && (await this.resolve(i.testLabels, 'dataset.idx.testLabels')),
-      };
+      const fields = new Map<string | undefined, string>([
+        [i.testLabels, 'dataset.idx.testLabels'],
+        [i.testImages, 'dataset.idx.testImages'],
+        [i.trainLabels, 'dataset.idx.trainLabels'],
+        [i.trainImages, 'dataset.idx.trainImages'],
+      ]);
+      const read = (file: string) => this.bytes(file, fields.get(file) ?? 'dataset.idx');
       const d = await named('dataset.idx', async () => {
-        const loaded = await loadDataset({ idx: files });
-        checkLabels(loaded.train, labels, i.trainLabels);
-        if (loaded.test) checkLabels(loaded.test, labels, i.testLabels!);
+        const loaded = await loadDataset({ idx: i }, read);
+        checkLabels(loaded.train, labels, display(i.trainLabels));
+        if (loaded.test) checkLabels(loaded.test, labels, display(i.testLabels!));
         return loaded;
       });
       return {
@@ -164,8 +175,8 @@ export class DatasetIngest {
           ] as const);
     const files = 'csv' in spec ? spec.csv : spec.jsonl;
     const parseChecked = async (source: string, field: string) => {
-      const parsed = parse((await this.text(source, field)).text, source);
-      checkLabels(parsed.split, labels, source);
+      const parsed = parse(await this.text(source, field), display(source));
+      checkLabels(parsed.split, labels, display(source));
       return parsed;
     };
     const train = await named(`dataset.${kind}.train`, () => parseChecked(files.train, `dataset.${kind}.train`));
@@ -174,7 +185,7 @@ export class DatasetIngest {
       : undefined;
     if (test && test.split.featureSize !== train.split.featureSize) {
       throw new InvalidDataError(
-        `${files.test}: ${test.split.featureSize} features per example, ${files.train} has ${train.split.featureSize}`,
+        `${display(files.test!)}: ${test.split.featureSize} features per example, ${display(files.train)} has ${train.split.featureSize}`,
         `dataset.${kind}.test`,
       );
     }

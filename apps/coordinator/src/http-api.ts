@@ -1,7 +1,7 @@
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import {
   InvalidDataError,
   InvalidJobSpecError,
@@ -12,6 +12,7 @@ import {
 } from '@gradfleet/core';
 import { readModelArtifact } from './checkpoint-store.js';
 import type { Authenticator } from './auth.js';
+import type { BrowserGuard } from './browser-guard.js';
 import type { DatasetIngest } from './dataset-ingest.js';
 import { JobRequestError, type JobManager } from './job-manager.js';
 import type { JobStore } from './job-store.js';
@@ -30,6 +31,8 @@ export interface ApiContext {
   metrics: CoordinatorMetrics;
   log: Logger;
   auth: Authenticator;
+  /** Host and Origin checks that keep web pages out (`browser-guard.ts`). */
+  guard: BrowserGuard;
   /** True once the coordinator is shutting down (readiness fails so load balancers stop sending). */
   draining: () => boolean;
 }
@@ -40,7 +43,23 @@ function send(res: ServerResponse, status: number, body: unknown, type = 'applic
   res.end(data);
 }
 
+/** The media type of a request body, without parameters (`application/json; charset=utf-8` → `application/json`). */
+function mediaType(req: IncomingMessage): string {
+  return (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
+/**
+ * Refuses a body of any other type than `expected` (415). A web page can send a body
+ * without a CORS preflight only as `text/plain`, form data or none at all, so a coordinator
+ * that requires `application/json` (or `application/octet-stream`) gets no such body from one.
+ */
+function requireType(req: IncomingMessage, expected: string): void {
+  if (mediaType(req) !== expected)
+    throw new JobRequestError(415, 'UNSUPPORTED_MEDIA_TYPE', `send the body with Content-Type: ${expected}`);
+}
+
 async function readJson(req: IncomingMessage): Promise<unknown> {
+  requireType(req, 'application/json');
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > MAX_JOB_SPEC_BYTES)
     throw new JobRequestError(413, 'PAYLOAD_TOO_LARGE', `body of ${declared} bytes exceeds ${MAX_JOB_SPEC_BYTES}`);
@@ -86,22 +105,55 @@ function streamEvents(ctx: ApiContext, id: string, req: IncomingMessage, res: Se
   tick();
 }
 
-async function sendFile(res: ServerResponse, path: string, what: string): Promise<void> {
-  const info = await stat(path).catch(() => undefined);
-  if (!info) throw new JobRequestError(404, 'NOT_FOUND', `${what} not found`);
-  res.writeHead(200, {
-    'content-type': 'application/octet-stream',
-    'content-length': info.size,
-    'cache-control': 'no-store',
+/**
+ * Streams a file; opened first, so a delete racing the request answers 404 or serves the
+ * whole file, and a read error later only ends this response (never the coordinator).
+ */
+async function sendFile(ctx: ApiContext, res: ServerResponse, path: string, what: string): Promise<void> {
+  const file = await open(path).catch(() => undefined);
+  if (!file) throw new JobRequestError(404, 'NOT_FOUND', `${what} not found`);
+  try {
+    const info = await file.stat();
+    res.writeHead(200, {
+      'content-type': 'application/octet-stream',
+      'content-length': info.size,
+      'cache-control': 'no-store',
+    });
+  } catch (err) {
+    await file.close();
+    throw err;
+  }
+  await pipeline(file.createReadStream(), res).catch((err: NodeJS.ErrnoException) => {
+    ctx.log.warn({ what, code: err.code }, 'file response ended early');
+    res.destroy();
   });
-  createReadStream(path).pipe(res);
 }
 
 async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
-  const p = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+  let p: string[];
+  try {
+    p = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+  } catch {
+    throw new JobRequestError(400, 'INVALID_PATH', 'the path has a bad percent-encoding');
+  }
   const method = req.method ?? 'GET';
   const { jobs } = ctx;
+  // Probes and Prometheus reach /healthz, /readyz and /metrics by any name; they hold no secrets.
+  if (p[0] === 'v1') {
+    if (!ctx.guard.allowsHost(req.headers.host))
+      throw new JobRequestError(
+        421,
+        'MISDIRECTED_REQUEST',
+        'the Host header does not name this coordinator: use its address, localhost, or a name given with --public-host',
+      );
+    if (!ctx.guard.allowsOrigin(req.headers.origin))
+      throw new JobRequestError(
+        403,
+        'ORIGIN_NOT_ALLOWED',
+        'requests from web pages (an Origin header) are refused unless the coordinator names the origin with --allow-origin',
+      );
+  }
   if (url.pathname === '/healthz') return send(res, 200, { ok: true });
   if (url.pathname === '/readyz')
     return ctx.draining()
@@ -122,8 +174,19 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
       'missing or wrong API token (Authorization: Bearer <token>; gradfleet --token or GRADFLEET_TOKEN)',
     );
   }
+  const who = ctx.auth.who(req);
+  // Every API call is logged with the token's name (never the token) and its answer: changes
+  // and refusals at info, successful reads (clients poll them several times a second) at debug.
+  res.once('finish', () => {
+    const level = method === 'GET' && res.statusCode < 400 ? 'debug' : 'info';
+    ctx.log[level]({ method, path: url.pathname, token: who.name, status: res.statusCode }, 'api call');
+  });
+  /** A `submit` token sees only its own jobs; to it, any other is as missing as an unknown one. */
+  const visible = (job: { status: { owner?: string | undefined } }) =>
+    who.role !== 'submit' || job.status.owner === who.name;
   if (p[1] === 'workers' && p.length === 2 && method === 'GET') return send(res, 200, jobs.listWorkers());
   if (p[1] === 'datasets' && p.length === 2 && method === 'POST') {
+    requireType(req, 'application/octet-stream');
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > ctx.ingest.maxBytes)
       throw new InvalidDataError(`upload of ${declared} bytes exceeds ${ctx.ingest.maxBytes}`, 'body');
@@ -138,13 +201,18 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
       const state = url.searchParams.get('state')?.toUpperCase();
       if (state && !STATES.includes(state))
         throw new JobRequestError(400, 'INVALID_STATE', `state must be one of ${STATES.join(', ')}`);
-      return send(res, 200, jobs.list(state as JobState | undefined));
+      return send(
+        res,
+        200,
+        jobs.list(state as JobState | undefined).filter((s) => visible({ status: s })),
+      );
     }
-    if (method === 'POST') return send(res, 201, await jobs.submit(await readJson(req)));
+    if (method === 'POST') return send(res, 201, await jobs.submit(await readJson(req), who.name));
   }
   if (p[1] === 'jobs' && p[2]) {
     const id = p[2];
     const job = jobs.get(id);
+    if (!visible(job)) throw new JobRequestError(404, 'JOB_NOT_FOUND', `no job ${id}`);
     if (p.length === 3 && method === 'GET') return send(res, 200, job.status);
     if (p.length === 3 && method === 'DELETE') {
       await jobs.delete(id);
@@ -156,7 +224,7 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
     if (p[3] === 'logs' && method === 'GET')
       return send(res, 200, ctx.store.logs(id, Number(url.searchParams.get('after') ?? 0)));
     if (p[3] === 'data' && (p[4] === 'train' || p[4] === 'test') && method === 'GET')
-      return sendFile(res, join(job.dir, 'data', `${p[4]}.bin`), `${p[4]} data of job ${id}`);
+      return sendFile(ctx, res, join(job.dir, 'data', `${p[4]}.bin`), `${p[4]} data of job ${id}`);
     if (p[3] === 'model' && method === 'GET' && (p[4] === 'model.json' || p[4] === 'weights.bin')) {
       const artifact = job.state === 'SUCCEEDED' ? await readModelArtifact(join(job.dir, 'model')) : undefined;
       if (!artifact)

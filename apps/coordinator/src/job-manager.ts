@@ -127,13 +127,13 @@ export class JobManager {
   }
 
   /** Validates the spec and its data, builds the model once (initial weights) and queues the job. */
-  async submit(input: unknown): Promise<JobStatus> {
+  async submit(input: unknown, owner?: string): Promise<JobStatus> {
     const spec = parseJobSpec(input);
     const id = randomUUID();
     const dir = jobDir(this.dataDir, id);
     try {
       const data = await this.ingest.prepare(id, dir, spec.dataset, spec.labels);
-      const model = await this.models.describe(spec, data);
+      const model = await this.models.describe(spec, data, this.limits.maxModelParams);
       if (model.trainableParams > this.limits.maxModelParams) {
         throw new InvalidJobSpecError([
           {
@@ -142,7 +142,7 @@ export class JobManager {
           },
         ]);
       }
-      const record = JobRecord.create(id, this.store.nextSeq(), spec, model, data, this.dataDir, this.store);
+      const record = JobRecord.create(id, this.store.nextSeq(), spec, model, data, this.dataDir, this.store, owner);
       this.jobs.set(record.id, record);
       this.log.info({ job_id: record.id, params: model.trainableParams }, 'job queued');
       this.schedule();

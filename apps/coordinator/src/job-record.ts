@@ -38,6 +38,7 @@ export class JobRecord {
     data: PreparedDataset | undefined,
     dataDir: string,
     store: JobStore,
+    owner?: string,
   ): JobRecord {
     const now = new Date().toISOString();
     const status: JobStatus = {
@@ -45,6 +46,7 @@ export class JobRecord {
       state: 'QUEUED',
       spec,
       createdAt: now,
+      ...(owner !== undefined ? { owner } : {}),
       workers: [],
       history: [],
       progress: {

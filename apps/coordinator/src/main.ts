@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { Command } from 'commander';
 import {
   DEFAULT_HEARTBEAT_INTERVAL_MS,
@@ -9,6 +9,7 @@ import {
   DEFAULT_MAX_MESSAGE_BYTES,
   createLogger,
 } from '@gradfleet/core';
+import { readApiTokens, type ApiTokenEntry } from './api-tokens.js';
 import { resolveToken } from './auth.js';
 import { Coordinator } from './coordinator.js';
 import { DEFAULT_MAX_DATASET_BYTES } from './dataset-ingest.js';
@@ -58,11 +59,58 @@ const program = new Command('gradfleet coordinator')
     int('--max-upload-bytes'),
     DEFAULT_MAX_DATASET_BYTES,
   )
+  .option(
+    '--dataset-root <dir>',
+    'directory job specs may name dataset paths under (repeatable; none by default: paths are refused)',
+    (v: string, all: string[]) => [...all, v],
+    process.env['GRADFLEET_DATASET_ROOT'] ? [process.env['GRADFLEET_DATASET_ROOT']] : [],
+  )
+  .option(
+    '--dataset-url-allow <hosts>',
+    'comma-separated hosts dataset URLs may name (none by default: URLs are refused)',
+    (v: string, all: string[]) => [
+      ...all,
+      ...v
+        .split(',')
+        .map((h) => h.trim())
+        .filter(Boolean),
+    ],
+    [] as string[],
+  )
   .option('--worker-token <token>', 'token workers must present (or GRADFLEET_WORKER_TOKEN)')
   .option('--worker-token-file <file>', 'read the worker token from a file')
   .option('--api-token <token>', 'token API clients must present (or GRADFLEET_API_TOKEN)')
   .option('--api-token-file <file>', 'read the API token from a file')
-  .option('--insecure', 'serve a non-loopback address without tokens (trusted networks only)')
+  .option(
+    '--api-tokens <file>',
+    'per-user API tokens: one "NAME SHA256 ROLE" per line (role submit or admin; or GRADFLEET_API_TOKENS_FILE)',
+    process.env['GRADFLEET_API_TOKENS_FILE'],
+  )
+  .option('--insecure', 'serve a non-loopback address without tokens or without TLS (trusted networks only)')
+  .option(
+    '--public-host <names>',
+    'comma-separated names clients use for this coordinator besides its address and localhost (others get 421)',
+    (v: string, all: string[]) => [
+      ...all,
+      ...v
+        .split(',')
+        .map((h) => h.trim())
+        .filter(Boolean),
+    ],
+    [] as string[],
+  )
+  .option(
+    '--allow-origin <origins>',
+    'comma-separated browser origins allowed to call the API or connect (none by default: requests with Origin get 403)',
+    (v: string, all: string[]) => [
+      ...all,
+      ...v
+        .split(',')
+        .map((h) => h.trim())
+        .filter(Boolean),
+    ],
+    [] as string[],
+  )
   .option('--max-connections <n>', 'open worker connections accepted at once', int('--max-connections'), 1024)
   .option(
     '--max-messages-per-second <n>',
@@ -107,6 +155,11 @@ const opts = program.opts<
     dataDir: string;
     maxUploadBytes: number;
     reducerThreads: number;
+    datasetRoot: string[];
+    datasetUrlAllow: string[];
+    publicHost: string[];
+    apiTokens?: string;
+    allowOrigin: string[];
   }
 >();
 const logger = createLogger('coordinator');
@@ -123,8 +176,30 @@ function tlsFiles(cert?: string, key?: string): { cert: Buffer; key: Buffer } | 
 tf.env().set('IS_TEST', true);
 await tf.setBackend('cpu');
 
+for (const root of opts.datasetRoot) {
+  if (!statSync(root, { throwIfNoEntry: false })?.isDirectory()) {
+    logger.error({ root }, `--dataset-root ${root} is not a directory`);
+    process.exit(1);
+  }
+}
+
+function apiTokens(file: string | undefined): ApiTokenEntry[] | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return readApiTokens(file);
+  } catch (err) {
+    logger.error({ file }, `cannot use --api-tokens: ${(err as Error).message}`);
+    process.exit(1);
+  }
+}
+
 const coordinator = new Coordinator({
   ...opts,
+  apiTokens: apiTokens(opts.apiTokens),
+  datasetRoots: opts.datasetRoot,
+  datasetUrlAllow: opts.datasetUrlAllow,
+  publicHosts: opts.publicHost,
+  allowOrigins: opts.allowOrigin,
   workerToken: resolveToken(opts.workerToken, opts.workerTokenFile, process.env['GRADFLEET_WORKER_TOKEN']),
   apiToken: resolveToken(opts.apiToken, opts.apiTokenFile, process.env['GRADFLEET_API_TOKEN']),
   tls: tlsFiles(opts.tlsCert, opts.tlsKey),

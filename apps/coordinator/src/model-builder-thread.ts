@@ -7,18 +7,21 @@ import { describeModel } from './model-info.js';
 const ready = selectBackend('cpu');
 const port = parentPort!;
 
-port.on('message', (m: { id: number; spec: JobSpec; data?: { featureShape: number[]; numClasses: number } }) => {
-  void (async () => {
-    try {
-      await ready;
-      const info = await describeModel(m.spec, m.data);
-      port.postMessage({ id: m.id, info } satisfies ModelBuildReply, [info.initialWeights.buffer as ArrayBuffer]);
-    } catch (err) {
-      const reply: ModelBuildReply =
-        err instanceof InvalidJobSpecError
-          ? { id: m.id, issues: err.issues }
-          : { id: m.id, error: err instanceof Error ? err.message : String(err) };
-      port.postMessage(reply);
-    }
-  })();
-});
+port.on(
+  'message',
+  (m: { id: number; spec: JobSpec; data?: { featureShape: number[]; numClasses: number }; maxParams?: number }) => {
+    void (async () => {
+      try {
+        await ready;
+        const info = await describeModel(m.spec, m.data, m.maxParams);
+        port.postMessage({ id: m.id, info } satisfies ModelBuildReply, [info.initialWeights.buffer as ArrayBuffer]);
+      } catch (err) {
+        const reply: ModelBuildReply =
+          err instanceof InvalidJobSpecError
+            ? { id: m.id, issues: err.issues }
+            : { id: m.id, error: err instanceof Error ? err.message : String(err) };
+        port.postMessage(reply);
+      }
+    })();
+  },
+);

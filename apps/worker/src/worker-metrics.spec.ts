@@ -18,4 +18,12 @@ describe('worker metrics', () => {
     expect(text).toMatch(/gradfleet_replica_info\{name="w",host="[^"]+",backend="cpu",provider="p",device="d"\} 1/);
     expect(text).toMatch(/gradfleet_replica_backend_tensors \d+/);
   });
+
+  it('binds loopback unless told otherwise (--metrics-host)', async () => {
+    const m = new WorkerMetrics('w', { backend: 'cpu', provider: 'p', device: 'd', reason: 'r' });
+    await m.serve(0);
+    const address = (m as unknown as { server: { address(): { address: string } } }).server.address().address;
+    m.close();
+    expect(address).toBe('127.0.0.1');
+  });
 });

@@ -72,8 +72,11 @@ export class WorkerMetrics {
   /** Whether the worker is connected to its coordinator (readiness). */
   isConnected = false;
 
-  /** Serves `/metrics`, `/healthz` (liveness) and `/readyz` (connected to the coordinator) on `port`. */
-  async serve(port: number, host = '0.0.0.0'): Promise<number> {
+  /**
+   * Serves `/metrics`, `/healthz` (liveness) and `/readyz` (connected to the coordinator) on
+   * `port`, on loopback unless `host` says otherwise (`--metrics-host`).
+   */
+  async serve(port: number, host = '127.0.0.1'): Promise<number> {
     this.server = createServer((req, res) => {
       if (req.url === '/healthz')
         return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');

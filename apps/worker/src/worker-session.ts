@@ -38,7 +38,16 @@ export interface WorkerSessionOptions {
   reconnectDelayMs?: number;
   /** @defaultValue 10000 */
   maxReconnectDelayMs?: number;
+  /** Largest message accepted from the coordinator, in bytes (closes with 1009). @defaultValue DEFAULT_WORKER_MAX_MESSAGE_BYTES */
+  maxMessageBytes?: number;
 }
+
+/**
+ * Largest coordinator message a worker accepts by default, in bytes: the initial weights
+ * and optimizer state of a job arrive in one message; 1 GiB holds a 100-million-parameter
+ * model with Adam's two moment vectors, and no more can be forced on a worker's memory.
+ */
+export const DEFAULT_WORKER_MAX_MESSAGE_BYTES = 1024 * 1024 * 1024;
 
 /** Close codes after which reconnecting cannot help: the worker exits instead. */
 const FATAL_CLOSE_CODES = new Set<number>([CLOSE_CODES.UNSUPPORTED_PROTOCOL_VERSION]);
@@ -90,7 +99,7 @@ export class WorkerSession {
     const headers = this.options.token ? { authorization: `Bearer ${this.options.token}` } : undefined;
     const ws = new WebSocket(url, {
       perMessageDeflate: false,
-      maxPayload: 0,
+      maxPayload: this.options.maxMessageBytes ?? DEFAULT_WORKER_MAX_MESSAGE_BYTES,
       generateMask: (mask) => mask.fill(0),
       ...(headers ? { headers } : {}),
       ...(this.options.ca ? { ca: this.options.ca } : {}),

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { GradfleetClient, type JobStatus } from '@gradfleet/core';
 import { formatReport } from '../progress.js';
 import { describeError } from './job-commands.js';
+import { print, printError } from '../terminal.js';
 
 function line(j: JobStatus): string {
   const p = j.progress;
@@ -42,7 +43,7 @@ export async function status(
   try {
     if (jobId) {
       const job = await client.job(jobId);
-      console.log(
+      print(
         opts.json
           ? JSON.stringify(job, null, 2)
           : [line(job), timing(job), formatReport(job, [])].filter(Boolean).join('\n'),
@@ -51,31 +52,31 @@ export async function status(
     }
     const [workers, jobs] = await Promise.all([client.workers(), client.jobs()]);
     if (opts.json) {
-      console.log(JSON.stringify({ workers, jobs }, null, 2));
+      print(JSON.stringify({ workers, jobs }, null, 2));
       return 0;
     }
     const rate = workers.reduce((n, w) => n + (w.stats?.samplesPerSecond ?? 0), 0);
-    console.log(
+    print(
       `cluster  ${Math.round(rate)} samples/s  workers: ${workers.length} (${countBy(workers)})  jobs: ${countBy(jobs)}`,
     );
-    console.log('workers');
+    print('workers');
     for (const w of workers) {
       const s = w.stats;
       const live = s
         ? `  ${Math.round(s.samplesPerSecond)} samples/s  compute ${s.meanComputeMs.toFixed(1)} ms/step  straggler in ${s.stragglerEvents} of ${s.steps} steps`
         : '';
-      console.log(
+      print(
         `  ${w.id}  ${w.name}  ${w.state}  ${w.backend}${w.device ? ` (${w.device})` : ''}${live}${w.jobId ? `  job ${w.jobId}` : ''}`,
       );
     }
-    console.log('jobs');
+    print('jobs');
     for (const j of jobs) {
-      console.log(`  ${line(j)}`);
-      if (j.state === 'RUNNING' && j.timing) console.log(timing(j));
+      print(`  ${line(j)}`);
+      if (j.state === 'RUNNING' && j.timing) print(timing(j));
     }
     return 0;
   } catch (err) {
-    console.error(`gradfleet status failed: ${describeError(err)}`);
+    printError(`gradfleet status failed: ${describeError(err)}`);
     return 1;
   }
 }

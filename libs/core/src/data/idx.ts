@@ -18,6 +18,11 @@ const TYPES: Record<
   0x0e: { bytes: 8, read: (v, o) => v.getFloat64(o), make: (n) => new Float64Array(n) },
 };
 
+/** Largest class label a dataset may hold: labels are Int32 on the wire, so 2^31 and above are refused (never wrapped). */
+export const MAX_LABEL = 2 ** 31 - 1;
+/** Largest IDX file once gunzipped, in bytes: the inflate stops there instead of exhausting memory. */
+export const MAX_IDX_BYTES = 2 * 1024 * 1024 * 1024 - 1;
+
 /** Thrown for a file that is not valid IDX; says which file and why. */
 export class InvalidDataError extends Error {
   readonly code = 'INVALID_DATA';
@@ -32,23 +37,30 @@ export class InvalidDataError extends Error {
 
 /** Parses an IDX buffer (gzip accepted). `file` names it in errors. Values are big-endian per the format. */
 export function parseIdx(raw: Uint8Array, file: string): IdxArray {
-  const buf = raw[0] === 0x1f && raw[1] === 0x8b ? new Uint8Array(gunzipSync(raw)) : raw;
+  let buf = raw;
+  if (raw[0] === 0x1f && raw[1] === 0x8b) {
+    try {
+      buf = new Uint8Array(gunzipSync(raw, { maxOutputLength: MAX_IDX_BYTES }));
+    } catch (err) {
+      throw new InvalidDataError(
+        `${file}: not valid gzip or over ${MAX_IDX_BYTES} bytes inflated (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
+    }
+  }
   if (buf.byteLength < 4) throw new InvalidDataError(`${file}: too short for an IDX header`);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   if (view.getUint16(0) !== 0) throw new InvalidDataError(`${file}: bad IDX magic (first two bytes must be 0)`);
   const type = TYPES[view.getUint8(2)];
-  if (!type) throw new InvalidDataError(`${file}: unknown IDX data type 0x${view.getUint8(2).toString(16)}`);
+  if (!type) throw new InvalidDataError(`${file}: unknown IDX data type (byte 3 of the header)`);
   const rank = view.getUint8(3);
   if (rank < 1 || buf.byteLength < 4 + rank * 4)
-    throw new InvalidDataError(`${file}: IDX header declares ${rank} dimensions`);
+    throw new InvalidDataError(`${file}: IDX header declares no dimensions or more than the file holds`);
   const dims = Array.from({ length: rank }, (_, i) => view.getUint32(4 + i * 4));
   const count = dims.reduce((a, b) => a * b, 1);
   const start = 4 + rank * 4;
   const expected = start + count * type.bytes;
   if (buf.byteLength !== expected)
-    throw new InvalidDataError(
-      `${file}: IDX dimensions ${dims.join('x')} need ${expected} bytes, file has ${buf.byteLength}`,
-    );
+    throw new InvalidDataError(`${file}: the IDX header's dimensions do not match the file's ${buf.byteLength} bytes`);
   if (view.getUint8(2) === 0x08) return { dims, data: new Uint8Array(buf.buffer, buf.byteOffset + start, count) };
   const data = type.make(count);
   for (let i = 0; i < count; i++) data[i] = type.read(view, start + i * type.bytes);

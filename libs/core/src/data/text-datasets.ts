@@ -1,5 +1,5 @@
 import type { DataSplit } from './dataset.js';
-import { InvalidDataError } from './idx.js';
+import { InvalidDataError, MAX_LABEL } from './idx.js';
 
 export interface CsvOptions {
   /** Label column: a header name or a 0-based index. @defaultValue 'label' with a header row, else 0 */
@@ -26,12 +26,16 @@ function lines(text: string): { n: number; text: string }[] {
 
 function label(value: number, file: string, where: string, numeric = false): number {
   if (numeric) return value; // finite: checked by the callers
-  if (!Number.isInteger(value) || value < 0)
-    throw new InvalidDataError(`${file}: ${where}: label ${value} is not a class index (a non-negative integer)`);
+  if (!Number.isInteger(value) || value < 0 || value > MAX_LABEL)
+    throw new InvalidDataError(`${file}: ${where}: label is not a class index (an integer 0..${MAX_LABEL})`);
   return value;
 }
 
-/** CSV with one label column and numeric features; errors name the file, line and column. */
+/**
+ * CSV with one label column and numeric features; errors name the file, line and column
+ * number and the reason, never the file's content (a header name or value could be a secret
+ * of whatever file was named).
+ */
 export function parseCsv(text: string, file: string, options: CsvOptions = {}): ParsedSplit {
   const rows = lines(text);
   if (rows.length === 0) throw new InvalidDataError(`${file}: no rows`);
@@ -42,7 +46,7 @@ export function parseCsv(text: string, file: string, options: CsvOptions = {}): 
   const labelIdx = typeof wanted === 'number' ? wanted : names.indexOf(wanted);
   if (labelIdx < 0 || labelIdx >= first.length) {
     throw new InvalidDataError(
-      `${file}: line 1: no label column ${JSON.stringify(wanted)}${hasHeader ? ` (columns: ${names.slice(0, 8).join(', ')}${names.length > 8 ? ', ...' : ''})` : ''}`,
+      `${file}: line 1: no label column ${JSON.stringify(wanted)} among its ${first.length} columns${hasHeader ? ' (header row)' : ''}`,
     );
   }
   const body = hasHeader ? rows.slice(1) : rows;
@@ -61,10 +65,7 @@ export function parseCsv(text: string, file: string, options: CsvOptions = {}): 
     for (let c = 0; c < width; c++) {
       const raw = fields[c]!.trim();
       const v = raw === '' ? NaN : Number(raw);
-      if (!Number.isFinite(v))
-        throw new InvalidDataError(
-          `${file}: line ${row.n}: column ${hasHeader ? `'${names[c]}'` : c + 1}: ${JSON.stringify(raw)} is not a number`,
-        );
+      if (!Number.isFinite(v)) throw new InvalidDataError(`${file}: line ${row.n}: column ${c + 1}: not a number`);
       if (c === labelIdx) y[r] = label(v, file, `line ${row.n}`, options.numericLabels);
       else x[r * f + k++] = v;
     }
@@ -74,7 +75,7 @@ export function parseCsv(text: string, file: string, options: CsvOptions = {}): 
 
 /**
  * JSON Lines of `{"x": number[] (or nested arrays), "y": class}` (`y` a number with
- * `numericLabels`); errors name the file and line.
+ * `numericLabels`); errors name the file and line, never content.
  */
 export function parseJsonl(text: string, file: string, featureScale = 1, numericLabels = false): ParsedSplit {
   const rows = lines(text);
@@ -86,8 +87,9 @@ export function parseJsonl(text: string, file: string, featureScale = 1, numeric
     let rec: { x?: unknown; y?: unknown };
     try {
       rec = JSON.parse(row.text) as { x?: unknown; y?: unknown };
-    } catch (err) {
-      throw new InvalidDataError(`${file}: line ${row.n}: not valid JSON (${(err as Error).message})`);
+    } catch {
+      // The parser's message quotes the line, so it is not passed on.
+      throw new InvalidDataError(`${file}: line ${row.n}: not valid JSON`);
     }
     if (typeof rec !== 'object' || rec === null || !Array.isArray(rec.x))
       throw new InvalidDataError(`${file}: line ${row.n}: field x must be an array of numbers`);
@@ -103,7 +105,7 @@ export function parseJsonl(text: string, file: string, featureScale = 1, numeric
     }
     flat.forEach((v, k) => {
       if (typeof v !== 'number' || !Number.isFinite(v))
-        throw new InvalidDataError(`${file}: line ${row.n}: x[${k}] is ${JSON.stringify(v)}, not a number`);
+        throw new InvalidDataError(`${file}: line ${row.n}: x[${k}] is not a finite number`);
       x[r * flat.length + k] = v;
     });
     if (typeof rec.y !== 'number' || !Number.isFinite(rec.y))

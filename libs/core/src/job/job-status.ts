@@ -70,6 +70,8 @@ export interface JobStatus {
   state: JobState;
   spec: JobSpec;
   createdAt: string;
+  /** Name of the API token that submitted the job (`--api-tokens`; `admin` or `anonymous` otherwise). */
+  owner?: string;
   startedAt?: string;
   finishedAt?: string;
   reason?: string;

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { InvalidJobSpecError, type JobSpec, type ModelSpec, type OptimizerOptions } from '../job/job-spec.js';
+import { countTopologyParams } from './param-count.js';
 import { checkTopology } from './topology-policy.js';
 
 /** Initializers that accept a `seed`; seeding them makes initial weights reproducible. */
@@ -108,13 +109,19 @@ export class InvalidModelError extends Error {
 /**
  * Builds a job's model on the active backend. Built-ins are constructed in code; a
  * topology is deserialised by TensorFlow.js from JSON (only registered layer classes
- * load; nothing is evaluated). Same spec + seed gives the same initial weights.
+ * load; nothing is evaluated). Same spec + seed gives the same initial weights. A topology
+ * is checked (allowlist, sizes) and its weights counted against `limits.maxParams` on its
+ * normalised config before anything is built.
  */
-export async function buildModel(spec: ModelSpec, seed: number): Promise<tfl.LayersModel> {
+export async function buildModel(
+  spec: ModelSpec,
+  seed: number,
+  limits: { maxParams?: number } = {},
+): Promise<tfl.LayersModel> {
   try {
     if (spec === 'mnist-mlp') return mnistMlp(seed);
     if (spec === 'mnist-cnn') return mnistCnn(seed);
-    checkTopology(spec.topology);
+    countTopologyParams(checkTopology(spec.topology), limits.maxParams);
     // Serialise once so that defaulted initializers appear explicitly, then seed them all.
     const first = await tfl.models.modelFromJSON({ modelTopology: spec.topology } as never);
     const explicit = first.toJSON(null, false) as Record<string, unknown>;

@@ -1,4 +1,5 @@
 import { InvalidJobSpecError } from '../job/job-spec.js';
+import { normalizeTopology, toCamelCase, type NormalizedNode } from './normalize-topology.js';
 
 /**
  * Job specs can't run code: a topology may name only these TensorFlow.js classes (layers,
@@ -89,52 +90,56 @@ export const ALLOWED_CLASSES = new Set([
 
 /** Largest value of a size-like field (units, filters, a dimension), against absurd shapes. */
 export const MAX_LAYER_DIMENSION = 65_536;
+/** Size-like fields, by their normalised (camelCase) names: `kernel_size` and `kernelSize` alike. */
 const SIZE_FIELDS = new Set([
   'units',
   'filters',
-  'input_dim',
-  'output_dim',
-  'kernel_size',
-  'pool_size',
+  'inputDim',
+  'outputDim',
+  'inputLength',
+  'kernelSize',
+  'poolSize',
   'strides',
-  'batch_input_shape',
-  'target_shape',
+  'dilationRate',
+  'depthMultiplier',
+  'batchInputShape',
+  'inputShape',
+  'targetShape',
+  'size',
+  'n',
 ]);
-/** Nesting and node limits: a topology is data of a bounded size. */
-const MAX_DEPTH = 64;
-const MAX_NODES = 200_000;
 
-/** Refuses unknown classes and absurd sizes, naming the offending place (`model.topology.config.layers.3`). */
-export function checkTopology(topology: unknown): void {
-  let nodes = 0;
-  const visit = (node: unknown, path: string, depth: number): void => {
-    if (++nodes > MAX_NODES || depth > MAX_DEPTH)
-      throw new InvalidJobSpecError([{ path, message: 'topology too large or too deeply nested' }]);
-    if (Array.isArray(node)) return node.forEach((v, i) => visit(v, `${path}.${i}`, depth + 1));
-    if (node === null || typeof node !== 'object') return;
-    const obj = node as Record<string, unknown>;
-    if (typeof obj['class_name'] === 'string' && !ALLOWED_CLASSES.has(obj['class_name'])) {
-      throw new InvalidJobSpecError([
-        {
-          path,
-          message: `class ${JSON.stringify(obj['class_name'])} is not allowed (only TensorFlow.js built-in layers and initializers; no custom or lambda classes)`,
-        },
-      ]);
+/**
+ * Refuses unknown or non-string classes and absurd sizes, naming the offending place
+ * (`model.topology.config.layers.3`), on the topology as TensorFlow.js will read it
+ * (`normalizeTopology`: `className` and `class_name`, `kernelSize` and `kernel_size` alike).
+ * Returns the normalised topology, for `countTopologyParams`.
+ */
+export function checkTopology(topology: unknown): NormalizedNode {
+  return normalizeTopology(topology, (field, v, path) => {
+    if (field === 'className') {
+      const parent = path.slice(0, path.lastIndexOf('.'));
+      if (typeof v !== 'string')
+        throw new InvalidJobSpecError([{ path: parent, message: 'a class name must be a string' }]);
+      if (!ALLOWED_CLASSES.has(toCamelCase(v)))
+        throw new InvalidJobSpecError([
+          {
+            path: parent,
+            message: `class ${JSON.stringify(v.slice(0, 100))} is not allowed (only TensorFlow.js built-in layers and initializers; no custom or lambda classes)`,
+          },
+        ]);
     }
-    for (const [k, v] of Object.entries(obj)) {
-      if (SIZE_FIELDS.has(k)) {
-        const values = (Array.isArray(v) ? v : [v]).filter((x) => x !== null);
-        if (values.some((x) => typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > MAX_LAYER_DIMENSION)) {
-          throw new InvalidJobSpecError([
-            {
-              path: `${path}.${k}`,
-              message: `${k} ${JSON.stringify(v)}: sizes must be integers from 0 to ${MAX_LAYER_DIMENSION}`,
-            },
-          ]);
-        }
+    if (SIZE_FIELDS.has(field)) {
+      const values = (Array.isArray(v) ? (v as unknown[]) : [v]).filter((x) => x !== null);
+      const min = field === 'targetShape' ? -1 : 0;
+      if (values.some((x) => typeof x !== 'number' || !Number.isInteger(x) || x < min || x > MAX_LAYER_DIMENSION)) {
+        throw new InvalidJobSpecError([
+          {
+            path,
+            message: `${field}: sizes must be integers from 0 to ${MAX_LAYER_DIMENSION} (-1 where a shape infers one)`,
+          },
+        ]);
       }
-      visit(v, `${path}.${k}`, depth + 1);
     }
-  };
-  visit(topology, 'model.topology', 0);
+  });
 }

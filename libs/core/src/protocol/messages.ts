@@ -1,9 +1,12 @@
 import { z } from 'zod';
 import { MAX_CONTROL_MESSAGE_BYTES } from './constants.js';
 import { decodeFrame, encodeFrame } from './frame.js';
+import { printable } from './printable.js';
 import { ProtocolError } from './protocol-error.js';
 
 const id = z.string().min(1).max(128);
+/** Free text a worker supplies (names, reasons, messages): decoded printable, since it reaches terminals and logs. */
+const text = (max: number) => z.string().max(max).transform(printable);
 const count = z.number().int().nonnegative();
 const finite = z.number().finite();
 
@@ -24,12 +27,12 @@ export const WorkerMessageSchema = z.discriminatedUnion('t', [
   z.object({
     t: z.literal('hello'),
     v: z.number().int(),
-    name: z.string().max(256),
-    host: z.string().max(256),
+    name: text(256),
+    host: text(256),
     pid: count,
-    backend: z.string().max(64),
-    device: z.string().max(256).optional(),
-    backendReason: z.string().max(2048).optional(),
+    backend: text(64),
+    device: text(256).optional(),
+    backendReason: text(2048).optional(),
   }),
   /** Sent once the model is built and the data loaded; reports the dataset sizes it found. */
   z.object({ t: z.literal('ready'), jobId: id, trainCount: count, testCount: count }),
@@ -78,7 +81,7 @@ export const WorkerMessageSchema = z.discriminatedUnion('t', [
   }),
   /** Heartbeats carry the backend's memory use (TF.js engine), for the metrics. */
   z.object({ t: z.literal('heartbeat'), numTensors: count.optional(), numBytes: count.optional() }),
-  z.object({ t: z.literal('failure'), jobId: id.optional(), message: z.string().max(4096) }),
+  z.object({ t: z.literal('failure'), jobId: id.optional(), message: text(4096) }),
 ]);
 
 /** Messages the coordinator sends to a worker, keyed by `t`. */

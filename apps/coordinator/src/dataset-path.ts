@@ -1,0 +1,68 @@
+import { constants } from 'node:fs';
+import { open, realpath } from 'node:fs/promises';
+import { isAbsolute, relative, resolve } from 'node:path';
+import { InvalidDataError } from '@gradfleet/core';
+
+const inside = (root: string, path: string) => {
+  const rel = relative(root, path);
+  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+};
+
+const code = (err: unknown) => (err as NodeJS.ErrnoException).code ?? (err as Error).name;
+
+/**
+ * Reads a dataset file named by path in a job spec. Allowed only under one of `roots`
+ * (`--dataset-root`; none by default: every path is refused until an operator opts in).
+ * The path is resolved with realpath, so neither `..` nor a symlink leads outside a root;
+ * only regular files, at most `maxBytes` (checked from the open file before reading, and
+ * counted while reading for files such as /proc entries that report size 0).
+ * Errors name the path as given and the reason, never the file's content.
+ */
+export async function readDatasetPath(
+  source: string,
+  roots: readonly string[],
+  maxBytes: number,
+  field: string,
+): Promise<Buffer> {
+  const fail = (reason: string): never => {
+    throw new InvalidDataError(`${source}: ${reason}`, field);
+  };
+  if (roots.length === 0)
+    fail(
+      'dataset paths on the coordinator are refused: it was started without --dataset-root; upload the file (gradfleet submit --data) or start the coordinator with --dataset-root DIR',
+    );
+  let real: string;
+  try {
+    real = await realpath(resolve(source));
+  } catch (err) {
+    return fail(`cannot read (${code(err)})`);
+  }
+  const realRoots = await Promise.all(roots.map((r) => realpath(r).catch(() => undefined)));
+  if (!realRoots.some((r) => r !== undefined && inside(r, real)))
+    fail('outside the coordinator --dataset-root directories; copy it there or upload it');
+  const file = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(
+    (err: unknown) => fail(`cannot read (${code(err)})`),
+  );
+  try {
+    const info = await file.stat();
+    if (!info.isFile()) fail('not a regular file');
+    if (info.size > maxBytes)
+      fail(`${info.size} bytes exceeds the coordinator's limit of ${maxBytes} (--max-upload-bytes)`);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const buf = Buffer.allocUnsafe(Math.min(1024 * 1024, maxBytes - total + 1));
+      const { bytesRead } = await file.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+      if (total > maxBytes) fail(`more than ${maxBytes} bytes (--max-upload-bytes)`);
+      chunks.push(buf.subarray(0, bytesRead));
+    }
+    return Buffer.concat(chunks, total);
+  } catch (err) {
+    if (err instanceof InvalidDataError) throw err;
+    return fail(`cannot read (${code(err)})`);
+  } finally {
+    await file.close();
+  }
+}
