@@ -34,15 +34,12 @@ export class TestCluster {
   /** The coordinator's data dir (a fresh temp dir unless given). */
   dataDir = mkdtempSync(join(tmpdir(), 'gradfleet-coord-'));
 
-  async startCoordinator(args: string[] = [], port = 0): Promise<ChildProcess> {
-    const child = this.spawn('coordinator', [
-      '--port',
-      String(port),
-      '--announce',
-      '--data-dir',
-      this.dataDir,
-      ...args,
-    ]);
+  async startCoordinator(args: string[] = [], port = 0, env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
+    const child = this.spawn(
+      'coordinator',
+      ['--port', String(port), '--announce', '--data-dir', this.dataDir, ...args],
+      env,
+    );
     this.url = await new Promise<string>((resolveUrl, reject) => {
       const timer = setTimeout(() => reject(new Error(`coordinator did not start:\n${this.logs.join('')}`)), 30_000);
       createInterface({ input: child.stdout! }).on('line', (line) => {
