@@ -3,10 +3,16 @@ import { RawWorker, type Closed } from './raw-worker.js';
 
 /** What a lying peer gets wrong once it is a member of the training job. */
 export type InJobLie =
-  'wrong-step' | 'wrong-bucket' | 'wrong-samples' | 'nan-gradient' | 'oversized-gradient' | 'wrong-size-weights';
+  | 'wrong-step'
+  | 'wrong-bucket'
+  | 'wrong-samples'
+  | 'nan-gradient'
+  | 'oversized-gradient'
+  | 'wrong-size-weights'
+  | 'wrong-checksum';
 
-/** The documented close code each lie must get (docs/protocol.md). */
-export const CLOSE_FOR_LIE: Record<InJobLie, string> = {
+/** The documented close code each lie must get (docs/protocol.md); a wrong checksum is a divergence, not a close. */
+export const CLOSE_FOR_LIE: Partial<Record<InJobLie, string>> = {
   'wrong-step': 'UNKNOWN_STEP',
   'wrong-bucket': 'MALFORMED_FRAME',
   'wrong-samples': 'MALFORMED_FRAME',
@@ -15,14 +21,18 @@ export const CLOSE_FOR_LIE: Record<InJobLie, string> = {
   'wrong-size-weights': 'GRADIENT_SIZE_MISMATCH',
 };
 
+/** The weights hash a `wrong-checksum` liar reports: no replica's weights hash to it. */
+const WRONG_HASH = '0'.repeat(64);
+
 /** Floats the lying peer adds to a bucket to make it oversized. */
 const OVERSIZE_FLOATS = 1024;
 
 /**
  * A peer speaking the protocol by hand that joins a training job as a real worker would
  * (`ready` with the dataset's counts, then `train` slices) and then lies in-job. Until
- * its lie is due (`wrong-size-weights` waits to be asked for weights) it answers `train`
- * with a well-formed zero gradient, which no coordinator can tell from a real one.
+ * its lie is due (`wrong-size-weights` waits to be asked for weights, `wrong-checksum` for
+ * an update that asks for checksums) it answers `train` with a well-formed zero gradient,
+ * which no coordinator can tell from a real one.
  */
 export class LyingWorker {
   readonly raw: RawWorker;
@@ -48,6 +58,10 @@ export class LyingWorker {
         this.raw.send({ t: 'ready', jobId: msg.jobId, ...counts });
       } else if (msg.t === 'train' && plan) {
         this.answerTrain(msg.jobId, msg.step, payload.byteLength / 4, plan);
+      } else if (msg.t === 'update' && msg.checksum && this.lie === 'wrong-checksum' && plan) {
+        if (msg.bucket + 1 < plan.count) return;
+        this.lied = true;
+        this.raw.send({ t: 'checksum', jobId: msg.jobId, step: msg.step, hash: WRONG_HASH, sum: 0 });
       } else if (msg.t === 'fetch-weights' && this.lie === 'wrong-size-weights') {
         this.lied = true;
         this.raw.send({ t: 'weights', jobId: msg.jobId, requestId: msg.requestId }, new Float32Array(7));
@@ -62,7 +76,7 @@ export class LyingWorker {
   private answerTrain(jobId: string, step: number, samples: number, plan: BucketPlan): void {
     const header = { t: 'gradient' as const, jobId, step, bucket: 0, samples, lossSum: 0, correct: 0, computeMs: 1 };
     const bucket = (b: number) => new Float32Array(plan.length(b));
-    if (this.lie === 'wrong-size-weights') {
+    if (this.lie === 'wrong-size-weights' || this.lie === 'wrong-checksum') {
       for (let b = 0; b < plan.count; b++) this.raw.send({ ...header, bucket: b }, bucket(b));
       this.stepsAnswered++;
       return;
@@ -83,5 +97,9 @@ export class LyingWorker {
       case 'oversized-gradient':
         return this.raw.send(header, new Float32Array(plan.length(0) + OVERSIZE_FLOATS));
     }
+  }
+
+  close(): void {
+    this.raw.ws.close();
   }
 }
