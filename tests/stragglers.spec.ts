@@ -70,7 +70,12 @@ describe('the straggler deadline and stepTimeoutMs (a worker stopped with SIGSTO
     expect(done.state, done.reason).toBe('SUCCEEDED');
     // Steps went on while test-1 was stopped (a step timeout of 120 s would have held them all).
     expect(stepAtResume - stepAtStop).toBeGreaterThanOrEqual(2);
-    expect(cluster.log).toMatch(new RegExp(`straggler: past the straggler deadline \\(${DEADLINE_MS} ms\\)`));
+    // The deadline it logs is at least the floor (4 x the recent step time may be longer).
+    const deadlines = [...cluster.log.matchAll(/straggler: past the straggler deadline \((\d+) ms\)/g)].map((m) =>
+      Number(m[1]),
+    );
+    expect(deadlines.length).toBeGreaterThan(0);
+    expect(Math.min(...deadlines)).toBeGreaterThanOrEqual(DEADLINE_MS);
     expect(exact(done)).toBe(true);
     expect(done.replicas.divergences).toBe(0);
     const log = (await cluster.client.logs(job.id)).map((l) => l.line);
