@@ -5,6 +5,10 @@ import { dropoutFreeMlp } from './helpers/models.js';
 
 const topology = dropoutFreeMlp;
 const HEARTBEAT_TIMEOUT_MS = 2_000;
+/** The backup-worker test's slow worker: stopped this long (ms)... */
+const STOP_MS = 50;
+/** ...then left running this long (ms), over and over. */
+const RUN_MS = 200;
 
 async function until(c: TestCluster, id: string, ok: (j: JobStatus) => boolean): Promise<JobStatus> {
   for (let i = 0; i < 3000; i++) {
@@ -22,15 +26,14 @@ describe('elastic membership and faults (real worker processes)', () => {
   let spec: JobSpecInput;
   let reference: JobStatus;
   const clusters: TestCluster[] = [];
-  const start = async (workers: number) => {
+  const start = async (workers: number, env: NodeJS.ProcessEnv = {}) => {
     const c = new TestCluster();
     clusters.push(c);
-    await c.startCoordinator([
-      '--heartbeat-interval-ms',
-      '500',
-      '--heartbeat-timeout-ms',
-      String(HEARTBEAT_TIMEOUT_MS),
-    ]);
+    await c.startCoordinator(
+      ['--heartbeat-interval-ms', '500', '--heartbeat-timeout-ms', String(HEARTBEAT_TIMEOUT_MS)],
+      0,
+      env,
+    );
     await c.startWorkers(workers);
     return c;
   };
@@ -120,26 +123,41 @@ describe('elastic membership and faults (real worker processes)', () => {
     expect(done.replicas.divergences).toBe(0);
   });
 
-  it('backup workers: steps finish without the slowest gradient; its slices go back to the pool and it is counted as a straggler', async () => {
-    const c = await start(3);
+  it('backup workers: steps finish without the slowest gradient; its slices go back to the pool and are trained once', async () => {
+    // Info level: the coordinator logs each excused slice ("straggler: backup workers ...").
+    const c = await start(3, { GRADFLEET_LOG_LEVEL: 'info' });
     const job = await c.client.submit({ ...spec, epochs: 1, minWorkers: 3, maxWorkers: 3, backupWorkers: 1 });
     await until(c, job.id, (j) => j.progress.step >= 5);
+    // test-1 is stopped in short pulses: late for a few steps each time, then catching up.
     const slow = c.processes[1]!;
-    let paused = true;
-    const timer = setInterval(() => {
-      slow.kill(paused ? 'SIGCONT' : 'SIGSTOP');
-      paused = !paused;
-    }, 150);
-    slow.kill('SIGSTOP');
-    const done = await c.client.waitForJob(job.id).finally(() => {
-      clearInterval(timer);
-      slow.kill('SIGCONT');
+    let running = true;
+    const pulse = async () => {
+      while (running) {
+        slow.kill('SIGSTOP');
+        await new Promise((r) => setTimeout(r, STOP_MS));
+        slow.kill('SIGCONT');
+        await new Promise((r) => setTimeout(r, RUN_MS));
+      }
+    };
+    const pulses = pulse();
+    const done = await c.client.waitForJob(job.id).finally(async () => {
+      running = false;
+      await pulses;
     });
     expect(done.state, done.reason).toBe('SUCCEEDED');
     expect(exact(done, 5400)).toBe(true);
-    const stats = (await c.client.workers()).map((w) => w.stats!.stragglerEvents);
-    expect(Math.max(...stats)).toBeGreaterThan(3);
     expect(done.replicas.divergences).toBe(0);
+    // Excused slices went back to the pool and were trained once (the exact audit above): each
+    // step that excused one completed fewer examples than its batch, so the epoch took more than
+    // ceil(5400 / 32) steps, and the coordinator logged each excused slice.
+    expect(done.result!.steps).toBeGreaterThan(Math.ceil(5400 / 32));
+    const excused = c.log.match(/straggler: backup workers: enough gradients are in/g) ?? [];
+    expect(excused.length).toBeGreaterThanOrEqual(done.result!.steps - Math.ceil(5400 / 32));
+    // The excused worker stays: its late gradients (for every step it was excused from) are dropped,
+    // not taken for a protocol violation. (A worker that falls more than two steps of updates
+    // behind is still closed as a slow reader, the documented bound on what is queued for it.)
+    const left = (await c.client.logs(job.id)).map((l) => l.line).filter((l) => /worker w\d+ left/.test(l));
+    expect(left.filter((l) => !/SLOW_READER/.test(l))).toEqual([]);
   });
 
   it('chaos: workers SIGKILLed and restarted every second for a whole MNIST epoch; the audit stays exact', async () => {

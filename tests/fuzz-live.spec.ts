@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CLOSE_CODES,
   PROTOCOL_VERSION,
+  errorCodeForClose,
   encodeFrame,
   encodeMessage,
   maxRelativeDifference,
@@ -10,6 +11,7 @@ import {
 } from '@gradfleet/core';
 import { TestCluster, writeSmallMnist } from './helpers/cluster.js';
 import { dropoutFreeMlp } from './helpers/models.js';
+import { CLOSE_FOR_LIE, LyingWorker, type InJobLie } from './helpers/lying-worker.js';
 import { RawWorker } from './helpers/raw-worker.js';
 
 /** Hostile connections per run; `GRADFLEET_FUZZ_LIVE_CONNECTIONS` raises it for a long run. */
@@ -120,5 +122,73 @@ describe('a live coordinator under hostile connections', () => {
     expect(maxRelativeDifference(weights, reference)).toBeLessThan(1e-6);
     expect((await fetch(`${cluster.url}/healthz`)).ok).toBe(true);
     expect((await rss()) - rssBefore).toBeLessThan(200 * 1024 * 1024);
+  });
+});
+
+describe('hostile peers inside the training job', () => {
+  const cluster = new TestCluster();
+  const TRAIN = 3000;
+  const TEST = 500;
+  /** Lies told by peers that join mid-job (each gets a slice, then lies about it). */
+  const JOINER_LIES: InJobLie[] = ['wrong-step', 'wrong-bucket', 'wrong-samples', 'nan-gradient', 'oversized-gradient'];
+  let spec: JobSpecInput;
+
+  beforeAll(async () => {
+    const data = await writeSmallMnist(TRAIN, TEST);
+    spec = {
+      model: { topology: dropoutFreeMlp },
+      dataset: data.dataset,
+      epochs: 2,
+      batchSize: 16, // ~340 steps: time for the joiners to get in and lie
+      seed: 12,
+      minWorkers: 2,
+      maxWorkers: 16,
+      checkpointEverySteps: 4, // the first weight fetch comes early: the first member is asked
+      checksumEverySteps: 10,
+    };
+    // The lies travel as gradients on the control connection: the main-thread reducer (data-plane
+    // lies: tests/data-plane.spec.ts).
+    await cluster.startCoordinator(['--reducer-threads', '0']);
+  });
+  afterAll(() => cluster.stop());
+
+  it('lying members (wrong step, bucket, sample count, NaN, oversized gradient, wrong-size weights) are closed with their documented codes; the honest replicas finish identical with an exact audit', async () => {
+    const counts = { trainCount: TRAIN, testCount: TEST };
+    const within = <T>(p: Promise<T>, what: string) =>
+      Promise.race([
+        p,
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} not closed in time`)), 60_000)),
+      ]);
+    // The weights liar connects before the honest workers: it is the job's first member, the
+    // one asked for the weights at the first checkpoint.
+    const first = new LyingWorker(cluster.wsUrl, 'wrong-size-weights', counts);
+    await first.join();
+    cluster.startWorker(['--name', 'honest-1']);
+    cluster.startWorker(['--name', 'honest-2']);
+    await cluster.client.waitForWorkers(3, 60_000);
+    const job = await cluster.client.submit(spec);
+    for (let i = 0; (await cluster.client.job(job.id)).progress.step < 8 && i < 2000; i++)
+      await new Promise((r) => setTimeout(r, 20));
+    const joiners = JOINER_LIES.map((lie) => new LyingWorker(cluster.wsUrl, lie, counts));
+    await Promise.all(joiners.map((j) => j.join()));
+    const closes = await Promise.all([first, ...joiners].map((l) => within(l.closed, l.lie)));
+    const done = await cluster.client.waitForJob(job.id);
+
+    for (const [i, liar] of [first, ...joiners].entries()) {
+      expect(liar.lied, liar.lie).toBe(true); // it was a member and told its lie in-job
+      expect(errorCodeForClose(closes[i]!.code), `${liar.lie}: ${closes[i]!.reason}`).toBe(CLOSE_FOR_LIE[liar.lie]);
+    }
+    expect(first.stepsAnswered).toBeGreaterThan(0);
+    expect(done.state, done.reason).toBe('SUCCEEDED');
+    expect(done.history.map((h) => h.audit)).toEqual(
+      [0, 1].map((epoch) => ({ epoch, ok: true, seen: 2700, missing: 0, duplicated: 0 })),
+    );
+    expect(done.replicas.checks).toBeGreaterThan(0);
+    expect(done.replicas.divergences).toBe(0);
+    const log = (await cluster.client.logs(done.id)).map((l) => l.line).join('\n');
+    for (const liar of [first, ...joiners]) expect(log).toContain(CLOSE_FOR_LIE[liar.lie]);
+    const honest = (await cluster.client.workers()).filter((w) => w.name.startsWith('honest-'));
+    expect(honest.map((w) => w.stats!.samples > 0)).toEqual([true, true]);
+    expect(done.result!.testAccuracy).toBeGreaterThan(0.7);
   });
 });

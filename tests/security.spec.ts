@@ -7,15 +7,28 @@ import { RawWorker } from './helpers/raw-worker.js';
 
 const WORKER_TOKEN = 'w-secret-0123456789';
 const API_TOKEN = 'a-secret-9876543210';
+/** A worker token this coordinator does not accept (say, one rotated out): still a secret of the worker holding it. */
+const STALE_WORKER_TOKEN = 'w-stale-5555555555';
+/** Characters of a secret that, found anywhere in a log, count as a leak (a prefix or a fragment of it). */
+const LEAK_WINDOW = 8;
+/** The pieces of `secret` a log must not contain: each LEAK_WINDOW-character window of it. */
+const fragments = (secret: string) =>
+  Array.from({ length: secret.length - LEAK_WINDOW + 1 }, (_, i) => secret.slice(i, i + LEAK_WINDOW));
+const leaked = (text: string, secret: string) => fragments(secret).filter((f) => text.includes(f));
+
+/** Everything logged, so that a secret in any log line shows. */
+const VERBOSE = { GRADFLEET_LOG_LEVEL: 'trace' };
 
 function run(
   app: 'worker' | 'coordinator',
   args: string[],
   ms = 20_000,
+  env: NodeJS.ProcessEnv = {},
 ): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [join(ROOT, 'apps', app, 'dist/main.js'), ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
     });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -68,18 +81,25 @@ describe('authentication', () => {
   let client: GradfleetClient;
 
   beforeAll(async () => {
-    await cluster.startCoordinator(['--worker-token', WORKER_TOKEN, '--api-token', API_TOKEN]);
+    await cluster.startCoordinator(['--worker-token', WORKER_TOKEN, '--api-token', API_TOKEN], 0, VERBOSE);
     client = new GradfleetClient({ url: cluster.url, token: API_TOKEN });
   });
   afterAll(() => cluster.stop());
 
-  it('refuses workers without the worker token (401, counted); they exit saying what is missing', async () => {
-    for (const args of [[], ['--token', 'wrong']]) {
-      const { code, out } = await run('worker', ['--coordinator', cluster.wsUrl, '--backend', 'cpu', ...args]);
+  it('refuses workers without the worker token (401, counted); they exit saying what is missing, never echoing the token they hold', async () => {
+    for (const args of [[], ['--token', STALE_WORKER_TOKEN]]) {
+      const { code, out } = await run(
+        'worker',
+        ['--coordinator', cluster.wsUrl, '--backend', 'cpu', ...args],
+        20_000,
+        VERBOSE,
+      );
       expect(code).toBe(2);
       expect(out).toMatch(/missing or wrong worker token/);
-      expect(out).not.toContain(WORKER_TOKEN);
+      expect(out).toMatch(/"level":30/); // info lines were written (the default in tests is warn): the check below saw them
+      expect(leaked(out, STALE_WORKER_TOKEN)).toEqual([]);
     }
+    expect(leaked(cluster.log, STALE_WORKER_TOKEN)).toEqual([]);
     const metrics = await (await fetch(`${cluster.url}/metrics`)).text();
     expect(metrics).toMatch(/gradfleet_auth_failures_total\{kind="worker"\} [2-9]/);
   });
@@ -104,12 +124,20 @@ describe('authentication', () => {
     );
   });
 
-  it('trains with both tokens right', async () => {
+  it('trains with both tokens right; neither token appears in any log of the worker, the coordinator or the job', async () => {
     const data = await writeSmallMnist(1000, 200);
-    cluster.startWorker(['--token', WORKER_TOKEN]);
+    cluster.startWorker(['--token', WORKER_TOKEN], VERBOSE);
     await client.waitForWorkers(1);
     const done = await client.waitForJob((await client.submit({ dataset: data.dataset, epochs: 1 })).id);
     expect(done.state, done.reason).toBe('SUCCEEDED');
+    const logs = cluster.log; // stderr of the coordinator and the worker, every level
+    expect(logs).toMatch(/\[worker \d+\] [^\n]*"level":30/); // the worker's own info lines are in it
+    const jobLog = (await client.logs(done.id)).map((l) => l.line).join('\n');
+    for (const secret of [WORKER_TOKEN, API_TOKEN]) {
+      expect(leaked(logs, secret)).toEqual([]);
+      expect(leaked(jobLog, secret)).toEqual([]);
+      expect(leaked(JSON.stringify(await client.workers()), secret)).toEqual([]);
+    }
   });
 
   it('a coordinator on a non-loopback address refuses to start without tokens, and warns with --insecure', async () => {

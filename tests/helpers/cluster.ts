@@ -38,7 +38,7 @@ export class TestCluster {
   /** Extra environment of the coordinator process. */
   coordinatorEnv: NodeJS.ProcessEnv = {};
 
-  async startCoordinator(args: string[] = [], port = 0): Promise<ChildProcess> {
+  async startCoordinator(args: string[] = [], port = 0, env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
     const child = this.spawn(
       'coordinator',
       [
@@ -50,7 +50,7 @@ export class TestCluster {
         ...this.datasetRoots.flatMap((d) => ['--dataset-root', d]),
         ...args,
       ],
-      this.coordinatorEnv,
+      { ...this.coordinatorEnv, ...env },
     );
     this.url = await new Promise<string>((resolveUrl, reject) => {
       const timer = setTimeout(() => reject(new Error(`coordinator did not start:\n${this.logs.join('')}`)), 30_000);

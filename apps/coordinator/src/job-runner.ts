@@ -507,9 +507,10 @@ export class JobRunner extends JobRunnerCore {
             'UNEXPECTED_MESSAGE',
             'gradient on the control connection: this job uses the data plane',
           );
-        if (this.excused.get(m) === msg.step) {
-          // A straggler's late gradient: its slice was already given back.
-          if (msg.bucket + 1 >= this.reducer.plan.count) this.excused.delete(m);
+        const excusedUpTo = this.excused.get(m);
+        if (excusedUpTo !== undefined && msg.step <= excusedUpTo) {
+          // A straggler's late gradient (of this or an earlier excused step): its slice was already given back.
+          if (msg.step === excusedUpTo && msg.bucket + 1 >= this.reducer.plan.count) this.excused.delete(m);
           return;
         }
         const slice = this.pending.get(m);
@@ -540,7 +541,7 @@ export class JobRunner extends JobRunnerCore {
         break;
       }
       case 'gradient-sent': {
-        if (this.excused.get(m) === msg.step || msg.round < this.round) return; // late: the round went on without it
+        if ((this.excused.get(m) ?? -1) >= msg.step || msg.round < this.round) return; // late: the round went on without it
         const slice = this.pending.get(m);
         if (msg.round > this.round || msg.step !== this.stepNo)
           throw new ProtocolError('UNKNOWN_STEP', `gradient for round ${msg.round}, round in flight is ${this.round}`);

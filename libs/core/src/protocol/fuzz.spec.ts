@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeFrame } from './frame.js';
 import { decodeCoordinatorMessage, decodeWorkerMessage, encodeMessage } from './messages.js';
-import { ProtocolError } from './protocol-error.js';
+import { CLOSE_CODES, ProtocolError } from './protocol-error.js';
 
 /** Hostile inputs per property; `GRADFLEET_FUZZ_RUNS` raises it for a long run. */
 const RUNS = Number(process.env['GRADFLEET_FUZZ_RUNS'] ?? 40_000);
@@ -18,18 +18,54 @@ const valid = [
   encodeMessage({ t: 'heartbeat', numTensors: 3, numBytes: 12 }),
 ];
 
-/** The decoders either return a valid message or throw a ProtocolError: nothing else. */
-function decodesSafely(bytes: Uint8Array): void {
-  for (const decode of [decodeWorkerMessage, decodeCoordinatorMessage]) {
+/**
+ * The decoders either return a message or throw the documented ProtocolError with one of
+ * the documented codes: anything else (a TypeError or RangeError from inside a decoder, a
+ * ProtocolError with an unknown code) fails the property.
+ */
+function decodesSafely(
+  bytes: Uint8Array,
+  decoders: ((bytes: Uint8Array) => unknown)[] = [decodeWorkerMessage, decodeCoordinatorMessage],
+): void {
+  for (const decode of decoders) {
     try {
       decode(bytes);
     } catch (err) {
-      if (!(err instanceof ProtocolError)) throw err;
+      if (!(err instanceof ProtocolError))
+        throw new Error(`${decode.name} threw ${String(err)} instead of a ProtocolError`, { cause: err });
+      if (!Object.hasOwn(CLOSE_CODES, err.code) || err.closeCode !== CLOSE_CODES[err.code])
+        throw new Error(`${decode.name} threw a ProtocolError with an undocumented code ${err.code}`);
     }
   }
 }
 
+/** A frame of `header` and `payload`, or undefined when the encoder refuses the header's values. */
+function encodeOrRefuse(header: Record<string, unknown>, payload: Uint8Array): Uint8Array | undefined {
+  try {
+    return encodeFrame(header, payload);
+  } catch (err) {
+    if (err instanceof RangeError || err instanceof TypeError) return undefined; // encoder refusing odd values is fine
+    throw err;
+  }
+}
+
 describe('decoder fuzzing', () => {
+  it('counts a TypeError or RangeError from a decoder as a failure, only a coded ProtocolError as a refusal', () => {
+    const throwing = (err: Error) => [
+      function crashingDecoder(): never {
+        throw err;
+      },
+    ];
+    const bytes = new Uint8Array(4);
+    expect(() => decodesSafely(bytes, throwing(new TypeError('x is undefined')))).toThrow(
+      /crashingDecoder threw TypeError/,
+    );
+    expect(() => decodesSafely(bytes, throwing(new RangeError('offset')))).toThrow(/threw RangeError/);
+    expect(() => decodesSafely(bytes, throwing(new ProtocolError('MALFORMED_FRAME', 'bad')))).not.toThrow();
+    const uncoded = Object.assign(new ProtocolError('MALFORMED_FRAME', 'bad'), { code: 'NOPE' });
+    expect(() => decodesSafely(bytes, throwing(uncoded))).toThrow(/undocumented code NOPE/);
+  });
+
   it(`survives ${RUNS} random byte strings`, () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 512 }), (b) => decodesSafely(b)),
@@ -76,11 +112,8 @@ describe('decoder fuzzing', () => {
     );
     fc.assert(
       fc.property(header, fc.uint8Array({ maxLength: 64 }), (h, payload) => {
-        try {
-          decodesSafely(encodeFrame(h, payload));
-        } catch (err) {
-          if (!(err instanceof RangeError || err instanceof TypeError)) throw err; // encoder refusing odd values is fine
-        }
+        const frame = encodeOrRefuse(h, payload);
+        if (frame) decodesSafely(frame); // a decoder's TypeError or RangeError fails the property
       }),
       { numRuns: RUNS },
     );

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EpochSampler, splitBatch } from './epoch-sampler.js';
+import { EpochSampler, splitBatch, type SamplerState } from './epoch-sampler.js';
 import { epochPermutation } from './prng.js';
 
 /** Runs one epoch with `world` workers at global batch `batch`; returns how often each index was used. */
@@ -119,6 +119,40 @@ describe('EpochSampler', () => {
     expect(new Set([...first, ...rest]).size).toBe(300);
     expect(first.length + rest.length).toBe(300);
     expect(b.audit().ok).toBe(true);
+  });
+
+  it('audits a resume from what was really trained: a skipped or repeated stretch fails it', () => {
+    const trainToCheckpoint = () => {
+      const a = new EpochSampler({ size: 300, seed: 5 });
+      a.beginEpoch(1);
+      for (let k = 0; k < 3; k++) a.complete(a.take(40));
+      a.giveBack(a.take(40));
+      return JSON.parse(JSON.stringify(a.state())) as SamplerState; // as written to state.json
+    };
+    const finish = (state: SamplerState) => {
+      const b = new EpochSampler({ size: 300, seed: 5 });
+      b.beginEpoch(1, state);
+      while (!b.epochComplete) b.complete(b.take(40));
+      return b.audit();
+    };
+    expect(finish(trainToCheckpoint())).toMatchObject({ ok: true, seen: 300, missing: 0, duplicated: 0 });
+    const skipped = trainToCheckpoint();
+    expect(finish({ ...skipped, cursor: skipped.cursor + 40 })).toMatchObject({ ok: false, missing: 40 });
+    const repeated = trainToCheckpoint();
+    expect(finish({ ...repeated, cursor: repeated.cursor - 40 })).toMatchObject({ ok: false, duplicated: 40 });
+    const again = trainToCheckpoint();
+    expect(finish({ ...again, repeated: [again.retry[0]!] })).toMatchObject({ ok: false, duplicated: 1 });
+  });
+
+  it('refuses a checkpointed bitmap of another training set size, saying what to do', () => {
+    const a = new EpochSampler({ size: 300, seed: 5 });
+    a.beginEpoch(0);
+    a.complete(a.take(40));
+    const b = new EpochSampler({ size: 200, seed: 5 });
+    expect(() => b.beginEpoch(0, a.state())).toThrow(
+      /does not fit a training set of 200 examples; resume with the same/,
+    );
+    expect(() => a.beginEpoch(0, { ...a.state(), repeated: [300] })).toThrow(RangeError);
   });
 
   it('flags a repeated index in the audit', () => {

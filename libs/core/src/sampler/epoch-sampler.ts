@@ -7,6 +7,15 @@ export interface SamplerState {
   cursor: number;
   /** Indices handed out whose gradients never arrived; served before the cursor moves. */
   retry: number[];
+  /**
+   * The epoch's examples really trained so far: a bitmap (bit `i % 8` of byte `i / 8` is
+   * index i), base64. The audit after a resume counts from it rather than from the cursor,
+   * so a resume that skips or repeats examples fails the audit. Absent in checkpoints
+   * written before it existed: those resume with everything before the cursor counted once.
+   */
+  used?: string;
+  /** Indices trained more than once so far (normally empty), kept for the audit. */
+  repeated?: number[];
 }
 
 export interface SamplerOptions {
@@ -70,10 +79,27 @@ export class EpochSampler {
     this.retry = [...(resume?.retry ?? [])];
     this.inFlight = 0;
     this.counts.fill(0);
-    // Indices before the cursor (and not in the retry queue) were used before the checkpoint.
-    if (resume) {
+    if (resume?.used !== undefined) this.restoreCounts(resume.used, resume.repeated ?? []);
+    else if (resume) {
+      // Older checkpoints: indices before the cursor (and not in the retry queue) count as used once.
       for (let i = 0; i < this.cursor; i++) this.counts[this.perm[i]!] = 1;
       for (const idx of this.retry) this.counts[idx] = 0;
+    }
+  }
+
+  private restoreCounts(used: string, repeated: readonly number[]): void {
+    const bytes = Math.ceil(this.size / 8);
+    // base64 of `bytes` bytes is 4 * ceil(bytes / 3) characters: checked before decoding.
+    if (used.length !== 4 * Math.ceil(bytes / 3))
+      throw new RangeError(
+        `checkpointed sampler bitmap does not fit a training set of ${this.size} examples; resume with the same dataset and validationSplit`,
+      );
+    const bitmap = Buffer.from(used, 'base64');
+    for (let i = 0; i < this.size; i++) this.counts[i] = (bitmap[i >> 3]! >> (i & 7)) & 1;
+    for (const idx of repeated) {
+      if (!Number.isSafeInteger(idx) || idx < 0 || idx >= this.size)
+        throw new RangeError(`checkpointed sampler index ${idx} is outside the training set of ${this.size}`);
+      this.counts[idx] = 2;
     }
   }
 
@@ -121,8 +147,22 @@ export class EpochSampler {
     return this.cursor - this.retry.length - this.inFlight;
   }
 
+  /** The position and the examples trained so far (call at a step boundary, nothing in flight). */
   state(): SamplerState {
-    return { epoch: this.epochNo, cursor: this.cursor, retry: [...this.retry] };
+    const bitmap = Buffer.alloc(Math.ceil(this.size / 8));
+    const repeated: number[] = [];
+    for (let i = 0; i < this.size; i++) {
+      const c = this.counts[i]!;
+      if (c > 0) bitmap[i >> 3]! |= 1 << (i & 7);
+      if (c > 1) repeated.push(i);
+    }
+    return {
+      epoch: this.epochNo,
+      cursor: this.cursor,
+      retry: [...this.retry],
+      used: bitmap.toString('base64'),
+      repeated,
+    };
   }
 
   /** Exactly-once audit of the current epoch (call when `epochComplete`). */
