@@ -150,6 +150,7 @@ export class JobRunner extends JobRunnerCore {
    */
   private async integrate(): Promise<void> {
     const job = this.job;
+    await this.verifyReplicas();
     for (;;) {
       this.checkAlive();
       const ready = [...this.joining].filter((m) => this.ready.has(m));
@@ -369,16 +370,23 @@ export class JobRunner extends JobRunnerCore {
   private encodeUpdate(checksum: boolean): { frame: Buffer; done: () => void }[] {
     const { plan, codec } = this.reducer;
     const header = { t: 'update' as const, jobId: this.job.id, step: this.stepNo, checksum };
+    if (checksum)
+      this.checks.expect(
+        this.stepNo,
+        [...this.members].map((m) => m.id),
+      );
     return Array.from({ length: plan.count }, (_, b) => {
       const values = this.reducer.finishBucket(b, this.stepTotals.samples);
       if (codec.sparse) {
         const { frame, payload } = allocFrame({ ...header, bucket: b }, codec.updateBytes(values));
         codec.encodeUpdate(values, payload);
+        this.checks.updateSent(this.stepNo, b, payload);
         return { frame, done: () => undefined };
       }
       const pool = this.updates[b]!;
       const writer = pool.acquire();
       codec.encodeUpdate(values, writer.payload);
+      this.checks.updateSent(this.stepNo, b, writer.payload);
       return { frame: writer.frame({ ...header, bucket: b }), done: pool.releaseAfter(writer, this.members.size) };
     });
   }
@@ -481,8 +489,8 @@ export class JobRunner extends JobRunnerCore {
         break;
       }
       case 'checksum':
-        this.checks.record(m.id, msg.step, msg.hash, msg.sum);
-        return;
+        this.checks.record(m.id, msg.step, msg.hash, msg.sum, msg.stream);
+        break;
       case 'failure':
         this.log.error({ worker: m.id, message: msg.message }, 'worker failed');
         this.refusals++;

@@ -227,6 +227,12 @@ export class Replica {
     return stats;
   }
 
+  /** TEST ONLY (`TestFaults`): adds `delta` to every value of the first trainable weight. */
+  perturb(delta: number): void {
+    const v = this.vars[0]!;
+    tf.tidy(() => v.assign(tf.add(v, delta)));
+  }
+
   /** Bit-exact checksum of the trainable weights (replica consistency check). */
   checksum(): { hash: string; sum: number } {
     return weightsChecksum(this.vars.map((v) => v.dataSync() as Float32Array));

@@ -14,11 +14,13 @@ import {
   type CoordinatorMessage,
   type Logger,
   type WorkerMessageInput,
+  UpdateStreamHash,
 } from '@gradfleet/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { GradientWire } from './gradient-wire.js';
 import { DataCache } from './remote-data.js';
 import { Replica } from './replica.js';
+import { TestFaults } from './test-faults.js';
 import type { WorkerMetrics } from './worker-metrics.js';
 
 export interface WorkerSessionOptions {
@@ -50,6 +52,9 @@ export class WorkerSession {
   private replica: Replica | undefined;
   private jobId: string | undefined;
   private wire: GradientWire | undefined;
+  /** Chain of the update bytes applied since the last checksum report; undefined when the job checks nothing. */
+  private stream: UpdateStreamHash | undefined;
+  private readonly faults: TestFaults | undefined;
   private timings = { compute: 0, apply: 0, steps: 0 };
   /** Time spent applying the last update, reported with the next gradient, in ms. */
   private lastApplyMs = 0;
@@ -65,6 +70,7 @@ export class WorkerSession {
   readonly done = new Promise<number>((r) => (this.resolveDone = r));
 
   constructor(private readonly options: WorkerSessionOptions) {
+    this.faults = TestFaults.fromEnv(process.env, options.logger);
     this.datasets = new DataCache(
       options.coordinator.replace(/\/+$/, '').replace(/^ws(s?):/, 'http$1:'),
       options.token,
@@ -205,6 +211,7 @@ export class WorkerSession {
         if (this.jobId !== msg.jobId) return replica.dispose();
         this.replica = replica;
         this.wire = new GradientWire(replica.paramCount, spec);
+        this.stream = spec.checksumEverySteps > 0 ? new UpdateStreamHash() : undefined;
         this.timings = { compute: 0, apply: 0, steps: 0 };
         this.options.logger.info(
           { jobId: msg.jobId, rank: msg.rank, worldSize: msg.worldSize, params: replica.paramCount },
@@ -242,17 +249,31 @@ export class WorkerSession {
       case 'update': {
         const replica = this.requireJob(msg.jobId);
         const t0 = performance.now();
+        this.faults?.corruptUpdate(msg.step, msg.bucket, payload);
+        this.stream?.add(msg.step, msg.bucket, payload); // the bytes this replica applies, for the replica check
         const mean = this.wire!.receive(msg.bucket, payload);
         if (!mean) return;
+        this.stream?.endStep();
         replica.applyUpdate(mean);
+        if (this.faults?.corruptWeights(msg.step)) replica.perturb(1e-3);
         this.lastApplyMs = performance.now() - t0;
         this.timings.apply += this.lastApplyMs;
         this.options.metrics.apply.observe(this.lastApplyMs / 1000);
-        if (msg.checksum) this.send({ t: 'checksum', jobId: msg.jobId, step: msg.step, ...replica.checksum() });
+        if (msg.checksum) {
+          const stream = this.stream?.take();
+          this.send({
+            t: 'checksum',
+            jobId: msg.jobId,
+            step: msg.step,
+            ...replica.checksum(),
+            ...(stream ? { stream } : {}),
+          });
+        }
         return;
       }
       case 'load-state': {
         await this.requireJob(msg.jobId).loadState(float32View(payload), msg.optimizer);
+        this.stream?.reset(); // a new state: the next report covers the updates applied from here
         this.options.logger.info({ jobId: msg.jobId, step: msg.step }, 'took the state of a live replica');
         return;
       }

@@ -62,6 +62,8 @@ export interface ReplicaReport {
   divergences: number;
   lastStep?: number;
   lastHash?: string;
+  /** Times the job rolled back to its last checkpoint because no majority of replicas agreed. */
+  rollbacks?: number;
 }
 
 /** A job as the API reports it. */
