@@ -51,3 +51,21 @@ export class TestFaults {
     return true;
   }
 }
+
+/**
+ * TEST ONLY: `GRADFLEET_TEST_SLOW_MS_PER_EXAMPLE=N` makes every gradient and evaluation
+ * chunk busy-wait N ms per example on the worker's thread, like a slow device would
+ * (tests/long-steps.spec.ts). Never set it in production.
+ */
+export function testSlowdown(env: NodeJS.ProcessEnv, log: Logger): ((examples: number) => void) | undefined {
+  const raw = env['GRADFLEET_TEST_SLOW_MS_PER_EXAMPLE'];
+  if (raw === undefined || raw === '') return undefined;
+  const ms = Number(raw);
+  if (!Number.isFinite(ms) || ms <= 0)
+    throw new Error('GRADFLEET_TEST_SLOW_MS_PER_EXAMPLE must be a positive number of ms (a test-only setting)');
+  log.warn({ msPerExample: ms }, 'TEST-ONLY slowdown is on: this worker busy-waits in every computation');
+  return (examples) => {
+    const until = performance.now() + ms * examples;
+    while (performance.now() < until); // synchronous on purpose: a busy device blocks the thread
+  };
+}

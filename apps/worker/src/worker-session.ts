@@ -20,7 +20,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { GradientWire } from './gradient-wire.js';
 import { DataCache } from './remote-data.js';
 import { Replica } from './replica.js';
-import { TestFaults } from './test-faults.js';
+import { TestFaults, testSlowdown } from './test-faults.js';
 import type { WorkerMetrics } from './worker-metrics.js';
 
 export interface WorkerSessionOptions {
@@ -40,6 +40,12 @@ export interface WorkerSessionOptions {
   maxReconnectDelayMs?: number;
 }
 
+/**
+ * Longest a compute chunk may run, as a fraction of the heartbeat timeout: the silence a
+ * peer sees is at most one heartbeat interval plus one chunk, well under the timeout.
+ */
+const CHUNK_BUDGET_OF_TIMEOUT = 0.25;
+
 /** Close codes after which reconnecting cannot help: the worker exits instead. */
 const FATAL_CLOSE_CODES = new Set<number>([CLOSE_CODES.UNSUPPORTED_PROTOCOL_VERSION]);
 
@@ -55,6 +61,7 @@ export class WorkerSession {
   /** Chain of the update bytes applied since the last checksum report; undefined when the job checks nothing. */
   private stream: UpdateStreamHash | undefined;
   private readonly faults: TestFaults | undefined;
+  private readonly slowdown: ((examples: number) => void) | undefined;
   private timings = { compute: 0, apply: 0, steps: 0 };
   /** Time spent applying the last update, reported with the next gradient, in ms. */
   private lastApplyMs = 0;
@@ -71,6 +78,7 @@ export class WorkerSession {
 
   constructor(private readonly options: WorkerSessionOptions) {
     this.faults = TestFaults.fromEnv(process.env, options.logger);
+    this.slowdown = testSlowdown(process.env, options.logger);
     this.datasets = new DataCache(
       options.coordinator.replace(/\/+$/, '').replace(/^ws(s?):/, 'http$1:'),
       options.token,
@@ -209,6 +217,9 @@ export class WorkerSession {
         const data = await this.datasets.get(msg.data, spec.dataset === 'mnist');
         const replica = await Replica.create(spec, msg.layout, values, data, msg.optimizer);
         if (this.jobId !== msg.jobId) return replica.dispose();
+        replica.onChunk = this.slowdown;
+        replica.pacer.budgetMs = Math.min(replica.pacer.budgetMs, this.timeoutMs * CHUNK_BUDGET_OF_TIMEOUT);
+        replica.probe();
         this.replica = replica;
         this.wire = new GradientWire(replica.paramCount, spec);
         this.stream = spec.checksumEverySteps > 0 ? new UpdateStreamHash() : undefined;
@@ -224,7 +235,7 @@ export class WorkerSession {
         const replica = this.requireJob(msg.jobId);
         const wire = this.wire!;
         const t0 = performance.now();
-        const stats = replica.computeGradient(uint32View(payload), wire.gradient);
+        const stats = await replica.computeGradient(uint32View(payload), wire.gradient);
         const computeMs = performance.now() - t0;
         this.timings.compute += computeMs;
         this.timings.steps++;
@@ -278,7 +289,7 @@ export class WorkerSession {
         return;
       }
       case 'evaluate': {
-        const stats = this.requireJob(msg.jobId).evaluate(msg.split, msg.start, msg.end);
+        const stats = await this.requireJob(msg.jobId).evaluate(msg.split, msg.start, msg.end);
         this.send({ t: 'eval-result', jobId: msg.jobId, requestId: msg.requestId, ...stats });
         return;
       }
