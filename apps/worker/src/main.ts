@@ -4,7 +4,8 @@ import { BackendUnavailableError, createLogger, selectBackend, type BackendPrefe
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { registerGpuMetrics } from './gpu-metrics.js';
-import { FATAL_EXIT_CODE, GpuSupervisor } from './gpu-supervisor.js';
+import { EXIT_CODES } from './exit-codes.js';
+import { GpuSupervisor } from './gpu-supervisor.js';
 import { GpuDiscoveryError, queryGpus, selectGpus } from './nvidia-smi.js';
 import { WorkerMetrics } from './worker-metrics.js';
 import { WorkerSession } from './worker-session.js';
@@ -64,12 +65,27 @@ const opts = program.opts<{
   tokenFile?: string;
   ca?: string;
 }>();
+const logger = createLogger('worker');
+
+/** Reads a file named by an option; a failure exits with `EXIT_CODES.CONFIG` (a restart cannot fix it). */
+function readOptionFile(option: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    logger.error(
+      { code: (err as NodeJS.ErrnoException).code },
+      `${option} ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}); check the path and its permissions`,
+    );
+    process.exit(EXIT_CODES.CONFIG);
+  }
+}
+
 const token =
   opts.token ??
   (opts.tokenFile
-    ? readFileSync(opts.tokenFile, 'utf8').trim()
+    ? readOptionFile('--token-file', opts.tokenFile).toString('utf8').trim()
     : process.env['GRADFLEET_WORKER_TOKEN']?.trim() || undefined);
-const logger = createLogger('worker');
+const ca = opts.ca ? readOptionFile('--ca', opts.ca) : undefined;
 
 if (opts.gpus !== undefined) process.exit(await superviseGpus(opts.gpus));
 
@@ -94,7 +110,7 @@ async function superviseGpus(spec: string): Promise<number> {
   } catch (err) {
     if (!(err instanceof GpuDiscoveryError)) throw err;
     logger.error({ code: err.code }, err.message);
-    return FATAL_EXIT_CODE;
+    return EXIT_CODES.REFUSED;
   }
 }
 
@@ -126,14 +142,18 @@ try {
     metrics,
     name,
     token,
-    ...(opts.ca ? { ca: readFileSync(opts.ca) } : {}),
+    ...(ca ? { ca } : {}),
   });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => session.stop());
   session.start();
   process.exitCode = await session.done;
   metrics.close();
 } catch (err) {
-  if (err instanceof BackendUnavailableError) logger.error({ code: err.code }, err.message);
-  else logger.error({ err }, 'worker failed');
-  process.exitCode = 1;
+  if (err instanceof BackendUnavailableError) {
+    logger.error({ code: err.code }, err.message);
+    process.exitCode = EXIT_CODES.BACKEND_UNAVAILABLE;
+  } else {
+    logger.error({ err }, 'worker failed');
+    process.exitCode = EXIT_CODES.CRASHED;
+  }
 }

@@ -17,6 +17,7 @@ import {
   UpdateStreamHash,
 } from '@gradfleet/core';
 import * as tf from '@tensorflow/tfjs-core';
+import { EXIT_CODES } from './exit-codes.js';
 import { GradientWire } from './gradient-wire.js';
 import { DataCache } from './remote-data.js';
 import { Replica } from './replica.js';
@@ -109,7 +110,7 @@ export class WorkerSession {
           'the coordinator refused this worker: missing or wrong worker token (--token, --token-file or GRADFLEET_WORKER_TOKEN)',
         );
         this.stopped = true;
-        this.resolveDone(2);
+        this.resolveDone(EXIT_CODES.REFUSED);
       } else {
         log.warn({ status: res.statusCode }, 'the coordinator refused the connection');
       }
@@ -162,7 +163,7 @@ export class WorkerSession {
     if (this.stopped) return this.resolveDone(0);
     if (FATAL_CLOSE_CODES.has(code)) {
       log.error({ code, reason }, 'coordinator refused this worker; not reconnecting');
-      return this.resolveDone(2);
+      return this.resolveDone(EXIT_CODES.REFUSED);
     }
     const base = this.options.reconnectDelayMs ?? 250;
     const max = this.options.maxReconnectDelayMs ?? 10_000;
