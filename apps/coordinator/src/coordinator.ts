@@ -30,6 +30,8 @@ export interface CoordinatorOptions {
   heartbeatIntervalMs?: number;
   /** @defaultValue DEFAULT_HEARTBEAT_TIMEOUT_MS */
   heartbeatTimeoutMs?: number;
+  /** How long a finished job's metric series stay on `/metrics`, in ms. @defaultValue DEFAULT_JOB_SERIES_GRACE_MS */
+  jobSeriesGraceMs?: number;
   /** @defaultValue DEFAULT_HANDSHAKE_TIMEOUT_MS */
   handshakeTimeoutMs?: number;
   /** Where jobs, checkpoints, datasets and models are kept. @defaultValue './.gradfleet' */
@@ -68,6 +70,7 @@ export class Coordinator {
 
   constructor(private readonly options: CoordinatorOptions) {
     const log = options.logger;
+    if (options.jobSeriesGraceMs !== undefined) this.metrics.jobSeriesGraceMs = options.jobSeriesGraceMs;
     const dataDir = options.dataDir ?? '.gradfleet';
     this.store = new JobStore(dataDir);
     const ingest = new DatasetIngest(dataDir, options.maxUploadBytes);

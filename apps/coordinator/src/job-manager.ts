@@ -162,8 +162,10 @@ export class JobManager {
 
   cancel(id: string, reason = 'cancelled by user'): JobStatus {
     const job = this.get(id);
-    if (job.state === 'QUEUED' || job.state === 'PAUSED') job.transition('CANCELLED', reason);
-    else this.runners.get(id)?.cancel(reason);
+    if (job.state === 'QUEUED' || job.state === 'PAUSED') {
+      job.transition('CANCELLED', reason);
+      this.metrics.retireJob(job.id);
+    } else this.runners.get(id)?.cancel(reason);
     return job.status;
   }
 
@@ -235,6 +237,7 @@ export class JobManager {
           await runner.run(paused ? await job.checkpoints.latest() : undefined);
         } finally {
           this.runners.delete(job.id);
+          if (TERMINAL_STATES.includes(job.state)) this.metrics.retireJob(job.id);
           this.schedule();
         }
       })();

@@ -12,6 +12,7 @@ import {
 import { resolveToken } from './auth.js';
 import { Coordinator } from './coordinator.js';
 import { DEFAULT_MAX_DATASET_BYTES } from './dataset-ingest.js';
+import { DEFAULT_JOB_SERIES_GRACE_MS } from './metrics.js';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -45,6 +46,12 @@ const program = new Command('gradfleet coordinator')
     'declare a silent worker dead after this long',
     int('--heartbeat-timeout-ms'),
     DEFAULT_HEARTBEAT_TIMEOUT_MS,
+  )
+  .option(
+    '--job-metrics-grace-ms <n>',
+    'keep a finished job’s metric series this long (Prometheus scrapes the final values), then remove them',
+    int('--job-metrics-grace-ms'),
+    DEFAULT_JOB_SERIES_GRACE_MS,
   )
   .option(
     '--data-dir <dir>',
@@ -96,6 +103,7 @@ const opts = program.opts<
     maxMessageBytes: number;
     heartbeatIntervalMs: number;
     heartbeatTimeoutMs: number;
+    jobMetricsGraceMs: number;
     announce?: boolean;
     dataDir: string;
     maxUploadBytes: number;
@@ -117,6 +125,7 @@ await tf.setBackend('cpu');
 
 const coordinator = new Coordinator({
   ...opts,
+  jobSeriesGraceMs: opts.jobMetricsGraceMs,
   workerToken: resolveToken(opts.workerToken, opts.workerTokenFile, process.env['GRADFLEET_WORKER_TOKEN']),
   apiToken: resolveToken(opts.apiToken, opts.apiTokenFile, process.env['GRADFLEET_API_TOKEN']),
   tls: tlsFiles(opts.tlsCert, opts.tlsKey),
