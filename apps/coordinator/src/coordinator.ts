@@ -17,6 +17,7 @@ import { createApiHandler } from './http-api.js';
 import { JobManager } from './job-manager.js';
 import { JobStore } from './job-store.js';
 import { CoordinatorMetrics } from './metrics.js';
+import { CoordinatorStartError, listenError } from './start-error.js';
 import { WorkerConnection } from './worker-connection.js';
 
 export interface CoordinatorOptions {
@@ -120,6 +121,9 @@ export class Coordinator {
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
       maxMessagesPerSecond: options.maxMessagesPerSecond ?? 5_000,
     };
+    // The WebSocket server re-emits the HTTP server's errors; `listen()` reports those (a
+    // listener here keeps an EADDRINUSE from becoming an uncaught exception first).
+    this.wss.on('error', (err) => log.debug({ err: err.message }, 'server error (reported by listen)'));
     this.wss.on('connection', (ws, req) => {
       const conn = new WorkerConnection(ws, req, connOptions, this.metrics, log);
       this.connections.add(conn);
@@ -133,7 +137,8 @@ export class Coordinator {
     const { host = '127.0.0.1', port = 7070 } = this.options;
     if (!isLoopback(host) && !this.auth.secured) {
       if (!this.options.insecure) {
-        throw new Error(
+        throw new CoordinatorStartError(
+          'INSECURE_WITHOUT_TOKENS',
           `refusing to serve ${host} without tokens: set --worker-token and --api-token (or GRADFLEET_WORKER_TOKEN / GRADFLEET_API_TOKEN), or pass --insecure on a trusted network`,
         );
       }
@@ -144,7 +149,7 @@ export class Coordinator {
     }
     await this.jobs.restore();
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
+      this.server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, host, port)));
       this.server.listen(port, host, () => resolve());
     });
     const addr = this.server.address() as AddressInfo;

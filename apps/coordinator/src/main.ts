@@ -11,6 +11,7 @@ import {
 } from '@gradfleet/core';
 import { resolveToken } from './auth.js';
 import { Coordinator } from './coordinator.js';
+import { CoordinatorStartError } from './start-error.js';
 import { DEFAULT_MAX_DATASET_BYTES } from './dataset-ingest.js';
 import { DEFAULT_JOB_SERIES_GRACE_MS } from './metrics.js';
 
@@ -136,13 +137,8 @@ try {
   logger.info({ url: url.href }, 'coordinator listening');
   if (opts.announce) process.stdout.write(`GRADFLEET_LISTENING ${url.href}\n`);
 } catch (err) {
-  const msg = (err as Error).message;
-  logger.error(
-    { err: msg },
-    msg.startsWith('refusing')
-      ? msg
-      : `cannot listen on ${opts.host}:${opts.port}; is another coordinator running? Use --port`,
-  );
+  if (err instanceof CoordinatorStartError) logger.error({ code: err.code }, err.message);
+  else logger.error({ err: (err as Error).message }, 'the coordinator could not start');
   process.exit(1);
 }
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
