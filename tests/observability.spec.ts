@@ -107,7 +107,10 @@ scrape_configs:
     for (let i = 0; i < 100 && (await cluster.client.workers()).some((w) => w.state === 'BUSY'); i++)
       await new Promise((r) => setTimeout(r, 100));
     const count = async () =>
-      (await (await fetch(`${cluster.url}/metrics`)).text()).split('\n').filter((l) => l.startsWith('gradfleet_'))
+      (await (await fetch(`${cluster.url}/metrics`)).text())
+        .split('\n')
+        // This job's series and the unlabelled ones: earlier jobs' series go after their grace period.
+        .filter((l) => l.startsWith('gradfleet_') && (!l.includes('job_id="') || l.includes(`job_id="${job.id}"`)))
         .length;
     const job = await cluster.client.submit({ dataset: data.dataset, epochs: 5, batchSize: 8, minWorkers: 2 });
     const waitFor = async (ok: (j: Awaited<ReturnType<typeof cluster.client.job>>) => boolean) => {

@@ -20,6 +20,7 @@ import { JobManager } from './job-manager.js';
 import { JobStore } from './job-store.js';
 import { CoordinatorMetrics } from './metrics.js';
 import { ShardPool, defaultReducerThreads } from './shard-pool.js';
+import { CoordinatorStartError, listenError } from './start-error.js';
 import { WorkerConnection } from './worker-connection.js';
 
 export interface CoordinatorOptions {
@@ -33,6 +34,8 @@ export interface CoordinatorOptions {
   heartbeatIntervalMs?: number;
   /** @defaultValue DEFAULT_HEARTBEAT_TIMEOUT_MS */
   heartbeatTimeoutMs?: number;
+  /** How long a finished job's metric series stay on `/metrics`, in ms. @defaultValue DEFAULT_JOB_SERIES_GRACE_MS */
+  jobSeriesGraceMs?: number;
   /** @defaultValue DEFAULT_HANDSHAKE_TIMEOUT_MS */
   handshakeTimeoutMs?: number;
   /** Where jobs, checkpoints, datasets and models are kept. @defaultValue './.gradfleet' */
@@ -88,6 +91,7 @@ export class Coordinator {
 
   constructor(private readonly options: CoordinatorOptions) {
     const log = options.logger;
+    if (options.jobSeriesGraceMs !== undefined) this.metrics.jobSeriesGraceMs = options.jobSeriesGraceMs;
     const dataDir = options.dataDir ?? '.gradfleet';
     this.store = new JobStore(dataDir);
     const ingest = new DatasetIngest(dataDir, {
@@ -159,6 +163,9 @@ export class Coordinator {
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
       maxMessagesPerSecond: options.maxMessagesPerSecond ?? 5_000,
     };
+    // The WebSocket server re-emits the HTTP server's errors; `listen()` reports those (a
+    // listener here keeps an EADDRINUSE from becoming an uncaught exception first).
+    this.wss.on('error', (err) => log.debug({ err: err.message }, 'server error (reported by listen)'));
     this.wss.on('connection', (ws, req) => {
       const conn = new WorkerConnection(ws, req, connOptions, this.metrics, log);
       this.connections.add(conn);
@@ -174,7 +181,8 @@ export class Coordinator {
     if (problem) throw new Error(problem);
     if (!isLoopback(host) && !this.auth.secured) {
       if (!this.options.insecure) {
-        throw new Error(
+        throw new CoordinatorStartError(
+          'INSECURE_WITHOUT_TOKENS',
           `refusing to serve ${host} without tokens: set --worker-token and --api-token (or GRADFLEET_WORKER_TOKEN / GRADFLEET_API_TOKEN), or pass --insecure on a trusted network`,
         );
       }
@@ -185,7 +193,8 @@ export class Coordinator {
     }
     if (!isLoopback(host) && !this.options.tls) {
       if (!this.options.insecure) {
-        throw new Error(
+        throw new CoordinatorStartError(
+          'INSECURE_PLAINTEXT',
           `refusing to serve ${host} over plaintext: tokens and job data would cross the network readable; give --tls-cert and --tls-key, or pass --insecure on a trusted network (or behind a TLS proxy)`,
         );
       }
@@ -206,14 +215,20 @@ export class Coordinator {
           helloTimeoutMs: this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
         },
         this.options.logger,
-      );
+      ).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EADDRINUSE') throw err;
+        throw new CoordinatorStartError(
+          'SHARD_ADDRESS_IN_USE',
+          `cannot listen on ${host}:${port + 1}-${port + threads} for the ${threads} reducer shard(s): a port is in use; choose another --port or fewer --reducer-threads`,
+        );
+      });
       this.jobs.shardPool = this.shardPool;
     }
     // Jobs are restored (models rebuilt) before any worker can connect and be scheduled.
     try {
       await this.jobs.restore();
       await new Promise<void>((resolve, reject) => {
-        this.server.once('error', reject);
+        this.server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, host, port)));
         this.server.listen(port, host, () => resolve());
       });
     } catch (err) {

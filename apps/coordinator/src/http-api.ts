@@ -6,6 +6,7 @@ import {
   InvalidDataError,
   InvalidJobSpecError,
   InvalidModelError,
+  JOB_STATES,
   TERMINAL_STATES,
   type JobState,
   type Logger,
@@ -22,7 +23,6 @@ import type { CoordinatorMetrics } from './metrics.js';
 export const MAX_JOB_SPEC_BYTES = 4 * 1024 * 1024;
 /** How often an event stream checks its job for changes, in ms. */
 const EVENT_POLL_MS = 250;
-const STATES: readonly string[] = ['QUEUED', 'RUNNING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'CANCELLED'];
 
 export interface ApiContext {
   jobs: JobManager;
@@ -199,8 +199,8 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
   if (p[1] === 'jobs' && p.length === 2) {
     if (method === 'GET') {
       const state = url.searchParams.get('state')?.toUpperCase();
-      if (state && !STATES.includes(state))
-        throw new JobRequestError(400, 'INVALID_STATE', `state must be one of ${STATES.join(', ')}`);
+      if (state && !(JOB_STATES as readonly string[]).includes(state))
+        throw new JobRequestError(400, 'INVALID_STATE', `state must be one of ${JOB_STATES.join(', ')}`);
       return send(
         res,
         200,

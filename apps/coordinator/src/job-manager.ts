@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import {
   InvalidJobSpecError,
+  JOB_STATES,
   TERMINAL_STATES,
   parseJobSpec,
   type JobState,
@@ -29,8 +30,6 @@ export class JobRequestError extends Error {
     this.name = 'JobRequestError';
   }
 }
-
-const JOB_STATES: JobState[] = ['QUEUED', 'RUNNING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'CANCELLED'];
 
 /**
  * Jobs and workers. Scheduling policy, applied whenever a worker or a job comes or goes:
@@ -165,8 +164,14 @@ export class JobManager {
 
   cancel(id: string, reason = 'cancelled by user'): JobStatus {
     const job = this.get(id);
-    if (job.state === 'QUEUED' || job.state === 'PAUSED') job.transition('CANCELLED', reason);
-    else this.runners.get(id)?.cancel(reason);
+    // A job with a runner (running, or paused in place) is cancelled by its runner, which
+    // stops its workers; one without is cancelled here.
+    const runner = this.runners.get(id);
+    if (runner) runner.cancel(reason);
+    else if (job.state === 'QUEUED' || job.state === 'PAUSED') {
+      job.transition('CANCELLED', reason);
+      this.metrics.retireJob(job.id);
+    }
     return job.status;
   }
 
@@ -239,6 +244,7 @@ export class JobManager {
           await runner.run(paused ? await job.checkpoints.latest() : undefined);
         } finally {
           this.runners.delete(job.id);
+          if (TERMINAL_STATES.includes(job.state)) this.metrics.retireJob(job.id);
           this.schedule();
         }
       })();

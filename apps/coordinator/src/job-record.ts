@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { JobSpec, JobState, JobStatus } from '@gradfleet/core';
+import { TERMINAL_STATES, assertTransition, type JobSpec, type JobState, type JobStatus } from '@gradfleet/core';
 import { CheckpointStore } from './checkpoint-store.js';
 import type { PreparedDataset } from './dataset-ingest.js';
 import type { JobStore } from './job-store.js';
@@ -97,12 +97,14 @@ export class JobRecord {
     this.store.log(this.id, line);
   }
 
+  /** Moves the job to `state` (`JOB_TRANSITIONS`; anything else throws `IllegalTransitionError`), recorded with `reason`. */
   transition(state: JobState, reason: string): void {
+    assertTransition(this.id, this.status.state, state);
     const time = new Date().toISOString();
     this.status.state = state;
     this.status.events.push({ time, state, reason });
     if (state === 'RUNNING') this.status.startedAt ??= time;
-    if (state === 'SUCCEEDED' || state === 'FAILED' || state === 'CANCELLED') {
+    if (TERMINAL_STATES.includes(state)) {
       this.status.finishedAt = time;
       this.status.progress.phase = 'done';
       if (state !== 'SUCCEEDED') this.status.reason = reason;

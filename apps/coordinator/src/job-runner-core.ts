@@ -9,7 +9,8 @@ import {
 } from '@gradfleet/core';
 import { JobShards } from './job-shards.js';
 import type { ShardPool } from './shard-pool.js';
-import type { EpochTotals } from './job-checkpoint.js';
+import type { Checkpoint } from './checkpoint-store.js';
+import { startValues, type EpochTotals } from './job-checkpoint.js';
 import { ReplicaChecks } from './replica-checks.js';
 import type { JobRecord } from './job-record.js';
 import type { CoordinatorMetrics } from './metrics.js';
@@ -26,6 +27,18 @@ export class JobAbortedError extends Error {}
 
 /** Every worker of the job is gone: the job pauses and resumes from its last checkpoint. */
 export class NoWorkersError extends Error {}
+
+/**
+ * Replicas diverged and none can be trusted over another: like a job that lost its workers,
+ * it pauses and resumes from its last checkpoint (every replica reloads from it).
+ */
+export class ReplicaRollbackError extends NoWorkersError {}
+
+/**
+ * Rollbacks without a majority a job may take before it fails: a divergence that comes
+ * back after reloading a checkpoint points at a faulty machine, not a passing glitch.
+ */
+const MAX_REPLICA_ROLLBACKS = 3;
 
 /**
  * The state of a running job and the bookkeeping around its workers: membership (join,
@@ -64,6 +77,8 @@ export abstract class JobRunnerCore implements JobMessageHandler {
   protected phase: 'starting' | 'training' | 'collecting' = 'starting';
   protected lastFailure: string | undefined;
   protected refusals = 0;
+  /** A resync after a replica check is reading a healthy replica's state. */
+  private verifying = false;
   protected elapsed: () => number = () => 0;
   protected trainMs = 0;
   protected trainSamples = 0;
@@ -93,12 +108,18 @@ export abstract class JobRunnerCore implements JobMessageHandler {
       (_, b) => new FramePool(this.reducer.codec.gradientBytes(plan.length(b))),
     );
     this.telemetry = new StepTelemetry(metrics, job.id);
-    this.checks = new ReplicaChecks(job.status.replicas, metrics, job.id, this.log, (msg, worker) => {
-      job.status.events.push({ time: new Date().toISOString(), state: job.state, reason: msg });
-      job.log(`${msg}; resynchronising ${worker} from a healthy replica`);
-      const m = [...this.members].find((w) => w.id === worker);
-      if (m) this.resyncs.add(m);
-    });
+    this.checks = new ReplicaChecks(
+      job.status.replicas,
+      metrics,
+      job.id,
+      this.log,
+      (msg) => {
+        job.status.events.push({ time: new Date().toISOString(), state: job.state, reason: msg });
+        job.log(msg);
+      },
+      plan.count,
+      job.spec.checksumEverySteps > 0,
+    );
     for (const w of workers) {
       this.members.add(w);
       w.handler = this;
@@ -179,7 +200,53 @@ export abstract class JobRunnerCore implements JobMessageHandler {
     }
   }
 
+  /**
+   * Settles the pending replica checks before anything reads a replica's state or uses its
+   * gradient again: waits for every member's checksum of the checked step (up to
+   * `stepTimeoutMs`, then the silent worker is dropped), reloads the outvoted replicas from a
+   * healthy one, or rolls the job back to its last checkpoint when no replica can be trusted
+   * over another (`ReplicaChecks`).
+   */
+  protected async verifyReplicas(): Promise<void> {
+    if (this.verifying) return;
+    const ids = () => [...this.members].map((m) => m.id);
+    const timeoutMs = this.job.spec.stepTimeoutMs;
+    const deadline = Date.now() + timeoutMs;
+    while (this.checks.waitingFor(ids()).length > 0) {
+      this.checkAlive();
+      if (await this.signal.wait(deadline - Date.now()))
+        for (const m of [...this.members])
+          if (this.checks.waitingFor([m.id]).length > 0) this.drop(m, `no checksum within ${timeoutMs} ms`);
+    }
+    const verdict = this.checks.decide(ids());
+    if (verdict.rollback !== undefined) {
+      const report = this.job.status.replicas;
+      report.rollbacks = (report.rollbacks ?? 0) + 1;
+      if (report.rollbacks > MAX_REPLICA_ROLLBACKS)
+        throw new Error(
+          `replicas diverged without a majority ${report.rollbacks} times; failing the job rather than training on untrustworthy weights (check the workers' hardware, or run 3 or more workers so a majority can decide)`,
+        );
+      throw new ReplicaRollbackError(verdict.rollback);
+    }
+    const targets = [...this.members].filter((m) => verdict.resync.includes(m.id));
+    const sources = [...this.members].filter((m) => !verdict.resync.includes(m.id));
+    if (targets.length === 0 || sources.length === 0) return;
+    this.verifying = true;
+    try {
+      const { weights, optimizer, optimizerSpecs } = await this.fetchState(true, sources);
+      const values = startValues(this.model, { weights, optimizer } as Checkpoint);
+      for (const m of targets) {
+        if (!m.isOpen || !this.members.has(m)) continue;
+        m.send({ t: 'load-state', jobId: this.job.id, step: this.stepNo, optimizer: optimizerSpecs }, values);
+        this.job.log(`worker ${m.id} resynchronised from ${sources.map((w) => w.id).join(', ')}`);
+      }
+    } finally {
+      this.verifying = false;
+    }
+  }
+
   protected async evaluate(split: 'validation' | 'test', start: number, end: number): Promise<RangeStats> {
+    await this.verifyReplicas();
     this.scatter = new Scatter(split, start, end);
     return this.collect(this.scatter, (m, id, range) =>
       m.send({
@@ -219,6 +286,7 @@ export abstract class JobRunnerCore implements JobMessageHandler {
     withOptimizer: boolean,
     from?: WorkerConnection[],
   ): Promise<{ weights: Float32Array; optimizer: Float32Array; optimizerSpecs: TensorSpec[] }> {
+    await this.verifyReplicas();
     this.scatter = new Scatter('weights', 0, 1);
     const stats = await this.collect(
       this.scatter,

@@ -154,6 +154,7 @@ export class JobRunner extends JobRunnerCore {
    */
   private async integrate(): Promise<void> {
     const job = this.job;
+    await this.verifyReplicas();
     for (;;) {
       this.checkAlive();
       const ready = [...this.joining].filter((m) => this.ready.has(m));
@@ -350,6 +351,12 @@ export class JobRunner extends JobRunnerCore {
       contributors[m.id] = slice.length;
       this.roundSlices.set(m, slice);
     });
+    // Replicas may report their checksum before the shards' completion reaches this thread.
+    if (checksum)
+      this.checks.expect(
+        this.stepNo,
+        members.map((m) => m.id),
+      );
     this.shards!.begin({
       round: this.round,
       step: this.stepNo,
@@ -377,6 +384,7 @@ export class JobRunner extends JobRunnerCore {
         this.roundSlices.clear();
         this.pending.clear(); // stats still on the way are dropped on arrival
         if (outcome === 'abandon') {
+          this.checks.cancel(this.stepNo);
           for (const s of slices) this.sampler!.giveBack(s);
           this.job.log(
             `step ${this.stepNo} abandoned: ${shards.tainted ?? `not averaged within ${this.job.spec.stepTimeoutMs} ms`}; its batch is retried`,
@@ -385,6 +393,7 @@ export class JobRunner extends JobRunnerCore {
         }
         this.received = slices;
         this.stepTotals.samples = slices.reduce((n, s) => n + s.length, 0);
+        if (this.checks.hashing) shards.digests.forEach((d, b) => this.checks.updateDigestSent(this.stepNo, b, d));
         const perRecipient = (shards.bytesOut - outBefore) / Math.max(1, this.members.size);
         for (const m of this.members) this.metrics.gradientSentBytes.inc({ worker: m.id }, perRecipient);
         return true;
@@ -447,16 +456,23 @@ export class JobRunner extends JobRunnerCore {
   private encodeUpdate(checksum: boolean): { frame: Buffer; done: () => void }[] {
     const { plan, codec } = this.reducer;
     const header = { t: 'update' as const, jobId: this.job.id, step: this.stepNo, checksum };
+    if (checksum)
+      this.checks.expect(
+        this.stepNo,
+        [...this.members].map((m) => m.id),
+      );
     return Array.from({ length: plan.count }, (_, b) => {
       const values = this.reducer.finishBucket(b, this.stepTotals.samples);
       if (codec.sparse) {
         const { frame, payload } = allocFrame({ ...header, bucket: b }, codec.updateBytes(values));
         codec.encodeUpdate(values, payload);
+        this.checks.updateSent(this.stepNo, b, payload);
         return { frame, done: () => undefined };
       }
       const pool = this.updates[b]!;
       const writer = pool.acquire();
       codec.encodeUpdate(values, writer.payload);
+      this.checks.updateSent(this.stepNo, b, writer.payload);
       return { frame: writer.frame({ ...header, bucket: b }), done: pool.releaseAfter(writer, this.members.size) };
     });
   }
@@ -582,8 +598,8 @@ export class JobRunner extends JobRunnerCore {
         break;
       }
       case 'checksum':
-        this.checks.record(m.id, msg.step, msg.hash, msg.sum);
-        return;
+        this.checks.record(m.id, msg.step, msg.hash, msg.sum, msg.stream);
+        break;
       case 'failure':
         this.log.error({ worker: m.id, message: msg.message }, 'worker failed');
         this.refusals++;

@@ -27,7 +27,17 @@ export class JobShards {
   readonly ranges: BucketRange[];
   /** Shards that own at least one bucket. */
   private readonly active: number[];
-  private round: { id: number; done: Set<number>; over: Set<number>; tainted?: string; aborting: boolean } | undefined;
+  private round:
+    | {
+        id: number;
+        done: Set<number>;
+        over: Set<number>;
+        tainted?: string;
+        aborting: boolean;
+        /** Update bucket digests the shards reported, by global bucket. */
+        digests: Uint8Array[];
+      }
+    | undefined;
   private failure: string | undefined;
   bytesIn = 0;
   bytesOut = 0;
@@ -52,6 +62,7 @@ export class JobShards {
         compression: spec.compression,
         topkRatio: spec.topkRatio,
         range: this.ranges[k]!,
+        hashUpdates: spec.checksumEverySteps > 0,
       });
   }
 
@@ -70,7 +81,7 @@ export class JobShards {
   }
 
   begin(plan: ShardRoundPlan): void {
-    this.round = { id: plan.round, done: new Set(), over: new Set(), aborting: false };
+    this.round = { id: plan.round, done: new Set(), over: new Set(), aborting: false, digests: [] };
     for (const k of this.active) this.pool.post(k, { t: 'begin', jobId: this.jobId, plan });
   }
 
@@ -99,6 +110,11 @@ export class JobShards {
     return undefined;
   }
 
+  /** The committed round's update bucket digests, by bucket (when the job checks replicas). */
+  get digests(): readonly Uint8Array[] {
+    return this.round?.digests ?? [];
+  }
+
   /** Why the round cannot complete, when a shard said so. */
   get tainted(): string | undefined {
     return this.round?.tainted;
@@ -124,6 +140,7 @@ export class JobShards {
         if (r?.id !== ev.round || r.done.has(k)) return;
         r.done.add(k);
         r.over.add(k);
+        ev.digests?.forEach((d, i) => (r.digests[this.ranges[k]![0] + i] = d));
         this.bytesIn += ev.bytesIn;
         this.bytesOut += ev.bytesOut;
         break;

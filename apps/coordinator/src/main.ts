@@ -12,8 +12,10 @@ import {
 import { readApiTokens, type ApiTokenEntry } from './api-tokens.js';
 import { resolveToken } from './auth.js';
 import { Coordinator } from './coordinator.js';
+import { CoordinatorStartError } from './start-error.js';
 import { DEFAULT_MAX_DATASET_BYTES } from './dataset-ingest.js';
 import { defaultReducerThreads } from './shard-pool.js';
+import { DEFAULT_JOB_SERIES_GRACE_MS } from './metrics.js';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -47,6 +49,12 @@ const program = new Command('gradfleet coordinator')
     'declare a silent worker dead after this long',
     int('--heartbeat-timeout-ms'),
     DEFAULT_HEARTBEAT_TIMEOUT_MS,
+  )
+  .option(
+    '--job-metrics-grace-ms <n>',
+    'keep a finished job’s metric series this long (Prometheus scrapes the final values), then remove them',
+    int('--job-metrics-grace-ms'),
+    DEFAULT_JOB_SERIES_GRACE_MS,
   )
   .option(
     '--data-dir <dir>',
@@ -151,6 +159,7 @@ const opts = program.opts<
     maxMessageBytes: number;
     heartbeatIntervalMs: number;
     heartbeatTimeoutMs: number;
+    jobMetricsGraceMs: number;
     announce?: boolean;
     dataDir: string;
     maxUploadBytes: number;
@@ -200,6 +209,7 @@ const coordinator = new Coordinator({
   datasetUrlAllow: opts.datasetUrlAllow,
   publicHosts: opts.publicHost,
   allowOrigins: opts.allowOrigin,
+  jobSeriesGraceMs: opts.jobMetricsGraceMs,
   workerToken: resolveToken(opts.workerToken, opts.workerTokenFile, process.env['GRADFLEET_WORKER_TOKEN']),
   apiToken: resolveToken(opts.apiToken, opts.apiTokenFile, process.env['GRADFLEET_API_TOKEN']),
   tls: tlsFiles(opts.tlsCert, opts.tlsKey),
@@ -210,13 +220,8 @@ try {
   logger.info({ url: url.href }, 'coordinator listening');
   if (opts.announce) process.stdout.write(`GRADFLEET_LISTENING ${url.href}\n`);
 } catch (err) {
-  const msg = (err as Error).message;
-  logger.error(
-    { err: msg },
-    msg.startsWith('refusing')
-      ? msg
-      : `cannot listen on ${opts.host}:${opts.port}; is another coordinator running? Use --port`,
-  );
+  if (err instanceof CoordinatorStartError) logger.error({ code: err.code }, err.message);
+  else logger.error({ err: (err as Error).message }, 'the coordinator could not start');
   process.exit(1);
 }
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {

@@ -4,6 +4,13 @@ import { CLOSE_CODES } from '@gradfleet/core';
 /** Step-time buckets, in seconds: 0.5 ms .. 10 s. */
 const STEP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/**
+ * How long a finished job's series stay on `/metrics`, in ms, by default: two scrape
+ * intervals of the shipped Prometheus config (15 s, deploy/prometheus/prometheus.yml), so the
+ * final values are scraped at least once before the series go.
+ */
+export const DEFAULT_JOB_SERIES_GRACE_MS = 30_000;
+
 /** Phases of one step (docs/metrics.md says how each is measured). */
 export type StepPhase = 'compute' | 'upload' | 'straggler_wait' | 'aggregate' | 'broadcast' | 'apply';
 
@@ -15,6 +22,10 @@ export type StepPhase = 'compute' | 'upload' | 'straggler_wait' | 'aggregate' | 
 export class CoordinatorMetrics {
   readonly registry = new Registry();
   private readonly r = [this.registry];
+  /** Finished jobs whose series are about to be removed, with their timers. */
+  private readonly retiring = new Map<string, NodeJS.Timeout>();
+  /** How long a finished job's series stay, in ms (`--job-metrics-grace-ms`). */
+  jobSeriesGraceMs = DEFAULT_JOB_SERIES_GRACE_MS;
 
   readonly samples = new Counter({
     name: 'gradfleet_samples_total',
@@ -224,8 +235,45 @@ export class CoordinatorMetrics {
     for (const kind of ['worker', 'api']) this.authFailures.inc({ kind }, 0);
   }
 
+  /**
+   * A job ended: its series (every metric labelled `job_id`) are removed after
+   * `jobSeriesGraceMs`, so Prometheus scrapes the final values and the series do not grow
+   * with every job.
+   */
+  retireJob(job: string, graceMs = this.jobSeriesGraceMs): void {
+    clearTimeout(this.retiring.get(job));
+    const timer = setTimeout(() => {
+      this.retiring.delete(job);
+      void this.removeJob(job);
+    }, graceMs);
+    timer.unref(); // never keeps a stopping coordinator alive
+    this.retiring.set(job, timer);
+  }
+
+  /** Removes every series labelled with `job` now. */
+  async removeJob(job: string): Promise<void> {
+    clearTimeout(this.retiring.get(job));
+    this.retiring.delete(job);
+    // Every metric prom-client registers (Counter, Gauge, Histogram) has these two methods.
+    const metrics = this.registry.getMetricsAsArray() as unknown as Pick<Counter<string>, 'get' | 'remove'>[];
+    for (const metric of metrics) {
+      const { values } = await metric.get();
+      const seen = new Set<string>();
+      for (const { labels } of values) {
+        if (labels['job_id'] !== job) continue;
+        const { le: _bucket, ...series } = labels; // histogram buckets: one series per label set
+        const key = JSON.stringify(series);
+        if (seen.has(key)) continue;
+        seen.add(key);
+        metric.remove(series as Record<string, string | number>);
+      }
+    }
+  }
+
   /** Creates a job's series at zero so every panel and alert has data from the start. */
   initJob(job: string, workers: string[]): void {
+    clearTimeout(this.retiring.get(job)); // ran again (never after a terminal state; kept for safety)
+    this.retiring.delete(job);
     this.samples.inc({ job_id: job }, 0);
     this.steps.inc({ job_id: job }, 0);
     this.replicaDivergences.inc({ job_id: job }, 0);

@@ -1,9 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { ALLOCATOR_ENV, type Logger } from '@gradfleet/core';
+import { EXIT_CODES, FATAL_EXIT_REASONS } from './exit-codes.js';
 import type { GpuInfo } from './nvidia-smi.js';
-
-/** Exit code of a worker that must not be restarted (refused by the coordinator, bad config). */
-export const FATAL_EXIT_CODE = 2;
 
 export interface GpuSupervisorOptions {
   gpus: GpuInfo[];
@@ -35,7 +33,8 @@ interface Slot {
   delayMs: number;
   restarts: number;
   timer?: NodeJS.Timeout | undefined;
-  fatal: boolean;
+  /** The exit code that ended this slot for good (`FATAL_EXIT_REASONS`). */
+  fatal: number | undefined;
 }
 
 /**
@@ -57,7 +56,7 @@ export class GpuSupervisor {
       startedAt: 0,
       delayMs: o.restartDelayMs ?? 1000,
       restarts: 0,
-      fatal: false,
+      fatal: undefined,
     }));
   }
 
@@ -104,13 +103,19 @@ export class GpuSupervisor {
     if (s.child !== child) return;
     s.child = undefined;
     if (this.stopping) return this.checkAllStopped();
-    if (code === FATAL_EXIT_CODE) {
-      s.fatal = true;
+    const fatal = code === null ? undefined : FATAL_EXIT_REASONS.get(code);
+    if (fatal !== undefined) {
+      s.fatal = code!;
       this.o.logger.error(
         { gpu: s.gpu.index, code },
-        `worker for GPU ${s.gpu.index} was refused (exit ${code}); not restarting it`,
+        `worker for GPU ${s.gpu.index} ${fatal} (exit ${code}); not restarting it: a restart cannot fix this (its error is logged above)`,
       );
-      if (this.slots.every((x) => x.fatal)) this.finish(FATAL_EXIT_CODE);
+      if (this.slots.every((x) => x.fatal !== undefined)) {
+        const codes = new Set(this.slots.map((x) => x.fatal));
+        const exit = codes.size === 1 ? code! : EXIT_CODES.REFUSED;
+        this.o.logger.error({ code: exit }, `no GPU worker left to run: every one ${fatal}; exiting with code ${exit}`);
+        this.finish(exit);
+      }
       return;
     }
     const ranMs = Date.now() - s.startedAt;

@@ -4,7 +4,8 @@ import { BackendUnavailableError, createLogger, selectBackend, type BackendPrefe
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { registerGpuMetrics } from './gpu-metrics.js';
-import { FATAL_EXIT_CODE, GpuSupervisor } from './gpu-supervisor.js';
+import { EXIT_CODES } from './exit-codes.js';
+import { GpuSupervisor } from './gpu-supervisor.js';
 import { GpuDiscoveryError, queryGpus, selectGpus } from './nvidia-smi.js';
 import { WorkerMetrics } from './worker-metrics.js';
 import { DEFAULT_WORKER_MAX_MESSAGE_BYTES, WorkerSession } from './worker-session.js';
@@ -77,12 +78,26 @@ const opts = program.opts<{
   tokenFile?: string;
   ca?: string;
 }>();
+const logger = createLogger('worker');
+
+/** Reads a file named by an option; a failure exits with `EXIT_CODES.CONFIG` (a restart cannot fix it). */
+function readOptionFile(option: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    logger.error(
+      { code: (err as NodeJS.ErrnoException).code },
+      `${option} ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}); check the path and its permissions`,
+    );
+    process.exit(EXIT_CODES.CONFIG);
+  }
+}
+
 const token =
   opts.token ??
   (opts.tokenFile
-    ? readFileSync(opts.tokenFile, 'utf8').trim()
+    ? readOptionFile('--token-file', opts.tokenFile).toString('utf8').trim()
     : process.env['GRADFLEET_WORKER_TOKEN']?.trim() || undefined);
-const logger = createLogger('worker');
 warnIfPlaintext(opts.coordinator);
 
 /** Tokens and gradients cross the network readable over `ws://` to another machine: say so. */
@@ -101,6 +116,8 @@ function warnIfPlaintext(coordinator: string): void {
       'INSECURE: ws:// to a non-loopback coordinator; the worker token and training data cross the network in cleartext (use wss:// and --ca)',
     );
 }
+
+const ca = opts.ca ? readOptionFile('--ca', opts.ca) : undefined;
 
 if (opts.gpus !== undefined) process.exit(await superviseGpus(opts.gpus));
 
@@ -135,7 +152,7 @@ async function superviseGpus(spec: string): Promise<number> {
   } catch (err) {
     if (!(err instanceof GpuDiscoveryError)) throw err;
     logger.error({ code: err.code }, err.message);
-    return FATAL_EXIT_CODE;
+    return EXIT_CODES.REFUSED;
   }
 }
 
@@ -168,14 +185,18 @@ try {
     name,
     token,
     maxMessageBytes: opts.maxMessageBytes,
-    ...(opts.ca ? { ca: readFileSync(opts.ca) } : {}),
+    ...(ca ? { ca } : {}),
   });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => session.stop());
   session.start();
   process.exitCode = await session.done;
   metrics.close();
 } catch (err) {
-  if (err instanceof BackendUnavailableError) logger.error({ code: err.code }, err.message);
-  else logger.error({ err }, 'worker failed');
-  process.exitCode = 1;
+  if (err instanceof BackendUnavailableError) {
+    logger.error({ code: err.code }, err.message);
+    process.exitCode = EXIT_CODES.BACKEND_UNAVAILABLE;
+  } else {
+    logger.error({ err }, 'worker failed');
+    process.exitCode = EXIT_CODES.CRASHED;
+  }
 }

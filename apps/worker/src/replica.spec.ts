@@ -51,7 +51,7 @@ describe('Replica: the step number survives checkpoints and joins', () => {
       model.dispose();
       const step = async (r: Replica, t: number) => {
         const g = new Float32Array(r.paramCount);
-        r.computeGradient([(t * 5) % COUNT, (t * 3 + 1) % COUNT, (t * 7 + 2) % COUNT], g);
+        await r.computeGradient([(t * 5) % COUNT, (t * 3 + 1) % COUNT, (t * 7 + 2) % COUNT], g);
         r.applyUpdate(g);
       };
       const continuous = await Replica.create(spec, layout, initial, data);

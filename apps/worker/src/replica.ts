@@ -21,6 +21,7 @@ import {
   type SeededDropout,
   type TensorSpec,
 } from '@gradfleet/core';
+import { ComputePacer, yieldToEventLoop } from './compute-pacer.js';
 
 /** Sums over a set of examples: what the coordinator needs to combine results exactly. */
 export interface BatchStats {
@@ -34,6 +35,12 @@ const DERIVED_PREFIX = '__derived__/';
 
 /** Examples per forward pass during evaluation (bounds memory, keeps passes efficient). */
 const EVAL_CHUNK = 1024;
+
+/** Examples of the probe that measures the cost per example at job start (run twice: the first warms up). */
+const PROBE_EXAMPLES = 4;
+
+/** Longest a compute chunk may run by default, in ms (the session lowers it for short heartbeat timeouts). */
+const DEFAULT_CHUNK_BUDGET_MS = 1_000;
 
 /**
  * One worker's replica of a job's model: computes gradients on the slices it is given
@@ -52,6 +59,11 @@ export class Replica {
   private readonly dropout: SeededDropout | undefined;
   /** The averaged gradient after clipping (allocated on the first clipped step; the received one stays as it came). */
   private clipped: Float32Array | undefined;
+  private disposed = false;
+  /** Cuts long gradient computations and evaluations into chunks with event-loop turns between them. */
+  readonly pacer = new ComputePacer(DEFAULT_CHUNK_BUDGET_MS);
+  /** TEST ONLY (`TestFaults`): called with the examples of every chunk, to simulate a slow device. */
+  onChunk: ((examples: number) => void) | undefined;
 
   private constructor(
     private readonly spec: JobSpec,
@@ -102,6 +114,23 @@ export class Replica {
     const replica = new Replica(spec, model, createOptimizer(spec), data);
     await replica.loadState(values, optimizerSpecs);
     return replica;
+  }
+
+  /**
+   * Measures the cost per example of a gradient before the first step, so that a slow
+   * worker's first step is already cut into chunks (`ComputePacer`). The first pass warms
+   * up the backend and is not counted.
+   */
+  probe(): void {
+    const n = Math.min(PROBE_EXAMPLES, this.data.train.count);
+    if (n === 0) return;
+    const indices = Array.from({ length: n }, (_, i) => i);
+    const out = new Float32Array(this.paramCount);
+    this.gradientChunk(indices, out, 0);
+    const t0 = performance.now();
+    this.onChunk?.(n);
+    this.gradientChunk(indices, out, 0);
+    this.pacer.observe(n, performance.now() - t0);
   }
 
   /** Takes weights (first part of `values`) and, when `optimizerSpecs` is not empty, the optimizer state (the rest). */
@@ -217,8 +246,51 @@ export class Replica {
    * written into `out` (all trainable weights concatenated). `step` (0-based) picks the
    * seeded dropout streams; it defaults to the optimizer's update count, which equals the
    * coordinator's step number when the step's `train` message arrives.
+   *
+   * A slice too long for one chunk (`pacer`) is computed in chunks with a turn of the event
+   * loop between them, so heartbeats keep flowing; the chunks' mean gradients are combined
+   * weighted by their sizes, which is the gradient of the mean over the whole slice.
    */
-  computeGradient(indices: ArrayLike<number>, out: Float32Array, step: number = this.optimizer.iterations): BatchStats {
+  async computeGradient(
+    indices: ArrayLike<number>,
+    out: Float32Array,
+    step: number = this.optimizer.iterations,
+  ): Promise<BatchStats> {
+    const n = indices.length;
+    const size = this.pacer.chunk(n);
+    if (size >= n) return this.timedChunk(indices, out, step);
+    const part = new Float32Array(out.length);
+    const total: BatchStats = { lossSum: 0, correct: 0, count: 0 };
+    for (let s = 0; s < n; s += size) {
+      if (s > 0) await this.yieldChunk();
+      const slice = Array.prototype.slice.call(indices, s, Math.min(n, s + size)) as number[];
+      const stats = this.timedChunk(slice, s === 0 ? out : part, step);
+      const w = slice.length / n;
+      if (s === 0) for (let i = 0; i < out.length; i++) out[i] = out[i]! * w;
+      else for (let i = 0; i < out.length; i++) out[i] = out[i]! + part[i]! * w;
+      total.lossSum += stats.lossSum;
+      total.correct += stats.correct;
+      total.count += stats.count;
+    }
+    return total;
+  }
+
+  private async yieldChunk(): Promise<void> {
+    await yieldToEventLoop();
+    if (this.disposed) throw new Error('the job ended on this worker during a computation');
+  }
+
+  /** One chunk, timed for the pacer. */
+  private timedChunk(indices: ArrayLike<number>, out: Float32Array, step: number): BatchStats {
+    const t0 = performance.now();
+    this.onChunk?.(indices.length);
+    const stats = this.gradientChunk(indices, out, step);
+    this.pacer.observe(indices.length, performance.now() - t0);
+    return stats;
+  }
+
+  /** Gradient of fit's loss over `indices`, in one synchronous pass. */
+  private gradientChunk(indices: ArrayLike<number>, out: Float32Array, step: number): BatchStats {
     let pred: tf.Tensor | undefined;
     this.dropout?.setBatch(step, indices);
     const { xs, ys } = this.batchTensors(this.data.train, indices);
@@ -278,17 +350,24 @@ export class Replica {
     tf.dispose(named.map((n) => n.tensor));
   }
 
-  /** Loss and accuracy sums over examples [start, end) of the validation tail or the test split. */
-  evaluate(split: 'validation' | 'test', start: number, end: number): BatchStats {
+  /**
+   * Loss and accuracy sums over examples [start, end) of the validation tail or the test
+   * split, in chunks (at most `EVAL_CHUNK`, fewer when `pacer` says one would run too long)
+   * with a turn of the event loop between them.
+   */
+  async evaluate(split: 'validation' | 'test', start: number, end: number): Promise<BatchStats> {
     const data = split === 'test' ? this.data.test : this.data.train;
     if (!data) throw new Error('this dataset has no test split');
     const lo = split === 'validation' ? trainingSize(data.count, this.spec.validationSplit) : 0;
     if (start < lo || end > data.count || start > end)
       throw new Error(`evaluation range [${start}, ${end}) outside the ${split} split`);
     const stats: BatchStats = { lossSum: 0, correct: 0, count: 0 };
-    for (let s = start; s < end; s += EVAL_CHUNK) {
-      const e = Math.min(end, s + EVAL_CHUNK);
+    const size = this.pacer.chunk(EVAL_CHUNK);
+    for (let s = start; s < end; s += size) {
+      if (s > start) await this.yieldChunk();
+      const e = Math.min(end, s + size);
       const indices = Array.from({ length: e - s }, (_, i) => s + i);
+      this.onChunk?.(e - s);
       const [lossSum, correct] = tf.tidy(() => {
         const { xs, ys } = this.batchTensors(data, indices);
         const pred = this.model.apply(xs, { training: false }) as tf.Tensor;
@@ -299,6 +378,12 @@ export class Replica {
       stats.count += e - s;
     }
     return stats;
+  }
+
+  /** TEST ONLY (`TestFaults`): adds `delta` to every value of the first trainable weight. */
+  perturb(delta: number): void {
+    const v = this.vars[0]!;
+    tf.tidy(() => v.assign(tf.add(v, delta)));
   }
 
   /** Bit-exact checksum of the trainable weights (replica consistency check). */
@@ -312,6 +397,7 @@ export class Replica {
   }
 
   dispose(): void {
+    this.disposed = true;
     this.model.dispose();
     this.optimizer.dispose();
   }

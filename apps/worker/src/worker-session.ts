@@ -14,13 +14,17 @@ import {
   type CoordinatorMessage,
   type Logger,
   type WorkerMessageInput,
+  UpdateStreamHash,
+  bucketDigest,
 } from '@gradfleet/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { DATA_FLAG_CHECKSUM, type DataFrameHeader } from '@gradfleet/core/dataplane';
 import { DataPlaneClient } from './data-plane-client.js';
+import { EXIT_CODES } from './exit-codes.js';
 import { GradientWire } from './gradient-wire.js';
 import { DataCache } from './remote-data.js';
 import { Replica } from './replica.js';
+import { TestFaults, testSlowdown } from './test-faults.js';
 import type { WorkerMetrics } from './worker-metrics.js';
 
 export interface WorkerSessionOptions {
@@ -49,6 +53,12 @@ export interface WorkerSessionOptions {
  */
 export const DEFAULT_WORKER_MAX_MESSAGE_BYTES = 1024 * 1024 * 1024;
 
+/**
+ * Longest a compute chunk may run, as a fraction of the heartbeat timeout: the silence a
+ * peer sees is at most one heartbeat interval plus one chunk, well under the timeout.
+ */
+const CHUNK_BUDGET_OF_TIMEOUT = 0.25;
+
 /** Close codes after which reconnecting cannot help: the worker exits instead. */
 const FATAL_CLOSE_CODES = new Set<number>([CLOSE_CODES.UNSUPPORTED_PROTOCOL_VERSION]);
 
@@ -67,6 +77,12 @@ export class WorkerSession {
   private applied = 0;
   private appliedWaiters: { step: number; resolve: () => void; reject: (err: Error) => void }[] = [];
   private workerId: string | undefined;
+  /** Data-plane jobs: digest of each update bucket of the round arriving (buckets come in any order). */
+  private bucketDigests: Buffer[] = [];
+  /** Chain of the update bytes applied since the last checksum report; undefined when the job checks nothing. */
+  private stream: UpdateStreamHash | undefined;
+  private readonly faults: TestFaults | undefined;
+  private readonly slowdown: ((examples: number) => void) | undefined;
   private timings = { compute: 0, apply: 0, steps: 0 };
   /** Time spent applying the last update, reported with the next gradient, in ms. */
   private lastApplyMs = 0;
@@ -82,6 +98,8 @@ export class WorkerSession {
   readonly done = new Promise<number>((r) => (this.resolveDone = r));
 
   constructor(private readonly options: WorkerSessionOptions) {
+    this.faults = TestFaults.fromEnv(process.env, options.logger);
+    this.slowdown = testSlowdown(process.env, options.logger);
     this.datasets = new DataCache(
       options.coordinator.replace(/\/+$/, '').replace(/^ws(s?):/, 'http$1:'),
       options.token,
@@ -112,7 +130,7 @@ export class WorkerSession {
           'the coordinator refused this worker: missing or wrong worker token (--token, --token-file or GRADFLEET_WORKER_TOKEN)',
         );
         this.stopped = true;
-        this.resolveDone(2);
+        this.resolveDone(EXIT_CODES.REFUSED);
       } else {
         log.warn({ status: res.statusCode }, 'the coordinator refused the connection');
       }
@@ -165,7 +183,7 @@ export class WorkerSession {
     if (this.stopped) return this.resolveDone(0);
     if (FATAL_CLOSE_CODES.has(code)) {
       log.error({ code, reason }, 'coordinator refused this worker; not reconnecting');
-      return this.resolveDone(2);
+      return this.resolveDone(EXIT_CODES.REFUSED);
     }
     const base = this.options.reconnectDelayMs ?? 250;
     const max = this.options.maxReconnectDelayMs ?? 10_000;
@@ -224,8 +242,12 @@ export class WorkerSession {
         const data = await this.datasets.get(msg.data, spec.dataset === 'mnist');
         const replica = await Replica.create(spec, msg.layout, values, data, msg.optimizer);
         if (this.jobId !== msg.jobId) return replica.dispose();
+        replica.onChunk = this.slowdown;
+        replica.pacer.budgetMs = Math.min(replica.pacer.budgetMs, this.timeoutMs * CHUNK_BUDGET_OF_TIMEOUT);
+        replica.probe();
         this.replica = replica;
         const wire = (this.wire = new GradientWire(replica.paramCount, spec));
+        this.stream = spec.checksumEverySteps > 0 ? new UpdateStreamHash() : undefined;
         this.timings = { compute: 0, apply: 0, steps: 0 };
         if (msg.dataPlane) {
           this.applied = msg.dataPlane.step;
@@ -260,7 +282,7 @@ export class WorkerSession {
         const wire = this.wire!;
         if (this.dataPlane) await this.waitApplied(msg.step);
         const t0 = performance.now();
-        const stats = replica.computeGradient(uint32View(payload), wire.gradient);
+        const stats = await replica.computeGradient(uint32View(payload), wire.gradient);
         const computeMs = performance.now() - t0;
         this.timings.compute += computeMs;
         this.timings.steps++;
@@ -291,24 +313,38 @@ export class WorkerSession {
       case 'update': {
         const replica = this.requireJob(msg.jobId);
         const t0 = performance.now();
+        this.faults?.corruptUpdate(msg.step, msg.bucket, payload);
+        this.stream?.add(msg.step, msg.bucket, payload); // the bytes this replica applies, for the replica check
         const mean = this.wire!.receive(msg.bucket, payload);
         if (!mean) return;
+        this.stream?.endStep();
         replica.applyUpdate(mean);
+        if (this.faults?.corruptWeights(msg.step)) replica.perturb(1e-3);
         this.lastApplyMs = performance.now() - t0;
         this.timings.apply += this.lastApplyMs;
         this.options.metrics.apply.observe(this.lastApplyMs / 1000);
-        if (msg.checksum) this.send({ t: 'checksum', jobId: msg.jobId, step: msg.step, ...replica.checksum() });
+        if (msg.checksum) {
+          const stream = this.stream?.take();
+          this.send({
+            t: 'checksum',
+            jobId: msg.jobId,
+            step: msg.step,
+            ...replica.checksum(),
+            ...(stream ? { stream } : {}),
+          });
+        }
         return;
       }
       case 'load-state': {
         await this.requireJob(msg.jobId).loadState(float32View(payload), msg.optimizer);
         this.setApplied(msg.step); // a joiner starts here; a resynced replica drops any stale update
+        this.stream?.reset(); // a new state: the next report covers the updates applied from here
         this.options.logger.info({ jobId: msg.jobId, step: msg.step }, 'took the state of a live replica');
         return;
       }
       case 'evaluate': {
         if (msg.step !== undefined && this.dataPlane) await this.waitApplied(msg.step);
-        const stats = this.requireJob(msg.jobId).evaluate(msg.split, msg.start, msg.end);
+        const stats = await this.requireJob(msg.jobId).evaluate(msg.split, msg.start, msg.end);
         this.send({ t: 'eval-result', jobId: msg.jobId, requestId: msg.requestId, ...stats });
         return;
       }
@@ -351,6 +387,8 @@ export class WorkerSession {
   private onDataUpdate(jobId: string, h: DataFrameHeader, payload: Uint8Array): void {
     const replica = this.replica;
     if (!replica || this.jobId !== jobId || !this.wire) return;
+    this.faults?.corruptUpdate(h.step, h.bucket, payload);
+    if (this.stream) this.bucketDigests[h.bucket] = bucketDigest(payload); // hashed as it arrives: the view is transient
     const mean = this.wire.receiveData(h.round, h.bucket, payload);
     if (!mean || h.step < this.applied) return;
     if (h.step !== this.applied)
@@ -358,11 +396,20 @@ export class WorkerSession {
         new ProtocolError('UNKNOWN_STEP', `update for step ${h.step}, this replica applied ${this.applied} steps`),
       );
     const t0 = performance.now();
+    if (this.stream) {
+      // The bytes this replica applies, in bucket order, for the replica check.
+      this.bucketDigests.forEach((d, b) => this.stream!.addDigest(h.step, b, d));
+      this.stream.endStep();
+    }
     replica.applyUpdate(mean);
+    if (this.faults?.corruptWeights(h.step)) replica.perturb(1e-3);
     this.lastApplyMs = performance.now() - t0;
     this.timings.apply += this.lastApplyMs;
     this.options.metrics.apply.observe(this.lastApplyMs / 1000);
-    if (h.flags & DATA_FLAG_CHECKSUM) this.send({ t: 'checksum', jobId, step: h.step, ...replica.checksum() });
+    if (h.flags & DATA_FLAG_CHECKSUM) {
+      const stream = this.stream?.take();
+      this.send({ t: 'checksum', jobId, step: h.step, ...replica.checksum(), ...(stream ? { stream } : {}) });
+    }
     this.setApplied(h.step + 1);
   }
 

@@ -17,6 +17,8 @@ export * from './compression/int8.js';
 export * from './compression/topk.js';
 export * from './job/job-spec.js';
 export * from './job/job-status.js';
+export * from './job/job-lifecycle.js';
+export * from './replica/update-stream-hash.js';
 export * from './model/model-factory.js';
 export * from './model/lr-schedule.js';
 export * from './model/seeded-dropout.js';

@@ -2,6 +2,7 @@ import type { BucketCodec } from '../compression/codec.js';
 import { BucketPlan } from '../math/bucket-plan.js';
 import { GradientReducer } from '../math/gradient-reducer.js';
 import { ProtocolError, type ProtocolErrorCode } from '../protocol/protocol-error.js';
+import { bucketDigest } from '../replica/update-stream-hash.js';
 import { DATA_FLAG_CHECKSUM, DATA_FRAME_TYPES, DataFrameWriter, type DataFrameHeader } from './data-frame.js';
 import type { BucketRange } from './shard-assignment.js';
 
@@ -24,7 +25,7 @@ export type ShardEvent =
   /** A contributor's first bucket of the round arrived here: it can no longer be excused. */
   | { t: 'started'; round: number; worker: string }
   /** Every bucket of the range is averaged and handed to every recipient's connection. */
-  | { t: 'done'; round: number; bytesIn: number; bytesOut: number }
+  | { t: 'done'; round: number; bytesIn: number; bytesOut: number; digests?: Uint8Array[] }
   /** The round can never complete here (a contributor was lost or excused part-way): it sends nothing more. */
   | { t: 'tainted'; round: number; reason: string }
   /** Answer to `abort`: the round is over here without being completed. */
@@ -75,6 +76,8 @@ export class ReducerShard {
   private state: 'idle' | 'running' | 'done' | 'tainted' | 'aborted' = 'idle';
   private bytesIn = 0;
   private bytesOut = 0;
+  /** This round's update bucket digests, in range order (when hashing). */
+  private digests: Uint8Array[] = [];
 
   constructor(
     readonly jobId: string,
@@ -83,6 +86,8 @@ export class ReducerShard {
     range: BucketRange,
     private readonly link: ShardLink,
     private readonly emit: (ev: ShardEvent) => void,
+    /** Hash each encoded update bucket (`bucketDigest`) for the replica check's reference chain. */
+    private readonly hashUpdates = false,
   ) {
     this.range = range;
     const floats =
@@ -121,6 +126,7 @@ export class ReducerShard {
     this.complete = 0;
     this.bytesIn = 0;
     this.bytesOut = 0;
+    this.digests = [];
     this.state = 'running';
     this.reducer?.begin();
     this.maybeDone();
@@ -213,6 +219,7 @@ export class ReducerShard {
     const bytes = this.codec.updateBytes(values);
     const writer = this.acquire(local, bytes);
     this.codec.encodeUpdate(values, writer.payload.subarray(0, bytes));
+    if (this.hashUpdates) this.digests[local] = bucketDigest(writer.payload.subarray(0, bytes));
     const frame = writer.frame(
       {
         type: DATA_FRAME_TYPES.UPDATE,
@@ -271,6 +278,12 @@ export class ReducerShard {
   }
 
   private emitDone(): void {
-    this.emit({ t: 'done', round: this.current!.round, bytesIn: this.bytesIn, bytesOut: this.bytesOut });
+    this.emit({
+      t: 'done',
+      round: this.current!.round,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      ...(this.hashUpdates ? { digests: this.digests } : {}),
+    });
   }
 }

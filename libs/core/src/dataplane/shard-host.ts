@@ -31,6 +31,8 @@ export interface ShardJob {
   compression: Compression;
   topkRatio: number;
   range: BucketRange;
+  /** Hash each update bucket for the replica check (the job checks replicas). */
+  hashUpdates: boolean;
 }
 
 /** Controller → host commands (the coordinator's job runner, through a thread port or a socket). */
@@ -102,8 +104,14 @@ export class ShardHost {
           },
           queued: (worker: string) => this.peers.get(key(c.jobId, worker))?.socket.writableLength ?? 0,
         };
-        const shard = new ReducerShard(c.jobId, plan, bucketCodec(c.compression, c.topkRatio), c.range, link, (ev) =>
-          this.onShardEvent(c.jobId, ev),
+        const shard = new ReducerShard(
+          c.jobId,
+          plan,
+          bucketCodec(c.compression, c.topkRatio),
+          c.range,
+          link,
+          (ev) => this.onShardEvent(c.jobId, ev),
+          c.hashUpdates,
         );
         this.jobs.set(c.jobId, { shard, allowed: new Set() });
         return;

@@ -11,7 +11,10 @@ import type { JobSpec } from './job-spec.js';
  * - `FAILED`: stopped by an error (`reason` says which);
  * - `CANCELLED`: stopped by a user.
  */
-export type JobState = 'QUEUED' | 'RUNNING' | 'PAUSED' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
+export const JOB_STATES = ['QUEUED', 'RUNNING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'CANCELLED'] as const;
+
+/** One of `JOB_STATES`; the legal moves between them are `JOB_TRANSITIONS` (job-lifecycle.ts). */
+export type JobState = (typeof JOB_STATES)[number];
 
 export const TERMINAL_STATES: readonly JobState[] = ['SUCCEEDED', 'FAILED', 'CANCELLED'];
 
@@ -62,6 +65,8 @@ export interface ReplicaReport {
   divergences: number;
   lastStep?: number;
   lastHash?: string;
+  /** Times the job rolled back to its last checkpoint because no majority of replicas agreed. */
+  rollbacks?: number;
 }
 
 /** A job as the API reports it. */

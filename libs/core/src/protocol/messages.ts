@@ -71,7 +71,15 @@ export const WorkerMessageSchema = z.discriminatedUnion('t', [
     applyMs: finite.default(0),
   }),
   z.object({ t: z.literal('eval-result'), jobId: id, requestId: count, lossSum: finite, correct: count, count }),
-  z.object({ t: z.literal('checksum'), jobId: id, step: count, hash: z.string().max(64), sum: z.number() }),
+  z.object({
+    t: z.literal('checksum'),
+    jobId: id,
+    step: count,
+    hash: z.string().max(64),
+    sum: z.number(),
+    /** Chain of SHA-256 digests of the update bytes applied in steps `from..step` (`UpdateStreamHash`). */
+    stream: z.object({ from: count, hash: z.string().max(64) }).optional(),
+  }),
   /** Payload: Float32 values of every model weight (`model.getWeights()` order), then the optimizer state described by `optimizer`. */
   z.object({
     t: z.literal('weights'),
