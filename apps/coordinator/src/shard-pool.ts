@@ -1,4 +1,6 @@
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '@gradfleet/core';
 import type { ShardCommand, ShardEvent, ShardHostOptions } from '@gradfleet/core/dataplane';
@@ -7,6 +9,12 @@ type FromThread =
   | { t: 'listening'; port: number }
   | { t: 'event'; jobId: string; ev: ShardEvent }
   | { t: 'error'; jobId?: string; message: string };
+
+/** The thread's module: beside this one once built; from sources (unit tests), the built copy. */
+function threadEntry(): URL {
+  const sibling = new URL('./shard-thread.js', import.meta.url);
+  return existsSync(fileURLToPath(sibling)) ? sibling : new URL('../dist/shard-thread.js', import.meta.url);
+}
 
 /** Default reducer threads: every core but the one the main event loop needs, at least one. */
 export function defaultReducerThreads(): number {
@@ -36,7 +44,7 @@ export class ShardPool {
     options: Omit<ShardHostOptions, 'port'> & { basePort: number },
     log: Logger,
   ): Promise<ShardPool> {
-    const url = new URL('./shard-thread.js', import.meta.url);
+    const url = threadEntry();
     const threads: Worker[] = [];
     const ports = await Promise.all(
       Array.from({ length: count }, (_, k) => {
