@@ -72,8 +72,9 @@ describe('every alert rule fires against a real Prometheus scraping a real clust
       maxWorkers: 3,
       checkpointEverySteps: 0,
     };
-    // Long heartbeat timeout: workers stopped on purpose stay in their job.
-    await cluster.startCoordinator(['--heartbeat-timeout-ms', '120000']);
+    // Long heartbeat timeout: workers stopped on purpose stay in their job. The lying worker sends
+    // its gradients on the control connection: the main-thread reducer (--reducer-threads 0).
+    await cluster.startCoordinator(['--heartbeat-timeout-ms', '120000', '--reducer-threads', '0']);
     await cluster.startWorkers(3);
     const config = `global: { scrape_interval: 1s, evaluation_interval: 1s }
 rule_files: [alerts.yml]

@@ -47,7 +47,7 @@ describe('backends and built-in models', () => {
     expect(await cluster.client.jobs()).toHaveLength(1); // nothing was queued
   });
 
-  it('a worker asked for --backend tensorflow without TensorFlow installed exits 1 and says what to install', async () => {
+  it('a worker asked for --backend tensorflow without TensorFlow installed exits 3 (BACKEND_UNAVAILABLE: not restarted) and says what to install', async () => {
     const child = spawn(
       process.execPath,
       [join(ROOT, 'apps/worker/dist/main.js'), '--backend', 'tensorflow', '--coordinator', cluster.wsUrl],
@@ -56,7 +56,7 @@ describe('backends and built-in models', () => {
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const code = await new Promise<number | null>((r) => child.on('exit', r));
-    expect(code).toBe(1);
+    expect(code).toBe(3); // EXIT_CODES.BACKEND_UNAVAILABLE (apps/worker/src/exit-codes.ts)
     expect(err).toMatch(/BACKEND_UNAVAILABLE/);
     expect(err).toMatch(/@tensorflow\/tfjs-node-gpu/);
   });

@@ -137,7 +137,6 @@ export class JobRunner extends JobRunnerCore {
       this.log.warn({ reason: job.status.reason }, `job ${job.state.toLowerCase()}`);
     } finally {
       this.finished = true;
-      this.shards?.end();
       this.metrics.jobRunning.set({ job_id: job.id }, 0);
       for (const m of [...this.members, ...this.joining]) {
         m.send({ t: 'job-end', jobId: job.id, state: job.state });
@@ -146,6 +145,7 @@ export class JobRunner extends JobRunnerCore {
       }
       this.members.clear();
       this.joining.clear();
+      this.shards?.end(); // after job-end went out: workers close their data connections first
     }
   }
   /**

@@ -248,6 +248,7 @@ export class WorkerSession {
         this.replica = replica;
         const wire = (this.wire = new GradientWire(replica.paramCount, spec));
         this.stream = spec.checksumEverySteps > 0 ? new UpdateStreamHash() : undefined;
+        this.bucketDigests = new Array<Buffer>(wire.plan.count);
         this.timings = { compute: 0, apply: 0, steps: 0 };
         if (msg.dataPlane) {
           this.applied = msg.dataPlane.step;
@@ -398,7 +399,7 @@ export class WorkerSession {
     const t0 = performance.now();
     if (this.stream) {
       // The bytes this replica applies, in bucket order, for the replica check.
-      this.bucketDigests.forEach((d, b) => this.stream!.addDigest(h.step, b, d));
+      for (let b = 0; b < this.wire.plan.count; b++) this.stream.addDigest(h.step, b, this.bucketDigests[b]!);
       this.stream.endStep();
     }
     replica.applyUpdate(mean);

@@ -76,6 +76,8 @@ export class ReducerShard {
   private state: 'idle' | 'running' | 'done' | 'tainted' | 'aborted' = 'idle';
   private bytesIn = 0;
   private bytesOut = 0;
+  /** Buckets of the next round that arrived before its `begin` (copies). */
+  private early: { worker: string; h: DataFrameHeader; payload: Uint8Array }[] = [];
   /** This round's update bucket digests, in range order (when hashing). */
   private digests: Uint8Array[] = [];
 
@@ -130,6 +132,16 @@ export class ReducerShard {
     this.state = 'running';
     this.reducer?.begin();
     this.maybeDone();
+    const early = this.early.filter((e) => e.h.round === p.round);
+    this.early = [];
+    for (const e of early) {
+      try {
+        this.gradient(e.worker, e.h, e.payload);
+      } catch (err) {
+        const code = err instanceof ProtocolError ? err.code : 'MALFORMED_FRAME';
+        this.emit({ t: 'failed', worker: e.worker, code, reason: (err as Error).message });
+      }
+    }
   }
 
   /**
@@ -140,6 +152,7 @@ export class ReducerShard {
     const p = this.current;
     if (!p || h.round !== p.round) {
       if (p && h.round < p.round) return; // a late bucket of an abandoned round
+      if (h.round === (p?.round ?? 0) + 1) return this.hold(worker, h, payload);
       throw new ProtocolError(
         'UNKNOWN_STEP',
         `gradient for round ${h.round}, round in flight is ${p?.round ?? 'none'}`,
@@ -166,6 +179,18 @@ export class ReducerShard {
     this.bytesIn += payload.byteLength;
     this.filled[local]!++;
     if (last) this.sendBucket(local);
+  }
+
+  /**
+   * A bucket of the next round, arrived before the controller's `begin` for it (the worker's
+   * data connection can outrun the controller's message to this shard): kept, a copy, until
+   * `begin`, at most one round's worth of buckets per worker.
+   */
+  private hold(worker: string, h: DataFrameHeader, payload: Uint8Array): void {
+    const mine = this.early.filter((e) => e.worker === worker);
+    if (mine.some((e) => e.h.round !== h.round) || mine.length >= this.buckets)
+      throw new ProtocolError('UNEXPECTED_MESSAGE', `more early buckets for round ${h.round} than the range holds`);
+    this.early.push({ worker, h, payload: Uint8Array.from(payload) });
   }
 
   /**

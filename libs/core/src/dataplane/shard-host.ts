@@ -51,6 +51,9 @@ interface Peer {
   worker?: string;
 }
 
+/** How long a finished job's data connections may stay open for their workers to close them, in ms. */
+const END_JOB_GRACE_MS = 10_000;
+
 const key = (jobId: string, worker: string) => `${jobId}\u0000${worker}`;
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
@@ -137,11 +140,15 @@ export class ShardHost {
       }
       case 'end-job': {
         this.jobs.delete(c.jobId);
-        for (const [k, p] of this.peers) {
-          if (p.jobId !== c.jobId) continue;
-          p.socket.destroy();
-          this.peers.delete(k);
-        }
+        // Workers close their data connections when `job-end` reaches them; closing them here
+        // first would look like a failure to a worker that has not read it yet.
+        const leftovers = [...this.peers].filter(([, p]) => p.jobId === c.jobId);
+        setTimeout(() => {
+          for (const [k, p] of leftovers) {
+            p.socket.destroy();
+            if (this.peers.get(k) === p) this.peers.delete(k);
+          }
+        }, END_JOB_GRACE_MS).unref();
         return;
       }
     }
