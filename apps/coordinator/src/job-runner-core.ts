@@ -8,6 +8,7 @@ import {
   type TensorSpec,
 } from '@gradfleet/core';
 import { JobShards } from './job-shards.js';
+import { SliceBalancer } from './slice-balancer.js';
 import type { ShardPool } from './shard-pool.js';
 import type { Checkpoint } from './checkpoint-store.js';
 import { startValues, type EpochTotals } from './job-checkpoint.js';
@@ -88,6 +89,8 @@ export abstract class JobRunnerCore implements JobMessageHandler {
   protected round = 0;
   /** Data plane: slices of the round's contributors still in it (excused ones went back at once). */
   protected readonly roundSlices = new Map<WorkerConnection, Uint32Array>();
+  /** Slice sizes per worker (`sliceBalance`). */
+  protected readonly balancer: SliceBalancer;
 
   constructor(
     protected readonly job: JobRecord,
@@ -108,6 +111,7 @@ export abstract class JobRunnerCore implements JobMessageHandler {
       (_, b) => new FramePool(this.reducer.codec.gradientBytes(plan.length(b))),
     );
     this.telemetry = new StepTelemetry(metrics, job.id);
+    this.balancer = new SliceBalancer(job.spec.sliceBalance);
     this.checks = new ReplicaChecks(
       job.status.replicas,
       metrics,
@@ -274,8 +278,8 @@ export abstract class JobRunnerCore implements JobMessageHandler {
         this.shards.excuse(m.id);
       }
       this.excused.set(m, this.stepNo);
-      this.telemetry.timedOut(m.id);
-      m.stats.stragglerEvents++;
+      this.telemetry.excused(m.id);
+      m.stats.excusedSlices++;
       this.log.info({ worker: m.id, step: this.stepNo }, `straggler: ${why}`);
       this.pending.delete(m);
     }
@@ -337,6 +341,7 @@ export abstract class JobRunnerCore implements JobMessageHandler {
   }
 
   onWorkerLost(m: WorkerConnection, reason: string): void {
+    this.balancer.forget(m);
     this.excused.delete(m);
     this.resyncs.delete(m);
     if (this.joining.delete(m)) {

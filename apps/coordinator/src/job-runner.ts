@@ -250,10 +250,7 @@ export class JobRunner extends JobRunnerCore {
     const t0 = performance.now();
     const batch = sampler.take(spec.batchSize);
     const members = [...this.members];
-    const slices = splitBatch(
-      batch,
-      members.map(() => 1),
-    );
+    const slices = splitBatch(batch, this.balancer.weights(members));
     const checksum =
       spec.checksumEverySteps > 0 && (sampler.exhausted || (this.stepNo + 1) % spec.checksumEverySteps === 0);
     this.received = [];
@@ -435,7 +432,7 @@ export class JobRunner extends JobRunnerCore {
       if (!(await this.signal.wait(Math.min(soft, hard) - Date.now()))) continue;
       if (Date.now() >= hard) {
         for (const m of [...this.pending.keys()]) {
-          this.telemetry.timedOut(m.id);
+          this.telemetry.excused(m.id);
           m.fail(
             new ProtocolError('UNKNOWN_STEP', `no gradient for step ${this.stepNo} within ${spec.stepTimeoutMs} ms`),
           );
@@ -549,6 +546,7 @@ export class JobRunner extends JobRunnerCore {
         this.progress.delete(m);
         this.telemetry.arrived(m.id, msg.computeMs, msg.applyMs, msg.samples, p.bytes, p.addMs);
         m.stats.record(msg.samples, msg.computeMs);
+        this.balancer.observe(m, msg.samples, msg.computeMs);
         this.pending.delete(m);
         this.received.push(slice);
         this.stepTotals.lossSum += msg.lossSum;
@@ -567,6 +565,7 @@ export class JobRunner extends JobRunnerCore {
         this.progress.set(m, { next: 1, bytes: 0, addMs: 0 }); // its buckets are on the way: never excused now
         this.telemetry.arrived(m.id, msg.computeMs, msg.applyMs, msg.samples, this.roundBytes, 0);
         m.stats.record(msg.samples, msg.computeMs);
+        this.balancer.observe(m, msg.samples, msg.computeMs);
         this.pending.delete(m);
         this.received.push(slice); // counts toward backup workers and the straggler deadline; the outcome decides
         this.stepTotals.lossSum += msg.lossSum;

@@ -73,7 +73,13 @@ export class CoordinatorMetrics {
   });
   readonly stragglerEvents = new Counter({
     name: 'gradfleet_straggler_events_total',
-    help: 'Steps in which this worker was last by a clear margin, or missed the step deadline.',
+    help: 'Steps in which this worker arrived last by a clear margin (max(2 ms, 25 % of the median compute)).',
+    labelNames: ['job_id', 'worker'],
+    registers: this.r,
+  });
+  readonly excusedSlices = new Counter({
+    name: 'gradfleet_excused_slices_total',
+    help: 'Slices of this worker that went back to the pool unfinished: past the straggler deadline, with backup workers, or past stepTimeoutMs.',
     labelNames: ['job_id', 'worker'],
     registers: this.r,
   });
@@ -285,6 +291,7 @@ export class CoordinatorMetrics {
       this.workerSteps.inc({ job_id: job, worker }, 0);
       this.workerComputeSeconds.inc({ job_id: job, worker }, 0);
       this.stragglerEvents.inc({ job_id: job, worker }, 0);
+      this.excusedSlices.inc({ job_id: job, worker }, 0);
     }
   }
 }

@@ -89,8 +89,9 @@ export class StepTelemetry {
     this.arrivals.push({ worker, at, computeMs });
   }
 
-  timedOut(worker: string): void {
-    this.metrics.stragglerEvents.inc({ job_id: this.job, worker });
+  /** The worker's slice went back to the pool: past the straggler deadline, with backup workers, or the step timeout. */
+  excused(worker: string): void {
+    this.metrics.excusedSlices.inc({ job_id: this.job, worker });
   }
 
   /**

@@ -26,7 +26,10 @@ export class WorkerStatsTracker {
   steps = 0;
   samples = 0;
   computeMs = 0;
+  /** Steps it arrived last in by a clear margin (`gradfleet_straggler_events_total`). */
   stragglerEvents = 0;
+  /** Slices of its that went back to the pool unfinished (`gradfleet_excused_slices_total`). */
+  excusedSlices = 0;
 
   record(samples: number, computeMs: number): void {
     this.meter.add(samples);
@@ -42,6 +45,7 @@ export class WorkerStatsTracker {
       samples: this.samples,
       meanComputeMs: this.steps ? this.computeMs / this.steps : 0,
       stragglerEvents: this.stragglerEvents,
+      excusedSlices: this.excusedSlices,
     };
   }
 }

@@ -222,6 +222,13 @@ export const JobSpecSchema = z
      */
     stragglerDeadlineFactor: z.number().min(0).max(1000).default(4),
     stragglerMinDeadlineMs: z.number().int().min(1).max(3_600_000).default(2_000),
+    /**
+     * How a step's batch is split among the workers: `equal` shares (reproducible run after
+     * run), or `throughput`: shares proportional to each worker's measured examples per ms of
+     * compute, for fleets of unequal machines (the slices then depend on timing, so runs are
+     * no longer bit-identical to each other).
+     */
+    sliceBalance: z.enum(['equal', 'throughput']).default('equal'),
     /** Backup workers: finish a step once all but this many gradients are in (their slices go back to the pool). */
     backupWorkers: z.number().int().min(0).max(1023).default(0),
     /** How gradients travel: raw float32, fp16, block-scaled int8, or top-k with error feedback (docs/protocol.md). */

@@ -106,6 +106,8 @@ export interface WorkerStats {
   samples: number;
   meanComputeMs: number;
   stragglerEvents: number;
+  /** Slices of this worker that went back to the pool unfinished (straggler deadline, backup workers, step timeout). */
+  excusedSlices: number;
 }
 
 /** Moving averages of a job's step phases, in ms (see docs/metrics.md for each phase). */
