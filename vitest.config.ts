@@ -3,12 +3,14 @@ import { defineConfig } from 'vitest/config';
 
 const core = fileURLToPath(new URL('./libs/core/src/index.ts', import.meta.url));
 const dataplane = fileURLToPath(new URL('./libs/core/src/dataplane/index.ts', import.meta.url));
+const client = fileURLToPath(new URL('./libs/core/src/client/index.ts', import.meta.url));
 
 export default defineConfig({
   resolve: {
     alias: [
       { find: /^@gradfleet\/core$/, replacement: core },
       { find: /^@gradfleet\/core\/dataplane$/, replacement: dataplane },
+      { find: /^@gradfleet\/core\/client$/, replacement: client },
     ],
   },
   test: {

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ALLOCATOR_ENV } from '@gradfleet/core';
+import { ALLOCATOR_ENV } from '@gradfleet/core/client';
 
 export type AppName = 'coordinator' | 'worker';
 

@@ -1,4 +1,4 @@
-import { parseJobSpec, type EpochResult, type JobStatus } from '@gradfleet/core';
+import { parseJobSpec, type EpochResult, type JobStatus } from '@gradfleet/core/client';
 import { describe, expect, it } from 'vitest';
 import { formatEpoch, formatReport } from './progress.js';
 

@@ -1,5 +1,5 @@
 import cliProgress from 'cli-progress';
-import type { EpochResult, JobStatus } from '@gradfleet/core';
+import type { EpochResult, JobStatus } from '@gradfleet/core/client';
 
 const pct = (x: number | undefined) => (x === undefined ? '-' : `${(x * 100).toFixed(2)}%`);
 

@@ -1,4 +1,4 @@
-import { printable } from '@gradfleet/core';
+import { printable } from '@gradfleet/core/client';
 
 /**
  * Text from a coordinator (job names, reasons, log lines, worker names) made safe for a

@@ -2,16 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
-import {
-  CLOSE_CODES,
-  DEFAULT_HANDSHAKE_TIMEOUT_MS,
-  DEFAULT_HEARTBEAT_INTERVAL_MS,
-  DEFAULT_HEARTBEAT_TIMEOUT_MS,
-  DEFAULT_MAX_MESSAGE_BYTES,
-  WORKER_WS_PATH,
-  type Logger,
-} from '@gradfleet/core';
-import type { ApiTokenEntry } from './api-tokens.js';
+import { CLOSE_CODES, WORKER_WS_PATH } from '@gradfleet/core';
 import { Authenticator, isLoopback, tokenProblem } from './auth.js';
 import { BrowserGuard } from './browser-guard.js';
 import { DatasetIngest } from './dataset-ingest.js';
@@ -19,63 +10,16 @@ import { createApiHandler } from './http-api.js';
 import { JobManager } from './job-manager.js';
 import { JobStore } from './job-store.js';
 import { CoordinatorMetrics } from './metrics.js';
-import { ShardPool, defaultReducerThreads } from './shard-pool.js';
+import { ShardPool } from './shard-pool.js';
+import {
+  compileCoordinatorOptions,
+  type CompiledCoordinatorOptions,
+  type CoordinatorOptions,
+} from './coordinator-options.js';
 import { CoordinatorStartError, listenError } from './start-error.js';
 import { WorkerConnection } from './worker-connection.js';
 
-export interface CoordinatorOptions {
-  /** @defaultValue '127.0.0.1' */
-  host?: string;
-  /** 0 picks a free port. @defaultValue 7070 */
-  port?: number;
-  /** Transport-wide message cap, in bytes (closes with 1009 from the frame header). @defaultValue DEFAULT_MAX_MESSAGE_BYTES */
-  maxMessageBytes?: number;
-  /** @defaultValue DEFAULT_HEARTBEAT_INTERVAL_MS */
-  heartbeatIntervalMs?: number;
-  /** @defaultValue DEFAULT_HEARTBEAT_TIMEOUT_MS */
-  heartbeatTimeoutMs?: number;
-  /** How long a finished job's metric series stay on `/metrics`, in ms. @defaultValue DEFAULT_JOB_SERIES_GRACE_MS */
-  jobSeriesGraceMs?: number;
-  /** @defaultValue DEFAULT_HANDSHAKE_TIMEOUT_MS */
-  handshakeTimeoutMs?: number;
-  /** Where jobs, checkpoints, datasets and models are kept. @defaultValue './.gradfleet' */
-  dataDir?: string;
-  /** Largest dataset upload or URL download, in bytes. @defaultValue DEFAULT_MAX_DATASET_BYTES */
-  maxUploadBytes?: number;
-  /** Directories job specs may name dataset paths under (`--dataset-root`). @defaultValue none: paths refused */
-  datasetRoots?: readonly string[];
-  /** Hosts dataset URLs may name (`--dataset-url-allow`). @defaultValue none: URLs refused */
-  datasetUrlAllow?: readonly string[];
-  /** Token workers must present; required (with `apiToken`) off loopback unless `insecure`. */
-  workerToken?: string | undefined;
-  /** Token API clients must present to submit and manage jobs (one admin token, named `admin`). */
-  apiToken?: string | undefined;
-  /** Per-user API tokens (`--api-tokens FILE`, `api-tokens.ts`). */
-  apiTokens?: readonly ApiTokenEntry[] | undefined;
-  /** Serve a non-loopback address without tokens or without TLS (warned at every start). @defaultValue false */
-  insecure?: boolean;
-  /** Names clients use for this coordinator besides its address and localhost (`--public-host`); other Host headers get 421. */
-  publicHosts?: readonly string[];
-  /** Browser origins allowed to call the API or open a worker connection (`--allow-origin`). @defaultValue none */
-  allowOrigins?: readonly string[];
-  /** Open worker connections accepted at once. @defaultValue 1024 */
-  maxConnections?: number;
-  /** Messages per second accepted from one connection (burst: twice that). @defaultValue 5000 */
-  maxMessagesPerSecond?: number;
-  /** Trainable parameters a job's model may have. @defaultValue 200_000_000 */
-  maxModelParams?: number;
-  /** Jobs running at once. @defaultValue 64 */
-  maxConcurrentJobs?: number;
-  /** Serve https:// and wss:// with this certificate and key (PEM). */
-  tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
-  /**
-   * Reducer shard threads of the data plane, each with its own port (the API port + 1 + k
-   * when `port` is fixed, any free port otherwise); 0 averages gradients on the main thread.
-   * @defaultValue defaultReducerThreads(): usable cores - 1, at least 1
-   */
-  reducerThreads?: number;
-  logger: Logger;
-}
+export type { CoordinatorOptions } from './coordinator-options.js';
 
 /** The coordinator process: job API, worker WebSocket endpoint and metrics on one port. */
 export class Coordinator {
@@ -88,16 +32,18 @@ export class Coordinator {
   private readonly auth: Authenticator;
   private draining = false;
   private shardPool: ShardPool | undefined;
+  private readonly options: CompiledCoordinatorOptions;
 
-  constructor(private readonly options: CoordinatorOptions) {
+  constructor(input: CoordinatorOptions) {
+    const options = (this.options = compileCoordinatorOptions(input));
     const log = options.logger;
-    if (options.jobSeriesGraceMs !== undefined) this.metrics.jobSeriesGraceMs = options.jobSeriesGraceMs;
-    const dataDir = options.dataDir ?? '.gradfleet';
+    this.metrics.jobSeriesGraceMs = options.jobSeriesGraceMs;
+    const dataDir = options.dataDir;
     this.store = new JobStore(dataDir);
     const ingest = new DatasetIngest(dataDir, {
-      ...(options.maxUploadBytes !== undefined ? { maxBytes: options.maxUploadBytes } : {}),
-      roots: options.datasetRoots ?? [],
-      urlAllow: options.datasetUrlAllow ?? [],
+      maxBytes: options.maxUploadBytes,
+      roots: options.datasetRoots,
+      urlAllow: options.datasetUrlAllow,
       log,
     });
     this.auth = new Authenticator({
@@ -106,14 +52,14 @@ export class Coordinator {
       apiTokens: options.apiTokens,
     });
     this.jobs = new JobManager(this.metrics, log, this.store, ingest, dataDir, {
-      maxModelParams: options.maxModelParams ?? 200_000_000,
-      maxConcurrentJobs: options.maxConcurrentJobs ?? 64,
+      maxModelParams: options.maxModelParams,
+      maxConcurrentJobs: options.maxConcurrentJobs,
     });
     this.jobs.models.warm();
     const guard = new BrowserGuard({
-      listenHost: options.host ?? '127.0.0.1',
-      publicHosts: options.publicHosts ?? [],
-      allowOrigins: options.allowOrigins ?? [],
+      listenHost: options.host,
+      publicHosts: options.publicHosts,
+      allowOrigins: options.allowOrigins,
     });
     const api = createApiHandler({
       guard,
@@ -128,11 +74,11 @@ export class Coordinator {
     this.server = options.tls
       ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, api)
       : createServer(api);
-    const maxConnections = options.maxConnections ?? 1024;
+    const maxConnections = options.maxConnections;
     this.wss = new WebSocketServer({
       server: this.server,
       path: WORKER_WS_PATH,
-      maxPayload: options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+      maxPayload: options.maxMessageBytes,
       perMessageDeflate: false,
       verifyClient: ({ req }, done) => {
         if (this.connections.size >= maxConnections) {
@@ -158,10 +104,10 @@ export class Coordinator {
       },
     });
     const connOptions = {
-      heartbeatIntervalMs: options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
-      heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
-      handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
-      maxMessagesPerSecond: options.maxMessagesPerSecond ?? 5_000,
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      heartbeatTimeoutMs: options.heartbeatTimeoutMs,
+      handshakeTimeoutMs: options.handshakeTimeoutMs,
+      maxMessagesPerSecond: options.maxMessagesPerSecond,
     };
     // The WebSocket server re-emits the HTTP server's errors; `listen()` reports those (a
     // listener here keeps an EADDRINUSE from becoming an uncaught exception first).
@@ -176,7 +122,7 @@ export class Coordinator {
 
   /** Restores the job store (interrupted jobs resume), then listens. */
   async listen(): Promise<URL> {
-    const { host = '127.0.0.1', port = 7070 } = this.options;
+    const { host, port } = this.options;
     const problem = tokenProblem({ workerToken: this.options.workerToken, apiToken: this.options.apiToken });
     if (problem) throw new Error(problem);
     if (!isLoopback(host) && !this.auth.secured) {
@@ -203,7 +149,7 @@ export class Coordinator {
         'INSECURE: serving a non-loopback address without TLS; tokens and data cross the network in cleartext',
       );
     }
-    const threads = this.options.reducerThreads ?? defaultReducerThreads();
+    const threads = this.options.reducerThreads;
     if (threads > 0) {
       this.shardPool = await ShardPool.start(
         threads,
@@ -212,7 +158,7 @@ export class Coordinator {
           basePort: port === 0 ? 0 : port + 1, // shard k: --port + 1 + k
           workerToken: this.options.workerToken,
           tls: this.options.tls,
-          helloTimeoutMs: this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+          helloTimeoutMs: this.options.handshakeTimeoutMs,
         },
         this.options.logger,
       ).catch((err: NodeJS.ErrnoException) => {

@@ -12,6 +12,7 @@ import {
 import { readApiTokens, type ApiTokenEntry } from './api-tokens.js';
 import { resolveToken } from './auth.js';
 import { Coordinator } from './coordinator.js';
+import { COORDINATOR_DEFAULTS } from './coordinator-options.js';
 import { CoordinatorStartError } from './start-error.js';
 import { DEFAULT_MAX_DATASET_BYTES } from './dataset-ingest.js';
 import { defaultReducerThreads } from './shard-pool.js';
@@ -119,15 +120,30 @@ const program = new Command('gradfleet coordinator')
     ],
     [] as string[],
   )
-  .option('--max-connections <n>', 'open worker connections accepted at once', int('--max-connections'), 1024)
+  .option(
+    '--max-connections <n>',
+    'open worker connections accepted at once',
+    int('--max-connections'),
+    COORDINATOR_DEFAULTS.maxConnections,
+  )
   .option(
     '--max-messages-per-second <n>',
     'messages per second accepted from one connection',
     int('--max-messages-per-second'),
-    5000,
+    COORDINATOR_DEFAULTS.maxMessagesPerSecond,
   )
-  .option('--max-model-params <n>', 'trainable parameters a job model may have', int('--max-model-params'), 200_000_000)
-  .option('--max-concurrent-jobs <n>', 'jobs running at once', int('--max-concurrent-jobs'), 64)
+  .option(
+    '--max-model-params <n>',
+    'trainable parameters a job model may have',
+    int('--max-model-params'),
+    COORDINATOR_DEFAULTS.maxModelParams,
+  )
+  .option(
+    '--max-concurrent-jobs <n>',
+    'jobs running at once',
+    int('--max-concurrent-jobs'),
+    COORDINATOR_DEFAULTS.maxConcurrentJobs,
+  )
   .option(
     '--reducer-threads <n>',
     'reducer shard threads of the data plane, each on its own port (--port + 1 + k; any free port with --port 0); 0 averages on the main thread',

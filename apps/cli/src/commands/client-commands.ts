@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { GradfleetClient, type JobStatus } from '@gradfleet/core';
+import { GradfleetClient, type JobStatus } from '@gradfleet/core/client';
 import { formatReport } from '../progress.js';
 import { describeError } from './job-commands.js';
 import { print, printError } from '../terminal.js';

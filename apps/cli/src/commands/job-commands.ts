@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
-import { ApiError, GradfleetClient, type JobSpecInput, type JobState, type JobStatus } from '@gradfleet/core';
+import { ApiError, GradfleetClient, type JobSpecInput, type JobState, type JobStatus } from '@gradfleet/core/client';
 import { JobProgressView, formatReport } from '../progress.js';
 import { print, printError } from '../terminal.js';
 

@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { GradfleetClient, type JobSpecInput, type JobStatus } from '@gradfleet/core';
+import { GradfleetClient, type JobSpecInput, type JobStatus } from '@gradfleet/core/client';
 import { spawnApp, stopAll } from '../app-process.js';
 import { JobProgressView, formatReport } from '../progress.js';
 import { print, printError } from '../terminal.js';

@@ -1,0 +1,109 @@
+import {
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  DEFAULT_HEARTBEAT_TIMEOUT_MS,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  type Logger,
+} from '@gradfleet/core';
+import type { ApiTokenEntry } from './api-tokens.js';
+import { DEFAULT_MAX_DATASET_BYTES } from './dataset-ingest.js';
+import { DEFAULT_JOB_SERIES_GRACE_MS } from './metrics.js';
+import { defaultReducerThreads } from './shard-pool.js';
+
+/** What a `Coordinator` is started with; every field but `logger` has a default (`COORDINATOR_DEFAULTS`). */
+export interface CoordinatorOptions {
+  /** @defaultValue '127.0.0.1' */
+  host?: string;
+  /** 0 picks a free port. @defaultValue 7070 */
+  port?: number;
+  /** Transport-wide message cap, in bytes (closes with 1009 from the frame header). @defaultValue DEFAULT_MAX_MESSAGE_BYTES */
+  maxMessageBytes?: number;
+  /** @defaultValue DEFAULT_HEARTBEAT_INTERVAL_MS */
+  heartbeatIntervalMs?: number;
+  /** @defaultValue DEFAULT_HEARTBEAT_TIMEOUT_MS */
+  heartbeatTimeoutMs?: number;
+  /** How long a finished job's metric series stay on `/metrics`, in ms. @defaultValue DEFAULT_JOB_SERIES_GRACE_MS */
+  jobSeriesGraceMs?: number;
+  /** @defaultValue DEFAULT_HANDSHAKE_TIMEOUT_MS */
+  handshakeTimeoutMs?: number;
+  /** Where jobs, checkpoints, datasets and models are kept. @defaultValue './.gradfleet' */
+  dataDir?: string;
+  /** Largest dataset upload or URL download, in bytes. @defaultValue DEFAULT_MAX_DATASET_BYTES */
+  maxUploadBytes?: number;
+  /** Directories job specs may name dataset paths under (`--dataset-root`). @defaultValue none: paths refused */
+  datasetRoots?: readonly string[];
+  /** Hosts dataset URLs may name (`--dataset-url-allow`). @defaultValue none: URLs refused */
+  datasetUrlAllow?: readonly string[];
+  /** Token workers must present; required (with `apiToken`) off loopback unless `insecure`. */
+  workerToken?: string | undefined;
+  /** Token API clients must present to submit and manage jobs (one admin token, named `admin`). */
+  apiToken?: string | undefined;
+  /** Per-user API tokens (`--api-tokens FILE`, `api-tokens.ts`). */
+  apiTokens?: readonly ApiTokenEntry[] | undefined;
+  /** Serve a non-loopback address without tokens or without TLS (warned at every start). @defaultValue false */
+  insecure?: boolean;
+  /** Names clients use for this coordinator besides its address and localhost (`--public-host`); other Host headers get 421. */
+  publicHosts?: readonly string[];
+  /** Browser origins allowed to call the API or open a worker connection (`--allow-origin`). @defaultValue none */
+  allowOrigins?: readonly string[];
+  /** Open worker connections accepted at once. @defaultValue 1024 */
+  maxConnections?: number;
+  /** Messages per second accepted from one connection (burst: twice that). @defaultValue 5000 */
+  maxMessagesPerSecond?: number;
+  /** Trainable parameters a job's model may have. @defaultValue 200_000_000 */
+  maxModelParams?: number;
+  /** Jobs running at once. @defaultValue 64 */
+  maxConcurrentJobs?: number;
+  /** Serve https:// and wss:// with this certificate and key (PEM). */
+  tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
+  /**
+   * Reducer shard threads of the data plane, each with its own port (the API port + 1 + k
+   * when `port` is fixed, any free port otherwise); 0 averages gradients on the main thread.
+   * @defaultValue defaultReducerThreads(): usable cores - 1, at least 1
+   */
+  reducerThreads?: number;
+  logger: Logger;
+}
+
+/**
+ * Every default of `CoordinatorOptions`, in one place (the CLI's flags show the same values).
+ * Limits come with their reason in the constants they name.
+ */
+export const COORDINATOR_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 7070,
+  maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
+  heartbeatIntervalMs: DEFAULT_HEARTBEAT_INTERVAL_MS,
+  heartbeatTimeoutMs: DEFAULT_HEARTBEAT_TIMEOUT_MS,
+  jobSeriesGraceMs: DEFAULT_JOB_SERIES_GRACE_MS,
+  handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  dataDir: '.gradfleet',
+  maxUploadBytes: DEFAULT_MAX_DATASET_BYTES,
+  datasetRoots: [] as readonly string[],
+  datasetUrlAllow: [] as readonly string[],
+  insecure: false,
+  publicHosts: [] as readonly string[],
+  allowOrigins: [] as readonly string[],
+  /** Open worker connections at once: far above any fleet, far below the file-descriptor limit. */
+  maxConnections: 1024,
+  /** Per connection; a worker sends a few messages per step, so only a runaway peer reaches it. */
+  maxMessagesPerSecond: 5_000,
+  /** 200M fp32 parameters: 800 MB of weights, about 2.4 GB with Adam's moments on every replica. */
+  maxModelParams: 200_000_000,
+  maxConcurrentJobs: 64,
+} as const;
+
+/** `CoordinatorOptions` with every default filled in: compiled once, read everywhere. */
+export type CompiledCoordinatorOptions = Readonly<
+  Omit<Required<CoordinatorOptions>, 'workerToken' | 'apiToken' | 'apiTokens' | 'tls'> &
+    Pick<CoordinatorOptions, 'workerToken' | 'apiToken' | 'apiTokens' | 'tls'>
+>;
+
+export function compileCoordinatorOptions(o: CoordinatorOptions): CompiledCoordinatorOptions {
+  const defined = Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as CoordinatorOptions;
+  return Object.freeze({
+    ...COORDINATOR_DEFAULTS,
+    reducerThreads: defaultReducerThreads(),
+    ...defined,
+  });
+}
