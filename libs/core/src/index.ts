@@ -1,37 +1,144 @@
-// Public API of @gradfleet/core. Import only from here.
-export * from './protocol/constants.js';
-export * from './protocol/protocol-error.js';
-export * from './protocol/frame.js';
-export * from './protocol/messages.js';
-export * from './protocol/printable.js';
-export * from './sampler/prng.js';
-export * from './sampler/epoch-sampler.js';
-export * from './math/gradient-math.js';
-export * from './math/gradient-reducer.js';
-export * from './math/bucket-plan.js';
-export * from './math/accumulator.js';
-export * from './math/gradient-clip.js';
-export * from './compression/codec.js';
-export * from './compression/fp16.js';
-export * from './compression/int8.js';
-export * from './compression/topk.js';
-export * from './job/job-spec.js';
-export * from './job/job-status.js';
-export * from './job/job-lifecycle.js';
-export * from './replica/update-stream-hash.js';
-export * from './model/model-factory.js';
-export * from './model/lr-schedule.js';
-export * from './model/seeded-dropout.js';
-export * from './data/idx.js';
-export * from './data/dataset.js';
-export * from './backend/select-backend.js';
-export * from './backend/tensorflow-requirements.js';
-export * from './backend/wasm-conv2d-backprop-filter.js';
-export * from './client/gradfleet-client.js';
-export * from './logger.js';
-export * from './data/data-shard.js';
-export * from './data/text-datasets.js';
-export * from './model/topology-policy.js';
-export * from './model/normalize-topology.js';
-export * from './model/param-count.js';
-export * from './client/http-fetch.js';
+// Public API of @gradfleet/core: named exports only, so what the package promises is visible here.
+// Programs that only talk to a coordinator import `@gradfleet/core/client` (no TensorFlow.js);
+// reducer shards import `@gradfleet/core/dataplane`.
+export {
+  ALLOCATOR_ENV,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  DEFAULT_HEARTBEAT_TIMEOUT_MS,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  MAX_CONTROL_MESSAGE_BYTES,
+  MAX_HEADER_BYTES,
+  PROTOCOL_VERSION,
+  WORKER_WS_PATH,
+} from './protocol/constants.js';
+export { CLOSE_CODES, errorCodeForClose, ProtocolError, type ProtocolErrorCode } from './protocol/protocol-error.js';
+export {
+  allocFrame,
+  type DecodedFrame,
+  decodeFrame,
+  encodeFrame,
+  float32View,
+  framePrefix,
+  FrameWriter,
+  uint32View,
+} from './protocol/frame.js';
+export {
+  type CoordinatorMessage,
+  type CoordinatorMessageInput,
+  CoordinatorMessageSchema,
+  type CoordinatorMessageType,
+  decodeCoordinatorMessage,
+  decodeWorkerMessage,
+  encodeMessage,
+  type Received,
+  type RemoteSplit,
+  RemoteSplitSchema,
+  type TensorSpec,
+  TensorSpecSchema,
+  type WorkerMessage,
+  type WorkerMessageInput,
+  WorkerMessageSchema,
+  type WorkerMessageType,
+} from './protocol/messages.js';
+export { printable } from './protocol/printable.js';
+export { mulberry32 } from './sampler/prng.js';
+export {
+  type EpochAudit,
+  EpochSampler,
+  type SamplerOptions,
+  type SamplerState,
+  splitBatch,
+} from './sampler/epoch-sampler.js';
+export { maxRelativeDifference, weightsChecksum } from './math/gradient-math.js';
+export { GradientReducer } from './math/gradient-reducer.js';
+export { BUCKET_GRANULE_FLOATS, BucketPlan, DEFAULT_BUCKET_BYTES } from './math/bucket-plan.js';
+export { Accumulator, STAGE_FLOATS } from './math/accumulator.js';
+export { clipGradient } from './math/gradient-clip.js';
+export { bucketCodec, type BucketCodec, type Compression, COMPRESSIONS } from './compression/codec.js';
+export { decodeHalves } from './compression/fp16.js';
+export { decodeInt8 } from './compression/int8.js';
+export {
+  BUILTIN_MODELS,
+  type DatasetSpec,
+  DatasetSpecSchema,
+  type FieldIssue,
+  InvalidJobSpecError,
+  type JobSpec,
+  type JobSpecInput,
+  JobSpecSchema,
+  LABEL_KINDS,
+  type LabelKind,
+  LOSS_LABELS,
+  LOSSES,
+  type LrSchedule,
+  LrScheduleSchema,
+  type ModelSpec,
+  ModelSpecSchema,
+  OPTIMIZER_OPTION_USERS,
+  type OptimizerOptions,
+  OptimizerOptionsSchema,
+  OPTIMIZERS,
+  parseJobSpec,
+} from './job/job-spec.js';
+export {
+  type EpochResult,
+  JOB_STATES,
+  type JobEvent,
+  type JobProgress,
+  type JobResult,
+  type JobState,
+  type JobStatus,
+  type ReplicaReport,
+  type StepTiming,
+  TERMINAL_STATES,
+  type WorkerInfo,
+  type WorkerStats,
+} from './job/job-status.js';
+export { assertTransition, canTransition, IllegalTransitionError, JOB_TRANSITIONS } from './job/job-lifecycle.js';
+export { bucketDigest, chainDigest, UpdateStreamHash } from './replica/update-stream-hash.js';
+export {
+  buildModel,
+  createOptimizer,
+  flattenWeights,
+  InvalidModelError,
+  loadFlatWeights,
+  lossFunction,
+  optimizerLearningRate,
+  setOptimizerLearningRate,
+  trainableParameterCount,
+  weightLayout,
+} from './model/model-factory.js';
+export { learningRateAt } from './model/lr-schedule.js';
+export { dropoutMask, seedDropout, type SeededDropout } from './model/seeded-dropout.js';
+export { type IdxArray, InvalidDataError, MAX_IDX_BYTES, MAX_LABEL } from './data/idx.js';
+export {
+  checkLabels,
+  type Dataset,
+  type DataSplit,
+  type FileReader,
+  gatherBatch,
+  type IdxFiles,
+  loadDataset,
+  mnistDirectory,
+  targetWidth,
+  trainingSize,
+} from './data/dataset.js';
+export {
+  type BackendName,
+  type BackendPreference,
+  type BackendSelection,
+  BackendUnavailableError,
+  selectBackend,
+  type SelectBackendOptions,
+} from './backend/select-backend.js';
+export { explainTensorflowLoadError, TFJS_NODE_GPU_REQUIREMENTS } from './backend/tensorflow-requirements.js';
+export { registerWasmConv2DBackpropFilter } from './backend/wasm-conv2d-backprop-filter.js';
+export { ApiError, GradfleetClient, type GradfleetClientOptions } from './client/gradfleet-client.js';
+export { createLogger, type Logger } from './logger.js';
+export { decodeShard, encodeShard, sha256Hex, type ShardHeader } from './data/data-shard.js';
+export { type CsvOptions, parseCsv, type ParsedSplit, parseJsonl } from './data/text-datasets.js';
+export { ALLOWED_CLASSES, checkTopology, MAX_LAYER_DIMENSION } from './model/topology-policy.js';
+export { MAX_TOPOLOGY_DEPTH, MAX_TOPOLOGY_NODES } from './model/normalize-topology.js';
+export { countTopologyParams } from './model/param-count.js';
+export { httpFetch } from './client/http-fetch.js';
