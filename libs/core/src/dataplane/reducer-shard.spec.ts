@@ -93,6 +93,11 @@ describe('ReducerShard', () => {
     for (let b = 1; b < 4; b++) shard.gradient('a', head(b, 2), encode(grad(1), b));
     expect(events.at(-1)?.t).toBe('done');
     expect(link.frames.get('a')).toHaveLength(3);
+    // The total excludes b's 3 samples: the average of a alone is a's gradient (codec none: raw float32).
+    const f = link.frames.get('a')![0]!;
+    const got = new Float32Array(f.buffer.slice(f.byteOffset + 32, f.byteOffset + f.byteLength));
+    const want = PLAN.slice(grad(1), 1);
+    for (let i = 0; i < want.length; i += 37) expect(got[i]).toBeCloseTo(want[i]!, 5);
 
     const t = setup();
     t.shard.begin({ round: 1, step: 0, contributors: { a: 2, b: 3 }, recipients: ['a'], checksum: false });
@@ -108,6 +113,11 @@ describe('ReducerShard', () => {
     shard.begin({ round: 1, step: 0, contributors: { a: 2 }, recipients: ['a', 'r'], checksum: false });
     shard.lost('r');
     expect(events).toEqual([]);
+    const c = setup();
+    c.shard.begin({ round: 1, step: 0, contributors: { a: 2, b: 1 }, recipients: ['a'], checksum: false });
+    for (let b = 1; b < 4; b++) c.shard.gradient('a', head(b, 2), c.encode(c.grad(1), b));
+    c.shard.lost('a'); // a sent everything: its contributions are in, the round can still complete
+    expect(c.events.map((e) => e.t)).toEqual(['started']);
     shard.lost('a');
     expect(events.map((e) => e.t)).toEqual(['tainted']);
   });
