@@ -8,7 +8,8 @@ export type BucketRange = readonly [start: number, end: number];
  * deterministically (BytePS assigns key ranges the same way): shard k owns a range that
  * depends only on the plan and k, so every worker sends bucket b to the same shard and
  * every replica receives the same averaged bytes for it, whichever shard computed them.
- * With fewer buckets than shards, the last shards own empty ranges.
+ * With fewer buckets than shards, some shards own empty ranges (interleaved, keeping each
+ * boundary within one bucket of the ideal split).
  */
 export function assignBuckets(plan: BucketPlan, shards: number): BucketRange[] {
   if (!Number.isInteger(shards) || shards < 1) throw new RangeError(`shards must be a positive integer, got ${shards}`);

@@ -23,6 +23,7 @@ async function start(helloTimeoutMs = 10_000) {
     params: 512,
     bucketBytes: 1024,
     compression: 'none',
+    hashUpdates: true,
     topkRatio: 0.01,
     range: [0, 2],
   });
