@@ -122,12 +122,24 @@ describe('ReducerShard', () => {
     expect(events.map((e) => e.t)).toEqual(['tainted']);
   });
 
-  it('ignores stale rounds, refuses future rounds, wrong samples, out-of-order buckets and NaN', () => {
+  it('holds buckets of the next round that outrun its begin, and adds them once it begins', () => {
+    const { events, shard, grad, encode } = setup();
+    shard.begin({ round: 1, step: 0, contributors: { a: 2 }, recipients: ['a'], checksum: false });
+    for (let b = 1; b < 4; b++) shard.gradient('a', head(b, 2, 1), encode(grad(b), b));
+    expect(events.filter((e) => e.t === 'done')).toHaveLength(1);
+    // Round 2's buckets reach the shard before the controller's begin(2) does.
+    for (let b = 1; b < 4; b++) shard.gradient('a', head(b, 2, 2), encode(grad(b), b));
+    expect(events.filter((e) => e.t === 'done')).toHaveLength(1);
+    shard.begin({ round: 2, step: 1, contributors: { a: 2 }, recipients: ['a'], checksum: false });
+    expect(events.filter((e) => e.t === 'done').map((e) => (e as { round: number }).round)).toEqual([1, 2]);
+  });
+
+  it('ignores stale rounds, refuses rounds beyond the next, wrong samples, out-of-order buckets and NaN', () => {
     const { events, shard, grad, encode } = setup();
     shard.begin({ round: 5, step: 0, contributors: { a: 2 }, recipients: ['a'], checksum: false });
     shard.gradient('a', head(1, 2, 4), encode(grad(1), 1));
     expect(events).toEqual([]);
-    expect(() => shard.gradient('a', head(1, 2, 6), encode(grad(1), 1))).toThrow(
+    expect(() => shard.gradient('a', head(1, 2, 7), encode(grad(1), 1))).toThrow(
       expect.objectContaining({ code: 'UNKNOWN_STEP' }),
     );
     expect(() => shard.gradient('a', head(1, 3, 5), encode(grad(1), 1))).toThrow(
