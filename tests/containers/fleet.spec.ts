@@ -49,6 +49,8 @@ describe('containers: coordinator, two workers and Prometheus', () => {
         '--dataset-root',
         '/srv',
         '--insecure',
+        '--public-host', // workers reach it by its network alias (Host: coordinator:7070)
+        'coordinator',
         '--heartbeat-interval-ms',
         '1000',
         '--heartbeat-timeout-ms',
