@@ -600,6 +600,10 @@ export class JobRunner extends JobRunnerCore {
         this.checks.record(m.id, msg.step, msg.hash, msg.sum, msg.stream);
         break;
       case 'failure':
+        if (msg.jobId !== undefined && msg.jobId !== this.job.id) {
+          this.log.warn({ worker: m.id, failedJob: msg.jobId }, 'failure of an earlier job ignored');
+          return;
+        }
         this.log.error({ worker: m.id, message: msg.message }, 'worker failed');
         this.refusals++;
         this.drop(m, msg.message);

@@ -23,6 +23,14 @@ import {
 } from '@gradfleet/core';
 import { ComputePacer, yieldToEventLoop } from './compute-pacer.js';
 
+/** A computation of a job that ended on this worker meanwhile (job-end, lost connection): not a failure of the job. */
+export class JobEndedError extends Error {
+  constructor() {
+    super('the job ended on this worker during a computation');
+    this.name = 'JobEndedError';
+  }
+}
+
 /** Sums over a set of examples: what the coordinator needs to combine results exactly. */
 export interface BatchStats {
   lossSum: number;
@@ -277,7 +285,7 @@ export class Replica {
 
   private async yieldChunk(): Promise<void> {
     await yieldToEventLoop();
-    if (this.disposed) throw new Error('the job ended on this worker during a computation');
+    if (this.disposed) throw new JobEndedError();
   }
 
   /** One chunk, timed for the pacer. */

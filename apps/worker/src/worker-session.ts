@@ -23,7 +23,7 @@ import { DataPlaneClient } from './data-plane-client.js';
 import { EXIT_CODES } from './exit-codes.js';
 import { GradientWire } from './gradient-wire.js';
 import { DataCache } from './remote-data.js';
-import { Replica } from './replica.js';
+import { JobEndedError, Replica } from './replica.js';
 import { TestFaults, testSlowdown } from './test-faults.js';
 import type { WorkerMetrics } from './worker-metrics.js';
 
@@ -168,7 +168,7 @@ export class WorkerSession {
       const { message, payload } = received;
       this.queue = this.queue
         .then(() => this.handle(message, payload))
-        .catch((err: unknown) => this.reportFailure(err));
+        .catch((err: unknown) => this.reportFailure(err, 'jobId' in message ? message.jobId : undefined));
     });
     ws.on('close', (code, reason) => this.onClose(code, reason.toString()));
     ws.on('error', (err) => log.warn({ err: err.message }, 'connection error'));
@@ -202,8 +202,17 @@ export class WorkerSession {
     if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(encodeMessage(message, payload));
   }
 
-  private reportFailure(err: unknown): void {
+  /**
+   * A message of job `jobId` failed here. The failure is reported for that job only: a job
+   * that already ended here (its computation was cut short by `job-end` or a lost connection)
+   * is not reported, so a late error never lands on the next job this worker runs.
+   */
+  private reportFailure(err: unknown, jobId: string | undefined): void {
     const message = err instanceof Error ? err.message : String(err);
+    if (err instanceof JobEndedError || (jobId !== undefined && jobId !== this.jobId)) {
+      this.options.logger.info({ err: message, jobId }, 'a computation of a job that ended here was dropped');
+      return;
+    }
     this.options.logger.error({ err: message, jobId: this.jobId }, 'job failed on this worker');
     this.send({ t: 'failure', ...(this.jobId ? { jobId: this.jobId } : {}), message: message.slice(0, 4000) });
     this.dropJob();
@@ -212,7 +221,7 @@ export class WorkerSession {
   private dropJob(): void {
     this.dataPlane?.close();
     this.dataPlane = undefined;
-    for (const w of this.appliedWaiters.splice(0)) w.reject(new Error('the job ended on this worker'));
+    for (const w of this.appliedWaiters.splice(0)) w.reject(new JobEndedError());
     this.replica?.dispose();
     this.replica = undefined;
     this.jobId = undefined;
