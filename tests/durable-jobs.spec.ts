@@ -61,7 +61,8 @@ describe('durable jobs', () => {
 
     const c = cluster();
     const port = await freePort();
-    const first = await c.startCoordinator([], port);
+    // On the data plane: replicas count applied updates from the checkpoint's step after the restart.
+    const first = await c.startCoordinator(['--reducer-threads', '1'], port);
     await c.startWorkers(2);
     const job = await c.client.submit(spec);
     const before = await until(
@@ -85,7 +86,7 @@ describe('durable jobs', () => {
     expect(popcount(Buffer.from(saved.sampler.used!, 'base64'))).toBe(
       saved.sampler.cursor - saved.sampler.retry.length,
     );
-    await c.startCoordinator([], port); // same data dir, same port: the workers reconnect
+    await c.startCoordinator(['--reducer-threads', '1'], port); // same data dir, same port: the workers reconnect
     const done = await c.client.waitForJob(job.id);
     expect(done.state, done.reason).toBe('SUCCEEDED');
     expect(done.events.map((e) => e.state)).toContain('PAUSED');

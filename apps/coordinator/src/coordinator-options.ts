@@ -8,7 +8,6 @@ import {
 import type { ApiTokenEntry } from './api-tokens.js';
 import { DEFAULT_MAX_DATASET_BYTES } from './dataset-ingest.js';
 import { DEFAULT_JOB_SERIES_GRACE_MS } from './metrics.js';
-import { defaultReducerThreads } from './shard-pool.js';
 
 /** What a `Coordinator` is started with; every field but `logger` has a default (`COORDINATOR_DEFAULTS`). */
 export interface CoordinatorOptions {
@@ -59,7 +58,7 @@ export interface CoordinatorOptions {
   /**
    * Reducer shard threads of the data plane, each with its own port (the API port + 1 + k
    * when `port` is fixed, any free port otherwise); 0 averages gradients on the main thread.
-   * @defaultValue defaultReducerThreads(): usable cores - 1, at least 1
+   * @defaultValue 0 for now (opt in; `defaultReducerThreads()` suggests usable cores − 1): docs/architecture.md
    */
   reducerThreads?: number;
   logger: Logger;
@@ -103,7 +102,7 @@ export function compileCoordinatorOptions(o: CoordinatorOptions): CompiledCoordi
   const defined = Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as CoordinatorOptions;
   return Object.freeze({
     ...COORDINATOR_DEFAULTS,
-    reducerThreads: defaultReducerThreads(),
+    reducerThreads: 0,
     ...defined,
   });
 }

@@ -146,9 +146,9 @@ const program = new Command('gradfleet coordinator')
   )
   .option(
     '--reducer-threads <n>',
-    'reducer shard threads of the data plane, each on its own port (--port + 1 + k; any free port with --port 0); 0 averages on the main thread',
+    `reducer shard threads of the data plane, each on its own port (--port + 1 + k; any free port with --port 0); 0 (the default for now) averages on the main thread; ${defaultReducerThreads()} would leave one core to the main thread`,
     int('--reducer-threads'),
-    Number(process.env['GRADFLEET_REDUCER_THREADS'] ?? defaultReducerThreads()),
+    Number(process.env['GRADFLEET_REDUCER_THREADS'] ?? 0),
   )
   .option('--tls-cert <file>', 'serve https:// and wss:// with this certificate (PEM)')
   .option('--tls-key <file>', 'private key (PEM) of --tls-cert')
