@@ -178,14 +178,20 @@ describe('data plane: reducer shards under partial, slow and hostile peers', () 
 });
 
 describe('data plane: K reducer shards give the bytes of the main-thread reducer', () => {
-  it('final weights are bit-identical for --reducer-threads 0, 1, 2 and 3 with 2 workers', async () => {
+  // One worker sends its step stats 300 ms after its buckets (GRADFLEET_TEST_LATE_STATS_MS), so
+  // the shards commit every round before its loss and accuracy reach the coordinator: they must
+  // still count (a regression: they were dropped, and the epoch's loss was off under load).
+  it('final weights are bit-identical, and loss and accuracy the same, for --reducer-threads 0, 1, 2 and 3 with 2 workers', async () => {
     const data = await writeSmallMnist(640, 100);
     const results: Float32Array[] = [];
+    const epochs: { loss: number; accuracy: number }[] = [];
     for (const threads of [0, 1, 2, 3]) {
       const cluster = new TestCluster();
       try {
         await cluster.startCoordinator(['--reducer-threads', String(threads)]);
-        await cluster.startWorkers(2);
+        cluster.startWorker(['--name', 'prompt']);
+        cluster.startWorker(['--name', 'late-stats'], { GRADFLEET_TEST_LATE_STATS_MS: '300' });
+        await cluster.client.waitForWorkers(2, 60_000);
         const job = await cluster.client.submit({
           model: { topology: wideMlp(64) },
           dataset: data.dataset,
@@ -196,16 +202,27 @@ describe('data plane: K reducer shards give the bytes of the main-thread reducer
           maxWorkers: 2,
           bucketBytes: 16384, // ~13 buckets: every shard gets a range
           checksumEverySteps: 2,
+          // No straggler deadline: the late stats must not get a slice excused (and retried in
+          // another order) on a busy machine; only their accounting is under test.
+          stragglerDeadlineFactor: 0,
         });
         const done = await cluster.client.waitForJob(job.id);
         expect(done.state, `${done.reason}\n${cluster.log}`).toBe('SUCCEEDED');
         expect(done.replicas.divergences).toBe(0);
         results.push(new Float32Array((await cluster.client.model(job.id)).weights));
+        epochs.push({ loss: done.history[0]!.loss, accuracy: done.history[0]!.accuracy });
+        const retried = (await cluster.client.logs(job.id)).filter((l) => /abandoned|excused|left/.test(l.line));
+        expect(retried, `K=${threads}`).toEqual([]);
       } finally {
         await cluster.stop();
       }
     }
     for (const r of results.slice(1)) expect(Buffer.from(r.buffer).equals(Buffer.from(results[0]!.buffer))).toBe(true);
+    // The same per-worker stats, summed in arrival order: equal up to the order of additions.
+    for (const e of epochs.slice(1)) {
+      expect(Math.abs(e.loss - epochs[0]!.loss)).toBeLessThan(1e-9 * epochs[0]!.loss);
+      expect(e.accuracy).toBeCloseTo(epochs[0]!.accuracy, 12);
+    }
   });
 });
 

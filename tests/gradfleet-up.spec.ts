@@ -40,27 +40,43 @@ describe('the gradfleet bin', () => {
 });
 
 describe('gradfleet up', () => {
-  it('trains MNIST for one epoch on a local cluster of 2 workers to at least 95% test accuracy', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'gradfleet-up-'));
-    const { code, out } = await runCli([
-      'up',
-      '--workers',
-      '2',
-      '--epochs',
-      '1',
-      '--backend',
-      'wasm',
-      '--data-dir',
-      dataDir,
-    ]);
-    expect(code, out).toBe(0);
-    expect(out).toMatch(/2 workers ready/);
-    expect(out).toMatch(/epoch 1\/1 .*audit ok/);
-    expect(out).toMatch(/SUCCEEDED/);
-    const acc = Number(/test accuracy\s+([\d.]+)%/.exec(out)?.[1]);
-    expect(acc, out).toBeGreaterThanOrEqual(95);
-    expect(out).toMatch(/0 divergences/);
-  });
+  // A seeded run (--seed: seeded initialisation, shuffles and dropout masks) is reproducible: the
+  // same seed gives the same model, so this test checks one fixed outcome, not a lucky draw.
+  // Measured spread of one epoch with 2 workers on wasm (seeds 1-8, 2026-12-01): 95.19-95.96 %
+  // test accuracy, and seed 1 gave 95.23 % (loss 0.1516) on each of three runs. The 95 % floor
+  // sits below every seed's result; a change that breaks averaging, sampling or the optimizer
+  // costs far more than the 0.2-point margin (a replica left unsynchronised ends near 92 %).
+  it('trains MNIST for one epoch on a local cluster of 2 workers to at least 95% test accuracy, the same model run after run', async () => {
+    const run = async () => {
+      const dataDir = mkdtempSync(join(tmpdir(), 'gradfleet-up-'));
+      const { code, out } = await runCli([
+        'up',
+        '--workers',
+        '2',
+        '--epochs',
+        '1',
+        '--backend',
+        'wasm',
+        '--seed',
+        '1',
+        '--data-dir',
+        dataDir,
+      ]);
+      rmSync(dataDir, { recursive: true, force: true });
+      expect(code, out).toBe(0);
+      expect(out).toMatch(/2 workers ready/);
+      expect(out).toMatch(/epoch 1\/1 .*audit ok/);
+      expect(out).toMatch(/SUCCEEDED/);
+      expect(out).toMatch(/0 divergences/);
+      const m = /test accuracy\s+([\d.]+)%\s+\(loss ([\d.]+)\)/.exec(out);
+      expect(m, out).not.toBeNull();
+      return { accuracy: Number(m![1]), loss: m![2]!, out };
+    };
+    const first = await run();
+    expect(first.accuracy, first.out).toBeGreaterThanOrEqual(95);
+    const second = await run();
+    expect({ accuracy: second.accuracy, loss: second.loss }).toEqual({ accuracy: first.accuracy, loss: first.loss });
+  }, 600_000);
 
   it('says what to do, with exit code 1, when the coordinator cannot be reached', async () => {
     const { code, out } = await runCli(['submit', join(ROOT, 'package.json'), '--coordinator', 'http://127.0.0.1:9']);

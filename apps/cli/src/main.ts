@@ -10,6 +10,12 @@ const positiveInt = (name: string) => (v: string) => {
   if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${v}`);
   return n;
 };
+const nonNegativeInt = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff)
+    throw new Error(`${name} must be an integer 0..2^32-1, got ${v}`);
+  return n;
+};
 const defaultCoordinator = process.env['GRADFLEET_COORDINATOR'] ?? 'http://127.0.0.1:7070';
 
 const program = new Command('gradfleet')
@@ -23,6 +29,11 @@ program
   .option('-j, --job <file>', 'job spec JSON (default: the reference MNIST MLP recipe)')
   .option('--epochs <n>', 'override the number of epochs', positiveInt('--epochs'))
   .option('--batch-size <n>', 'override the global batch size', positiveInt('--batch-size'))
+  .option(
+    '--seed <n>',
+    'a reproducible run: seeds the initialisation, the shuffles and the dropout masks (seededDropout)',
+    nonNegativeInt('--seed'),
+  )
   .addOption(
     new Option('-b, --backend <name>', 'worker backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
   )

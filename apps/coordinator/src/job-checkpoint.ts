@@ -8,6 +8,18 @@ export interface EpochTotals {
   correct: number;
   samples: number;
   steps: number;
+  /**
+   * Samples whose loss and accuracy never reached the coordinator (data plane: the worker's
+   * stats were lost after its gradient was averaged); the epoch's loss and accuracy are over
+   * the others. Absent in checkpoints written before it existed: 0.
+   */
+  unreported?: number;
+}
+
+/** The epoch's mean training loss and accuracy, over the samples whose stats were reported. */
+export function epochMeans(t: EpochTotals): { loss: number; accuracy: number } {
+  const n = t.samples - (t.unreported ?? 0);
+  return { loss: t.lossSum / n, accuracy: t.correct / n };
 }
 
 /** The runner's counters saved in a checkpoint. */

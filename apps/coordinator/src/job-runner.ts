@@ -9,7 +9,7 @@ import {
 } from '@gradfleet/core';
 import { DATA_FRAME_HEADER_BYTES } from '@gradfleet/core/dataplane';
 import { type Checkpoint, writeModelArtifact } from './checkpoint-store.js';
-import { saveCheckpoint, startValues, type RunnerCounters } from './job-checkpoint.js';
+import { epochMeans, saveCheckpoint, startValues, type RunnerCounters } from './job-checkpoint.js';
 import { JobAbortedError, JobRunnerCore, NoWorkersError } from './job-runner-core.js';
 import { modelArtifactJson } from './model-info.js';
 import type { JobMessage, WorkerConnection } from './worker-connection.js';
@@ -24,6 +24,12 @@ const SLOW_READER_SLACK_BYTES = 1024 * 1024;
 
 /** How long workers may take to build the model and load the data, in ms. */
 const JOB_START_TIMEOUT_MS = 300_000;
+/**
+ * How long a committed data-plane round waits for its contributors' stats, in ms: they were
+ * sent before the gradient's first bucket on an in-order connection, so only event-loop
+ * scheduling separates them; the bound covers a worker lost in between.
+ */
+const ROUND_STATS_GRACE_MS = 5_000;
 
 /**
  * Runs one job on a set of workers: synchronous data-parallel SGD (docs/architecture.md).
@@ -32,7 +38,8 @@ const JOB_START_TIMEOUT_MS = 300_000;
  * mean to every replica. A worker lost mid-step gives its slice back to the sampler.
  */
 export class JobRunner extends JobRunnerCore {
-  private stepTotals = { lossSum: 0, correct: 0, samples: 0 };
+  /** This step's totals; `reported`: samples whose loss and accuracy arrived. */
+  private stepTotals = { lossSum: 0, correct: 0, samples: 0, reported: 0 };
   /**
    * Runs the job until it ends or pauses; `resume` continues from a checkpoint (the
    * sampler mid-epoch, the optimizer state, the counters) instead of the initial weights.
@@ -77,8 +84,7 @@ export class JobRunner extends JobRunnerCore {
         const t = this.epochTotals;
         const result: EpochResult = {
           epoch,
-          loss: t.lossSum / t.samples,
-          accuracy: t.correct / t.samples,
+          ...epochMeans(t),
           samples: t.samples,
           steps: t.steps,
           durationMs: 0,
@@ -255,7 +261,7 @@ export class JobRunner extends JobRunnerCore {
       spec.checksumEverySteps > 0 && (sampler.exhausted || (this.stepNo + 1) % spec.checksumEverySteps === 0);
     this.received = [];
     this.tainted = false;
-    this.stepTotals = { lossSum: 0, correct: 0, samples: 0 };
+    this.stepTotals = { lossSum: 0, correct: 0, samples: 0, reported: 0 };
     this.progress.clear();
     this.telemetry.begin();
     if (this.shards) this.beginRound(members, slices, checksum);
@@ -319,14 +325,16 @@ export class JobRunner extends JobRunnerCore {
     t.lossSum += this.stepTotals.lossSum;
     t.correct += this.stepTotals.correct;
     t.samples += samples;
+    t.unreported = (t.unreported ?? 0) + samples - this.stepTotals.reported;
     for (const s of this.received) sampler.complete(s);
     const seconds = (performance.now() - t0) / 1000;
     this.trainMs += seconds * 1000;
     this.trainSamples += samples;
     this.stepNo++;
     t.steps++;
-    this.metrics.trainLoss.set({ job_id: job.id }, t.lossSum / t.samples);
-    this.metrics.trainAccuracy.set({ job_id: job.id }, t.correct / t.samples);
+    const means = epochMeans(t);
+    this.metrics.trainLoss.set({ job_id: job.id }, means.loss);
+    this.metrics.trainAccuracy.set({ job_id: job.id }, means.accuracy);
     this.metrics.epochProgress.set({ job_id: job.id }, sampler.completed / sampler.size);
     Object.assign(job.status.progress, {
       step: this.stepNo,
@@ -377,6 +385,7 @@ export class JobRunner extends JobRunnerCore {
       if (shards.error) throw new Error(`reducer shard failed: ${shards.error}`);
       const outcome = shards.outcome;
       if (outcome) {
+        if (outcome === 'commit') await this.awaitRoundStats();
         const slices = [...this.roundSlices.values()];
         this.roundSlices.clear();
         this.pending.clear(); // stats still on the way are dropped on arrival
@@ -398,6 +407,18 @@ export class JobRunner extends JobRunnerCore {
       if (shards.tainted !== undefined || this.roundSlices.size === 0 || Date.now() >= hard) shards.abort();
       await this.signal.wait(Math.max(100, hard - Date.now()));
     }
+  }
+
+  /**
+   * Data plane: a committed round's loss and accuracy come from each contributor's
+   * `gradient-sent`, which travels on the control connection while its buckets travel to the
+   * shards, so the shards' completion can overtake it. Every contributor sent its stats before
+   * its first bucket, so they are waited for (a short grace; a worker lost meanwhile leaves
+   * its samples out of the epoch's loss and accuracy, counted as unreported).
+   */
+  private async awaitRoundStats(): Promise<void> {
+    const until = Date.now() + ROUND_STATS_GRACE_MS;
+    while (this.pending.size > 0 && Date.now() < until) await this.signal.wait(until - Date.now());
   }
 
   /** Bytes of one worker's whole gradient on the data plane (every bucket with its header). */
@@ -552,6 +573,7 @@ export class JobRunner extends JobRunnerCore {
         this.stepTotals.lossSum += msg.lossSum;
         this.stepTotals.correct += msg.correct;
         this.stepTotals.samples += msg.samples;
+        this.stepTotals.reported += msg.samples;
         break;
       }
       case 'gradient-sent': {
@@ -570,6 +592,7 @@ export class JobRunner extends JobRunnerCore {
         this.received.push(slice); // counts toward backup workers and the straggler deadline; the outcome decides
         this.stepTotals.lossSum += msg.lossSum;
         this.stepTotals.correct += msg.correct;
+        this.stepTotals.reported += msg.samples;
         break;
       }
       case 'eval-result':

@@ -15,8 +15,9 @@ describe('ComputePacer', () => {
   it('keeps a slice whole until a measurement says it would overrun the budget, then cuts it', () => {
     const pacer = new ComputePacer(500);
     expect(pacer.chunk(64)).toBe(64); // nothing measured yet
-    pacer.observe(4, 40); // 10 ms per example: 50 fit the budget
-    expect(pacer.chunk(64)).toBe(50);
+    pacer.observe(4, 40); // 10 ms per example: 50 fit the budget, cut to a power of two
+    expect(pacer.chunk(64)).toBe(32);
+    expect(pacer.chunk(50)).toBe(50); // fits whole
     expect(pacer.chunk(32)).toBe(32);
     pacer.observe(1, 10_000); // a very slow example: never below one per chunk
     expect(pacer.chunk(64)).toBe(1);
@@ -65,8 +66,8 @@ describe('Replica.computeGradient in chunks', () => {
     const whole = new Float32Array(replica.paramCount);
     const wholeStats = await replica.computeGradient(indices, whole);
     replica.pacer.budgetMs = 1.1;
-    for (let i = 0; i < 40; i++) replica.pacer.observe(10, 2); // the estimate settles at 0.2 ms per example: 5 per chunk
-    expect(replica.pacer.chunk(indices.length)).toBe(5);
+    for (let i = 0; i < 40; i++) replica.pacer.observe(10, 2); // the estimate settles at 0.2 ms per example: 5 fit, 4 per chunk
+    expect(replica.pacer.chunk(indices.length)).toBe(4);
     const chunked = new Float32Array(replica.paramCount);
     const chunkedStats = await replica.computeGradient(indices, chunked);
     expect(maxRelativeDifference(chunked, whole)).toBeLessThan(1e-5);

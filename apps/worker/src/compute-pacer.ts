@@ -7,6 +7,12 @@
  * The cost per example is measured (a small probe at job start, then every chunk) as an
  * exponentially weighted mean; a slice whose estimate fits the budget is computed in one
  * chunk, exactly as without pacing.
+ *
+ * Chunk sizes are powers of two: a slice cut into chunks gives the same gradient up to float
+ * rounding, not bit for bit, so the cut must not follow every jitter of a busy machine (a
+ * seeded run is reproducible while its slices stay whole; the budget is far above an
+ * ordinary step, see `CHUNK_BUDGET_OF_TIMEOUT`); the estimate has to move by a factor of two
+ * to change it.
  */
 export class ComputePacer {
   /** Weight of the newest measurement in the running mean (0..1): adapts within a few steps, damps jitter. */
@@ -18,10 +24,12 @@ export class ComputePacer {
     public budgetMs: number,
   ) {}
 
-  /** Examples per chunk: all of `n` while the estimate is unknown or fits the budget. */
+  /** Examples per chunk: all of `n` while the estimate is unknown or fits the budget, else a power of two. */
   chunk(n: number): number {
     if (this.msPerExample === undefined || this.msPerExample <= 0) return n;
-    return Math.max(1, Math.min(n, Math.floor(this.budgetMs / this.msPerExample)));
+    const fit = Math.floor(this.budgetMs / this.msPerExample);
+    if (fit >= n) return n;
+    return fit < 1 ? 1 : 2 ** Math.floor(Math.log2(fit));
   }
 
   /** `examples` took `ms` to compute. */

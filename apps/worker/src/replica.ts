@@ -48,7 +48,7 @@ const EVAL_CHUNK = 1024;
 const PROBE_EXAMPLES = 4;
 
 /** Longest a compute chunk may run by default, in ms (the session lowers it for short heartbeat timeouts). */
-const DEFAULT_CHUNK_BUDGET_MS = 1_000;
+const DEFAULT_CHUNK_BUDGET_MS = 5_000;
 
 /**
  * One worker's replica of a job's model: computes gradients on the slices it is given

@@ -69,3 +69,18 @@ export function testSlowdown(env: NodeJS.ProcessEnv, log: Logger): ((examples: n
     while (performance.now() < until); // synchronous on purpose: a busy device blocks the thread
   };
 }
+
+/**
+ * TEST ONLY: `GRADFLEET_TEST_LATE_STATS_MS=N` makes a data-plane worker send its step's stats
+ * (`gradient-sent`) N ms after its buckets instead of before them, so the shards' completion
+ * reaches the coordinator first (tests/data-plane.spec.ts). Never set it in production.
+ */
+export function testLateStatsMs(env: NodeJS.ProcessEnv, log: Logger): number | undefined {
+  const raw = env['GRADFLEET_TEST_LATE_STATS_MS'];
+  if (raw === undefined || raw === '') return undefined;
+  const ms = Number(raw);
+  if (!Number.isFinite(ms) || ms < 0)
+    throw new Error('GRADFLEET_TEST_LATE_STATS_MS must be a number of ms (a test-only setting)');
+  log.warn({ ms }, 'TEST-ONLY late stats are on: this worker sends its step stats after its gradient');
+  return ms;
+}

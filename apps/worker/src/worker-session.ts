@@ -24,7 +24,7 @@ import { EXIT_CODES } from './exit-codes.js';
 import { GradientWire } from './gradient-wire.js';
 import { DataCache } from './remote-data.js';
 import { JobEndedError, Replica } from './replica.js';
-import { TestFaults, testSlowdown } from './test-faults.js';
+import { TestFaults, testLateStatsMs, testSlowdown } from './test-faults.js';
 import type { WorkerMetrics } from './worker-metrics.js';
 
 export interface WorkerSessionOptions {
@@ -55,9 +55,12 @@ export const DEFAULT_WORKER_MAX_MESSAGE_BYTES = 1024 * 1024 * 1024;
 
 /**
  * Longest a compute chunk may run, as a fraction of the heartbeat timeout: the silence a
- * peer sees is at most one heartbeat interval plus one chunk, well under the timeout.
+ * peer sees is at most one heartbeat interval plus one chunk, under the timeout. Large on
+ * purpose: a slice cut into chunks is no longer bit-reproducible, so only a step that really
+ * threatens the heartbeat (a slow device, a large model) is cut, never one slowed by a busy
+ * machine.
  */
-const CHUNK_BUDGET_OF_TIMEOUT = 0.25;
+const CHUNK_BUDGET_OF_TIMEOUT = 0.5;
 
 /** Close codes after which reconnecting cannot help: the worker exits instead. */
 const FATAL_CLOSE_CODES = new Set<number>([CLOSE_CODES.UNSUPPORTED_PROTOCOL_VERSION]);
@@ -82,6 +85,8 @@ export class WorkerSession {
   /** Chain of the update bytes applied since the last checksum report; undefined when the job checks nothing. */
   private stream: UpdateStreamHash | undefined;
   private readonly faults: TestFaults | undefined;
+  /** TEST ONLY (`GRADFLEET_TEST_LATE_STATS_MS`): stats sent this long after the buckets. */
+  private readonly lateStatsMs: number | undefined;
   private readonly slowdown: ((examples: number) => void) | undefined;
   private timings = { compute: 0, apply: 0, steps: 0 };
   /** Time spent applying the last update, reported with the next gradient, in ms. */
@@ -100,6 +105,7 @@ export class WorkerSession {
   constructor(private readonly options: WorkerSessionOptions) {
     this.faults = TestFaults.fromEnv(process.env, options.logger);
     this.slowdown = testSlowdown(process.env, options.logger);
+    this.lateStatsMs = testLateStatsMs(process.env, options.logger);
     this.datasets = new DataCache(
       options.coordinator.replace(/\/+$/, '').replace(/^ws(s?):/, 'http$1:'),
       options.token,
@@ -312,8 +318,10 @@ export class WorkerSession {
         this.lastApplyMs = 0;
         const dataPlane = this.dataPlane;
         if (dataPlane && msg.round !== undefined) {
-          this.send({ ...header, t: 'gradient-sent', round: msg.round });
+          const sent = { ...header, t: 'gradient-sent' as const, round: msg.round };
+          if (this.lateStatsMs === undefined) this.send(sent);
           wire.sendData(msg.round, msg.step, stats.count, (b, frame, done) => dataPlane.send(b, frame, done));
+          if (this.lateStatsMs !== undefined) setTimeout(() => this.send(sent), this.lateStatsMs);
           return;
         }
         const ws = this.ws;

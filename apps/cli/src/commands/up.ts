@@ -15,6 +15,8 @@ export interface UpOptions {
   job?: string;
   epochs?: number;
   batchSize?: number;
+  /** A reproducible run: sets the job's `seed` and turns `seededDropout` on. */
+  seed?: number;
   backend: string;
   port: number;
   dataDir: string;
@@ -107,6 +109,10 @@ export async function up(opts: UpOptions): Promise<number> {
     const spec: JobSpecInput = opts.job ? (JSON.parse(await readFile(opts.job, 'utf8')) as JobSpecInput) : {};
     if (opts.epochs !== undefined) spec.epochs = opts.epochs;
     if (opts.batchSize !== undefined) spec.batchSize = opts.batchSize;
+    if (opts.seed !== undefined) {
+      spec.seed = opts.seed;
+      spec.seededDropout = true;
+    }
     spec.minWorkers ??= opts.workers;
     const submitted = await client.submit(spec);
     const s = submitted.spec;
