@@ -53,6 +53,16 @@ export interface CoordinatorOptions {
   maxModelParams?: number;
   /** Jobs running at once. @defaultValue 64 */
   maxConcurrentJobs?: number;
+  /** Jobs waiting to run (queued or paused without workers), all tokens together; more get 429 `QUEUE_FULL`. @defaultValue 1000 */
+  maxQueuedJobs?: number;
+  /** Jobs waiting to run per API token (`anonymous` without tokens); more get 429 `QUEUE_FULL`. @defaultValue 100 */
+  maxQueuedJobsPerToken?: number;
+  /** Open event streams (`GET /v1/jobs/:id/events`) in all; more get 429 `TOO_MANY_STREAMS`. @defaultValue 256 */
+  maxEventStreams?: number;
+  /** Open event streams per API token; more get 429 `TOO_MANY_STREAMS`. @defaultValue 16 */
+  maxEventStreamsPerToken?: number;
+  /** How long an event stream may leave its socket buffer full before it is closed, in ms. @defaultValue 10000 */
+  eventStreamStallMs?: number;
   /** Serve https:// and wss:// with this certificate and key (PEM). */
   tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
   /**
@@ -90,6 +100,15 @@ export const COORDINATOR_DEFAULTS = {
   /** 200M fp32 parameters: 800 MB of weights, about 2.4 GB with Adam's moments on every replica. */
   maxModelParams: 200_000_000,
   maxConcurrentJobs: 64,
+  /** A waiting job holds its status (spec ≤ 4 MiB) and dataset shards on disk, never a model: 1,000 × 4 MiB bounds the first. */
+  maxQueuedJobs: 1_000,
+  /** So one token cannot fill the whole queue. */
+  maxQueuedJobsPerToken: 100,
+  /** Each stream costs a socket and a 250 ms timer; a dashboard needs a handful. */
+  maxEventStreams: 256,
+  maxEventStreamsPerToken: 16,
+  /** A reading client drains a full buffer in milliseconds; 10 s is a client that stopped reading. */
+  eventStreamStallMs: 10_000,
 } as const;
 
 /** `CoordinatorOptions` with every default filled in: compiled once, read everywhere. */

@@ -6,6 +6,7 @@ import { CLOSE_CODES, WORKER_WS_PATH } from '@gradfleet/core';
 import { Authenticator, isLoopback, tokenProblem } from './auth.js';
 import { BrowserGuard } from './browser-guard.js';
 import { DatasetIngest } from './dataset-ingest.js';
+import { EventStreams } from './event-streams.js';
 import { createApiHandler } from './http-api.js';
 import { JobManager } from './job-manager.js';
 import { JobStore } from './job-store.js';
@@ -54,6 +55,8 @@ export class Coordinator {
     this.jobs = new JobManager(this.metrics, log, this.store, ingest, dataDir, {
       maxModelParams: options.maxModelParams,
       maxConcurrentJobs: options.maxConcurrentJobs,
+      maxQueuedJobs: options.maxQueuedJobs,
+      maxQueuedJobsPerToken: options.maxQueuedJobsPerToken,
     });
     this.jobs.models.warm();
     const guard = new BrowserGuard({
@@ -63,6 +66,16 @@ export class Coordinator {
     });
     const api = createApiHandler({
       guard,
+      streams: new EventStreams(
+        {
+          maxStreams: options.maxEventStreams,
+          maxPerToken: options.maxEventStreamsPerToken,
+          stallMs: options.eventStreamStallMs,
+        },
+        this.store,
+        this.metrics,
+        log,
+      ),
       jobs: this.jobs,
       store: this.store,
       ingest,
@@ -170,7 +183,7 @@ export class Coordinator {
       });
       this.jobs.shardPool = this.shardPool;
     }
-    // Jobs are restored (models rebuilt) before any worker can connect and be scheduled.
+    // Jobs are restored (records only; models are built when each starts) before any worker can connect.
     try {
       await this.jobs.restore();
       await new Promise<void>((resolve, reject) => {

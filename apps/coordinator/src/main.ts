@@ -145,6 +145,36 @@ const program = new Command('gradfleet coordinator')
     COORDINATOR_DEFAULTS.maxConcurrentJobs,
   )
   .option(
+    '--max-queued-jobs <n>',
+    'jobs waiting to run, all tokens together (more get 429 QUEUE_FULL)',
+    int('--max-queued-jobs'),
+    COORDINATOR_DEFAULTS.maxQueuedJobs,
+  )
+  .option(
+    '--max-queued-jobs-per-token <n>',
+    'jobs waiting to run per API token (more get 429 QUEUE_FULL)',
+    int('--max-queued-jobs-per-token'),
+    COORDINATOR_DEFAULTS.maxQueuedJobsPerToken,
+  )
+  .option(
+    '--max-event-streams <n>',
+    'open event streams (GET /v1/jobs/:id/events) in all (more get 429 TOO_MANY_STREAMS)',
+    int('--max-event-streams'),
+    COORDINATOR_DEFAULTS.maxEventStreams,
+  )
+  .option(
+    '--max-event-streams-per-token <n>',
+    'open event streams per API token (more get 429 TOO_MANY_STREAMS)',
+    int('--max-event-streams-per-token'),
+    COORDINATOR_DEFAULTS.maxEventStreamsPerToken,
+  )
+  .option(
+    '--event-stream-stall-ms <ms>',
+    'close an event stream whose client leaves the socket buffer full this long',
+    int('--event-stream-stall-ms'),
+    COORDINATOR_DEFAULTS.eventStreamStallMs,
+  )
+  .option(
     '--reducer-threads <n>',
     `reducer shard threads of the data plane, each on its own port (--port + 1 + k; any free port with --port 0); 0 (the default for now) averages on the main thread; ${defaultReducerThreads()} would leave one core to the main thread`,
     int('--reducer-threads'),
@@ -167,6 +197,11 @@ type TokenFlags = {
   maxMessagesPerSecond: number;
   maxModelParams: number;
   maxConcurrentJobs: number;
+  maxQueuedJobs: number;
+  maxQueuedJobsPerToken: number;
+  maxEventStreams: number;
+  maxEventStreamsPerToken: number;
+  eventStreamStallMs: number;
 };
 const opts = program.opts<
   TokenFlags & {

@@ -4,7 +4,14 @@ import type { PreparedDataset } from './dataset-ingest.js';
 import type { ModelInfo } from './model-info.js';
 
 type DataShape = Pick<PreparedDataset, 'featureShape' | 'numClasses'>;
-export type ModelBuildReply = { id: number; info?: ModelInfo; issues?: FieldIssue[]; error?: string };
+export type ModelBuildReply = {
+  id: number;
+  info?: ModelInfo;
+  /** `check` only: the model's trainable parameters (its weights stay in the thread and are dropped). */
+  params?: number;
+  issues?: FieldIssue[];
+  error?: string;
+};
 
 /**
  * Builds job models (`describeModel`) on a worker thread: constructing a large model and
@@ -15,24 +22,41 @@ export type ModelBuildReply = { id: number; info?: ModelInfo; issues?: FieldIssu
 export class ModelBuilder {
   private worker: Worker | undefined;
   private nextId = 1;
-  private readonly waiting = new Map<number, { resolve: (m: ModelInfo) => void; reject: (e: Error) => void }>();
+  private readonly waiting = new Map<number, { resolve: (r: ModelBuildReply) => void; reject: (e: Error) => void }>();
 
   /** Starts the thread now (loading TF.js there takes a moment), so the first job does not wait for it. */
   warm(): void {
     this.worker ??= this.start();
   }
 
-  /** Builds the job's model; a topology over `maxParams` weights is refused before it is built. */
-  describe(spec: JobSpec, data?: DataShape, maxParams?: number): Promise<ModelInfo> {
+  /**
+   * Builds the job's model and brings back its initial weights (when the job starts); a
+   * topology over `maxParams` weights is refused before it is built.
+   */
+  async describe(spec: JobSpec, data?: DataShape, maxParams?: number): Promise<ModelInfo> {
+    return (await this.request(spec, data, maxParams, false)).info!;
+  }
+
+  /**
+   * Validates the job's model against its data (at submission) and answers its trainable
+   * parameters; the weights drawn stay in the thread and are dropped, so a queued job holds
+   * no model.
+   */
+  async check(spec: JobSpec, data?: DataShape, maxParams?: number): Promise<number> {
+    return (await this.request(spec, data, maxParams, true)).params!;
+  }
+
+  private request(spec: JobSpec, data: DataShape | undefined, maxParams: number | undefined, check: boolean) {
     const worker = (this.worker ??= this.start());
     const id = this.nextId++;
-    return new Promise((resolve, reject) => {
+    return new Promise<ModelBuildReply>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
       worker.postMessage({
         id,
         spec,
         data: data ? { featureShape: data.featureShape, numClasses: data.numClasses } : undefined,
         maxParams,
+        check,
       });
     });
   }
@@ -50,7 +74,7 @@ export class ModelBuilder {
       const w = this.waiting.get(r.id);
       if (!w) return;
       this.waiting.delete(r.id);
-      if (r.info) w.resolve(r.info);
+      if (r.info || r.params !== undefined) w.resolve(r);
       else if (r.issues) w.reject(new InvalidJobSpecError(r.issues));
       else w.reject(new Error(r.error ?? 'model build failed'));
     });
