@@ -253,6 +253,18 @@ function apiTokens(file: string | undefined): ApiTokenEntry[] | undefined {
   }
 }
 
+// A token given as a flag is readable by every user of the machine (ps, /proc/PID/cmdline).
+for (const [flag, given] of [
+  ['--worker-token', opts.workerToken],
+  ['--api-token', opts.apiToken],
+] as const) {
+  if (given)
+    logger.warn(
+      { flag },
+      `${flag} on the command line is visible to every user of this machine (ps); use ${flag}-file or ${flag === '--worker-token' ? 'GRADFLEET_WORKER_TOKEN' : 'GRADFLEET_API_TOKEN'}`,
+    );
+}
+
 const coordinator = new Coordinator({
   ...opts,
   apiTokens: apiTokens(opts.apiTokens),
