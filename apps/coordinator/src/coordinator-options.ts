@@ -29,6 +29,10 @@ export interface CoordinatorOptions {
   dataDir?: string;
   /** Largest dataset upload or URL download, in bytes. @defaultValue DEFAULT_MAX_DATASET_BYTES */
   maxUploadBytes?: number;
+  /** Bytes stored uploads and URL downloads may take together (`dataset-files.ts`). @defaultValue 16 GiB */
+  maxDatasetStoreBytes?: number;
+  /** Age after which a stored upload or download is removed, in seconds. @defaultValue 86400 (24 h) */
+  datasetFileTtlS?: number;
   /** Directories job specs may name dataset paths under (`--dataset-root`). @defaultValue none: paths refused */
   datasetRoots?: readonly string[];
   /** Hosts dataset URLs may name (`--dataset-url-allow`). @defaultValue none: URLs refused */
@@ -88,6 +92,10 @@ export const COORDINATOR_DEFAULTS = {
   handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
   dataDir: '.gradfleet',
   maxUploadBytes: DEFAULT_MAX_DATASET_BYTES,
+  /** Sixteen uploads at the 1 GiB upload limit; uploads are needed only until the job naming them is submitted. */
+  maxDatasetStoreBytes: 16 * 1024 ** 3,
+  /** A day: time to upload and then submit, without keeping every upload forever. */
+  datasetFileTtlS: 86_400,
   datasetRoots: [] as readonly string[],
   datasetUrlAllow: [] as readonly string[],
   insecure: false,

@@ -5,6 +5,7 @@ import { WebSocketServer } from 'ws';
 import { CLOSE_CODES, WORKER_WS_PATH } from '@gradfleet/core';
 import { Authenticator, isLoopback, tokenProblem } from './auth.js';
 import { BrowserGuard } from './browser-guard.js';
+import { DatasetFiles } from './dataset-files.js';
 import { DatasetIngest } from './dataset-ingest.js';
 import { EventStreams } from './event-streams.js';
 import { createApiHandler } from './http-api.js';
@@ -34,6 +35,7 @@ export class Coordinator {
   private draining = false;
   private shardPool: ShardPool | undefined;
   private readonly options: CompiledCoordinatorOptions;
+  private readonly datasetFiles: DatasetFiles;
 
   constructor(input: CoordinatorOptions) {
     const options = (this.options = compileCoordinatorOptions(input));
@@ -45,6 +47,12 @@ export class Coordinator {
       maxBytes: options.maxUploadBytes,
       roots: options.datasetRoots,
       urlAllow: options.datasetUrlAllow,
+      log,
+    });
+    this.datasetFiles = new DatasetFiles({
+      dataDir,
+      maxBytes: options.maxDatasetStoreBytes,
+      ttlMs: options.datasetFileTtlS * 1000,
       log,
     });
     this.auth = new Authenticator({
@@ -66,6 +74,7 @@ export class Coordinator {
     });
     const api = createApiHandler({
       guard,
+      datasetFiles: this.datasetFiles,
       streams: new EventStreams(
         {
           maxStreams: options.maxEventStreams,
@@ -194,6 +203,7 @@ export class Coordinator {
       await this.shardPool?.close();
       throw err;
     }
+    this.datasetFiles.start();
     const addr = this.server.address() as AddressInfo;
     const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     return new URL(`${this.options.tls ? 'https' : 'http'}://${h}:${addr.port}`);
@@ -202,6 +212,7 @@ export class Coordinator {
   /** Stops serving. Running jobs are left to resume from their checkpoints after a restart. */
   async close(): Promise<void> {
     this.draining = true;
+    this.datasetFiles.stop();
     this.jobs.stop();
     for (const c of this.connections) c.close(CLOSE_CODES.SHUTTING_DOWN, 'SHUTTING_DOWN: coordinator stopping');
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));

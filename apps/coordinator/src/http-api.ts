@@ -14,6 +14,7 @@ import {
 import { readModelArtifact } from './checkpoint-store.js';
 import type { Authenticator } from './auth.js';
 import type { BrowserGuard } from './browser-guard.js';
+import type { DatasetFiles } from './dataset-files.js';
 import type { DatasetIngest } from './dataset-ingest.js';
 import type { EventStreams } from './event-streams.js';
 import { JobRequestError, type JobManager } from './job-manager.js';
@@ -36,6 +37,8 @@ export interface ApiContext {
   auth: Authenticator;
   /** Host and Origin checks that keep web pages out (`browser-guard.ts`). */
   guard: BrowserGuard;
+  /** Quota and expiry of stored uploads and downloads (`dataset-files.ts`). */
+  datasetFiles: DatasetFiles;
   /** Event streams with their limits (`event-streams.ts`). */
   streams: EventStreams;
   /** True once the coordinator is shutting down (readiness fails so load balancers stop sending). */
@@ -169,6 +172,7 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > ctx.ingest.maxBytes)
       throw new InvalidDataError(`upload of ${declared} bytes exceeds ${ctx.ingest.maxBytes}`, 'body');
+    await ctx.datasetFiles.reserve(declared);
     return send(
       res,
       201,

@@ -145,6 +145,18 @@ const program = new Command('gradfleet coordinator')
     COORDINATOR_DEFAULTS.maxConcurrentJobs,
   )
   .option(
+    '--max-dataset-store-bytes <n>',
+    'bytes stored uploads and URL downloads may take together (the oldest go first; an upload that cannot fit gets 507)',
+    int('--max-dataset-store-bytes'),
+    COORDINATOR_DEFAULTS.maxDatasetStoreBytes,
+  )
+  .option(
+    '--dataset-file-ttl-s <s>',
+    'seconds after which a stored upload or URL download is removed',
+    int('--dataset-file-ttl-s'),
+    COORDINATOR_DEFAULTS.datasetFileTtlS,
+  )
+  .option(
     '--max-queued-jobs <n>',
     'jobs waiting to run, all tokens together (more get 429 QUEUE_FULL)',
     int('--max-queued-jobs'),
@@ -199,6 +211,8 @@ type TokenFlags = {
   maxConcurrentJobs: number;
   maxQueuedJobs: number;
   maxQueuedJobsPerToken: number;
+  maxDatasetStoreBytes: number;
+  datasetFileTtlS: number;
   maxEventStreams: number;
   maxEventStreamsPerToken: number;
   eventStreamStallMs: number;
