@@ -370,3 +370,21 @@ describe('event streams: limits and backpressure', () => {
     expect(ordered).toBe(true);
   });
 });
+
+describe('the model builder thread has a memory limit', () => {
+  const cluster = new TestCluster();
+  afterAll(() => cluster.stop());
+
+  it('refuses a job whose build outgrows --model-build-heap-mb on `model`, and keeps serving', async () => {
+    await cluster.startCoordinator(['--model-build-heap-mb', '8']);
+    for (let i = 0; i < 2; i++) {
+      // Each try starts a fresh thread, which outgrows 8 MiB while building.
+      const err = await refusal(cluster.client.submit({ model: { topology: dropoutFreeMlp }, epochs: 1 }));
+      expect([err.status, err.code]).toEqual([400, 'INVALID_JOB_SPEC']);
+      expect(err.issues[0]).toMatchObject({ path: 'model' });
+      expect(err.issues[0]!.message).toContain('--model-build-heap-mb');
+    }
+    expect((await fetch(`${cluster.url}/healthz`)).status).toBe(200);
+    expect(await cluster.client.jobs()).toEqual([]);
+  });
+});

@@ -55,6 +55,8 @@ export interface CoordinatorOptions {
   maxMessagesPerSecond?: number;
   /** Trainable parameters a job's model may have. @defaultValue 200_000_000 */
   maxModelParams?: number;
+  /** JS heap of the model builder thread, in MiB (`model-builder.ts`). @defaultValue 2048 */
+  modelBuildHeapMb?: number;
   /** Jobs running at once. @defaultValue 64 */
   maxConcurrentJobs?: number;
   /** Jobs waiting to run (queued or paused without workers), all tokens together; more get 429 `QUEUE_FULL`. @defaultValue 1000 */
@@ -108,6 +110,8 @@ export const COORDINATOR_DEFAULTS = {
   /** 200M fp32 parameters: 800 MB of weights, about 2.4 GB with Adam's moments on every replica. */
   maxModelParams: 200_000_000,
   maxConcurrentJobs: 64,
+  /** TF.js and a topology's config need tens of MiB; the weights (bounded by maxModelParams) live outside the heap. */
+  modelBuildHeapMb: 2048,
   /** A waiting job holds its status (spec ≤ 4 MiB) and dataset shards on disk, never a model: 1,000 × 4 MiB bounds the first. */
   maxQueuedJobs: 1_000,
   /** So one token cannot fill the whole queue. */

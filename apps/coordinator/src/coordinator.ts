@@ -60,12 +60,20 @@ export class Coordinator {
       apiToken: options.apiToken,
       apiTokens: options.apiTokens,
     });
-    this.jobs = new JobManager(this.metrics, log, this.store, ingest, dataDir, {
-      maxModelParams: options.maxModelParams,
-      maxConcurrentJobs: options.maxConcurrentJobs,
-      maxQueuedJobs: options.maxQueuedJobs,
-      maxQueuedJobsPerToken: options.maxQueuedJobsPerToken,
-    });
+    this.jobs = new JobManager(
+      this.metrics,
+      log,
+      this.store,
+      ingest,
+      dataDir,
+      {
+        maxModelParams: options.maxModelParams,
+        maxConcurrentJobs: options.maxConcurrentJobs,
+        maxQueuedJobs: options.maxQueuedJobs,
+        maxQueuedJobsPerToken: options.maxQueuedJobsPerToken,
+      },
+      options.modelBuildHeapMb,
+    );
     this.jobs.models.warm();
     const guard = new BrowserGuard({
       listenHost: options.host,

@@ -70,7 +70,7 @@ export class JobManager {
   /** Highest sequence number given out: never reused, even after the last job is deleted (list cursors rely on it). */
   private lastSeq = 0;
   /** Builds job models on a worker thread (large models take seconds). */
-  readonly models = new ModelBuilder();
+  readonly models: ModelBuilder;
   /** Reducer shards for the data plane; unset: runners average gradients on the main thread. */
   shardPool: ShardPool | undefined;
 
@@ -86,7 +86,9 @@ export class JobManager {
       maxQueuedJobs: 1_000,
       maxQueuedJobsPerToken: 100,
     },
+    modelBuildHeapMb = 2048,
   ) {
+    this.models = new ModelBuilder(modelBuildHeapMb);
     metrics.jobStates = () =>
       Object.fromEntries(JOB_STATES.map((st) => [st, [...this.jobs.values()].filter((j) => j.state === st).length]));
     metrics.workerStates = () => {

@@ -157,6 +157,12 @@ const program = new Command('gradfleet coordinator')
     COORDINATOR_DEFAULTS.datasetFileTtlS,
   )
   .option(
+    '--model-build-heap-mb <n>',
+    'JS heap of the thread that builds job models, in MiB (a build that outgrows it refuses the job)',
+    int('--model-build-heap-mb'),
+    COORDINATOR_DEFAULTS.modelBuildHeapMb,
+  )
+  .option(
     '--max-queued-jobs <n>',
     'jobs waiting to run, all tokens together (more get 429 QUEUE_FULL)',
     int('--max-queued-jobs'),
@@ -213,6 +219,7 @@ type TokenFlags = {
   maxQueuedJobsPerToken: number;
   maxDatasetStoreBytes: number;
   datasetFileTtlS: number;
+  modelBuildHeapMb: number;
   maxEventStreams: number;
   maxEventStreamsPerToken: number;
   eventStreamStallMs: number;

@@ -21,6 +21,14 @@ export type ModelBuildReply = {
  */
 export class ModelBuilder {
   private worker: Worker | undefined;
+  /**
+   * @param heapMb JS heap of the thread, in MiB (`--model-build-heap-mb`): a topology whose
+   * build outgrows it ends that thread only (the job is refused on `model`, the next build
+   * starts a fresh thread). Weights live outside the JS heap; `maxParams` bounds them before
+   * anything is built.
+   */
+  constructor(private readonly heapMb = 2048) {}
+
   private nextId = 1;
   private readonly waiting = new Map<number, { resolve: (r: ModelBuildReply) => void; reject: (e: Error) => void }>();
 
@@ -68,7 +76,9 @@ export class ModelBuilder {
   }
 
   private start(): Worker {
-    const worker = new Worker(new URL('./model-builder-thread.js', import.meta.url));
+    const worker = new Worker(new URL('./model-builder-thread.js', import.meta.url), {
+      resourceLimits: { maxOldGenerationSizeMb: this.heapMb },
+    });
     worker.unref(); // never keeps the coordinator alive
     worker.on('message', (r: ModelBuildReply) => {
       const w = this.waiting.get(r.id);
@@ -83,7 +93,16 @@ export class ModelBuilder {
       for (const w of this.waiting.values()) w.reject(new Error(`model builder thread ${why}`));
       this.waiting.clear();
     };
-    worker.on('error', (err) => fail(`failed: ${err.message}`));
+    worker.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ERR_WORKER_OUT_OF_MEMORY') return fail(`failed: ${err.message}`);
+      if (this.worker === worker) this.worker = undefined;
+      const issue = {
+        path: 'model',
+        message: `building the model outgrew the model builder's ${this.heapMb} MiB heap (--model-build-heap-mb); make the topology smaller`,
+      };
+      for (const w of this.waiting.values()) w.reject(new InvalidJobSpecError([issue]));
+      this.waiting.clear();
+    });
     worker.on('exit', (code) => fail(`exited (${code})`));
     return worker;
   }
