@@ -139,6 +139,8 @@ describe('job API', () => {
     'upload-too-large': () => cluster.client.upload(new Uint8Array(UPLOAD_LIMIT + 1), 'big.csv'),
     'unknown-job': () => cluster.client.job('no-such-job'),
     'invalid-state-filter': () => cluster.client.jobs('DONE' as never),
+    'page-limit-too-large': () => raw('', {}, '/v1/jobs?limit=1001'),
+    'page-cursor-invalid': () => raw('', {}, '/v1/jobs?cursor=not-a-cursor'),
     'delete-active-job': async () =>
       cluster.client.delete((await cluster.client.submit({ epochs: 1, minWorkers: 9 })).id),
   };

@@ -98,8 +98,12 @@ describe('authentication', () => {
       expect(out).toMatch(/missing or wrong worker token/);
       expect(out).toMatch(/"level":30/); // info lines were written (the default in tests is warn): the check below saw them
       expect(leaked(out, STALE_WORKER_TOKEN)).toEqual([]);
+      if (args.length) expect(out).toMatch(/--token on the command line is visible to every user/);
     }
     expect(leaked(cluster.log, STALE_WORKER_TOKEN)).toEqual([]);
+    // Tokens given as flags are visible in ps: the coordinator and the worker say so (naming the flag, never the token).
+    expect(cluster.log).toMatch(/--worker-token on the command line is visible to every user/);
+    expect(cluster.log).toMatch(/--api-token on the command line is visible to every user/);
     const metrics = await (await fetch(`${cluster.url}/metrics`)).text();
     expect(metrics).toMatch(/gradfleet_auth_failures_total\{kind="worker"\} [2-9]/);
   });

@@ -132,4 +132,11 @@ clientCommand('download', 'download the trained model (model.json + weights.bin,
     process.exitCode = await run('download', () => download(job, opts));
   });
 
+// A token given as a flag is readable by every user of the machine (ps, /proc/PID/cmdline).
+program.hook('preAction', (_program, action) => {
+  if (action.getOptionValueSource('token') === 'cli')
+    process.stderr.write(
+      'gradfleet: warning: --token on the command line is visible to every user of this machine (ps); set GRADFLEET_TOKEN instead\n',
+    );
+});
 await program.parseAsync();

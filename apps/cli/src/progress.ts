@@ -1,5 +1,5 @@
 import cliProgress from 'cli-progress';
-import type { EpochResult, JobStatus } from '@gradfleet/core/client';
+import type { EpochResult, JobStatus, JobSummary } from '@gradfleet/core/client';
 
 const pct = (x: number | undefined) => (x === undefined ? '-' : `${(x * 100).toFixed(2)}%`);
 
@@ -19,7 +19,7 @@ export class JobProgressView {
   private printed = 0;
   private readonly tty = Boolean(process.stdout.isTTY);
 
-  update(job: JobStatus): void {
+  update(job: JobStatus | JobSummary): void {
     while (this.printed < job.history.length) {
       this.stopBar();
       console.log(formatEpoch(job.history[this.printed]!, job.spec.epochs));
@@ -49,7 +49,7 @@ export class JobProgressView {
   }
 }
 
-export function formatReport(job: JobStatus, workers: { name: string; backend: string }[]): string {
+export function formatReport(job: JobStatus | JobSummary, workers: { name: string; backend: string }[]): string {
   const r = job.result;
   const lines = [`job ${job.id}: ${job.state}${job.reason ? ` (${job.reason})` : ''}`];
   if (r) {

@@ -29,6 +29,10 @@ export interface CoordinatorOptions {
   dataDir?: string;
   /** Largest dataset upload or URL download, in bytes. @defaultValue DEFAULT_MAX_DATASET_BYTES */
   maxUploadBytes?: number;
+  /** Bytes stored uploads and URL downloads may take together (`dataset-files.ts`). @defaultValue 16 GiB */
+  maxDatasetStoreBytes?: number;
+  /** Age after which a stored upload or download is removed, in seconds. @defaultValue 86400 (24 h) */
+  datasetFileTtlS?: number;
   /** Directories job specs may name dataset paths under (`--dataset-root`). @defaultValue none: paths refused */
   datasetRoots?: readonly string[];
   /** Hosts dataset URLs may name (`--dataset-url-allow`). @defaultValue none: URLs refused */
@@ -51,8 +55,20 @@ export interface CoordinatorOptions {
   maxMessagesPerSecond?: number;
   /** Trainable parameters a job's model may have. @defaultValue 200_000_000 */
   maxModelParams?: number;
+  /** JS heap of the model builder thread, in MiB (`model-builder.ts`). @defaultValue 2048 */
+  modelBuildHeapMb?: number;
   /** Jobs running at once. @defaultValue 64 */
   maxConcurrentJobs?: number;
+  /** Jobs waiting to run (queued or paused without workers), all tokens together; more get 429 `QUEUE_FULL`. @defaultValue 1000 */
+  maxQueuedJobs?: number;
+  /** Jobs waiting to run per API token (`anonymous` without tokens); more get 429 `QUEUE_FULL`. @defaultValue 100 */
+  maxQueuedJobsPerToken?: number;
+  /** Open event streams (`GET /v1/jobs/:id/events`) in all; more get 429 `TOO_MANY_STREAMS`. @defaultValue 256 */
+  maxEventStreams?: number;
+  /** Open event streams per API token; more get 429 `TOO_MANY_STREAMS`. @defaultValue 16 */
+  maxEventStreamsPerToken?: number;
+  /** How long an event stream may leave its socket buffer full before it is closed, in ms. @defaultValue 10000 */
+  eventStreamStallMs?: number;
   /** Serve https:// and wss:// with this certificate and key (PEM). */
   tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
   /**
@@ -78,6 +94,10 @@ export const COORDINATOR_DEFAULTS = {
   handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
   dataDir: '.gradfleet',
   maxUploadBytes: DEFAULT_MAX_DATASET_BYTES,
+  /** Sixteen uploads at the 1 GiB upload limit; uploads are needed only until the job naming them is submitted. */
+  maxDatasetStoreBytes: 16 * 1024 ** 3,
+  /** A day: time to upload and then submit, without keeping every upload forever. */
+  datasetFileTtlS: 86_400,
   datasetRoots: [] as readonly string[],
   datasetUrlAllow: [] as readonly string[],
   insecure: false,
@@ -90,6 +110,17 @@ export const COORDINATOR_DEFAULTS = {
   /** 200M fp32 parameters: 800 MB of weights, about 2.4 GB with Adam's moments on every replica. */
   maxModelParams: 200_000_000,
   maxConcurrentJobs: 64,
+  /** TF.js and a topology's config need tens of MiB; the weights (bounded by maxModelParams) live outside the heap. */
+  modelBuildHeapMb: 2048,
+  /** A waiting job holds its status (spec ≤ 4 MiB) and dataset shards on disk, never a model: 1,000 × 4 MiB bounds the first. */
+  maxQueuedJobs: 1_000,
+  /** So one token cannot fill the whole queue. */
+  maxQueuedJobsPerToken: 100,
+  /** Each stream costs a socket and a 250 ms timer; a dashboard needs a handful. */
+  maxEventStreams: 256,
+  maxEventStreamsPerToken: 16,
+  /** A reading client drains a full buffer in milliseconds; 10 s is a client that stopped reading. */
+  eventStreamStallMs: 10_000,
 } as const;
 
 /** `CoordinatorOptions` with every default filled in: compiled once, read everywhere. */

@@ -5,7 +5,9 @@ import { WebSocketServer } from 'ws';
 import { CLOSE_CODES, WORKER_WS_PATH } from '@gradfleet/core';
 import { Authenticator, isLoopback, tokenProblem } from './auth.js';
 import { BrowserGuard } from './browser-guard.js';
+import { DatasetFiles } from './dataset-files.js';
 import { DatasetIngest } from './dataset-ingest.js';
+import { EventStreams } from './event-streams.js';
 import { createApiHandler } from './http-api.js';
 import { JobManager } from './job-manager.js';
 import { JobStore } from './job-store.js';
@@ -33,6 +35,7 @@ export class Coordinator {
   private draining = false;
   private shardPool: ShardPool | undefined;
   private readonly options: CompiledCoordinatorOptions;
+  private readonly datasetFiles: DatasetFiles;
 
   constructor(input: CoordinatorOptions) {
     const options = (this.options = compileCoordinatorOptions(input));
@@ -46,15 +49,31 @@ export class Coordinator {
       urlAllow: options.datasetUrlAllow,
       log,
     });
+    this.datasetFiles = new DatasetFiles({
+      dataDir,
+      maxBytes: options.maxDatasetStoreBytes,
+      ttlMs: options.datasetFileTtlS * 1000,
+      log,
+    });
     this.auth = new Authenticator({
       workerToken: options.workerToken,
       apiToken: options.apiToken,
       apiTokens: options.apiTokens,
     });
-    this.jobs = new JobManager(this.metrics, log, this.store, ingest, dataDir, {
-      maxModelParams: options.maxModelParams,
-      maxConcurrentJobs: options.maxConcurrentJobs,
-    });
+    this.jobs = new JobManager(
+      this.metrics,
+      log,
+      this.store,
+      ingest,
+      dataDir,
+      {
+        maxModelParams: options.maxModelParams,
+        maxConcurrentJobs: options.maxConcurrentJobs,
+        maxQueuedJobs: options.maxQueuedJobs,
+        maxQueuedJobsPerToken: options.maxQueuedJobsPerToken,
+      },
+      options.modelBuildHeapMb,
+    );
     this.jobs.models.warm();
     const guard = new BrowserGuard({
       listenHost: options.host,
@@ -63,6 +82,17 @@ export class Coordinator {
     });
     const api = createApiHandler({
       guard,
+      datasetFiles: this.datasetFiles,
+      streams: new EventStreams(
+        {
+          maxStreams: options.maxEventStreams,
+          maxPerToken: options.maxEventStreamsPerToken,
+          stallMs: options.eventStreamStallMs,
+        },
+        this.store,
+        this.metrics,
+        log,
+      ),
       jobs: this.jobs,
       store: this.store,
       ingest,
@@ -170,7 +200,7 @@ export class Coordinator {
       });
       this.jobs.shardPool = this.shardPool;
     }
-    // Jobs are restored (models rebuilt) before any worker can connect and be scheduled.
+    // Jobs are restored (records only; models are built when each starts) before any worker can connect.
     try {
       await this.jobs.restore();
       await new Promise<void>((resolve, reject) => {
@@ -181,6 +211,7 @@ export class Coordinator {
       await this.shardPool?.close();
       throw err;
     }
+    this.datasetFiles.start();
     const addr = this.server.address() as AddressInfo;
     const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     return new URL(`${this.options.tls ? 'https' : 'http'}://${h}:${addr.port}`);
@@ -189,6 +220,7 @@ export class Coordinator {
   /** Stops serving. Running jobs are left to resume from their checkpoints after a restart. */
   async close(): Promise<void> {
     this.draining = true;
+    this.datasetFiles.stop();
     this.jobs.stop();
     for (const c of this.connections) c.close(CLOSE_CODES.SHUTTING_DOWN, 'SHUTTING_DOWN: coordinator stopping');
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { open, realpath } from 'node:fs/promises';
+import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { InvalidDataError } from '@gradfleet/core';
 
@@ -11,10 +11,26 @@ const inside = (root: string, path: string) => {
 const code = (err: unknown) => (err as NodeJS.ErrnoException).code ?? (err as Error).name;
 
 /**
+ * Where the open `file` really is. On Linux, `/proc/self/fd/N` names the file the descriptor
+ * holds, whatever happened to the path since it was opened. Elsewhere, the path is resolved
+ * again and must still be the same file (device and inode) as the one open.
+ */
+export async function openedPath(file: FileHandle, path: string): Promise<string | undefined> {
+  if (process.platform === 'linux') return realpath(`/proc/self/fd/${file.fd}`).catch(() => undefined);
+  const again = await realpath(path).catch(() => undefined);
+  if (again === undefined) return undefined;
+  const [held, named] = await Promise.all([file.stat(), stat(again).catch(() => undefined)]);
+  return named && named.dev === held.dev && named.ino === held.ino ? again : undefined;
+}
+
+/**
  * Reads a dataset file named by path in a job spec. Allowed only under one of `roots`
  * (`--dataset-root`; none by default: every path is refused until an operator opts in).
  * The path is resolved with realpath, so neither `..` nor a symlink leads outside a root;
- * only regular files, at most `maxBytes` (checked from the open file before reading, and
+ * and since a directory on the way can be swapped for a symlink between that check and the
+ * open (O_NOFOLLOW guards only the last component), the file once open is checked again by
+ * where its descriptor really points (`openedPath`): what is read is what was checked.
+ * Only regular files, at most `maxBytes` (checked from the open file before reading, and
  * counted while reading for files such as /proc entries that report size 0).
  * Errors name the path as given and the reason, never the file's content.
  */
@@ -44,6 +60,9 @@ export async function readDatasetPath(
     (err: unknown) => fail(`cannot read (${code(err)})`),
   );
   try {
+    const held = await openedPath(file, real);
+    if (held === undefined || !realRoots.some((r) => r !== undefined && inside(r, held)))
+      fail('changed while being opened (a symlink on the way was swapped); refused');
     const info = await file.stat();
     if (!info.isFile()) fail('not a regular file');
     if (info.size > maxBytes)

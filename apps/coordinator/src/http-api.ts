@@ -7,22 +7,26 @@ import {
   InvalidJobSpecError,
   InvalidModelError,
   JOB_STATES,
-  TERMINAL_STATES,
+  summarizeJob,
   type JobState,
   type Logger,
 } from '@gradfleet/core';
 import { readModelArtifact } from './checkpoint-store.js';
 import type { Authenticator } from './auth.js';
 import type { BrowserGuard } from './browser-guard.js';
+import type { DatasetFiles } from './dataset-files.js';
 import type { DatasetIngest } from './dataset-ingest.js';
+import type { EventStreams } from './event-streams.js';
 import { JobRequestError, type JobManager } from './job-manager.js';
 import type { JobStore } from './job-store.js';
 import type { CoordinatorMetrics } from './metrics.js';
 
 /** Largest JSON request body (a job spec with a topology), in bytes. */
 export const MAX_JOB_SPEC_BYTES = 4 * 1024 * 1024;
-/** How often an event stream checks its job for changes, in ms. */
-const EVENT_POLL_MS = 250;
+/** Jobs per page of `GET /v1/jobs` unless `limit` says otherwise. */
+export const DEFAULT_JOB_PAGE = 100;
+/** Most jobs per page of `GET /v1/jobs` (a summary is a few kB: a page stays under a few MB). */
+export const MAX_JOB_PAGE = 1_000;
 
 export interface ApiContext {
   jobs: JobManager;
@@ -33,6 +37,10 @@ export interface ApiContext {
   auth: Authenticator;
   /** Host and Origin checks that keep web pages out (`browser-guard.ts`). */
   guard: BrowserGuard;
+  /** Quota and expiry of stored uploads and downloads (`dataset-files.ts`). */
+  datasetFiles: DatasetFiles;
+  /** Event streams with their limits (`event-streams.ts`). */
+  streams: EventStreams;
   /** True once the coordinator is shutting down (readiness fails so load balancers stop sending). */
   draining: () => boolean;
 }
@@ -77,32 +85,6 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   } catch (err) {
     throw new JobRequestError(400, 'INVALID_JSON', `request body is not JSON: ${(err as Error).message}`);
   }
-}
-
-/** Server-sent events: `status` (the job, whenever it changes) and `log` lines, until the job ends. */
-function streamEvents(ctx: ApiContext, id: string, req: IncomingMessage, res: ServerResponse): void {
-  const job = ctx.jobs.get(id);
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
-  let last = '';
-  let row = 0;
-  const tick = () => {
-    const status = JSON.stringify(job.status);
-    if (status !== last) {
-      res.write(`event: status\ndata: ${status}\n\n`);
-      last = status;
-    }
-    for (const l of ctx.store.logs(id, row)) {
-      res.write(`event: log\ndata: ${JSON.stringify({ time: l.time, line: l.line })}\n\n`);
-      row = l.row;
-    }
-    if (TERMINAL_STATES.includes(job.state)) {
-      clearInterval(timer);
-      res.end();
-    }
-  };
-  const timer = setInterval(tick, EVENT_POLL_MS);
-  req.on('close', () => clearInterval(timer));
-  tick();
 }
 
 /**
@@ -190,6 +172,7 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > ctx.ingest.maxBytes)
       throw new InvalidDataError(`upload of ${declared} bytes exceeds ${ctx.ingest.maxBytes}`, 'body');
+    await ctx.datasetFiles.reserve(declared);
     return send(
       res,
       201,
@@ -201,11 +184,29 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
       const state = url.searchParams.get('state')?.toUpperCase();
       if (state && !(JOB_STATES as readonly string[]).includes(state))
         throw new JobRequestError(400, 'INVALID_STATE', `state must be one of ${JOB_STATES.join(', ')}`);
-      return send(
-        res,
-        200,
-        jobs.list(state as JobState | undefined).filter((s) => visible({ status: s })),
-      );
+      const limit = Number(url.searchParams.get('limit') ?? DEFAULT_JOB_PAGE);
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_JOB_PAGE)
+        throw new JobRequestError(400, 'INVALID_LIMIT', `limit must be an integer from 1 to ${MAX_JOB_PAGE}`);
+      const cursor = url.searchParams.get('cursor');
+      if (cursor !== null && !/^[1-9][0-9]{0,15}$/.test(cursor))
+        throw new JobRequestError(
+          400,
+          'INVALID_CURSOR',
+          'cursor must be a value of X-Next-Cursor from an earlier page',
+        );
+      const page = jobs.list({
+        state: state as JobState | undefined,
+        owner: who.role === 'submit' ? who.name : undefined,
+        after: cursor === null ? 0 : Number(cursor),
+        limit,
+      });
+      if (page.next !== undefined) {
+        const next = new URLSearchParams(url.searchParams);
+        next.set('cursor', String(page.next));
+        res.setHeader('x-next-cursor', String(page.next));
+        res.setHeader('link', `</v1/jobs?${next.toString()}>; rel="next"`);
+      }
+      return send(res, 200, page.jobs.map(summarizeJob));
     }
     if (method === 'POST') return send(res, 201, await jobs.submit(await readJson(req), who.name));
   }
@@ -220,7 +221,7 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
       return;
     }
     if (p[3] === 'cancel' && method === 'POST') return send(res, 200, jobs.cancel(id));
-    if (p[3] === 'events' && method === 'GET') return streamEvents(ctx, id, req, res);
+    if (p[3] === 'events' && method === 'GET') return ctx.streams.start(job, who.name, req, res);
     if (p[3] === 'logs' && method === 'GET')
       return send(res, 200, ctx.store.logs(id, Number(url.searchParams.get('after') ?? 0)));
     if (p[3] === 'data' && (p[4] === 'train' || p[4] === 'test') && method === 'GET')

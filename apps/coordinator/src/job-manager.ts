@@ -31,6 +31,16 @@ export class JobRequestError extends Error {
   }
 }
 
+/** Limits the job manager enforces (`CoordinatorOptions` documents each default). */
+export interface JobLimits {
+  maxModelParams: number;
+  maxConcurrentJobs: number;
+  /** Jobs waiting to run (`QUEUED`, or `PAUSED` without workers), all tokens together. */
+  maxQueuedJobs: number;
+  /** Jobs waiting to run that one API token submitted. */
+  maxQueuedJobsPerToken: number;
+}
+
 /**
  * Jobs and workers. Scheduling policy, applied whenever a worker or a job comes or goes:
  * 1. a running job below its `minWorkers` (paused in place) takes idle workers first;
@@ -41,6 +51,11 @@ export class JobRequestError extends Error {
  * A job restarted from nothing (`PAUSED` after losing every replica) resumes from its last
  * checkpoint. Jobs and their events live in the job store, so a restarted coordinator
  * picks up where it stopped.
+ *
+ * Memory: a job's model (initial weights, layout, topology) is built on the model thread
+ * when the job is about to start and dropped when its runner ends, so waiting jobs, finished
+ * jobs and jobs restored after a restart hold none; submission only validates the model
+ * (`ModelBuilder.check`). Waiting jobs are capped in number, per token and in all.
  */
 export class JobManager {
   private readonly jobs = new Map<string, JobRecord>();
@@ -48,8 +63,14 @@ export class JobManager {
   private readonly workers = new Set<WorkerConnection>();
   private readonly idle = new Set<WorkerConnection>();
   private closing = false;
+  /** Jobs whose model the model thread is building now (they start once it is back). */
+  private readonly building = new Set<string>();
+  /** Submissions validated right now, per token: they count against the queue limits too. */
+  private readonly submitting = new Map<string, number>();
+  /** Highest sequence number given out: never reused, even after the last job is deleted (list cursors rely on it). */
+  private lastSeq = 0;
   /** Builds job models on a worker thread (large models take seconds). */
-  readonly models = new ModelBuilder();
+  readonly models: ModelBuilder;
   /** Reducer shards for the data plane; unset: runners average gradients on the main thread. */
   shardPool: ShardPool | undefined;
 
@@ -59,11 +80,15 @@ export class JobManager {
     private readonly store: JobStore,
     private readonly ingest: DatasetIngest,
     private readonly dataDir: string,
-    private readonly limits: { maxModelParams: number; maxConcurrentJobs: number } = {
+    private readonly limits: JobLimits = {
       maxModelParams: 200_000_000,
       maxConcurrentJobs: 64,
+      maxQueuedJobs: 1_000,
+      maxQueuedJobsPerToken: 100,
     },
+    modelBuildHeapMb = 2048,
   ) {
+    this.models = new ModelBuilder(modelBuildHeapMb);
     metrics.jobStates = () =>
       Object.fromEntries(JOB_STATES.map((st) => [st, [...this.jobs.values()].filter((j) => j.state === st).length]));
     metrics.workerStates = () => {
@@ -75,7 +100,11 @@ export class JobManager {
     };
   }
 
-  /** Loads the job store; jobs that were running when the coordinator stopped pause, to resume. */
+  /**
+   * Loads the job store; jobs that were running when the coordinator stopped pause, to
+   * resume. Nothing is built: each job's model is built when it starts, so a coordinator
+   * with many stored jobs listens at once.
+   */
   async restore(): Promise<void> {
     for (const { seq, status } of this.store.all()) {
       const job = new JobRecord(seq, status, undefined, undefined, jobDir(this.dataDir, status.id), this.store);
@@ -90,10 +119,11 @@ export class JobManager {
         : undefined;
       Object.assign(job, { data });
       this.jobs.set(status.id, job);
+      this.lastSeq = Math.max(this.lastSeq, seq);
       if (status.state === 'RUNNING')
         job.transition('PAUSED', 'coordinator restarted; resuming from the last checkpoint when workers connect');
-      if (!TERMINAL_STATES.includes(job.state)) job.model = await this.models.describe(job.spec, data);
     }
+    this.updateResident();
   }
 
   addWorker(conn: WorkerConnection): void {
@@ -125,31 +155,83 @@ export class JobManager {
     });
   }
 
-  /** Validates the spec and its data, builds the model once (initial weights) and queues the job. */
+  /**
+   * Validates the spec, its data and its model (built on the model thread and dropped) and
+   * queues the job; refused with 429 `QUEUE_FULL` when the queue limits are reached.
+   */
   async submit(input: unknown, owner?: string): Promise<JobStatus> {
     const spec = parseJobSpec(input);
+    const token = owner ?? 'anonymous';
+    this.checkQueue(token);
+    this.submitting.set(token, (this.submitting.get(token) ?? 0) + 1);
     const id = randomUUID();
     const dir = jobDir(this.dataDir, id);
     try {
       const data = await this.ingest.prepare(id, dir, spec.dataset, spec.labels);
-      const model = await this.models.describe(spec, data, this.limits.maxModelParams);
-      if (model.trainableParams > this.limits.maxModelParams) {
+      const params = await this.models.check(spec, data, this.limits.maxModelParams);
+      if (params > this.limits.maxModelParams) {
         throw new InvalidJobSpecError([
           {
             path: 'model',
-            message: `LIMIT_EXCEEDED: ${model.trainableParams} trainable parameters; this coordinator accepts at most ${this.limits.maxModelParams} (--max-model-params)`,
+            message: `LIMIT_EXCEEDED: ${params} trainable parameters; this coordinator accepts at most ${this.limits.maxModelParams} (--max-model-params)`,
           },
         ]);
       }
-      const record = JobRecord.create(id, this.store.nextSeq(), spec, model, data, this.dataDir, this.store, owner);
+      this.lastSeq = Math.max(this.store.nextSeq(), this.lastSeq + 1);
+      const record = JobRecord.create(id, this.lastSeq, spec, data, this.dataDir, this.store, owner);
       this.jobs.set(record.id, record);
-      this.log.info({ job_id: record.id, params: model.trainableParams }, 'job queued');
-      this.schedule();
+      this.log.info({ job_id: record.id, params }, 'job queued');
       return record.status;
     } catch (err) {
       await rm(dir, { recursive: true, force: true });
       throw err;
+    } finally {
+      const n = this.submitting.get(token)! - 1;
+      if (n > 0) this.submitting.set(token, n);
+      else this.submitting.delete(token);
+      this.schedule();
     }
+  }
+
+  /** Jobs waiting to run (not finished, no runner), with those being submitted now, in all and of `token`. */
+  private queued(token: string): { all: number; mine: number } {
+    let all = 0;
+    let mine = 0;
+    for (const j of this.jobs.values()) {
+      if (TERMINAL_STATES.includes(j.state) || this.runners.has(j.id)) continue;
+      all++;
+      if ((j.status.owner ?? 'anonymous') === token) mine++;
+    }
+    for (const [t, n] of this.submitting) {
+      all += n;
+      if (t === token) mine += n;
+    }
+    return { all, mine };
+  }
+
+  /** Refuses a submission past `maxQueuedJobs` or `maxQueuedJobsPerToken` (logged as `request refused`). */
+  private checkQueue(token: string): void {
+    const { all, mine } = this.queued(token);
+    const { maxQueuedJobs, maxQueuedJobsPerToken } = this.limits;
+    if (mine >= maxQueuedJobsPerToken)
+      throw new JobRequestError(
+        429,
+        'QUEUE_FULL',
+        `token ${token} has ${mine} jobs waiting to run, the most this coordinator accepts per token (--max-queued-jobs-per-token ${maxQueuedJobsPerToken}); wait for some to start or cancel some`,
+      );
+    if (all >= maxQueuedJobs)
+      throw new JobRequestError(
+        429,
+        'QUEUE_FULL',
+        `${all} jobs are waiting to run, the most this coordinator accepts (--max-queued-jobs ${maxQueuedJobs}); retry later`,
+      );
+  }
+
+  /** `gradfleet_job_models_resident`: jobs whose model and initial weights are in memory. */
+  private updateResident(): void {
+    let n = 0;
+    for (const j of this.jobs.values()) if (j.model) n++;
+    this.metrics.jobModelsResident.set(n);
   }
 
   get(id: string): JobRecord {
@@ -158,8 +240,23 @@ export class JobManager {
     return job;
   }
 
-  list(state?: JobState): JobStatus[] {
-    return [...this.jobs.values()].map((j) => j.status).filter((s) => !state || s.state === state);
+  /**
+   * One page of jobs in submission order: those after sequence number `after`, in `state`
+   * and of `owner` when given, at most `limit`; `next` is the cursor of the next page.
+   */
+  list(query: { state?: JobState | undefined; owner?: string | undefined; after?: number; limit?: number } = {}): {
+    jobs: JobStatus[];
+    next?: number;
+  } {
+    const { state, owner, after = 0, limit = Infinity } = query;
+    const page: JobRecord[] = [];
+    // The map holds jobs in submission order (restored by seq, then submitted in turn).
+    for (const j of this.jobs.values()) {
+      if (j.seq <= after || (state && j.state !== state) || (owner !== undefined && j.status.owner !== owner)) continue;
+      if (page.length === limit) return { jobs: page.map((r) => r.status), next: page[page.length - 1]!.seq };
+      page.push(j);
+    }
+    return { jobs: page.map((r) => r.status) };
   }
 
   cancel(id: string, reason = 'cancelled by user'): JobStatus {
@@ -219,12 +316,43 @@ export class JobManager {
     if (this.startRunnable()) this.feedRunners(false);
   }
 
-  /** Starts runnable jobs in order; false when one is left waiting for workers. */
+  /**
+   * Builds the model of the job about to start, on the model thread; the job keeps its
+   * place (later ones wait behind it) and the scheduler runs again once it is back. A build
+   * that fails fails the job.
+   */
+  private build(job: JobRecord): void {
+    if (this.building.has(job.id)) return;
+    this.building.add(job.id);
+    this.models
+      .describe(job.spec, job.data)
+      .then((model) => {
+        if (!TERMINAL_STATES.includes(job.state)) job.model = model;
+      })
+      .catch((err: Error) => {
+        this.log.error({ job_id: job.id, err: err.message }, 'model build failed');
+        if (!TERMINAL_STATES.includes(job.state)) {
+          job.transition('FAILED', `the coordinator could not build the model: ${err.message}`);
+          this.metrics.retireJob(job.id);
+        }
+      })
+      .finally(() => {
+        this.building.delete(job.id);
+        this.updateResident();
+        this.schedule();
+      });
+  }
+
+  /** Starts runnable jobs in order; false when one is left waiting for workers or its model. */
   private startRunnable(): boolean {
     for (const job of this.runnable()) {
       if (this.runners.size >= this.limits.maxConcurrentJobs) return false;
       const ready = [...this.idle].filter((w) => w.registered && w.isOpen);
       if (ready.length < job.spec.minWorkers) return false; // later jobs wait behind this one
+      if (!job.model) {
+        this.build(job);
+        return false;
+      }
       const assigned = ready.slice(0, job.spec.maxWorkers);
       for (const w of assigned) this.idle.delete(w);
       const runner = new JobRunner(
@@ -244,6 +372,10 @@ export class JobManager {
           await runner.run(paused ? await job.checkpoints.latest() : undefined);
         } finally {
           this.runners.delete(job.id);
+          // The model goes with the runner: a finished job needs none, a paused one is rebuilt.
+          job.model = undefined;
+          job.finalWeights = undefined;
+          this.updateResident();
           if (TERMINAL_STATES.includes(job.state)) this.metrics.retireJob(job.id);
           this.schedule();
         }

@@ -5,13 +5,12 @@ import { describe, expect, it } from 'vitest';
 import { IllegalTransitionError, parseJobSpec } from '@gradfleet/core';
 import { JobRecord } from './job-record.js';
 import { JobStore } from './job-store.js';
-import type { ModelInfo } from './model-info.js';
 
 function record(): { job: JobRecord; store: JobStore } {
   const dir = mkdtempSync(join(tmpdir(), 'gradfleet-record-'));
   const store = new JobStore(dir);
   const spec = parseJobSpec({ model: 'mnist-mlp', dataset: 'mnist' });
-  const job = JobRecord.create('job-1', 1, spec, undefined as unknown as ModelInfo, undefined, dir, store);
+  const job = JobRecord.create('job-1', 1, spec, undefined, dir, store);
   return { job, store };
 }
 

@@ -21,7 +21,7 @@ export class JobRecord {
   constructor(
     readonly seq: number,
     readonly status: JobStatus,
-    /** Built on demand: jobs that ended before a restart need none. */
+    /** Built when the job starts, dropped when its runner ends (`JobManager`). */
     public model: ModelInfo | undefined,
     readonly data: PreparedDataset | undefined,
     readonly dir: string,
@@ -34,7 +34,6 @@ export class JobRecord {
     id: string,
     seq: number,
     spec: JobSpec,
-    model: ModelInfo,
     data: PreparedDataset | undefined,
     dataDir: string,
     store: JobStore,
@@ -71,7 +70,7 @@ export class JobRecord {
           }
         : {}),
     };
-    const job = new JobRecord(seq, status, model, data, jobDir(dataDir, id), store);
+    const job = new JobRecord(seq, status, undefined, data, jobDir(dataDir, id), store);
     store.recordEvent(id, now, 'QUEUED', 'submitted');
     job.persist();
     return job;

@@ -75,10 +75,11 @@ export class JobStore {
       .run(jobId, new Date().toISOString(), line);
   }
 
-  logs(jobId: string, afterRow = 0): { row: number; time: string; line: string }[] {
+  /** The job's log lines after `afterRow`, at most `limit` of them (oldest first). */
+  logs(jobId: string, afterRow = 0, limit = -1): { row: number; time: string; line: string }[] {
     return this.db
-      .prepare('SELECT rowid AS row, time, line FROM logs WHERE job_id = ? AND rowid > ? ORDER BY rowid')
-      .all(jobId, afterRow) as { row: number; time: string; line: string }[];
+      .prepare('SELECT rowid AS row, time, line FROM logs WHERE job_id = ? AND rowid > ? ORDER BY rowid LIMIT ?')
+      .all(jobId, afterRow, limit) as { row: number; time: string; line: string }[];
   }
 
   events(jobId: string): { time: string; state: JobState; reason: string }[] {

@@ -145,6 +145,54 @@ const program = new Command('gradfleet coordinator')
     COORDINATOR_DEFAULTS.maxConcurrentJobs,
   )
   .option(
+    '--max-dataset-store-bytes <n>',
+    'bytes stored uploads and URL downloads may take together (the oldest go first; an upload that cannot fit gets 507)',
+    int('--max-dataset-store-bytes'),
+    COORDINATOR_DEFAULTS.maxDatasetStoreBytes,
+  )
+  .option(
+    '--dataset-file-ttl-s <s>',
+    'seconds after which a stored upload or URL download is removed',
+    int('--dataset-file-ttl-s'),
+    COORDINATOR_DEFAULTS.datasetFileTtlS,
+  )
+  .option(
+    '--model-build-heap-mb <n>',
+    'JS heap of the thread that builds job models, in MiB (a build that outgrows it refuses the job)',
+    int('--model-build-heap-mb'),
+    COORDINATOR_DEFAULTS.modelBuildHeapMb,
+  )
+  .option(
+    '--max-queued-jobs <n>',
+    'jobs waiting to run, all tokens together (more get 429 QUEUE_FULL)',
+    int('--max-queued-jobs'),
+    COORDINATOR_DEFAULTS.maxQueuedJobs,
+  )
+  .option(
+    '--max-queued-jobs-per-token <n>',
+    'jobs waiting to run per API token (more get 429 QUEUE_FULL)',
+    int('--max-queued-jobs-per-token'),
+    COORDINATOR_DEFAULTS.maxQueuedJobsPerToken,
+  )
+  .option(
+    '--max-event-streams <n>',
+    'open event streams (GET /v1/jobs/:id/events) in all (more get 429 TOO_MANY_STREAMS)',
+    int('--max-event-streams'),
+    COORDINATOR_DEFAULTS.maxEventStreams,
+  )
+  .option(
+    '--max-event-streams-per-token <n>',
+    'open event streams per API token (more get 429 TOO_MANY_STREAMS)',
+    int('--max-event-streams-per-token'),
+    COORDINATOR_DEFAULTS.maxEventStreamsPerToken,
+  )
+  .option(
+    '--event-stream-stall-ms <ms>',
+    'close an event stream whose client leaves the socket buffer full this long',
+    int('--event-stream-stall-ms'),
+    COORDINATOR_DEFAULTS.eventStreamStallMs,
+  )
+  .option(
     '--reducer-threads <n>',
     `reducer shard threads of the data plane, each on its own port (--port + 1 + k; any free port with --port 0); 0 (the default for now) averages on the main thread; ${defaultReducerThreads()} would leave one core to the main thread`,
     int('--reducer-threads'),
@@ -167,6 +215,14 @@ type TokenFlags = {
   maxMessagesPerSecond: number;
   maxModelParams: number;
   maxConcurrentJobs: number;
+  maxQueuedJobs: number;
+  maxQueuedJobsPerToken: number;
+  maxDatasetStoreBytes: number;
+  datasetFileTtlS: number;
+  modelBuildHeapMb: number;
+  maxEventStreams: number;
+  maxEventStreamsPerToken: number;
+  eventStreamStallMs: number;
 };
 const opts = program.opts<
   TokenFlags & {
@@ -216,6 +272,18 @@ function apiTokens(file: string | undefined): ApiTokenEntry[] | undefined {
     logger.error({ file }, `cannot use --api-tokens: ${(err as Error).message}`);
     process.exit(1);
   }
+}
+
+// A token given as a flag is readable by every user of the machine (ps, /proc/PID/cmdline).
+for (const [flag, given] of [
+  ['--worker-token', opts.workerToken],
+  ['--api-token', opts.apiToken],
+] as const) {
+  if (given)
+    logger.warn(
+      { flag },
+      `${flag} on the command line is visible to every user of this machine (ps); use ${flag}-file or ${flag === '--worker-token' ? 'GRADFLEET_WORKER_TOKEN' : 'GRADFLEET_API_TOKEN'}`,
+    );
 }
 
 const coordinator = new Coordinator({

@@ -222,6 +222,21 @@ export class CoordinatorMetrics {
     labelNames: ['job_id'],
     registers: this.r,
   });
+  readonly jobModelsResident = new Gauge({
+    name: 'gradfleet_job_models_resident',
+    help: 'Jobs whose model and initial weights are in memory (running or about to start).',
+    registers: this.r,
+  });
+  readonly eventStreams = new Gauge({
+    name: 'gradfleet_event_streams',
+    help: 'Open server-sent event streams (GET /v1/jobs/:id/events).',
+    registers: this.r,
+  });
+  readonly eventStreamsClosed = new Counter({
+    name: 'gradfleet_event_streams_closed_total',
+    help: 'Event streams the coordinator closed because the client read too slowly.',
+    registers: this.r,
+  });
   readonly jobRunning = new Gauge({
     name: 'gradfleet_job_running',
     help: '1 while the job is RUNNING, else 0.',

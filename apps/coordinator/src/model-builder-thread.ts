@@ -9,11 +9,18 @@ const port = parentPort!;
 
 port.on(
   'message',
-  (m: { id: number; spec: JobSpec; data?: { featureShape: number[]; numClasses: number }; maxParams?: number }) => {
+  (m: {
+    id: number;
+    spec: JobSpec;
+    data?: { featureShape: number[]; numClasses: number };
+    maxParams?: number;
+    check?: boolean;
+  }) => {
     void (async () => {
       try {
         await ready;
         const info = await describeModel(m.spec, m.data, m.maxParams);
+        if (m.check) return port.postMessage({ id: m.id, params: info.trainableParams } satisfies ModelBuildReply);
         port.postMessage({ id: m.id, info } satisfies ModelBuildReply, [info.initialWeights.buffer as ArrayBuffer]);
       } catch (err) {
         const reply: ModelBuildReply =

@@ -99,6 +99,11 @@ const token =
     ? readOptionFile('--token-file', opts.tokenFile).toString('utf8').trim()
     : process.env['GRADFLEET_WORKER_TOKEN']?.trim() || undefined);
 warnIfPlaintext(opts.coordinator);
+if (opts.token)
+  logger.warn(
+    { flag: '--token' },
+    '--token on the command line is visible to every user of this machine (ps); use --token-file or GRADFLEET_WORKER_TOKEN',
+  );
 
 /** Tokens and gradients cross the network readable over `ws://` to another machine: say so. */
 function warnIfPlaintext(coordinator: string): void {

@@ -89,6 +89,8 @@ export {
   type JobResult,
   type JobState,
   type JobStatus,
+  type JobSummary,
+  summarizeJob,
   type ReplicaReport,
   type StepTiming,
   TERMINAL_STATES,

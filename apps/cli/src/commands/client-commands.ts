@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { GradfleetClient, type JobStatus } from '@gradfleet/core/client';
+import { GradfleetClient, type JobStatus, type JobSummary } from '@gradfleet/core/client';
 import { formatReport } from '../progress.js';
 import { describeError } from './job-commands.js';
 import { print, printError } from '../terminal.js';
 
-function line(j: JobStatus): string {
+function line(j: JobStatus | JobSummary): string {
   const p = j.progress;
   const h = j.history.at(-1);
   const acc = j.result?.testAccuracy === undefined ? '' : `  test_acc ${(j.result.testAccuracy * 100).toFixed(2)}%`;
@@ -17,7 +17,7 @@ function line(j: JobStatus): string {
   return `${j.id}  ${j.state.padEnd(9)}${where}${val}${acc}${j.reason ? `  (${j.reason})` : ''}`;
 }
 
-function timing(j: JobStatus): string {
+function timing(j: JobStatus | JobSummary): string {
   const t = j.timing;
   if (!t) return '';
   const f = (x: number) => x.toFixed(1);

@@ -1,7 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
-import { ApiError, GradfleetClient, type JobSpecInput, type JobState, type JobStatus } from '@gradfleet/core/client';
+import {
+  ApiError,
+  GradfleetClient,
+  type JobSpecInput,
+  type JobState,
+  type JobStatus,
+  type JobSummary,
+} from '@gradfleet/core/client';
 import { JobProgressView, formatReport } from '../progress.js';
 import { print, printError } from '../terminal.js';
 
@@ -35,7 +42,7 @@ export async function run(name: string, f: () => Promise<number | void>): Promis
 /** Follows a job live (progress bar, log lines) until it ends; exit code 0 when it SUCCEEDED. */
 export async function follow(client: GradfleetClient, id: string, showLogs = true): Promise<number> {
   const view = new JobProgressView();
-  let last: JobStatus | undefined;
+  let last: JobStatus | JobSummary | undefined;
   for await (const ev of client.watch(id)) {
     if (ev.type === 'status') {
       last = ev.job;
@@ -83,24 +90,29 @@ export async function submit(
   return opts.follow ? follow(client, job.id) : 0;
 }
 
-/** `gradfleet jobs [--state S]`. */
+/** `gradfleet jobs [--state S]`: every job, page by page (`GET /v1/jobs` pages), printed as each page arrives. */
 export async function jobs(opts: ClientOptions & { state?: string }): Promise<number> {
-  const list = await new GradfleetClient({
+  const client = new GradfleetClient({
     url: opts.coordinator,
     token: opts.token,
     ca: opts.ca ? readFileSync(opts.ca) : undefined,
-  }).jobs(opts.state?.toUpperCase() as JobState | undefined);
+  });
+  const state = opts.state?.toUpperCase() as JobState | undefined;
   if (opts.json) {
-    print(JSON.stringify(list, null, 2));
+    print(JSON.stringify(await client.jobs(state), null, 2));
     return 0;
   }
-  if (list.length === 0) print('no jobs');
-  for (const j of list) {
-    const acc = j.result?.testAccuracy === undefined ? '' : `  test_acc ${(j.result.testAccuracy * 100).toFixed(2)}%`;
-    print(
-      `${j.id}  ${j.state.padEnd(9)}  ${j.createdAt.slice(0, 19)}  ${j.spec.name ?? (typeof j.spec.model === 'string' ? j.spec.model : 'custom')}${acc}${j.reason ? `  (${j.reason})` : ''}`,
-    );
+  let count = 0;
+  for await (const page of client.jobPages(state)) {
+    for (const j of page) {
+      const acc = j.result?.testAccuracy === undefined ? '' : `  test_acc ${(j.result.testAccuracy * 100).toFixed(2)}%`;
+      print(
+        `${j.id}  ${j.state.padEnd(9)}  ${j.createdAt.slice(0, 19)}  ${j.spec.name ?? j.spec.model ?? 'custom'}${acc}${j.reason ? `  (${j.reason})` : ''}`,
+      );
+    }
+    count += page.length;
   }
+  if (count === 0) print('no jobs');
   return 0;
 }
 

@@ -1,5 +1,5 @@
 import type { JobSpecInput } from '../job/job-spec.js';
-import type { JobState, JobStatus, WorkerInfo } from '../job/job-status.js';
+import type { JobState, JobStatus, JobSummary, WorkerInfo } from '../job/job-status.js';
 import { TERMINAL_STATES } from '../job/job-status.js';
 import { httpFetch } from './http-fetch.js';
 
@@ -45,6 +45,14 @@ export class GradfleetClient {
   }
 
   private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return (await this.requestWithHeaders<T>(method, path, body)).data;
+  }
+
+  private async requestWithHeaders<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ data: T; res: Response }> {
     let res: Response;
     try {
       res = await httpFetch(
@@ -82,7 +90,7 @@ export class GradfleetClient {
         e?.issues ?? [],
       );
     }
-    return data as T;
+    return { data: data as T, res };
   }
 
   submit(spec: JobSpecInput): Promise<JobStatus> {
@@ -93,8 +101,24 @@ export class GradfleetClient {
     return this.request('GET', `/v1/jobs/${encodeURIComponent(id)}`);
   }
 
-  jobs(state?: JobState): Promise<JobStatus[]> {
-    return this.request('GET', `/v1/jobs${state ? `?state=${state}` : ''}`);
+  /** Every job (in `state`, when given), oldest first, following the pages of `GET /v1/jobs`. */
+  async jobs(state?: JobState): Promise<JobSummary[]> {
+    const all: JobSummary[] = [];
+    for await (const page of this.jobPages(state)) all.push(...page);
+    return all;
+  }
+
+  /** The pages of `GET /v1/jobs` (`limit` jobs each, at most 1,000), oldest first, each as it arrives. */
+  async *jobPages(state?: JobState, limit = 1_000): AsyncGenerator<JobSummary[]> {
+    let cursor: string | null = null;
+    do {
+      const query = new URLSearchParams({ limit: String(limit) });
+      if (state) query.set('state', state);
+      if (cursor) query.set('cursor', cursor);
+      const { data, res } = await this.requestWithHeaders<JobSummary[]>('GET', `/v1/jobs?${query.toString()}`);
+      yield data;
+      cursor = res.headers.get('x-next-cursor');
+    } while (cursor);
   }
 
   /** Deletes a finished job with its data, checkpoints and model. */
@@ -137,19 +161,27 @@ export class GradfleetClient {
   }
 
   /**
-   * Live events of a job (server-sent events): `status` whenever the job changes and
-   * `log` lines, until it ends.
+   * Live events of a job (server-sent events): `status` whenever the job changes (the
+   * coordinator sends the job once, then only the fields that changed; this merges them)
+   * and `log` lines, until it ends. The status has no topology (`JobSummary`).
    */
   async *watch(
     id: string,
-  ): AsyncGenerator<{ type: 'status'; job: JobStatus } | { type: 'log'; time: string; line: string }> {
+  ): AsyncGenerator<{ type: 'status'; job: JobSummary } | { type: 'log'; time: string; line: string }> {
     const res = await httpFetch(
       `${this.base}/v1/jobs/${encodeURIComponent(id)}/events`,
       { headers: this.auth },
       this.ca,
     );
-    if (!res.ok || !res.body)
-      throw new ApiError(res.status, 'HTTP_ERROR', `cannot watch job ${id}: HTTP ${res.status}`);
+    if (!res.ok || !res.body) {
+      const e = ((await res.json().catch(() => undefined)) as { error?: { code?: string; message?: string } })?.error;
+      throw new ApiError(
+        res.status,
+        e?.code ?? 'HTTP_ERROR',
+        e?.message ?? `cannot watch job ${id}: HTTP ${res.status}`,
+      );
+    }
+    let job: Record<string, unknown> | undefined;
     const decoder = new TextDecoder();
     let buffer = '';
     for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
@@ -161,8 +193,16 @@ export class GradfleetClient {
         const event = /^event: (.*)$/m.exec(block)?.[1];
         const data = /^data: (.*)$/m.exec(block)?.[1];
         if (!data) continue;
-        if (event === 'status') yield { type: 'status', job: JSON.parse(data) as JobStatus };
-        else if (event === 'log') yield { type: 'log', ...(JSON.parse(data) as { time: string; line: string }) };
+        if (event === 'status') {
+          job = JSON.parse(data) as Record<string, unknown>;
+          yield { type: 'status', job: { ...job } as unknown as JobSummary };
+        } else if (event === 'change' && job) {
+          for (const [key, value] of Object.entries(JSON.parse(data) as Record<string, unknown>)) {
+            if (value === null) delete job[key];
+            else job[key] = value;
+          }
+          yield { type: 'status', job: { ...job } as unknown as JobSummary };
+        } else if (event === 'log') yield { type: 'log', ...(JSON.parse(data) as { time: string; line: string }) };
       }
     }
   }

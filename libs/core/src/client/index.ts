@@ -12,6 +12,8 @@ export {
   type EpochResult,
   type JobState,
   type JobStatus,
+  type JobSummary,
+  summarizeJob,
   type WorkerInfo,
   type WorkerStats,
 } from '../job/job-status.js';

@@ -99,6 +99,18 @@ export interface JobStatus {
   events: JobEvent[];
 }
 
+/**
+ * A job as lists and event streams report it: the status without the model topology (a
+ * built-in model's name stays). `GET /v1/jobs/:id` has the whole spec.
+ */
+export type JobSummary = Omit<JobStatus, 'spec'> & { spec: Omit<JobSpec, 'model'> & { model?: string } };
+
+/** `status` without the topology (lists and event streams: a topology may be megabytes). */
+export function summarizeJob(status: JobStatus): JobSummary {
+  const { model, ...spec } = status.spec;
+  return { ...status, spec: typeof model === 'string' ? { ...spec, model } : spec };
+}
+
 /** Live figures of one worker (last 10 s for rates). */
 export interface WorkerStats {
   samplesPerSecond: number;

@@ -4,8 +4,14 @@ import { encodeFrame } from './frame.js';
 import { decodeCoordinatorMessage, decodeWorkerMessage, encodeMessage } from './messages.js';
 import { CLOSE_CODES, ProtocolError } from './protocol-error.js';
 
-/** Hostile inputs per property; `GRADFLEET_FUZZ_RUNS` raises it for a long run. */
+/** Hostile inputs per property; `GRADFLEET_FUZZ_RUNS` raises it for a long run (docs/security.md). */
 const RUNS = Number(process.env['GRADFLEET_FUZZ_RUNS'] ?? 40_000);
+/**
+ * Time per property, in ms: 5 ms per input (the slowest property took 1.2 ms per input on
+ * 2 shared cores, 3 ms under load), so a long run needs no `--testTimeout` and the default
+ * run does not time out on a busy machine.
+ */
+const TIMEOUT_MS = Math.max(30_000, RUNS * 5);
 
 const valid = [
   encodeMessage({ t: 'hello', v: 1, name: 'w', host: 'h', pid: 1, backend: 'wasm' }),
@@ -66,57 +72,69 @@ describe('decoder fuzzing', () => {
     expect(() => decodesSafely(bytes, throwing(uncoded))).toThrow(/undocumented code NOPE/);
   });
 
-  it(`survives ${RUNS} random byte strings`, () => {
-    fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 512 }), (b) => decodesSafely(b)),
-      { numRuns: RUNS },
-    );
-  });
+  it(
+    `survives ${RUNS} random byte strings`,
+    () => {
+      fc.assert(
+        fc.property(fc.uint8Array({ maxLength: 512 }), (b) => decodesSafely(b)),
+        { numRuns: RUNS },
+      );
+    },
+    TIMEOUT_MS,
+  );
 
-  it(`survives ${RUNS} mutations of real frames (bit flips, truncation, splices, huge lengths)`, () => {
-    const mutation = fc.record({
-      frame: fc.constantFrom(...valid),
-      flips: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 8 }),
-      cut: fc.option(fc.nat(), { nil: undefined }),
-      prefix: fc.option(fc.integer({ min: 0, max: 0xffffffff }), { nil: undefined }),
-      tail: fc.uint8Array({ maxLength: 16 }),
-    });
-    fc.assert(
-      fc.property(mutation, ({ frame, flips, cut, prefix, tail }) => {
-        const b = Buffer.concat([frame, tail]);
-        for (const [at, v] of flips) b[at % b.length] = v;
-        if (prefix !== undefined) b.writeUInt32LE(prefix, 0);
-        decodesSafely(cut === undefined ? b : b.subarray(0, cut % (b.length + 1)));
-      }),
-      { numRuns: RUNS },
-    );
-  });
+  it(
+    `survives ${RUNS} mutations of real frames (bit flips, truncation, splices, huge lengths)`,
+    () => {
+      const mutation = fc.record({
+        frame: fc.constantFrom(...valid),
+        flips: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 8 }),
+        cut: fc.option(fc.nat(), { nil: undefined }),
+        prefix: fc.option(fc.integer({ min: 0, max: 0xffffffff }), { nil: undefined }),
+        tail: fc.uint8Array({ maxLength: 16 }),
+      });
+      fc.assert(
+        fc.property(mutation, ({ frame, flips, cut, prefix, tail }) => {
+          const b = Buffer.concat([frame, tail]);
+          for (const [at, v] of flips) b[at % b.length] = v;
+          if (prefix !== undefined) b.writeUInt32LE(prefix, 0);
+          decodesSafely(cut === undefined ? b : b.subarray(0, cut % (b.length + 1)));
+        }),
+        { numRuns: RUNS },
+      );
+    },
+    TIMEOUT_MS,
+  );
 
-  it(`survives ${RUNS} well-framed headers of wrong types and shapes`, () => {
-    const header = fc.dictionary(
-      fc.constantFrom(
-        't',
-        'v',
-        'jobId',
-        'step',
-        'samples',
-        'lossSum',
-        'pb',
-        'name',
-        'layout',
-        'optimizer',
-        '__proto__',
-        'constructor',
-      ),
-      fc.anything({ maxDepth: 2 }),
-    );
-    fc.assert(
-      fc.property(header, fc.uint8Array({ maxLength: 64 }), (h, payload) => {
-        const frame = encodeOrRefuse(h, payload);
-        if (frame) decodesSafely(frame); // a decoder's TypeError or RangeError fails the property
-      }),
-      { numRuns: RUNS },
-    );
-    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
-  });
+  it(
+    `survives ${RUNS} well-framed headers of wrong types and shapes`,
+    () => {
+      const header = fc.dictionary(
+        fc.constantFrom(
+          't',
+          'v',
+          'jobId',
+          'step',
+          'samples',
+          'lossSum',
+          'pb',
+          'name',
+          'layout',
+          'optimizer',
+          '__proto__',
+          'constructor',
+        ),
+        fc.anything({ maxDepth: 2 }),
+      );
+      fc.assert(
+        fc.property(header, fc.uint8Array({ maxLength: 64 }), (h, payload) => {
+          const frame = encodeOrRefuse(h, payload);
+          if (frame) decodesSafely(frame); // a decoder's TypeError or RangeError fails the property
+        }),
+        { numRuns: RUNS },
+      );
+      expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+    },
+    TIMEOUT_MS,
+  );
 });
