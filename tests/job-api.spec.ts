@@ -96,6 +96,7 @@ describe('job API', () => {
       }),
     'model-input-mismatch': () => cluster.client.submit({ model: { topology: tinyModel(5, 10) } }),
     'max-below-min-workers': () => cluster.client.submit({ minWorkers: 4, maxWorkers: 2 }),
+    'accumulation-above-batch': () => cluster.client.submit({ batchSize: 8, accumulationSteps: 9 }),
     'body-not-json': () => raw('{not json'),
     'body-wrong-content-type': () => raw('{"epochs":1}', { 'content-type': 'text/plain' }),
     'host-not-this-coordinator': () =>

@@ -254,6 +254,23 @@ describe('parity with model.fit and plain TensorFlow.js loops (1 and 2 workers)'
     expect(worstDifference(ignored, fit, layout)).toBeGreaterThan(10 * TOLERANCE);
   });
 
+  it('accumulationSteps: micro-batches on each worker give the global batch of model.fit', async () => {
+    // model.fit's train function on the whole global batch of each step.
+    const model = await buildModel({ topology: topology(false) }, SEED);
+    model.compile({ optimizer: tf.train.sgd(0.2), loss: 'categoricalCrossentropy' });
+    for (const { xs, ys } of batches(mnist.train)) await model.trainOnBatch(xs, ys);
+    const fit = flattenWeights(model);
+    model.dispose();
+    // Slices of 64 (1 worker) and 32 (2 workers) in 5 micro-batches: uneven, 13+13+13+13+12 and 7+7+7+7+4.
+    const spec: JobSpecInput = { optimizer: 'sgd', learningRate: 0.2, accumulationSteps: 5 };
+    await expectParity(spec, fit, 'accumulationSteps 5');
+    const whole = await train(2, { ...spec, accumulationSteps: 1 });
+    const micro = await train(2, spec);
+    const d = worstDifference(micro, whole, layout);
+    console.log(`accumulationSteps 5 vs 1, 2 workers: max relative difference ${d}`);
+    expect(d).toBeLessThan(1e-5);
+  });
+
   it('step schedule with warmup, clipValue, and nesterov momentum match a plain loop', async () => {
     const rate = (t: number) => (t < 2 ? (0.05 * (t + 1)) / 2 : 0.05 * 0.5 ** Math.floor((t - 2) / 3));
     const recipe: PlainRecipe = {

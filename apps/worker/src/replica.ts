@@ -255,8 +255,10 @@ export class Replica {
    * seeded dropout streams; it defaults to the optimizer's update count, which equals the
    * coordinator's step number when the step's `train` message arrives.
    *
-   * A slice too long for one chunk (`pacer`) is computed in chunks with a turn of the event
-   * loop between them, so heartbeats keep flowing; the chunks' mean gradients are combined
+   * The slice is computed in micro-batches of at most ⌈n / accumulationSteps⌉ examples
+   * (gradient accumulation: one forward pass holds that many examples' activations), and a
+   * slice too long for one chunk (`pacer`) in smaller chunks still, with a turn of the event
+   * loop between them, so heartbeats keep flowing. The chunks' mean gradients are combined
    * weighted by their sizes, which is the gradient of the mean over the whole slice.
    */
   async computeGradient(
@@ -265,7 +267,7 @@ export class Replica {
     step: number = this.optimizer.iterations,
   ): Promise<BatchStats> {
     const n = indices.length;
-    const size = this.pacer.chunk(n);
+    const size = Math.min(this.pacer.chunk(n), Math.ceil(n / this.spec.accumulationSteps));
     if (size >= n) return this.timedChunk(indices, out, step);
     const part = new Float32Array(out.length);
     const total: BatchStats = { lossSum: 0, correct: 0, count: 0 };

@@ -194,6 +194,13 @@ export const JobSpecSchema = z
     epochs: z.number().int().min(1).max(10_000).default(5),
     /** Global batch size: the examples of one step, split among the workers. */
     batchSize: z.number().int().min(1).max(65_536).default(32),
+    /**
+     * Gradient accumulation: each worker computes its slice of a step in this many
+     * micro-batches, one after another, and sends their sample-weighted mean. The step's
+     * gradient (of all `batchSize` examples) is unchanged; a forward pass holds 1/k of the
+     * slice's activations, so a large global batch fits on small workers.
+     */
+    accumulationSteps: z.number().int().min(1).max(4096).default(1),
     /** Fraction of the training set (its tail, as `model.fit` does) held out for validation. */
     validationSplit: z.number().min(0).max(0.9).default(0.1),
     /**
@@ -248,6 +255,12 @@ export const JobSpecSchema = z
   .strict()
   .refine((s) => s.maxWorkers >= s.minWorkers, { message: 'maxWorkers must be >= minWorkers', path: ['maxWorkers'] })
   .superRefine((s, ctx) => {
+    if (s.accumulationSteps > s.batchSize)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['accumulationSteps'],
+        message: `${s.accumulationSteps} micro-batches do not fit a batch of ${s.batchSize} examples: at most batchSize`,
+      });
     if (s.dataset === 'mnist' && s.labels !== 'class')
       ctx.addIssue({ code: 'custom', path: ['labels'], message: "the built-in 'mnist' dataset has labels 'class'" });
     const takes: readonly string[] = LOSS_LABELS[s.loss];
