@@ -97,6 +97,8 @@ describe('job API', () => {
     'model-input-mismatch': () => cluster.client.submit({ model: { topology: tinyModel(5, 10) } }),
     'max-below-min-workers': () => cluster.client.submit({ minWorkers: 4, maxWorkers: 2 }),
     'accumulation-above-batch': () => cluster.client.submit({ batchSize: 8, accumulationSteps: 9 }),
+    'early-stopping-no-validation': () =>
+      cluster.client.submit({ validationSplit: 0, earlyStopping: { monitor: 'val_loss' } }),
     'body-not-json': () => raw('{not json'),
     'body-wrong-content-type': () => raw('{"epochs":1}', { 'content-type': 'text/plain' }),
     'host-not-this-coordinator': () =>

@@ -10,6 +10,7 @@ import {
 import { DATA_FRAME_HEADER_BYTES } from '@gradfleet/core/dataplane';
 import { type Checkpoint, writeModelArtifact } from './checkpoint-store.js';
 import { saveCheckpoint, startValues, type RunnerCounters } from './job-checkpoint.js';
+import { JobEarlyStopping } from './job-early-stopping.js';
 import { JobAbortedError, JobRunnerCore, NoWorkersError } from './job-runner-core.js';
 import { modelArtifactJson } from './model-info.js';
 import type { JobMessage, WorkerConnection } from './worker-connection.js';
@@ -33,6 +34,7 @@ const JOB_START_TIMEOUT_MS = 300_000;
  */
 export class JobRunner extends JobRunnerCore {
   private stepTotals = { lossSum: 0, correct: 0, samples: 0 };
+  private earlyStopping: JobEarlyStopping | undefined;
   /**
    * Runs the job until it ends or pauses; `resume` continues from a checkpoint (the
    * sampler mid-epoch, the optimizer state, the counters) instead of the initial weights.
@@ -61,9 +63,14 @@ export class JobRunner extends JobRunnerCore {
         elapsedBefore = c.elapsedMs;
         job.status.history = c.history;
       }
+      this.earlyStopping = await JobEarlyStopping.open(
+        job,
+        (resume?.runner as unknown as RunnerCounters | undefined)?.earlyStopping,
+      );
       const t0 = Date.now() - elapsedBefore;
       let testEvalMs = 0;
       this.elapsed = () => Date.now() - t0;
+      let lastEpoch = (resume?.epoch ?? 0) - 1;
       for (let epoch = resume?.epoch ?? 0; epoch < spec.epochs; epoch++) {
         const started = Date.now();
         const midEpoch = resume && resume.sampler.epoch === epoch ? resume : undefined;
@@ -107,7 +114,21 @@ export class JobRunner extends JobRunnerCore {
         job.log(
           `epoch ${epoch + 1}/${spec.epochs}: loss ${result.loss.toFixed(4)} accuracy ${result.accuracy.toFixed(4)}${result.valAccuracy === undefined ? '' : ` val_loss ${result.valLoss!.toFixed(4)} val_accuracy ${result.valAccuracy.toFixed(4)}`} audit ${result.audit.ok ? 'ok' : 'FAILED'}`,
         );
+        lastEpoch = epoch;
+        const stop = await this.earlyStopping?.afterEpoch(
+          result,
+          async () => (await this.fetchState(false)).weights,
+          modelArtifactJson(this.model),
+        );
+        if (stop) break;
         if (epoch + 1 < spec.epochs) await this.checkpoint(epoch + 1);
+      }
+      const restore = this.earlyStopping?.weightsToRestore(lastEpoch);
+      if (restore) {
+        // Every replica takes the best epoch's weights: the test results and the model are theirs.
+        for (const m of this.members)
+          m.send({ t: 'load-state', jobId: job.id, step: this.stepNo, optimizer: [] }, restore.weights);
+        job.log(`restored the weights of epoch ${restore.epoch + 1}, the best by ${spec.earlyStopping!.monitor}`);
       }
       const wallTimeMs = Date.now() - t0 - testEvalMs;
       const test = testCount > 0 ? await this.evaluate('test', 0, testCount) : undefined;
@@ -116,6 +137,7 @@ export class JobRunner extends JobRunnerCore {
         Object.assign(last, { testLoss: test.lossSum / test.count, testAccuracy: test.correct / test.count });
       job.finalWeights = (await this.fetchState(false)).weights;
       await writeModelArtifact(`${job.dir}/model`, modelArtifactJson(this.model), job.finalWeights);
+      await this.earlyStopping?.finish();
       job.status.result = {
         ...(test ? { testLoss: test.lossSum / test.count, testAccuracy: test.correct / test.count } : {}),
         wallTimeMs,
@@ -124,7 +146,9 @@ export class JobRunner extends JobRunnerCore {
       };
       if (job.status.result.testAccuracy !== undefined)
         this.metrics.testAccuracy.set({ job_id: job.id }, job.status.result.testAccuracy);
-      job.transition('SUCCEEDED', 'all epochs done');
+      const stopped = this.earlyStopping?.reason;
+      if (stopped) job.status.reason = stopped; // a success with a reason: it ended before `epochs`
+      job.transition('SUCCEEDED', stopped ?? 'all epochs done');
       this.log.info(job.status.result, 'job succeeded');
     } catch (err) {
       if (job.cancelRequested !== undefined) job.transition('CANCELLED', job.cancelRequested);
@@ -491,6 +515,7 @@ export class JobRunner extends JobRunnerCore {
       trainMs: this.trainMs,
       elapsedMs: this.elapsed(),
       history: job.status.history,
+      ...(this.earlyStopping ? { earlyStopping: this.earlyStopping.state() } : {}),
     };
     await saveCheckpoint(job, this.model, {
       step: this.stepNo,

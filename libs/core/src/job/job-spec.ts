@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { COMPRESSIONS } from '../compression/codec.js';
 import { DEFAULT_BUCKET_BYTES } from '../math/bucket-plan.js';
+import { EarlyStoppingSchema } from './early-stopping.js';
 
 export const BUILTIN_MODELS = ['mnist-mlp', 'mnist-cnn'] as const;
 export const OPTIMIZERS = ['adam', 'sgd', 'momentum', 'rmsprop', 'adagrad'] as const;
@@ -204,6 +205,11 @@ export const JobSpecSchema = z
     /** Fraction of the training set (its tail, as `model.fit` does) held out for validation. */
     validationSplit: z.number().min(0).max(0.9).default(0.1),
     /**
+     * Stop before `epochs` when a logged value stops improving (`tf.callbacks.earlyStopping`'s
+     * rule, checked at each epoch end); the job then ends SUCCEEDED with the reason. Absent: off.
+     */
+    earlyStopping: EarlyStoppingSchema.optional(),
+    /**
      * Dropout layers draw their masks from streams of (seed, step, layer, example index):
      * the same spec and seed give the same weights run after run, whatever the worker count.
      * Off: unseeded masks, as `model.fit` draws them.
@@ -260,6 +266,12 @@ export const JobSpecSchema = z
         code: 'custom',
         path: ['accumulationSteps'],
         message: `${s.accumulationSteps} micro-batches do not fit a batch of ${s.batchSize} examples: at most batchSize`,
+      });
+    if (s.earlyStopping?.monitor.startsWith('val_') && s.validationSplit === 0)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['earlyStopping', 'monitor'],
+        message: `'${s.earlyStopping.monitor}' needs validation data: set validationSplit above 0, or monitor '${s.earlyStopping.monitor.slice(4)}'`,
       });
     if (s.dataset === 'mnist' && s.labels !== 'class')
       ctx.addIssue({ code: 'custom', path: ['labels'], message: "the built-in 'mnist' dataset has labels 'class'" });

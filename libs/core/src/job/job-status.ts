@@ -1,4 +1,5 @@
 import type { EpochAudit } from '../sampler/epoch-sampler.js';
+import type { EarlyStoppingState } from './early-stopping.js';
 import type { JobSpec } from './job-spec.js';
 
 /**
@@ -79,6 +80,7 @@ export interface JobStatus {
   owner?: string;
   startedAt?: string;
   finishedAt?: string;
+  /** Why the job failed, was cancelled or paused, or (`earlyStopping`) succeeded before `epochs`. */
   reason?: string;
   workers: string[];
   progress: JobProgress;
@@ -91,6 +93,8 @@ export interface JobStatus {
     featureShape: number[];
     numClasses: number;
   };
+  /** With `earlyStopping`: the best value of its monitor so far, its epoch, the epochs waited since. */
+  earlyStopping?: EarlyStoppingState;
   /** The last checkpoint written. */
   checkpoint?: { step: number; epoch: number; time: string };
   /** Where a step's time goes (moving averages over recent steps). */
