@@ -296,6 +296,37 @@ describe('parity with model.fit and plain TensorFlow.js loops (1 and 2 workers)'
     );
   });
 
+  it('the status API reports the learning rate the replicas apply at the next step', async () => {
+    const rate = (t: number) => (t < 2 ? (0.05 * (t + 1)) / 2 : 0.05 * 0.5 ** Math.floor((t - 2) / 3));
+    const job = await cluster.client.submit({
+      dataset: data.dataset,
+      model: { topology: topology(false) },
+      epochs: EPOCHS,
+      batchSize: BATCH,
+      validationSplit: 0,
+      optimizer: 'momentum',
+      learningRate: 0.05,
+      lrSchedule: { type: 'step', stepSize: 3, gamma: 0.5, warmupSteps: 2 },
+    });
+    const seen = new Map<number, number>();
+    const done = await cluster.client.waitForJob(
+      job.id,
+      (s) => {
+        if (s.state === 'RUNNING' && s.progress.learningRate !== undefined)
+          seen.set(s.progress.step, s.progress.learningRate);
+      },
+      20,
+    );
+    expect(done.state).toBe('SUCCEEDED');
+    seen.set(done.progress.step, done.progress.learningRate!);
+    expect(done.progress.step).toBe(STEPS);
+    console.log(`learning rate by step, as reported: ${[...seen].map(([t, lr]) => `${t}:${lr}`).join(' ')}`);
+    expect(seen.size).toBeGreaterThan(1);
+    for (const [t, lr] of seen) expect(lr, `step ${t}`).toBeCloseTo(rate(t), 12);
+    const metrics = await (await fetch(`${cluster.url}/metrics`)).text();
+    expect(metrics).toContain(`gradfleet_learning_rate{job_id="${job.id}"} ${rate(STEPS)}`);
+  });
+
   it('cosine schedule with warmup, clipNorm, and AdamW match a plain loop', async () => {
     const rate = (t: number) =>
       t < 2 ? (0.01 * (t + 1)) / 2 : 0.01 * (0.9 * 0.5 * (1 + Math.cos((Math.PI * Math.min(t - 2, 6)) / 6)) + 0.1);

@@ -1,5 +1,6 @@
 import {
   ProtocolError,
+  learningRateAt,
   allocFrame,
   float32View,
   splitBatch,
@@ -67,6 +68,7 @@ export class JobRunner extends JobRunnerCore {
         job,
         (resume?.runner as unknown as RunnerCounters | undefined)?.earlyStopping,
       );
+      this.showLearningRate();
       const t0 = Date.now() - elapsedBefore;
       let testEvalMs = 0;
       this.elapsed = () => Date.now() - t0;
@@ -357,8 +359,16 @@ export class JobRunner extends JobRunnerCore {
       samplesInEpoch: sampler.completed,
       samplesPerSecond: this.trainSamples / Math.max(1e-3, this.trainMs / 1000),
     });
+    this.showLearningRate();
     const every = spec.checkpointEverySteps;
     if (every > 0 && this.stepNo % every === 0 && !sampler.exhausted) await this.checkpoint(epoch);
+  }
+
+  /** The rate the replicas apply at the next step (`learningRateAt`, the replicas' own function), in status and metrics. */
+  private showLearningRate(): void {
+    const lr = learningRateAt(this.job.spec.learningRate, this.job.spec.lrSchedule, this.stepNo);
+    this.job.status.progress.learningRate = lr;
+    this.metrics.learningRate.set({ job_id: this.job.id }, lr);
   }
 
   /** Data plane: plans a round on the shards (contributors, recipients) before the slices go out. */

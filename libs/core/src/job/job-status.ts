@@ -50,6 +50,8 @@ export interface JobProgress {
   samplesInEpoch: number;
   epochSize: number;
   samplesPerSecond: number;
+  /** The learning rate of step `step` (the next one): `learningRate` through `lrSchedule`, as every replica applies it. */
+  learningRate?: number;
   phase: 'waiting' | 'starting' | 'training' | 'evaluating' | 'done';
 }
 
