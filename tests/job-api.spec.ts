@@ -122,6 +122,27 @@ describe('job API', () => {
         labels: 'binary',
         loss: 'binaryCrossentropy',
       }),
+    'validation-file-and-split': () =>
+      cluster.client.submit({
+        model: { topology: tinyModel(2, 3) },
+        dataset: {
+          csv: {
+            train: file('vt.csv', 'label,a,b\n1,0.5,0.5\n'),
+            validation: file('vv.csv', 'label,a,b\n1,0.5,0.5\n'),
+          },
+        },
+        validationSplit: 0.2,
+      }),
+    'csv-validation-feature-mismatch': () =>
+      cluster.client.submit({
+        model: { topology: tinyModel(2, 3) },
+        dataset: {
+          csv: {
+            train: file('mt.csv', 'label,a,b\n1,0.5,0.5\n'),
+            validation: file('mv.csv', 'label,a,b,c\n1,0.5,0.5,1\n'),
+          },
+        },
+      }),
     'early-stopping-no-validation': () =>
       cluster.client.submit({ validationSplit: 0, earlyStopping: { monitor: 'val_loss' } }),
     'body-not-json': () => raw('{not json'),

@@ -12,7 +12,7 @@ import { DATA_FRAME_HEADER_BYTES } from '@gradfleet/core/dataplane';
 import { type Checkpoint, writeModelArtifact } from './checkpoint-store.js';
 import { saveCheckpoint, startValues, type RunnerCounters } from './job-checkpoint.js';
 import { JobEarlyStopping } from './job-early-stopping.js';
-import { JobAbortedError, JobRunnerCore, NoWorkersError } from './job-runner-core.js';
+import { JobAbortedError, JobRunnerCore, NoWorkersError, type DataCounts } from './job-runner-core.js';
 import { modelArtifactJson } from './model-info.js';
 import type { JobMessage, WorkerConnection } from './worker-connection.js';
 
@@ -51,7 +51,7 @@ export class JobRunner extends JobRunnerCore {
     try {
       // Replicas on the data plane count applied updates from the step they start at.
       if (resume) this.stepNo = (resume.runner as unknown as RunnerCounters).stepNo;
-      const { trainCount, testCount } = await this.startReplicas(resume);
+      const { trainCount, testCount, validationCount } = await this.startReplicas(resume);
       const spec = job.spec;
       const nTrain = trainingSize(trainCount, spec.validationSplit);
       if (nTrain < 1)
@@ -95,9 +95,11 @@ export class JobRunner extends JobRunnerCore {
         };
         if (!result.audit.ok)
           this.log.error({ audit: result.audit }, 'SAMPLE AUDIT FAILED: an example was skipped or repeated');
-        if (trainCount > nTrain) {
+        // The dataset's own validation set, or the tail of the training set (`validationSplit`).
+        const [valStart, valEnd] = validationCount > 0 ? [0, validationCount] : [nTrain, trainCount];
+        if (valEnd > valStart) {
           job.status.progress.phase = 'evaluating';
-          const val = await this.evaluate('validation', nTrain, trainCount);
+          const val = await this.evaluate('validation', valStart, valEnd);
           result.valLoss = val.lossSum / val.count;
           result.valAccuracy = val.correct / val.count;
           this.metrics.validationLoss.set({ job_id: job.id }, result.valLoss);
@@ -221,11 +223,11 @@ export class JobRunner extends JobRunnerCore {
     }
   }
   /** Sends the spec and initial weights; waits for every replica to report ready. */
-  private async startReplicas(resume?: Checkpoint): Promise<{ trainCount: number; testCount: number }> {
+  private async startReplicas(resume?: Checkpoint): Promise<DataCounts> {
     const job = this.job;
     const worldSize = this.members.size;
     const values = startValues(this.model, resume);
-    const data = job.data ? { train: job.data.train, ...(job.data.test ? { test: job.data.test } : {}) } : undefined;
+    const data = this.remoteData();
     let rank = 0;
     for (const m of this.members) {
       m.send(
@@ -547,7 +549,11 @@ export class JobRunner extends JobRunnerCore {
       case 'ready':
         if ((this.phase !== 'starting' && !this.joining.has(m)) || this.ready.has(m))
           throw new ProtocolError('UNEXPECTED_MESSAGE', 'ready outside job start');
-        this.ready.set(m, { trainCount: msg.trainCount, testCount: msg.testCount });
+        this.ready.set(m, {
+          trainCount: msg.trainCount,
+          testCount: msg.testCount,
+          validationCount: msg.validationCount ?? 0,
+        });
         break;
       case 'gradient': {
         if (this.shards)

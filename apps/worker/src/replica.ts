@@ -193,6 +193,11 @@ export class Replica {
     return this.data.train.count;
   }
 
+  /** Examples of the dataset's own validation set (0: none, the tail of the training set validates). */
+  get validationCount(): number {
+    return this.data.validation?.count ?? 0;
+  }
+
   get testCount(): number {
     return this.data.test?.count ?? 0;
   }
@@ -366,9 +371,10 @@ export class Replica {
    * with a turn of the event loop between them.
    */
   async evaluate(split: 'validation' | 'test', start: number, end: number): Promise<BatchStats> {
-    const data = split === 'test' ? this.data.test : this.data.train;
+    const own = split === 'validation' ? this.data.validation : undefined;
+    const data = split === 'test' ? this.data.test : (own ?? this.data.train);
     if (!data) throw new Error('this dataset has no test split');
-    const lo = split === 'validation' ? trainingSize(data.count, this.spec.validationSplit) : 0;
+    const lo = split === 'validation' && !own ? trainingSize(data.count, this.spec.validationSplit) : 0;
     if (start < lo || end > data.count || start > end)
       throw new Error(`evaluation range [${start}, ${end}) outside the ${split} split`);
     const stats: BatchStats = { lossSum: 0, correct: 0, count: 0 };

@@ -82,6 +82,8 @@ export const DatasetSpecSchema = z.union([
       csv: z
         .object({
           train: source,
+          /** A validation file of the same form (instead of `validationSplit`). */
+          validation: source.optional(),
           test: source.optional(),
           labelColumn: z.union([z.string().min(1).max(256), z.number().int().min(0)]).optional(),
           header: z.boolean().optional(),
@@ -93,7 +95,12 @@ export const DatasetSpecSchema = z.union([
   z
     .object({
       jsonl: z
-        .object({ train: source, test: source.optional(), featureScale: z.number().positive().finite().default(1) })
+        .object({
+          train: source,
+          validation: source.optional(),
+          test: source.optional(),
+          featureScale: z.number().positive().finite().default(1),
+        })
         .strict(),
     })
     .strict(),
@@ -202,8 +209,11 @@ export const JobSpecSchema = z
      * slice's activations, so a large global batch fits on small workers.
      */
     accumulationSteps: z.number().int().min(1).max(4096).default(1),
-    /** Fraction of the training set (its tail, as `model.fit` does) held out for validation. */
-    validationSplit: z.number().min(0).max(0.9).default(0.1),
+    /**
+     * Fraction of the training set (its tail, as `model.fit` does) held out for validation.
+     * Default 0.1, or 0 when the dataset names a `validation` file (which then replaces it).
+     */
+    validationSplit: z.number().min(0).max(0.9).optional(),
     /**
      * Stop before `epochs` when a logged value stops improving (`tf.callbacks.earlyStopping`'s
      * rule, checked at each epoch end); the job then ends SUCCEEDED with the reason. Absent: off.
@@ -267,7 +277,14 @@ export const JobSpecSchema = z
         path: ['accumulationSteps'],
         message: `${s.accumulationSteps} micro-batches do not fit a batch of ${s.batchSize} examples: at most batchSize`,
       });
-    if (s.earlyStopping?.monitor.startsWith('val_') && s.validationSplit === 0)
+    const file = hasValidationFile(s.dataset);
+    if (file && s.validationSplit !== undefined && s.validationSplit > 0)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['validationSplit'],
+        message: `the dataset names a validation file; validationSplit ${s.validationSplit} would hold out training examples as well: remove it or set 0`,
+      });
+    if (s.earlyStopping?.monitor.startsWith('val_') && s.validationSplit === 0 && !file)
       ctx.addIssue({
         code: 'custom',
         path: ['earlyStopping', 'monitor'],
@@ -293,7 +310,14 @@ export const JobSpecSchema = z
         message: `applies to optimizer ${users.map((u) => `'${u}'`).join(' or ')}, not '${s.optimizer}': remove it or change the optimizer`,
       });
     }
-  });
+  })
+  .transform((s) => ({ ...s, validationSplit: s.validationSplit ?? (hasValidationFile(s.dataset) ? 0 : 0.1) }));
+
+/** Whether a dataset names a validation file of its own. */
+export function hasValidationFile(dataset: z.output<typeof DatasetSpecSchema>): boolean {
+  if (dataset === 'mnist' || 'idx' in dataset) return false;
+  return ('csv' in dataset ? dataset.csv : dataset.jsonl).validation !== undefined;
+}
 
 export type JobSpec = z.output<typeof JobSpecSchema>;
 export type JobSpecInput = z.input<typeof JobSpecSchema>;

@@ -91,6 +91,7 @@ export interface JobStatus {
   /** The dataset shards the coordinator serves (absent for the built-in MNIST). */
   dataset?: {
     train: { examples: number; bytes: number; sha256: string };
+    validation?: { examples: number; bytes: number; sha256: string };
     test?: { examples: number; bytes: number; sha256: string };
     featureShape: number[];
     numClasses: number;
