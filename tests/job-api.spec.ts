@@ -96,6 +96,55 @@ describe('job API', () => {
       }),
     'model-input-mismatch': () => cluster.client.submit({ model: { topology: tinyModel(5, 10) } }),
     'max-below-min-workers': () => cluster.client.submit({ minWorkers: 4, maxWorkers: 2 }),
+    'accumulation-above-batch': () => cluster.client.submit({ batchSize: 8, accumulationSteps: 9 }),
+    'labels-on-builtin-mnist': () => cluster.client.submit({ labels: 'regression', loss: 'meanSquaredError' }),
+    'loss-does-not-fit-labels': () =>
+      cluster.client.submit({ ...csv('label,a,b\n1,0.5,0.5\n'), loss: 'binaryCrossentropy' }),
+    'optimizer-option-not-taken': () =>
+      cluster.client.submit({ optimizer: 'adam', optimizerOptions: { nesterov: true } }),
+    'weight-decay-above-one': () => cluster.client.submit({ optimizerOptions: { weightDecay: 2 } }),
+    'lr-schedule-without-decay': () => cluster.client.submit({ lrSchedule: { type: 'cosine' } as never }),
+    'lr-schedule-unknown-type': () => cluster.client.submit({ lrSchedule: { type: 'cyclic' } as never }),
+    'clip-norm-negative': () => cluster.client.submit({ clipNorm: -1 }),
+    'clip-value-negative': () => cluster.client.submit({ clipValue: -0.5 }),
+    'unknown-regularizers-mode': () => cluster.client.submit({ regularizers: 'halve' as never }),
+    'seeded-dropout-not-boolean': () => cluster.client.submit({ seededDropout: 'yes' as never }),
+    'labels-need-one-output': () =>
+      cluster.client.submit({
+        ...csv('label,a,b\n1.5,0.5,0.5\n'),
+        labels: 'regression',
+        loss: 'meanSquaredError',
+      }),
+    'csv-label-not-binary': () =>
+      cluster.client.submit({
+        model: { topology: tinyModel(2, 1) },
+        dataset: { csv: { train: file(`${Math.random()}.csv`, 'label,a,b\n1,0.5,0.5\n2,1,1\n') } },
+        labels: 'binary',
+        loss: 'binaryCrossentropy',
+      }),
+    'validation-file-and-split': () =>
+      cluster.client.submit({
+        model: { topology: tinyModel(2, 3) },
+        dataset: {
+          csv: {
+            train: file('vt.csv', 'label,a,b\n1,0.5,0.5\n'),
+            validation: file('vv.csv', 'label,a,b\n1,0.5,0.5\n'),
+          },
+        },
+        validationSplit: 0.2,
+      }),
+    'csv-validation-feature-mismatch': () =>
+      cluster.client.submit({
+        model: { topology: tinyModel(2, 3) },
+        dataset: {
+          csv: {
+            train: file('mt.csv', 'label,a,b\n1,0.5,0.5\n'),
+            validation: file('mv.csv', 'label,a,b,c\n1,0.5,0.5,1\n'),
+          },
+        },
+      }),
+    'early-stopping-no-validation': () =>
+      cluster.client.submit({ validationSplit: 0, earlyStopping: { monitor: 'val_loss' } }),
     'body-not-json': () => raw('{not json'),
     'body-wrong-content-type': () => raw('{"epochs":1}', { 'content-type': 'text/plain' }),
     'host-not-this-coordinator': () =>

@@ -254,6 +254,23 @@ describe('parity with model.fit and plain TensorFlow.js loops (1 and 2 workers)'
     expect(worstDifference(ignored, fit, layout)).toBeGreaterThan(10 * TOLERANCE);
   });
 
+  it('accumulationSteps: micro-batches on each worker give the global batch of model.fit', async () => {
+    // model.fit's train function on the whole global batch of each step.
+    const model = await buildModel({ topology: topology(false) }, SEED);
+    model.compile({ optimizer: tf.train.sgd(0.2), loss: 'categoricalCrossentropy' });
+    for (const { xs, ys } of batches(mnist.train)) await model.trainOnBatch(xs, ys);
+    const fit = flattenWeights(model);
+    model.dispose();
+    // Slices of 64 (1 worker) and 32 (2 workers) in 5 micro-batches: uneven, 13+13+13+13+12 and 7+7+7+7+4.
+    const spec: JobSpecInput = { optimizer: 'sgd', learningRate: 0.2, accumulationSteps: 5 };
+    await expectParity(spec, fit, 'accumulationSteps 5');
+    const whole = await train(2, { ...spec, accumulationSteps: 1 });
+    const micro = await train(2, spec);
+    const d = worstDifference(micro, whole, layout);
+    console.log(`accumulationSteps 5 vs 1, 2 workers: max relative difference ${d}`);
+    expect(d).toBeLessThan(1e-5);
+  });
+
   it('step schedule with warmup, clipValue, and nesterov momentum match a plain loop', async () => {
     const rate = (t: number) => (t < 2 ? (0.05 * (t + 1)) / 2 : 0.05 * 0.5 ** Math.floor((t - 2) / 3));
     const recipe: PlainRecipe = {
@@ -277,6 +294,37 @@ describe('parity with model.fit and plain TensorFlow.js loops (1 and 2 workers)'
       plain.weights,
       'step schedule + clipValue + nesterov',
     );
+  });
+
+  it('the status API reports the learning rate the replicas apply at the next step', async () => {
+    const rate = (t: number) => (t < 2 ? (0.05 * (t + 1)) / 2 : 0.05 * 0.5 ** Math.floor((t - 2) / 3));
+    const job = await cluster.client.submit({
+      dataset: data.dataset,
+      model: { topology: topology(false) },
+      epochs: EPOCHS,
+      batchSize: BATCH,
+      validationSplit: 0,
+      optimizer: 'momentum',
+      learningRate: 0.05,
+      lrSchedule: { type: 'step', stepSize: 3, gamma: 0.5, warmupSteps: 2 },
+    });
+    const seen = new Map<number, number>();
+    const done = await cluster.client.waitForJob(
+      job.id,
+      (s) => {
+        if (s.state === 'RUNNING' && s.progress.learningRate !== undefined)
+          seen.set(s.progress.step, s.progress.learningRate);
+      },
+      20,
+    );
+    expect(done.state).toBe('SUCCEEDED');
+    seen.set(done.progress.step, done.progress.learningRate!);
+    expect(done.progress.step).toBe(STEPS);
+    console.log(`learning rate by step, as reported: ${[...seen].map(([t, lr]) => `${t}:${lr}`).join(' ')}`);
+    expect(seen.size).toBeGreaterThan(1);
+    for (const [t, lr] of seen) expect(lr, `step ${t}`).toBeCloseTo(rate(t), 12);
+    const metrics = await (await fetch(`${cluster.url}/metrics`)).text();
+    expect(metrics).toContain(`gradfleet_learning_rate{job_id="${job.id}"} ${rate(STEPS)}`);
   });
 
   it('cosine schedule with warmup, clipNorm, and AdamW match a plain loop', async () => {

@@ -79,6 +79,7 @@ const clientCommand = (name: string, description: string, jsonHelp = 'print JSON
 clientCommand('submit', 'submit a job spec (JSON) to a coordinator')
   .argument('<job.json>')
   .option('-d, --data <file>', 'upload a CSV or JSON Lines training set and use it as the dataset')
+  .option('--validation-data <file>', 'upload a validation set of the same kind (replaces validationSplit)')
   .option('--test-data <file>', 'upload a test set of the same kind')
   .option('-f, --follow', 'follow the job until it ends (progress bar, log lines)')
   .action(async (file: string, opts) => {

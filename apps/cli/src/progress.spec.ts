@@ -42,6 +42,21 @@ describe('formatEpoch', () => {
 });
 
 describe('formatReport', () => {
+  it('says why early stopping ended a job and where it stood', () => {
+    const text = formatReport(
+      job({
+        spec: parseJobSpec({ earlyStopping: { monitor: 'val_acc', patience: 2 } }),
+        reason: 'early stopping after epoch 5: val_acc did not improve by more than 0 for 2 epoch(s)',
+        earlyStopping: { best: 0.73333, wait: 2, bestEpoch: 2, stoppedEpoch: 4 },
+      }),
+      [],
+    );
+    expect(text.split('\n').slice(0, 2)).toEqual([
+      'job job-1: SUCCEEDED (early stopping after epoch 5: val_acc did not improve by more than 0 for 2 epoch(s))',
+      '  early stopping  val_acc best 0.7333 at epoch 3, 2/2 epoch(s) without improvement, stopped after epoch 5',
+    ]);
+  });
+
   it('reports accuracy, time, throughput, workers, replica checks and the audit', () => {
     const text = formatReport(
       job({

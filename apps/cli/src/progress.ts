@@ -59,6 +59,12 @@ export function formatReport(job: JobStatus | JobSummary, workers: { name: strin
     lines.push(`  training time   ${(r.wallTimeMs / 1000).toFixed(1)} s (${r.steps} steps)`);
     lines.push(`  throughput      ${Math.round(r.samplesPerSecond)} samples/s`);
   }
+  const es = job.earlyStopping;
+  const monitor = job.spec.earlyStopping?.monitor;
+  if (es && monitor)
+    lines.push(
+      `  early stopping  ${monitor} best ${es.best === null ? '–' : es.best.toFixed(4)}${es.bestEpoch === undefined ? '' : ` at epoch ${es.bestEpoch + 1}`}, ${es.wait}/${job.spec.earlyStopping!.patience} epoch(s) without improvement${es.stoppedEpoch === undefined ? '' : `, stopped after epoch ${es.stoppedEpoch + 1}`}`,
+    );
   if (workers.length) lines.push(`  workers         ${workers.map((w) => `${w.name} (${w.backend})`).join(', ')}`);
   lines.push(`  replica checks  ${job.replicas.checks} checks, ${job.replicas.divergences} divergences`);
   const audits = job.history.map((h) => h.audit);

@@ -45,6 +45,7 @@ export interface PreparedSplit extends RemoteSplit {
 /** A dataset ready to serve: encoded shards in the job's directory. */
 export interface PreparedDataset {
   train: PreparedSplit;
+  validation?: PreparedSplit;
   test?: PreparedSplit;
   featureShape: number[];
   numClasses: number;
@@ -134,7 +135,13 @@ export class DatasetIngest {
   private async load(
     spec: Exclude<DatasetSpec, 'mnist'>,
     labels: LabelKind,
-  ): Promise<{ train: DataSplit; test?: DataSplit; featureShape: number[]; numClasses: number }> {
+  ): Promise<{
+    train: DataSplit;
+    validation?: DataSplit;
+    test?: DataSplit;
+    featureShape: number[];
+    numClasses: number;
+  }> {
     const named = async <T>(field: string, f: () => Promise<T>): Promise<T> => {
       try {
         return await f();
@@ -180,19 +187,27 @@ export class DatasetIngest {
       return parsed;
     };
     const train = await named(`dataset.${kind}.train`, () => parseChecked(files.train, `dataset.${kind}.train`));
-    const test = files.test
-      ? await named(`dataset.${kind}.test`, () => parseChecked(files.test!, `dataset.${kind}.test`))
-      : undefined;
-    if (test && test.split.featureSize !== train.split.featureSize) {
-      throw new InvalidDataError(
-        `${display(files.test!)}: ${test.split.featureSize} features per example, ${display(files.train)} has ${train.split.featureSize}`,
-        `dataset.${kind}.test`,
-      );
-    }
+    /** A validation or test file: parsed, labels checked, the same features per example as the training file. */
+    const other = async (name: 'validation' | 'test') => {
+      const source = files[name];
+      if (source === undefined) return undefined;
+      const field = `dataset.${kind}.${name}`;
+      const parsed = await named(field, () => parseChecked(source, field));
+      if (parsed.split.featureSize !== train.split.featureSize)
+        throw new InvalidDataError(
+          `${display(source)}: ${parsed.split.featureSize} features per example, ${display(files.train)} has ${train.split.featureSize}`,
+          field,
+        );
+      return parsed;
+    };
+    const validation = await other('validation');
+    const test = await other('test');
     let maxLabel = 0;
-    for (const s of [train.split, test?.split]) if (s) for (const y of s.y) maxLabel = Math.max(maxLabel, y);
+    for (const s of [train.split, validation?.split, test?.split])
+      if (s) for (const y of s.y) maxLabel = Math.max(maxLabel, y);
     return {
       train: train.split,
+      ...(validation ? { validation: validation.split } : {}),
       ...(test ? { test: test.split } : {}),
       featureShape: train.featureShape,
       numClasses: targetWidth(labels, maxLabel + 1),
@@ -214,7 +229,7 @@ export class DatasetIngest {
     const d = await this.load(spec, labels);
     const dir = join(jobDir, 'data');
     await mkdir(dir, { recursive: true });
-    const write = async (name: 'train' | 'test', split: DataSplit): Promise<PreparedSplit> => {
+    const write = async (name: 'train' | 'validation' | 'test', split: DataSplit): Promise<PreparedSplit> => {
       const shard = encodeShard(split, d.featureShape, d.numClasses);
       await writeFile(join(dir, `${name}.bin`), shard);
       return {
@@ -226,6 +241,7 @@ export class DatasetIngest {
     };
     return {
       train: await write('train', d.train),
+      ...(d.validation ? { validation: await write('validation', d.validation) } : {}),
       ...(d.test ? { test: await write('test', d.test) } : {}),
       featureShape: d.featureShape,
       numClasses: d.numClasses,

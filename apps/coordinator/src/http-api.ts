@@ -224,7 +224,7 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
     if (p[3] === 'events' && method === 'GET') return ctx.streams.start(job, who.name, req, res);
     if (p[3] === 'logs' && method === 'GET')
       return send(res, 200, ctx.store.logs(id, Number(url.searchParams.get('after') ?? 0)));
-    if (p[3] === 'data' && (p[4] === 'train' || p[4] === 'test') && method === 'GET')
+    if (p[3] === 'data' && (p[4] === 'train' || p[4] === 'validation' || p[4] === 'test') && method === 'GET')
       return sendFile(ctx, res, join(job.dir, 'data', `${p[4]}.bin`), `${p[4]} data of job ${id}`);
     if (p[3] === 'model' && method === 'GET' && (p[4] === 'model.json' || p[4] === 'weights.bin')) {
       const artifact = job.state === 'SUCCEEDED' ? await readModelArtifact(join(job.dir, 'model')) : undefined;

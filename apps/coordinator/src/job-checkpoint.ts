@@ -1,4 +1,4 @@
-import type { EpochResult } from '@gradfleet/core';
+import type { EarlyStoppingState, EpochResult } from '@gradfleet/core';
 import type { Checkpoint } from './checkpoint-store.js';
 import type { JobRecord } from './job-record.js';
 import { modelArtifactJson, type ModelInfo } from './model-info.js';
@@ -30,6 +30,8 @@ export interface RunnerCounters {
   trainMs: number;
   elapsedMs: number;
   history: EpochResult[];
+  /** With `earlyStopping`: where it stood (best so far, epochs waited). */
+  earlyStopping?: EarlyStoppingState;
 }
 
 /** What `job-start` carries: the weights to start from, then the optimizer state when resuming. */

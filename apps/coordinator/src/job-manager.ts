@@ -112,6 +112,9 @@ export class JobManager {
         ? {
             ...status.dataset,
             train: { ...status.dataset.train, path: `/v1/jobs/${status.id}/data/train` },
+            ...(status.dataset.validation
+              ? { validation: { ...status.dataset.validation, path: `/v1/jobs/${status.id}/data/validation` } }
+              : {}),
             ...(status.dataset.test
               ? { test: { ...status.dataset.test, path: `/v1/jobs/${status.id}/data/test` } }
               : {}),

@@ -63,6 +63,7 @@ export class JobRecord {
         ? {
             dataset: {
               train: data.train,
+              ...(data.validation ? { validation: data.validation } : {}),
               ...(data.test ? { test: data.test } : {}),
               featureShape: data.featureShape,
               numClasses: data.numClasses,

@@ -7,6 +7,7 @@ import {
   type Logger,
   type TensorSpec,
 } from '@gradfleet/core';
+import type { PreparedDataset } from './dataset-ingest.js';
 import { JobShards } from './job-shards.js';
 import { SliceBalancer } from './slice-balancer.js';
 import type { ShardPool } from './shard-pool.js';
@@ -20,6 +21,13 @@ import { Signal } from './signal.js';
 import { StepTelemetry } from './step-telemetry.js';
 import type { JobMessage, JobMessageHandler, WorkerConnection } from './worker-connection.js';
 import { Scatter, type RangeStats } from './scatter.js';
+
+/** What a replica reports ready with: its dataset's example counts (`validationCount` 0: no validation file). */
+export interface DataCounts {
+  trainCount: number;
+  testCount: number;
+  validationCount: number;
+}
 
 /** Evaluation and weight fetches that take longer than this drop the slow worker, in ms. */
 const COLLECT_TIMEOUT_MS = 300_000;
@@ -58,7 +66,7 @@ export abstract class JobRunnerCore implements JobMessageHandler {
   /** The accumulator holds part of a gradient that will never be completed: the step is retried. */
   protected tainted = false;
   protected readonly telemetry: StepTelemetry;
-  protected readonly ready = new Map<WorkerConnection, { trainCount: number; testCount: number }>();
+  protected readonly ready = new Map<WorkerConnection, DataCounts>();
   protected readonly pending = new Map<WorkerConnection, Uint32Array>();
   /** Workers sent `job-start` mid-job, waiting to be ready; they join at a step boundary. */
   readonly joining = new Set<WorkerConnection>();
@@ -66,7 +74,7 @@ export abstract class JobRunnerCore implements JobMessageHandler {
   protected readonly excused = new Map<WorkerConnection, number>();
   /** Diverged replicas to reload from a healthy one at the next step boundary. */
   protected readonly resyncs = new Set<WorkerConnection>();
-  protected dataCounts: { trainCount: number; testCount: number } | undefined;
+  protected dataCounts: DataCounts | undefined;
   protected pausedInPlace = false;
   protected finished = false;
   protected received: Uint32Array[] = [];
@@ -167,12 +175,23 @@ export abstract class JobRunnerCore implements JobMessageHandler {
    * A worker joins the running job: it builds the model and loads the data now, and takes
    * the current weights and optimizer state of a live replica at the next step boundary.
    */
+  /** The dataset shards `job-start` announces (undefined for the built-in MNIST). */
+  protected remoteData(): Pick<PreparedDataset, 'train' | 'validation' | 'test'> | undefined {
+    const d = this.job.data;
+    if (!d) return undefined;
+    return {
+      train: d.train,
+      ...(d.validation ? { validation: d.validation } : {}),
+      ...(d.test ? { test: d.test } : {}),
+    };
+  }
+
   admit(m: WorkerConnection): void {
     const job = this.job;
     m.handler = this;
     this.joining.add(m);
     this.shards?.allow([m.id]);
-    const data = job.data ? { train: job.data.train, ...(job.data.test ? { test: job.data.test } : {}) } : undefined;
+    const data = this.remoteData();
     m.send(
       {
         t: 'job-start',

@@ -1,5 +1,6 @@
 import {
   ProtocolError,
+  learningRateAt,
   allocFrame,
   float32View,
   splitBatch,
@@ -10,7 +11,8 @@ import {
 import { DATA_FRAME_HEADER_BYTES } from '@gradfleet/core/dataplane';
 import { type Checkpoint, writeModelArtifact } from './checkpoint-store.js';
 import { epochMeans, saveCheckpoint, startValues, type RunnerCounters } from './job-checkpoint.js';
-import { JobAbortedError, JobRunnerCore, NoWorkersError } from './job-runner-core.js';
+import { JobEarlyStopping } from './job-early-stopping.js';
+import { JobAbortedError, JobRunnerCore, NoWorkersError, type DataCounts } from './job-runner-core.js';
 import { modelArtifactJson } from './model-info.js';
 import type { JobMessage, WorkerConnection } from './worker-connection.js';
 
@@ -40,6 +42,7 @@ const ROUND_STATS_GRACE_MS = 5_000;
 export class JobRunner extends JobRunnerCore {
   /** This step's totals; `reported`: samples whose loss and accuracy arrived. */
   private stepTotals = { lossSum: 0, correct: 0, samples: 0, reported: 0 };
+  private earlyStopping: JobEarlyStopping | undefined;
   /**
    * Runs the job until it ends or pauses; `resume` continues from a checkpoint (the
    * sampler mid-epoch, the optimizer state, the counters) instead of the initial weights.
@@ -55,7 +58,7 @@ export class JobRunner extends JobRunnerCore {
     try {
       // Replicas on the data plane count applied updates from the step they start at.
       if (resume) this.stepNo = (resume.runner as unknown as RunnerCounters).stepNo;
-      const { trainCount, testCount } = await this.startReplicas(resume);
+      const { trainCount, testCount, validationCount } = await this.startReplicas(resume);
       const spec = job.spec;
       const nTrain = trainingSize(trainCount, spec.validationSplit);
       if (nTrain < 1)
@@ -68,9 +71,15 @@ export class JobRunner extends JobRunnerCore {
         elapsedBefore = c.elapsedMs;
         job.status.history = c.history;
       }
+      this.earlyStopping = await JobEarlyStopping.open(
+        job,
+        (resume?.runner as unknown as RunnerCounters | undefined)?.earlyStopping,
+      );
+      this.showLearningRate();
       const t0 = Date.now() - elapsedBefore;
       let testEvalMs = 0;
       this.elapsed = () => Date.now() - t0;
+      let lastEpoch = (resume?.epoch ?? 0) - 1;
       for (let epoch = resume?.epoch ?? 0; epoch < spec.epochs; epoch++) {
         const started = Date.now();
         const midEpoch = resume && resume.sampler.epoch === epoch ? resume : undefined;
@@ -92,9 +101,11 @@ export class JobRunner extends JobRunnerCore {
         };
         if (!result.audit.ok)
           this.log.error({ audit: result.audit }, 'SAMPLE AUDIT FAILED: an example was skipped or repeated');
-        if (trainCount > nTrain) {
+        // The dataset's own validation set, or the tail of the training set (`validationSplit`).
+        const [valStart, valEnd] = validationCount > 0 ? [0, validationCount] : [nTrain, trainCount];
+        if (valEnd > valStart) {
           job.status.progress.phase = 'evaluating';
-          const val = await this.evaluate('validation', nTrain, trainCount);
+          const val = await this.evaluate('validation', valStart, valEnd);
           result.valLoss = val.lossSum / val.count;
           result.valAccuracy = val.correct / val.count;
           this.metrics.validationLoss.set({ job_id: job.id }, result.valLoss);
@@ -113,7 +124,21 @@ export class JobRunner extends JobRunnerCore {
         job.log(
           `epoch ${epoch + 1}/${spec.epochs}: loss ${result.loss.toFixed(4)} accuracy ${result.accuracy.toFixed(4)}${result.valAccuracy === undefined ? '' : ` val_loss ${result.valLoss!.toFixed(4)} val_accuracy ${result.valAccuracy.toFixed(4)}`} audit ${result.audit.ok ? 'ok' : 'FAILED'}`,
         );
+        lastEpoch = epoch;
+        const stop = await this.earlyStopping?.afterEpoch(
+          result,
+          async () => (await this.fetchState(false)).weights,
+          modelArtifactJson(this.model),
+        );
+        if (stop) break;
         if (epoch + 1 < spec.epochs) await this.checkpoint(epoch + 1);
+      }
+      const restore = this.earlyStopping?.weightsToRestore(lastEpoch);
+      if (restore) {
+        // Every replica takes the best epoch's weights: the test results and the model are theirs.
+        for (const m of this.members)
+          m.send({ t: 'load-state', jobId: job.id, step: this.stepNo, optimizer: [] }, restore.weights);
+        job.log(`restored the weights of epoch ${restore.epoch + 1}, the best by ${spec.earlyStopping!.monitor}`);
       }
       const wallTimeMs = Date.now() - t0 - testEvalMs;
       const test = testCount > 0 ? await this.evaluate('test', 0, testCount) : undefined;
@@ -122,6 +147,7 @@ export class JobRunner extends JobRunnerCore {
         Object.assign(last, { testLoss: test.lossSum / test.count, testAccuracy: test.correct / test.count });
       job.finalWeights = (await this.fetchState(false)).weights;
       await writeModelArtifact(`${job.dir}/model`, modelArtifactJson(this.model), job.finalWeights);
+      await this.earlyStopping?.finish();
       job.status.result = {
         ...(test ? { testLoss: test.lossSum / test.count, testAccuracy: test.correct / test.count } : {}),
         wallTimeMs,
@@ -130,7 +156,9 @@ export class JobRunner extends JobRunnerCore {
       };
       if (job.status.result.testAccuracy !== undefined)
         this.metrics.testAccuracy.set({ job_id: job.id }, job.status.result.testAccuracy);
-      job.transition('SUCCEEDED', 'all epochs done');
+      const stopped = this.earlyStopping?.reason;
+      if (stopped) job.status.reason = stopped; // a success with a reason: it ended before `epochs`
+      job.transition('SUCCEEDED', stopped ?? 'all epochs done');
       this.log.info(job.status.result, 'job succeeded');
     } catch (err) {
       if (job.cancelRequested !== undefined) job.transition('CANCELLED', job.cancelRequested);
@@ -201,11 +229,11 @@ export class JobRunner extends JobRunnerCore {
     }
   }
   /** Sends the spec and initial weights; waits for every replica to report ready. */
-  private async startReplicas(resume?: Checkpoint): Promise<{ trainCount: number; testCount: number }> {
+  private async startReplicas(resume?: Checkpoint): Promise<DataCounts> {
     const job = this.job;
     const worldSize = this.members.size;
     const values = startValues(this.model, resume);
-    const data = job.data ? { train: job.data.train, ...(job.data.test ? { test: job.data.test } : {}) } : undefined;
+    const data = this.remoteData();
     let rank = 0;
     for (const m of this.members) {
       m.send(
@@ -341,8 +369,16 @@ export class JobRunner extends JobRunnerCore {
       samplesInEpoch: sampler.completed,
       samplesPerSecond: this.trainSamples / Math.max(1e-3, this.trainMs / 1000),
     });
+    this.showLearningRate();
     const every = spec.checkpointEverySteps;
     if (every > 0 && this.stepNo % every === 0 && !sampler.exhausted) await this.checkpoint(epoch);
+  }
+
+  /** The rate the replicas apply at the next step (`learningRateAt`, the replicas' own function), in status and metrics. */
+  private showLearningRate(): void {
+    const lr = learningRateAt(this.job.spec.learningRate, this.job.spec.lrSchedule, this.stepNo);
+    this.job.status.progress.learningRate = lr;
+    this.metrics.learningRate.set({ job_id: this.job.id }, lr);
   }
 
   /** Data plane: plans a round on the shards (contributors, recipients) before the slices go out. */
@@ -512,6 +548,7 @@ export class JobRunner extends JobRunnerCore {
       trainMs: this.trainMs,
       elapsedMs: this.elapsed(),
       history: job.status.history,
+      ...(this.earlyStopping ? { earlyStopping: this.earlyStopping.state() } : {}),
     };
     await saveCheckpoint(job, this.model, {
       step: this.stepNo,
@@ -533,7 +570,11 @@ export class JobRunner extends JobRunnerCore {
       case 'ready':
         if ((this.phase !== 'starting' && !this.joining.has(m)) || this.ready.has(m))
           throw new ProtocolError('UNEXPECTED_MESSAGE', 'ready outside job start');
-        this.ready.set(m, { trainCount: msg.trainCount, testCount: msg.testCount });
+        this.ready.set(m, {
+          trainCount: msg.trainCount,
+          testCount: msg.testCount,
+          validationCount: msg.validationCount ?? 0,
+        });
         break;
       case 'gradient': {
         if (this.shards)

@@ -186,6 +186,12 @@ export class CoordinatorMetrics {
     labelNames: ['job_id'],
     registers: this.r,
   });
+  readonly learningRate = new Gauge({
+    name: 'gradfleet_learning_rate',
+    help: 'Learning rate of the next step (learningRate through lrSchedule).',
+    labelNames: ['job_id'],
+    registers: this.r,
+  });
   readonly trainAccuracy = new Gauge({
     name: 'gradfleet_train_accuracy_ratio',
     help: 'Training accuracy of the current epoch so far.',

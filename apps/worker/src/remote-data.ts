@@ -32,17 +32,22 @@ export class DataCache {
     private readonly ca?: Buffer,
   ) {}
 
-  get(data: { train: RemoteSplit; test?: RemoteSplit | undefined } | undefined, builtin: boolean): Promise<Dataset> {
+  get(
+    data: { train: RemoteSplit; validation?: RemoteSplit | undefined; test?: RemoteSplit | undefined } | undefined,
+    builtin: boolean,
+  ): Promise<Dataset> {
     if (!data) {
       if (!builtin) return Promise.reject(new Error('the coordinator announced no data for a non-built-in dataset'));
       return this.memo('mnist', () => loadDataset('mnist'));
     }
-    return this.memo(`${data.train.sha256}/${data.test?.sha256 ?? ''}`, async () => {
+    return this.memo(`${data.train.sha256}/${data.validation?.sha256 ?? ''}/${data.test?.sha256 ?? ''}`, async () => {
       const train = await this.fetchSplit(data.train);
+      const validation = data.validation ? await this.fetchSplit(data.validation) : undefined;
       const test = data.test ? await this.fetchSplit(data.test) : undefined;
       return {
         name: data.train.path,
         train: train.split,
+        ...(validation ? { validation: validation.split } : {}),
         ...(test ? { test: test.split } : {}),
         featureShape: train.header.featureShape,
         numClasses: train.header.numClasses,

@@ -1,5 +1,13 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildModel, flattenWeights, parseJobSpec, selectBackend, weightLayout, type Dataset } from '@gradfleet/core';
+import {
+  buildModel,
+  flattenWeights,
+  maxRelativeDifference,
+  parseJobSpec,
+  selectBackend,
+  weightLayout,
+  type Dataset,
+} from '@gradfleet/core';
 import { Replica } from './replica.js';
 
 /** 4 inputs → Dropout → 1 linear output: small enough to step through by hand. */
@@ -72,4 +80,46 @@ describe('Replica: the step number survives checkpoints and joins', () => {
       [continuous, first, joined].forEach((r) => r.dispose());
     });
   }
+});
+
+describe('Replica: gradient accumulation', () => {
+  beforeAll(() => selectBackend('cpu'));
+
+  it('accumulationSteps=k computes micro-batches whose weighted mean is the gradient of the whole slice', async () => {
+    const spec = (accumulationSteps: number) =>
+      parseJobSpec({
+        model: { topology },
+        dataset: { csv: { train: 'unused.csv' } },
+        labels: 'regression',
+        loss: 'meanSquaredError',
+        optimizer: 'adam',
+        learningRate: 0.05,
+        seededDropout: true,
+        accumulationSteps,
+      });
+    const model = await buildModel(spec(1).model, spec(1).seed);
+    const layout = weightLayout(model);
+    const initial = flattenWeights(model);
+    model.dispose();
+    const whole = await Replica.create(spec(1), layout, initial, data);
+    const micro = await Replica.create(spec(3), layout, initial, data);
+    const passes: number[] = [];
+    micro.onChunk = (examples) => passes.push(examples);
+    const slice = [0, 3, 5, 6, 8, 9, 11, 12, 14, 15]; // 10 examples: micro-batches of 4, 4 and 2
+    for (let t = 0; t < 4; t++) {
+      const a = new Float32Array(whole.paramCount);
+      const b = new Float32Array(micro.paramCount);
+      const sa = await whole.computeGradient(slice, a);
+      const sb = await micro.computeGradient(slice, b);
+      expect(maxRelativeDifference(b, a)).toBeLessThan(1e-5);
+      expect(sb.count).toBe(sa.count);
+      expect(Math.abs(sb.lossSum - sa.lossSum)).toBeLessThan(1e-5 * Math.abs(sa.lossSum));
+      whole.applyUpdate(a);
+      micro.applyUpdate(b);
+    }
+    expect(passes).toEqual([4, 4, 2, 4, 4, 2, 4, 4, 2, 4, 4, 2]);
+    expect(maxRelativeDifference(micro.weights(), whole.weights())).toBeLessThan(1e-5);
+    expect(maxRelativeDifference(micro.weights(), initial)).toBeGreaterThan(1e-2);
+    [whole, micro].forEach((r) => r.dispose());
+  });
 });

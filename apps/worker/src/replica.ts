@@ -193,6 +193,11 @@ export class Replica {
     return this.data.train.count;
   }
 
+  /** Examples of the dataset's own validation set (0: none, the tail of the training set validates). */
+  get validationCount(): number {
+    return this.data.validation?.count ?? 0;
+  }
+
   get testCount(): number {
     return this.data.test?.count ?? 0;
   }
@@ -255,8 +260,10 @@ export class Replica {
    * seeded dropout streams; it defaults to the optimizer's update count, which equals the
    * coordinator's step number when the step's `train` message arrives.
    *
-   * A slice too long for one chunk (`pacer`) is computed in chunks with a turn of the event
-   * loop between them, so heartbeats keep flowing; the chunks' mean gradients are combined
+   * The slice is computed in micro-batches of at most ⌈n / accumulationSteps⌉ examples
+   * (gradient accumulation: one forward pass holds that many examples' activations), and a
+   * slice too long for one chunk (`pacer`) in smaller chunks still, with a turn of the event
+   * loop between them, so heartbeats keep flowing. The chunks' mean gradients are combined
    * weighted by their sizes, which is the gradient of the mean over the whole slice.
    */
   async computeGradient(
@@ -265,7 +272,7 @@ export class Replica {
     step: number = this.optimizer.iterations,
   ): Promise<BatchStats> {
     const n = indices.length;
-    const size = this.pacer.chunk(n);
+    const size = Math.min(this.pacer.chunk(n), Math.ceil(n / this.spec.accumulationSteps));
     if (size >= n) return this.timedChunk(indices, out, step);
     const part = new Float32Array(out.length);
     const total: BatchStats = { lossSum: 0, correct: 0, count: 0 };
@@ -364,9 +371,10 @@ export class Replica {
    * with a turn of the event loop between them.
    */
   async evaluate(split: 'validation' | 'test', start: number, end: number): Promise<BatchStats> {
-    const data = split === 'test' ? this.data.test : this.data.train;
+    const own = split === 'validation' ? this.data.validation : undefined;
+    const data = split === 'test' ? this.data.test : (own ?? this.data.train);
     if (!data) throw new Error('this dataset has no test split');
-    const lo = split === 'validation' ? trainingSize(data.count, this.spec.validationSplit) : 0;
+    const lo = split === 'validation' && !own ? trainingSize(data.count, this.spec.validationSplit) : 0;
     if (start < lo || end > data.count || start > end)
       throw new Error(`evaluation range [${start}, ${end}) outside the ${split} split`);
     const stats: BatchStats = { lossSum: 0, correct: 0, count: 0 };

@@ -290,7 +290,13 @@ export class WorkerSession {
           { jobId: msg.jobId, rank: msg.rank, worldSize: msg.worldSize, params: replica.paramCount },
           'job started',
         );
-        this.send({ t: 'ready', jobId: msg.jobId, trainCount: replica.trainCount, testCount: replica.testCount });
+        this.send({
+          t: 'ready',
+          jobId: msg.jobId,
+          trainCount: replica.trainCount,
+          testCount: replica.testCount,
+          validationCount: replica.validationCount,
+        });
         return;
       }
       case 'train': {

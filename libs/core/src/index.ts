@@ -82,6 +82,16 @@ export {
   parseJobSpec,
 } from './job/job-spec.js';
 export {
+  EARLY_STOPPING_MONITORS,
+  type EarlyStoppingDecision,
+  type EarlyStoppingMonitor,
+  type EarlyStoppingOptions,
+  EarlyStoppingSchema,
+  type EarlyStoppingState,
+  EarlyStopper,
+  type EpochLogs,
+} from './job/early-stopping.js';
+export {
   type EpochResult,
   JOB_STATES,
   type JobEvent,

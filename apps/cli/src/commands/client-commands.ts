@@ -4,14 +4,15 @@ import { formatReport } from '../progress.js';
 import { describeError } from './job-commands.js';
 import { print, printError } from '../terminal.js';
 
-function line(j: JobStatus | JobSummary): string {
+/** One job in one line: state, progress while running (with the current learning rate), results, reason. */
+export function line(j: JobStatus | JobSummary): string {
   const p = j.progress;
   const h = j.history.at(-1);
   const acc = j.result?.testAccuracy === undefined ? '' : `  test_acc ${(j.result.testAccuracy * 100).toFixed(2)}%`;
   const pct = p.epochSize ? ` ${Math.round((p.samplesInEpoch / p.epochSize) * 100)}%` : '';
   const where =
     j.state === 'RUNNING'
-      ? `  epoch ${p.epoch + 1}/${p.epochs}${pct}  ${Math.round(p.samplesPerSecond)} samples/s`
+      ? `  epoch ${p.epoch + 1}/${p.epochs}${pct}  ${Math.round(p.samplesPerSecond)} samples/s${p.learningRate === undefined ? '' : `  lr ${p.learningRate.toPrecision(3)}`}`
       : '';
   const val = h?.valAccuracy === undefined ? '' : `  val_acc ${(h.valAccuracy * 100).toFixed(2)}%`;
   return `${j.id}  ${j.state.padEnd(9)}${where}${val}${acc}${j.reason ? `  (${j.reason})` : ''}`;

@@ -58,10 +58,10 @@ export async function follow(client: GradfleetClient, id: string, showLogs = tru
   return done.state === 'SUCCEEDED' ? 0 : 1;
 }
 
-/** `gradfleet submit <job.json> [--data FILE] [--test-data FILE] [--follow]`. */
+/** `gradfleet submit <job.json> [--data FILE] [--validation-data FILE] [--test-data FILE] [--follow]`. */
 export async function submit(
   file: string,
-  opts: ClientOptions & { data?: string; testData?: string; follow?: boolean },
+  opts: ClientOptions & { data?: string; validationData?: string; testData?: string; follow?: boolean },
 ): Promise<number> {
   const client = new GradfleetClient({
     url: opts.coordinator,
@@ -78,11 +78,14 @@ export async function submit(
     const kind = extname(opts.data).toLowerCase() === '.jsonl' ? 'jsonl' : 'csv';
     const upload = async (path: string) => (await client.upload(await readFile(path), basename(path))).source;
     const train = await upload(opts.data);
+    const validation = opts.validationData ? await upload(opts.validationData) : undefined;
     const test = opts.testData ? await upload(opts.testData) : undefined;
     const existing = (
       typeof spec.dataset === 'object' && kind in spec.dataset ? (spec.dataset as Record<string, object>)[kind] : {}
     ) as object;
-    spec.dataset = { [kind]: { ...existing, train, ...(test ? { test } : {}) } } as JobSpecInput['dataset'];
+    spec.dataset = {
+      [kind]: { ...existing, train, ...(validation ? { validation } : {}), ...(test ? { test } : {}) },
+    } as JobSpecInput['dataset'];
   }
   const job = await client.submit(spec);
   if (opts.json) print(JSON.stringify(job, null, 2));

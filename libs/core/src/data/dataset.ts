@@ -20,6 +20,8 @@ export interface DataSplit {
 export interface Dataset {
   name: string;
   train: DataSplit;
+  /** A validation set of its own (`dataset.csv.validation`); absent: the tail of `train` (`validationSplit`). */
+  validation?: DataSplit;
   test?: DataSplit;
   /** Shape of one example, e.g. [28, 28]. */
   featureShape: number[];

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { COMPRESSIONS } from '../compression/codec.js';
 import { DEFAULT_BUCKET_BYTES } from '../math/bucket-plan.js';
+import { EarlyStoppingSchema } from './early-stopping.js';
 
 export const BUILTIN_MODELS = ['mnist-mlp', 'mnist-cnn'] as const;
 export const OPTIMIZERS = ['adam', 'sgd', 'momentum', 'rmsprop', 'adagrad'] as const;
@@ -81,6 +82,8 @@ export const DatasetSpecSchema = z.union([
       csv: z
         .object({
           train: source,
+          /** A validation file of the same form (instead of `validationSplit`). */
+          validation: source.optional(),
           test: source.optional(),
           labelColumn: z.union([z.string().min(1).max(256), z.number().int().min(0)]).optional(),
           header: z.boolean().optional(),
@@ -92,7 +95,12 @@ export const DatasetSpecSchema = z.union([
   z
     .object({
       jsonl: z
-        .object({ train: source, test: source.optional(), featureScale: z.number().positive().finite().default(1) })
+        .object({
+          train: source,
+          validation: source.optional(),
+          test: source.optional(),
+          featureScale: z.number().positive().finite().default(1),
+        })
         .strict(),
     })
     .strict(),
@@ -194,8 +202,23 @@ export const JobSpecSchema = z
     epochs: z.number().int().min(1).max(10_000).default(5),
     /** Global batch size: the examples of one step, split among the workers. */
     batchSize: z.number().int().min(1).max(65_536).default(32),
-    /** Fraction of the training set (its tail, as `model.fit` does) held out for validation. */
-    validationSplit: z.number().min(0).max(0.9).default(0.1),
+    /**
+     * Gradient accumulation: each worker computes its slice of a step in this many
+     * micro-batches, one after another, and sends their sample-weighted mean. The step's
+     * gradient (of all `batchSize` examples) is unchanged; a forward pass holds 1/k of the
+     * slice's activations, so a large global batch fits on small workers.
+     */
+    accumulationSteps: z.number().int().min(1).max(4096).default(1),
+    /**
+     * Fraction of the training set (its tail, as `model.fit` does) held out for validation.
+     * Default 0.1, or 0 when the dataset names a `validation` file (which then replaces it).
+     */
+    validationSplit: z.number().min(0).max(0.9).optional(),
+    /**
+     * Stop before `epochs` when a logged value stops improving (`tf.callbacks.earlyStopping`'s
+     * rule, checked at each epoch end); the job then ends SUCCEEDED with the reason. Absent: off.
+     */
+    earlyStopping: EarlyStoppingSchema.optional(),
     /**
      * Dropout layers draw their masks from streams of (seed, step, layer, example index):
      * the same spec and seed give the same weights run after run, whatever the worker count.
@@ -248,6 +271,25 @@ export const JobSpecSchema = z
   .strict()
   .refine((s) => s.maxWorkers >= s.minWorkers, { message: 'maxWorkers must be >= minWorkers', path: ['maxWorkers'] })
   .superRefine((s, ctx) => {
+    if (s.accumulationSteps > s.batchSize)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['accumulationSteps'],
+        message: `${s.accumulationSteps} micro-batches do not fit a batch of ${s.batchSize} examples: at most batchSize`,
+      });
+    const file = hasValidationFile(s.dataset);
+    if (file && s.validationSplit !== undefined && s.validationSplit > 0)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['validationSplit'],
+        message: `the dataset names a validation file; validationSplit ${s.validationSplit} would hold out training examples as well: remove it or set 0`,
+      });
+    if (s.earlyStopping?.monitor.startsWith('val_') && s.validationSplit === 0 && !file)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['earlyStopping', 'monitor'],
+        message: `'${s.earlyStopping.monitor}' needs validation data: set validationSplit above 0, or monitor '${s.earlyStopping.monitor.slice(4)}'`,
+      });
     if (s.dataset === 'mnist' && s.labels !== 'class')
       ctx.addIssue({ code: 'custom', path: ['labels'], message: "the built-in 'mnist' dataset has labels 'class'" });
     const takes: readonly string[] = LOSS_LABELS[s.loss];
@@ -268,7 +310,14 @@ export const JobSpecSchema = z
         message: `applies to optimizer ${users.map((u) => `'${u}'`).join(' or ')}, not '${s.optimizer}': remove it or change the optimizer`,
       });
     }
-  });
+  })
+  .transform((s) => ({ ...s, validationSplit: s.validationSplit ?? (hasValidationFile(s.dataset) ? 0 : 0.1) }));
+
+/** Whether a dataset names a validation file of its own. */
+export function hasValidationFile(dataset: z.output<typeof DatasetSpecSchema>): boolean {
+  if (dataset === 'mnist' || 'idx' in dataset) return false;
+  return ('csv' in dataset ? dataset.csv : dataset.jsonl).validation !== undefined;
+}
 
 export type JobSpec = z.output<typeof JobSpecSchema>;
 export type JobSpecInput = z.input<typeof JobSpecSchema>;

@@ -1,4 +1,5 @@
 import type { EpochAudit } from '../sampler/epoch-sampler.js';
+import type { EarlyStoppingState } from './early-stopping.js';
 import type { JobSpec } from './job-spec.js';
 
 /**
@@ -49,6 +50,8 @@ export interface JobProgress {
   samplesInEpoch: number;
   epochSize: number;
   samplesPerSecond: number;
+  /** The learning rate of step `step` (the next one): `learningRate` through `lrSchedule`, as every replica applies it. */
+  learningRate?: number;
   phase: 'waiting' | 'starting' | 'training' | 'evaluating' | 'done';
 }
 
@@ -79,6 +82,7 @@ export interface JobStatus {
   owner?: string;
   startedAt?: string;
   finishedAt?: string;
+  /** Why the job failed, was cancelled or paused, or (`earlyStopping`) succeeded before `epochs`. */
   reason?: string;
   workers: string[];
   progress: JobProgress;
@@ -87,10 +91,13 @@ export interface JobStatus {
   /** The dataset shards the coordinator serves (absent for the built-in MNIST). */
   dataset?: {
     train: { examples: number; bytes: number; sha256: string };
+    validation?: { examples: number; bytes: number; sha256: string };
     test?: { examples: number; bytes: number; sha256: string };
     featureShape: number[];
     numClasses: number;
   };
+  /** With `earlyStopping`: the best value of its monitor so far, its epoch, the epochs waited since. */
+  earlyStopping?: EarlyStoppingState;
   /** The last checkpoint written. */
   checkpoint?: { step: number; epoch: number; time: string };
   /** Where a step's time goes (moving averages over recent steps). */

@@ -35,7 +35,13 @@ export const WorkerMessageSchema = z.discriminatedUnion('t', [
     backendReason: text(2048).optional(),
   }),
   /** Sent once the model is built and the data loaded; reports the dataset sizes it found. */
-  z.object({ t: z.literal('ready'), jobId: id, trainCount: count, testCount: count }),
+  z.object({
+    t: z.literal('ready'),
+    jobId: id,
+    trainCount: count,
+    testCount: count,
+    validationCount: count.optional(),
+  }),
   /**
    * Payload: bucket `bucket` of the gradient of the mean loss over `samples` examples (all
    * trainable weights concatenated, cut by the job's `bucketBytes`), encoded with the job's
@@ -114,7 +120,13 @@ export const CoordinatorMessageSchema = z.discriminatedUnion('t', [
     worldSize: count,
     layout: z.array(z.array(count)),
     optimizer: z.array(TensorSpecSchema).max(100_000).default([]),
-    data: z.object({ train: RemoteSplitSchema, test: RemoteSplitSchema.optional() }).optional(),
+    data: z
+      .object({
+        train: RemoteSplitSchema,
+        validation: RemoteSplitSchema.optional(),
+        test: RemoteSplitSchema.optional(),
+      })
+      .optional(),
     /**
      * Present when gradients travel on the data plane: the reducer shards (ports on the
      * coordinator's host) and the buckets `[start, end)` each owns, and the committed steps
