@@ -83,7 +83,9 @@ describe(`a ${(PARAMS / 1e6).toFixed(0)}M-parameter model with Adam (state ${(ST
       stepTimeoutMs: 600_000,
     };
     const port = await freePort();
-    const first = await c.startCoordinator([], port);
+    // Building and initialising a model this size blocks a worker for seconds on a loaded machine.
+    const coordinatorArgs = ['--heartbeat-timeout-ms', '180000'];
+    const first = await c.startCoordinator(coordinatorArgs, port);
     c.startWorker(['--name', 'first']);
     await c.client.waitForWorkers(1, 120_000);
     const job = await c.client.submit(spec);
@@ -110,7 +112,7 @@ describe(`a ${(PARAMS / 1e6).toFixed(0)}M-parameter model with Adam (state ${(ST
 
     first.kill('SIGKILL');
     await new Promise((r) => first.once('exit', r));
-    const second = await c.startCoordinator([], port); // same data dir: resumes from the newest checkpoint
+    const second = await c.startCoordinator(coordinatorArgs, port); // same data dir: resumes from the newest checkpoint
     const done = await c.client.waitForJob(job.id, undefined, 600);
     expect(done.state, `${done.reason}\n${c.log}`).toBe('SUCCEEDED');
     expect(done.events.find((e) => e.state === 'PAUSED')!.reason).toMatch(/coordinator restarted/);
