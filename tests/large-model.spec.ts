@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_MAX_MESSAGE_BYTES, type JobSpecInput, type JobStatus } from '@gradfleet/core';
+import { DEFAULT_MAX_MESSAGE_BYTES, GradfleetClient, type JobSpecInput, type JobStatus } from '@gradfleet/core';
 import { TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
 import { freePort } from './helpers/prometheus.js';
 
@@ -88,7 +88,9 @@ describe(`a ${(PARAMS / 1e6).toFixed(0)}M-parameter model with Adam (state ${(ST
     const first = await c.startCoordinator(coordinatorArgs, port);
     c.startWorker(['--name', 'first']);
     await c.client.waitForWorkers(1, 120_000);
-    const job = await c.client.submit(spec);
+    // Submitting builds the model on the coordinator (seconds for this size on a loaded machine).
+    const patient = () => new GradfleetClient({ url: c.url, timeoutMs: 600_000 });
+    const job = await patient().submit(spec);
 
     // A checkpoint of the whole state (weights + Adam) streamed to disk in chunks.
     await until(c, job.id, (j) => (j.checkpoint?.step ?? 0) >= 3, 'the first checkpoint');
@@ -121,7 +123,7 @@ describe(`a ${(PARAMS / 1e6).toFixed(0)}M-parameter model with Adam (state ${(ST
     expect(done.history[0]!.audit.ok).toBe(true);
     expect(done.replicas.divergences).toBe(0);
 
-    const model = await c.client.model(job.id);
+    const model = await patient().model(job.id);
     expect(model.weights.byteLength).toBe(WEIGHT_BYTES);
     expect(new Float32Array(model.weights).every(Number.isFinite)).toBe(true);
 
