@@ -120,7 +120,7 @@ describe(`a ${(PARAMS / 1e6).toFixed(0)}M-parameter model with Adam (state ${(ST
     expect(done.state, `${done.reason}\n${c.log}`).toBe('SUCCEEDED');
     expect(done.events.find((e) => e.state === 'PAUSED')!.reason).toMatch(/coordinator restarted/);
     const logs = (await c.client.logs(job.id)).map((l) => l.line).join('\n');
-    expect(logs).toMatch(/resuming from the checkpoint at step \d+ on 2 worker/);
+    expect(logs).toMatch(/resuming from the checkpoint at step \d+ on \d worker/); // the other rejoins as a joiner if it reconnects later
     expect(done.history[0]!.audit.ok).toBe(true);
     expect(done.replicas.divergences).toBe(0);
 
