@@ -27,7 +27,8 @@ const samples = [
   ),
   encodeMessage({ t: 'ready', jobId: 'j', trainCount: 1, testCount: 1 }),
   encodeMessage({ t: 'eval-result', jobId: 'j', requestId: 1, lossSum: 0, correct: 0, count: 1 }),
-  encodeMessage({ t: 'weights', jobId: 'j', requestId: 9 }, new Float32Array(4)),
+  encodeMessage({ t: 'weights', jobId: 'j', requestId: 9, state: { transfer: 1, bytes: 16, chunkBytes: 16 } }),
+  encodeMessage({ t: 'state-chunk', transfer: 1, index: 0 }, new Float32Array(4)),
 ];
 
 /** One hostile frame from a seeded generator: random bytes, mutated or replayed real frames, lies. */
@@ -50,7 +51,7 @@ function hostileFrame(rand: () => number): Buffer {
     }
     case 4:
       return encodeFrame({
-        t: pick(['gradient', 'ready', 'weights', 'checksum', 'hello', 'x']),
+        t: pick(['gradient', 'ready', 'weights', 'state-chunk', 'checksum', 'hello', 'x']),
         step: rand() > 0.5 ? -1 : 1e12,
         jobId: rand() > 0.5 ? 'j' : 7,
         pb: 0,

@@ -53,7 +53,7 @@ describe('hostile frames are refused with their documented code; good workers ke
   it('refuses a message over --max-message-bytes from its frame header (1009)', async () => {
     const w = new RawWorker(cluster.wsUrl);
     await w.hello();
-    w.send({ t: 'weights', jobId: 'j', requestId: 1 }, new Float32Array(MAX_MESSAGE_BYTES / 4 + 16));
+    w.send({ t: 'state-chunk', transfer: 1, index: 0 }, new Float32Array(MAX_MESSAGE_BYTES / 4 + 16));
     expect((await w.closed).code).toBe(1009);
   });
 

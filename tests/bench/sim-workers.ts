@@ -10,7 +10,15 @@
  *   sim-workers.ts <ws-url> <count> <train-count>
  */
 import { Unpackr } from 'msgpackr';
-import { BucketPlan, FrameWriter, PROTOCOL_VERSION, WORKER_WS_PATH, encodeMessage } from '@gradfleet/core';
+import {
+  BucketPlan,
+  FrameWriter,
+  PROTOCOL_VERSION,
+  WORKER_WS_PATH,
+  chunkCount,
+  encodeMessage,
+  stateChunkBytes,
+} from '@gradfleet/core';
 import { LightWebSocket } from './light-ws.js';
 
 const [url, countArg, trainArg] = process.argv.slice(2);
@@ -101,9 +109,20 @@ function connect(i: number): void {
           completions.set(m.step, Math.max(completions.get(m.step) ?? 0, now()));
         }
         return;
-      case 'fetch-weights':
-        send({ t: 'weights', jobId: m.jobId, requestId: m.requestId, optimizer: [] }, gradient!.values);
+      case 'fetch-weights': {
+        // Whole-model state goes in chunks of a bucket (docs/protocol.md, "Whole-model state transfers").
+        const g = gradient!;
+        const chunkBytes = stateChunkBytes(g.plan.bucketFloats * 4);
+        const state = { transfer: m.requestId, bytes: g.values.byteLength, chunkBytes };
+        send({ t: 'weights', jobId: m.jobId, requestId: m.requestId, optimizer: [], state });
+        const bytes = new Uint8Array(g.values.buffer);
+        for (let i = 0; i < chunkCount(state.bytes, chunkBytes); i++)
+          send(
+            { t: 'state-chunk', transfer: state.transfer, index: i },
+            bytes.subarray(i * chunkBytes, (i + 1) * chunkBytes),
+          );
         return;
+      }
       case 'evaluate':
         send({
           t: 'eval-result',

@@ -37,6 +37,8 @@ export class TestCluster {
   datasetRoots: string[] = [tmpdir()];
   /** Extra environment of the coordinator process. */
   coordinatorEnv: NodeJS.ProcessEnv = {};
+  /** How long a coordinator may take to listen, in ms (restoring a large model's job takes longer). */
+  startTimeoutMs = 30_000;
 
   async startCoordinator(args: string[] = [], port = 0, env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
     const child = this.spawn(
@@ -53,7 +55,10 @@ export class TestCluster {
       { ...this.coordinatorEnv, ...env },
     );
     this.url = await new Promise<string>((resolveUrl, reject) => {
-      const timer = setTimeout(() => reject(new Error(`coordinator did not start:\n${this.logs.join('')}`)), 30_000);
+      const timer = setTimeout(
+        () => reject(new Error(`coordinator did not start:\n${this.logs.join('')}`)),
+        this.startTimeoutMs,
+      );
       createInterface({ input: child.stdout! }).on('line', (line) => {
         const m = /^GRADFLEET_LISTENING (\S+)/.exec(line);
         if (m) {

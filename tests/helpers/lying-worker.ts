@@ -18,7 +18,7 @@ export const CLOSE_FOR_LIE: Partial<Record<InJobLie, string>> = {
   'wrong-samples': 'MALFORMED_FRAME',
   'nan-gradient': 'NON_FINITE_GRADIENT',
   'oversized-gradient': 'GRADIENT_SIZE_MISMATCH',
-  'wrong-size-weights': 'GRADIENT_SIZE_MISMATCH',
+  'wrong-size-weights': 'TRANSFER_MISMATCH',
 };
 
 /** The weights hash a `wrong-checksum` liar reports: no replica's weights hash to it. */
@@ -64,7 +64,9 @@ export class LyingWorker {
         this.raw.send({ t: 'checksum', jobId: msg.jobId, step: msg.step, hash: WRONG_HASH, sum: 0 });
       } else if (msg.t === 'fetch-weights' && this.lie === 'wrong-size-weights') {
         this.lied = true;
-        this.raw.send({ t: 'weights', jobId: msg.jobId, requestId: msg.requestId }, new Float32Array(7));
+        const state = { transfer: 1, bytes: 28, chunkBytes: 1024 };
+        this.raw.send({ t: 'weights', jobId: msg.jobId, requestId: msg.requestId, state });
+        this.raw.send({ t: 'state-chunk', transfer: 1, index: 0 }, new Float32Array(7));
       }
     };
   }

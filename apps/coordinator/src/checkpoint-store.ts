@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SamplerState } from '@gradfleet/core';
+import { FileStateSource, StateFileSink, type StateFiles } from './state-files.js';
 
 export interface TensorSpec {
   name: string;
@@ -9,21 +11,33 @@ export interface TensorSpec {
   dtype: 'float32' | 'int32';
 }
 
-/** Everything needed to continue a job exactly where it stopped. */
-export interface Checkpoint {
+/** Everything needed to continue a job exactly where it stopped, but the state itself. */
+export interface CheckpointMeta {
   /** Steps completed when it was taken. */
   step: number;
   epoch: number;
   sampler: SamplerState;
   /** The job runner's own counters (epoch totals, history...), opaque here. */
   runner: Record<string, unknown>;
-  weights: Float32Array;
-  /** The optimizer's state (`optimizer.getWeights()` order), values as float32. */
-  optimizer: Float32Array;
+  /** The optimizer's state tensors (`optimizer.getWeights()` order), values as float32 after the weights. */
   optimizerSpecs: TensorSpec[];
 }
 
-interface StateFile extends Omit<Checkpoint, 'weights' | 'optimizer'> {
+/** A checkpoint held in memory (small models, tests). */
+export interface Checkpoint extends CheckpointMeta {
+  weights: Float32Array;
+  /** The optimizer's state (`optimizer.getWeights()` order), values as float32. */
+  optimizer: Float32Array;
+}
+
+/** A verified checkpoint on disk: its state is read from `weights.bin` then `optimizer.bin` when sent. */
+export interface StoredCheckpoint extends CheckpointMeta {
+  dir: string;
+  weightsBytes: number;
+  optimizerBytes: number;
+}
+
+interface StateFile extends CheckpointMeta {
   version: 1;
   createdAt: string;
   weightsBytes: number;
@@ -32,9 +46,9 @@ interface StateFile extends Omit<Checkpoint, 'weights' | 'optimizer'> {
   optimizerSha256: string;
 }
 
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const bytes = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 const STEP_DIR = /^step-(\d{12})$/;
+const stepName = (step: number) => `step-${String(step).padStart(12, '0')}`;
 
 async function writeDurably(path: string, data: Uint8Array | string): Promise<void> {
   const fh = await open(path, 'w');
@@ -55,13 +69,27 @@ async function syncDir(path: string): Promise<void> {
   }
 }
 
+/** SHA-256 and size of a file, read in a stream (a checkpoint may be larger than memory allows twice). */
+async function hashFile(path: string): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash('sha256');
+  let n = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 }) as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    n += chunk.byteLength;
+  }
+  return { sha256: hash.digest('hex'), bytes: n };
+}
+
+let attempts = 0;
+
 /**
  * A job's checkpoints on disk: `checkpoints/step-<n>/` holds `model.json` + `weights.bin`
  * (a TensorFlow.js artifact), `optimizer.bin` and `state.json` (sampler position, counters,
- * sizes and SHA-256 of both binaries). A checkpoint is written in a temporary directory,
- * fsynced, then renamed into place: a crash at any point leaves either the previous set
- * or the complete new one, and loading verifies sizes and hashes before trusting a file.
- * The last `keep` are kept. The final model goes to `model/` the same way.
+ * sizes and SHA-256 of both binaries). A replica's state is streamed into a temporary
+ * directory as its chunks arrive (`sink`), fsynced, completed with `state.json`, then
+ * renamed into place (`commit`): a crash at any point (or a worker lost mid-transfer) leaves
+ * either the previous set or the complete new one, and loading verifies sizes and hashes
+ * before trusting a file. The last `keep` are kept. The final model goes to `model/` the same way.
  */
 export class CheckpointStore {
   private readonly dir: string;
@@ -73,35 +101,59 @@ export class CheckpointStore {
     this.dir = join(jobDir, 'checkpoints');
   }
 
-  async write(ckpt: Checkpoint, modelJson: Record<string, unknown>): Promise<string> {
-    await mkdir(this.dir, { recursive: true });
-    const name = `step-${String(ckpt.step).padStart(12, '0')}`;
-    const tmp = join(this.dir, `.${name}.tmp-${process.pid}`);
-    await rm(tmp, { recursive: true, force: true });
-    await mkdir(tmp);
-    const w = bytes(ckpt.weights);
-    const o = bytes(ckpt.optimizer);
-    const { weights: _w, optimizer: _o, ...rest } = ckpt;
+  /**
+   * Files to receive the state of the checkpoint at `step` into: a fresh temporary
+   * directory per attempt (a transfer cut short is aborted, the next one starts clean).
+   */
+  sink(step: number, weightsBytes: number, totalBytes: number): StateFileSink {
+    const dir = join(this.dir, `.${stepName(step)}.tmp-${process.pid}-${++attempts}`);
+    return new StateFileSink(dir, [
+      { name: 'weights.bin', bytes: weightsBytes },
+      { name: 'optimizer.bin', bytes: totalBytes - weightsBytes },
+    ]);
+  }
+
+  /** Completes a state received by `sink` into checkpoint `meta.step`: state.json, fsync, rename into place. */
+  async commit(files: StateFiles, meta: CheckpointMeta, modelJson: Record<string, unknown>): Promise<string> {
+    const [w, o] = files.parts;
+    if (!w || !o) throw new Error('checkpoint state must have weights and optimizer files');
     const state: StateFile = {
-      ...rest,
+      step: meta.step,
+      epoch: meta.epoch,
+      sampler: meta.sampler,
+      runner: meta.runner,
+      optimizerSpecs: meta.optimizerSpecs,
       version: 1,
       createdAt: new Date().toISOString(),
-      weightsBytes: w.byteLength,
-      weightsSha256: sha256(w),
-      optimizerBytes: o.byteLength,
-      optimizerSha256: sha256(o),
+      weightsBytes: w.bytes,
+      weightsSha256: w.sha256,
+      optimizerBytes: o.bytes,
+      optimizerSha256: o.sha256,
     };
-    await writeDurably(join(tmp, 'weights.bin'), w);
-    await writeDurably(join(tmp, 'optimizer.bin'), o);
-    await writeDurably(join(tmp, 'model.json'), JSON.stringify(modelJson));
-    await writeDurably(join(tmp, 'state.json'), JSON.stringify(state));
-    await syncDir(tmp);
-    const final = join(this.dir, name);
+    await writeDurably(join(files.dir, 'model.json'), JSON.stringify(modelJson));
+    await writeDurably(join(files.dir, 'state.json'), JSON.stringify(state));
+    await syncDir(files.dir);
+    const final = join(this.dir, stepName(meta.step));
     await rm(final, { recursive: true, force: true });
-    await rename(tmp, final);
+    await rename(files.dir, final);
     await syncDir(this.dir);
     await this.prune();
     return final;
+  }
+
+  /** Writes a checkpoint held in memory (same files, same atomicity as a streamed one). */
+  async write(ckpt: Checkpoint, modelJson: Record<string, unknown>): Promise<string> {
+    const w = bytes(ckpt.weights);
+    const o = bytes(ckpt.optimizer);
+    const sink = this.sink(ckpt.step, w.byteLength, w.byteLength + o.byteLength);
+    try {
+      await sink.write(0, w);
+      await sink.write(w.byteLength, o);
+      return await this.commit(await sink.finish(), ckpt, modelJson);
+    } catch (err) {
+      await sink.abort();
+      throw err;
+    }
   }
 
   private async stepDirs(): Promise<string[]> {
@@ -115,43 +167,39 @@ export class CheckpointStore {
   private async prune(): Promise<void> {
     const names = await readdir(this.dir).catch(() => [] as string[]);
     for (const n of names)
-      if (n.startsWith('.') && !n.endsWith(`-${process.pid}`))
+      if (n.startsWith('.') && !n.includes(`.tmp-${process.pid}-`))
         await rm(join(this.dir, n), { recursive: true, force: true });
     for (const n of (await this.stepDirs()).slice(this.keep))
       await rm(join(this.dir, n), { recursive: true, force: true });
   }
 
-  /** The newest checkpoint that verifies; damaged ones are skipped. */
-  async latest(): Promise<Checkpoint | undefined> {
+  /** The newest checkpoint that verifies (sizes and SHA-256, read in a stream); damaged ones are skipped. */
+  async latest(): Promise<StoredCheckpoint | undefined> {
     for (const name of await this.stepDirs()) {
-      const ckpt = await this.load(join(this.dir, name));
+      const ckpt = await this.verify(join(this.dir, name));
       if (ckpt) return ckpt;
     }
     return undefined;
   }
 
-  private async load(dir: string): Promise<Checkpoint | undefined> {
+  private async verify(dir: string): Promise<StoredCheckpoint | undefined> {
     try {
       const state = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as StateFile;
-      const w = await readFile(join(dir, 'weights.bin'));
-      const o = await readFile(join(dir, 'optimizer.bin'));
-      if (state.version !== 1 || w.byteLength !== state.weightsBytes || o.byteLength !== state.optimizerBytes)
-        return undefined;
-      if (sha256(w) !== state.weightsSha256 || sha256(o) !== state.optimizerSha256) return undefined;
+      if (state.version !== 1) return undefined;
+      const w = await hashFile(join(dir, 'weights.bin'));
+      if (w.bytes !== state.weightsBytes || w.sha256 !== state.weightsSha256) return undefined;
+      const o = await hashFile(join(dir, 'optimizer.bin'));
+      if (o.bytes !== state.optimizerBytes || o.sha256 !== state.optimizerSha256) return undefined;
       JSON.parse(await readFile(join(dir, 'model.json'), 'utf8'));
-      const {
-        version: _v,
-        createdAt: _c,
-        weightsBytes: _wb,
-        weightsSha256: _ws,
-        optimizerBytes: _ob,
-        optimizerSha256: _os,
-        ...rest
-      } = state;
       return {
-        ...rest,
-        weights: new Float32Array(w.buffer.slice(w.byteOffset, w.byteOffset + w.byteLength)),
-        optimizer: new Float32Array(o.buffer.slice(o.byteOffset, o.byteOffset + o.byteLength)),
+        step: state.step,
+        epoch: state.epoch,
+        sampler: state.sampler,
+        runner: state.runner,
+        optimizerSpecs: state.optimizerSpecs,
+        dir,
+        weightsBytes: state.weightsBytes,
+        optimizerBytes: state.optimizerBytes,
       };
     } catch {
       return undefined;
@@ -159,30 +207,46 @@ export class CheckpointStore {
   }
 }
 
-/** Writes `model.json` + `weights.bin` into `dir` atomically (temp dir + rename). */
-export async function writeModelArtifact(
-  dir: string,
-  modelJson: Record<string, unknown>,
-  weights: Float32Array,
-): Promise<void> {
-  const tmp = `${dir}.tmp-${process.pid}`;
-  await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp, { recursive: true });
-  await writeDurably(join(tmp, 'weights.bin'), bytes(weights));
-  await writeDurably(join(tmp, 'model.json'), JSON.stringify(modelJson));
-  await rm(dir, { recursive: true, force: true });
-  await rename(tmp, dir);
+/** The state of a stored checkpoint, read chunk by chunk: weights, then optimizer state. */
+export function checkpointSource(ckpt: StoredCheckpoint): FileStateSource {
+  return new FileStateSource([
+    { path: join(ckpt.dir, 'weights.bin'), bytes: ckpt.weightsBytes },
+    { path: join(ckpt.dir, 'optimizer.bin'), bytes: ckpt.optimizerBytes },
+  ]);
 }
 
-/** Reads an artifact written by `writeModelArtifact`, or undefined. */
-export async function readModelArtifact(
+/** Reads a stored checkpoint's state into memory (tests, small models). */
+export async function readCheckpoint(ckpt: StoredCheckpoint): Promise<Checkpoint> {
+  const f32 = (b: Buffer) => new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  const { dir, weightsBytes: _w, optimizerBytes: _o, ...meta } = ckpt;
+  return {
+    ...meta,
+    weights: f32(await readFile(join(dir, 'weights.bin'))),
+    optimizer: f32(await readFile(join(dir, 'optimizer.bin'))),
+  };
+}
+
+/** Files to receive a job's final weights into, next to the model directory `dir`. */
+export function modelArtifactSink(dir: string, weightsBytes: number): StateFileSink {
+  return new StateFileSink(`${dir}.tmp-${process.pid}-${++attempts}`, [{ name: 'weights.bin', bytes: weightsBytes }]);
+}
+
+/** Completes weights received by `modelArtifactSink` into the artifact `dir` (`model.json` + `weights.bin`), atomically. */
+export async function commitModelArtifact(
+  files: StateFiles,
   dir: string,
-): Promise<{ modelJson: Record<string, unknown>; weights: Buffer } | undefined> {
+  modelJson: Record<string, unknown>,
+): Promise<void> {
+  await writeDurably(join(files.dir, 'model.json'), JSON.stringify(modelJson));
+  await syncDir(files.dir);
+  await rm(dir, { recursive: true, force: true });
+  await rename(files.dir, dir);
+}
+
+/** Reads the `model.json` of an artifact written by `commitModelArtifact` (its `weights.bin` is served as a file), or undefined. */
+export async function readModelArtifact(dir: string): Promise<{ modelJson: Record<string, unknown> } | undefined> {
   try {
-    return {
-      modelJson: JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')) as Record<string, unknown>,
-      weights: await readFile(join(dir, 'weights.bin')),
-    };
+    return { modelJson: JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')) as Record<string, unknown> };
   } catch {
     return undefined;
   }

@@ -236,7 +236,7 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
         );
       return p[4] === 'model.json'
         ? send(res, 200, artifact.modelJson)
-        : send(res, 200, new Uint8Array(artifact.weights), 'application/octet-stream');
+        : sendFile(ctx, res, join(job.dir, 'model', 'weights.bin'), `weights of job ${id}`);
     }
   }
   throw new JobRequestError(404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);

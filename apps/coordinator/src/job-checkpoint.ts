@@ -1,5 +1,7 @@
 import type { EarlyStoppingState, EpochResult } from '@gradfleet/core';
-import type { Checkpoint } from './checkpoint-store.js';
+import { rm } from 'node:fs/promises';
+import type { CheckpointMeta } from './checkpoint-store.js';
+import type { StateFiles } from './state-files.js';
 import type { JobRecord } from './job-record.js';
 import { modelArtifactJson, type ModelInfo } from './model-info.js';
 
@@ -34,24 +36,23 @@ export interface RunnerCounters {
   earlyStopping?: EarlyStoppingState;
 }
 
-/** What `job-start` carries: the weights to start from, then the optimizer state when resuming. */
-export function startValues(model: ModelInfo, resume?: Checkpoint): Float32Array {
-  if (!resume) return model.initialWeights; // sent as is (never modified), not copied
-  const weights = resume?.weights ?? model.initialWeights;
-  const optimizer = resume?.optimizer ?? new Float32Array(0);
-  const values = new Float32Array(weights.length + optimizer.length);
-  values.set(weights);
-  values.set(optimizer, weights.length);
-  return values;
-}
-
-/** Writes a checkpoint of the job and records it in the job's status and log. */
-export async function saveCheckpoint(job: JobRecord, model: ModelInfo, ckpt: Checkpoint): Promise<void> {
+/** Completes a checkpoint whose state a replica streamed into `files`, and records it in the job's status and log. */
+export async function saveCheckpoint(
+  job: JobRecord,
+  model: ModelInfo,
+  files: StateFiles,
+  meta: CheckpointMeta,
+): Promise<void> {
   const t0 = performance.now();
-  await job.checkpoints.write(ckpt, modelArtifactJson(model));
-  job.status.checkpoint = { step: ckpt.step, epoch: ckpt.epoch, time: new Date().toISOString() };
+  try {
+    await job.checkpoints.commit(files, meta, modelArtifactJson(model));
+  } catch (err) {
+    await rm(files.dir, { recursive: true, force: true });
+    throw err;
+  }
+  job.status.checkpoint = { step: meta.step, epoch: meta.epoch, time: new Date().toISOString() };
   job.log(
-    `checkpoint at step ${ckpt.step} (epoch ${ckpt.epoch + 1}) written in ${(performance.now() - t0).toFixed(0)} ms`,
+    `checkpoint at step ${meta.step} (epoch ${meta.epoch + 1}) written in ${(performance.now() - t0).toFixed(0)} ms`,
   );
   job.persist();
 }

@@ -1,6 +1,6 @@
 import { readdir, rm } from 'node:fs/promises';
 import { EarlyStopper, type EarlyStoppingState, type EpochLogs, type EpochResult } from '@gradfleet/core';
-import { readModelArtifact, writeModelArtifact } from './checkpoint-store.js';
+import { readModelArtifact } from './checkpoint-store.js';
 import type { JobRecord } from './job-record.js';
 
 /** The logs `model.fit` would hand its callbacks for an epoch (tfjs and Keras names). */
@@ -17,10 +17,12 @@ export function epochLogs(result: EpochResult): EpochLogs {
 /**
  * A job's `earlyStopping`: the stopper, its state in the job's status (and, through the
  * runner's counters, in every checkpoint), and with `restoreBestWeights` the best epoch's
- * weights, kept in memory and in `<job dir>/best/epoch-N/` so that a resumed job still has them.
+ * weights, streamed from a replica to `<job dir>/best/epoch-N/` (a model artifact: never whole
+ * in memory, whatever the model's size) so that a resumed job still has them.
  */
 export class JobEarlyStopping {
-  private best: Float32Array | undefined;
+  /** The epoch whose weights are saved in `bestDir`, once there are any. */
+  private saved: number | undefined;
   /** Why the job stopped before `epochs`, once it did. */
   reason: string | undefined;
 
@@ -37,9 +39,9 @@ export class JobEarlyStopping {
     job.status.earlyStopping = es.stopper.state();
     if (options.restoreBestWeights && state?.bestEpoch !== undefined) {
       const dir = es.bestDir(state.bestEpoch);
-      const saved = await readModelArtifact(dir);
-      if (!saved) throw new Error(`the best weights of epoch ${state.bestEpoch + 1} are missing from ${dir}`);
-      es.best = new Float32Array(new Uint8Array(saved.weights).buffer); // a copy: aligned whatever the Buffer's offset
+      if (!(await readModelArtifact(dir)))
+        throw new Error(`the best weights of epoch ${state.bestEpoch + 1} are missing from ${dir}`);
+      es.saved = state.bestEpoch;
     }
     return es;
   }
@@ -48,7 +50,7 @@ export class JobEarlyStopping {
    * One directory per best epoch: a checkpoint's state names the best epoch as of its
    * epoch end, so the previous best stays until a newer one is written after it.
    */
-  private bestDir(epoch: number): string {
+  bestDir(epoch: number): string {
     return `${this.job.dir}/best/epoch-${epoch}`;
   }
 
@@ -57,14 +59,11 @@ export class JobEarlyStopping {
   }
 
   /**
-   * Takes an epoch's results; `weights` fetches the replicas' current weights (called only
-   * when this epoch is the best so far and they are to be restored). True: stop training.
+   * Takes an epoch's results; `saveWeights` writes the replicas' current weights as a model
+   * artifact in the directory it is given (called only when this epoch is the best so far and
+   * they are to be restored). True: stop training.
    */
-  async afterEpoch(
-    result: EpochResult,
-    weights: () => Promise<Float32Array>,
-    modelJson: Record<string, unknown>,
-  ): Promise<boolean> {
+  async afterEpoch(result: EpochResult, saveWeights: (dir: string) => Promise<void>): Promise<boolean> {
     const previousBest = this.stopper.state().bestEpoch;
     const decision = this.stopper.onEpochEnd(result.epoch, epochLogs(result));
     this.job.status.earlyStopping = this.stopper.state();
@@ -72,8 +71,8 @@ export class JobEarlyStopping {
     if (decision === 'missing')
       this.job.log(`early stopping: no ${monitor} this epoch (no validation examples?); not counted`);
     if (decision === 'improved' && restoreBestWeights) {
-      this.best = await weights();
-      await writeModelArtifact(this.bestDir(result.epoch), modelJson, this.best);
+      await saveWeights(this.bestDir(result.epoch));
+      this.saved = result.epoch;
       const keep = new Set([`epoch-${result.epoch}`, `epoch-${previousBest}`]);
       for (const name of await readdir(`${this.job.dir}/best`))
         if (!keep.has(name)) await rm(`${this.job.dir}/best/${name}`, { recursive: true, force: true });
@@ -89,10 +88,10 @@ export class JobEarlyStopping {
     await rm(`${this.job.dir}/best`, { recursive: true, force: true });
   }
 
-  /** The weights to load before the final evaluation: the best epoch's, unless it is the last one trained. */
-  weightsToRestore(lastEpoch: number): { weights: Float32Array; epoch: number } | undefined {
+  /** The weights to load before the final evaluation (their artifact's directory): the best epoch's, unless it is the last one trained. */
+  weightsToRestore(lastEpoch: number): { dir: string; epoch: number } | undefined {
     const { bestEpoch } = this.stopper.state();
-    if (!this.best || bestEpoch === undefined || bestEpoch === lastEpoch) return undefined;
-    return { weights: this.best, epoch: bestEpoch };
+    if (this.saved === undefined || bestEpoch !== this.saved || bestEpoch === lastEpoch) return undefined;
+    return { dir: this.bestDir(bestEpoch), epoch: bestEpoch };
   }
 }

@@ -377,7 +377,6 @@ export class JobManager {
           this.runners.delete(job.id);
           // The model goes with the runner: a finished job needs none, a paused one is rebuilt.
           job.model = undefined;
-          job.finalWeights = undefined;
           this.updateResident();
           if (TERMINAL_STATES.includes(job.state)) this.metrics.retireJob(job.id);
           this.schedule();

@@ -14,7 +14,6 @@ const KEEP_CHECKPOINTS = 3;
  * (`<dataDir>/jobs/<id>`: data shards, checkpoints, final model).
  */
 export class JobRecord {
-  finalWeights: Float32Array | undefined;
   cancelRequested: string | undefined;
   readonly checkpoints: CheckpointStore;
 

@@ -1,18 +1,30 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
+  ArrayStateSource,
   BucketPlan,
   EpochSampler,
   GradientReducer,
+  MAX_OPTIMIZER_VALUES_PER_WEIGHT,
   ProtocolError,
+  StateReceiver,
   bucketCodec,
+  sendStateChunks,
+  stateChunkBytes,
+  stateValues,
+  type CoordinatorMessageInput,
   type Logger,
+  type StateHeader,
+  type StateSource,
   type TensorSpec,
+  type WorkerMessage,
 } from '@gradfleet/core';
 import type { PreparedDataset } from './dataset-ingest.js';
 import { JobShards } from './job-shards.js';
 import { SliceBalancer } from './slice-balancer.js';
 import type { ShardPool } from './shard-pool.js';
-import type { Checkpoint } from './checkpoint-store.js';
-import { startValues, type EpochTotals } from './job-checkpoint.js';
+import type { EpochTotals } from './job-checkpoint.js';
+import { FileStateSource, StateFileSink, type StateFiles } from './state-files.js';
 import { ReplicaChecks } from './replica-checks.js';
 import type { JobRecord } from './job-record.js';
 import type { CoordinatorMetrics } from './metrics.js';
@@ -33,6 +45,17 @@ export interface DataCounts {
 const COLLECT_TIMEOUT_MS = 300_000;
 
 export class JobAbortedError extends Error {}
+
+/** A state transfer from a worker cut short by the worker's loss (its request goes to another replica). */
+class TransferCutError extends Error {}
+
+/**
+ * Sink writes of a state transfer from a worker that may be queued before its socket is
+ * paused (the kernel then holds the rest): the disk is behind by at most this many chunks.
+ */
+const MAX_QUEUED_CHUNK_WRITES = 4;
+
+let transferNo = 0;
 
 /** Every worker of the job is gone: the job pauses and resumes from its last checkpoint. */
 export class NoWorkersError extends Error {}
@@ -99,6 +122,10 @@ export abstract class JobRunnerCore implements JobMessageHandler {
   protected readonly roundSlices = new Map<WorkerConnection, Uint32Array>();
   /** Slice sizes per worker (`sliceBalance`). */
   protected readonly balancer: SliceBalancer;
+  /** State transfers arriving from workers (`weights`, then its `state-chunk`s), written to disk as they come. */
+  private readonly inbound = new Map<WorkerConnection, StateReceiver<StateFileSink>>();
+  /** Where the state of the weight fetch in progress goes (absent: none is asked for). */
+  private stateSink: ((bytes: number) => StateFileSink) | undefined;
 
   constructor(
     protected readonly job: JobRecord,
@@ -192,19 +219,24 @@ export abstract class JobRunnerCore implements JobMessageHandler {
     this.joining.add(m);
     this.shards?.allow([m.id]);
     const data = this.remoteData();
-    m.send(
-      {
+    const rank = this.members.size + this.joining.size - 1;
+    const worldSize = this.members.size + this.joining.size;
+    const dataPlane = this.dataPlaneInfo();
+    this.sendState(
+      [m],
+      (_m, state) => ({
         t: 'job-start',
         jobId: job.id,
         spec: job.spec as Record<string, unknown>,
-        rank: this.members.size + this.joining.size - 1,
-        worldSize: this.members.size + this.joining.size,
+        rank,
+        worldSize,
         layout: this.model.layout,
+        state,
         ...(data ? { data } : {}),
-        ...this.dataPlaneInfo(),
-      },
-      this.model.initialWeights,
-    );
+        ...dataPlane,
+      }),
+      new ArrayStateSource([this.model.initialWeights]),
+    ).catch((err: unknown) => this.log.warn({ worker: m.id, err }, 'sending the initial weights to a joiner failed'));
     job.log(`worker ${m.id} joining`);
   }
 
@@ -256,13 +288,8 @@ export abstract class JobRunnerCore implements JobMessageHandler {
     if (targets.length === 0 || sources.length === 0) return;
     this.verifying = true;
     try {
-      const { weights, optimizer, optimizerSpecs } = await this.fetchState(true, sources);
-      const values = startValues(this.model, { weights, optimizer } as Checkpoint);
-      for (const m of targets) {
-        if (!m.isOpen || !this.members.has(m)) continue;
-        m.send({ t: 'load-state', jobId: this.job.id, step: this.stepNo, optimizer: optimizerSpecs }, values);
-        this.job.log(`worker ${m.id} resynchronised from ${sources.map((w) => w.id).join(', ')}`);
-      }
+      const sent = await this.copyState(sources, () => targets.filter((m) => m.isOpen && this.members.has(m)));
+      for (const m of sent) this.job.log(`worker ${m.id} resynchronised from ${sources.map((w) => w.id).join(', ')}`);
     } finally {
       this.verifying = false;
     }
@@ -304,24 +331,162 @@ export abstract class JobRunnerCore implements JobMessageHandler {
     }
   }
 
-  /** Weights (and optionally optimizer state) from one replica (of `from`, all members by default). */
+  /**
+   * Weights (and optionally optimizer state) from one replica (of `from`, all members by
+   * default), streamed chunk by chunk into the files `sinkFor` makes for the declared size.
+   * A replica lost mid-transfer has its files removed and the request goes to another.
+   */
   protected async fetchState(
     withOptimizer: boolean,
+    sinkFor: (bytes: number) => StateFileSink,
     from?: WorkerConnection[],
-  ): Promise<{ weights: Float32Array; optimizer: Float32Array; optimizerSpecs: TensorSpec[] }> {
+  ): Promise<{ files: StateFiles; optimizerSpecs: TensorSpec[] }> {
     await this.verifyReplicas();
     this.scatter = new Scatter('weights', 0, 1);
-    const stats = await this.collect(
-      this.scatter,
-      (m, id) => m.send({ t: 'fetch-weights', jobId: this.job.id, requestId: id, withOptimizer, ...this.stepField() }),
-      from,
+    this.stateSink = sinkFor;
+    try {
+      const stats = await this.collect(
+        this.scatter,
+        (m, id) =>
+          m.send({ t: 'fetch-weights', jobId: this.job.id, requestId: id, withOptimizer, ...this.stepField() }),
+        from,
+      );
+      return { files: stats.state!, optimizerSpecs: stats.optimizerSpecs ?? [] };
+    } finally {
+      this.stateSink = undefined;
+    }
+  }
+
+  /**
+   * Copies the state of a replica of `sources` (through a file in the job's `transfers/`)
+   * to the workers `targets()` names once it is in; returns those it went to.
+   */
+  protected async copyState(
+    sources: WorkerConnection[],
+    targets: () => WorkerConnection[],
+  ): Promise<WorkerConnection[]> {
+    const dir = join(this.job.dir, 'transfers', `state-${process.pid}-${++transferNo}`);
+    try {
+      const { files, optimizerSpecs } = await this.fetchState(
+        true,
+        (bytes) => new StateFileSink(dir, [{ name: 'state.bin', bytes }]),
+        sources,
+      );
+      const to = targets();
+      const source = new FileStateSource([{ path: join(dir, 'state.bin'), bytes: files.parts[0]!.bytes }]);
+      try {
+        await this.sendState(
+          to,
+          (_m, state) => ({ t: 'load-state', jobId: this.job.id, step: this.stepNo, optimizer: optimizerSpecs, state }),
+          source,
+        );
+      } finally {
+        await source.close();
+      }
+      return to;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Sends a whole-model state to `targets`: each gets its begin message (`begin`), then the
+   * same chunks of `source` (`bucketBytes` each, read once for all), at most
+   * `STATE_SEND_WINDOW` queued per socket so heartbeats keep flowing. Transfers to one
+   * worker never interleave: a second waits for the first.
+   */
+  protected sendState(
+    targets: WorkerConnection[],
+    begin: (m: WorkerConnection, state: StateHeader) => CoordinatorMessageInput,
+    source: StateSource,
+  ): Promise<void> {
+    const header: StateHeader = {
+      transfer: ++transferNo,
+      bytes: source.bytes,
+      chunkBytes: stateChunkBytes(this.job.spec.bucketBytes),
+    };
+    const run = async () => {
+      for (const m of targets) m.send(begin(m, header));
+      await sendStateChunks(source, header, async (index, payload) => {
+        const live = targets.filter((m) => m.isOpen);
+        await Promise.all(
+          live.map((m) => m.sendAsync({ t: 'state-chunk', transfer: header.transfer, index }, payload)),
+        );
+        this.metrics.stateTransferBytes.inc({ direction: 'sent' }, payload.byteLength * live.length);
+      });
+    };
+    const sent = Promise.all(targets.map((m) => m.transfersDone)).then(run);
+    for (const m of targets) m.transfersDone = sent.catch(() => undefined);
+    return sent;
+  }
+
+  /**
+   * A replica begins sending the state asked for (`weights`): the request must be
+   * outstanding, the size what the model and the declared optimizer tensors imply (the
+   * optimizer at most `MAX_OPTIMIZER_VALUES_PER_WEIGHT` values per weight), checked before
+   * any file is made. Its chunks go to disk as they arrive (`onStateChunk`).
+   */
+  protected onStateBegin(m: WorkerConnection, msg: Extract<WorkerMessage, { t: 'weights' }>): void {
+    const scatter = this.scatter;
+    const sinkFor = this.stateSink;
+    if (!scatter || !sinkFor) throw new ProtocolError('UNEXPECTED_MESSAGE', 'weights while none were asked for');
+    scatter.check(m, msg.requestId);
+    if (this.inbound.has(m)) throw new ProtocolError('TRANSFER_MISMATCH', 'weights before the previous ones completed');
+    const params = this.model.initialWeights.length;
+    const optimizerValues = stateValues([], msg.optimizer);
+    const maxOptimizer = MAX_OPTIMIZER_VALUES_PER_WEIGHT * params + 1024;
+    if (optimizerValues > maxOptimizer)
+      throw new ProtocolError(
+        'MESSAGE_TOO_LARGE',
+        `optimizer state of ${optimizerValues} values for ${params} weights (at most ${maxOptimizer})`,
+      );
+    const receiver = new StateReceiver(msg.state, (params + optimizerValues) * 4, sinkFor, { what: 'weights' });
+    this.inbound.set(m, receiver);
+    receiver.done.then(
+      async () => {
+        if (this.inbound.get(m) === receiver) this.inbound.delete(m);
+        try {
+          const files = await receiver.sink.finish();
+          if (this.scatter !== scatter || !this.members.has(m)) throw new TransferCutError('no longer asked for');
+          scatter.result(m, msg.requestId, {
+            lossSum: 0,
+            correct: 0,
+            count: 1,
+            state: files,
+            optimizerSpecs: msg.optimizer,
+          });
+        } catch (err) {
+          await receiver.sink.abort();
+          if (!(err instanceof TransferCutError) && !(err instanceof ProtocolError)) scatter.error = err as Error;
+        }
+        this.signal.notify();
+      },
+      async (err: Error) => {
+        if (this.inbound.get(m) === receiver) this.inbound.delete(m);
+        await receiver.sink.abort();
+        if (!(err instanceof TransferCutError)) scatter.error = err; // this side's disk failed
+        this.signal.notify();
+      },
     );
-    const n = this.model.initialWeights.length;
-    return {
-      weights: stats.weights!.subarray(0, n),
-      optimizer: stats.weights!.subarray(n),
-      optimizerSpecs: stats.optimizerSpecs ?? [],
-    }; // views of the one copy made on receipt
+  }
+
+  /** A chunk of the state a replica is sending: checked, then written; the socket pauses while the disk is behind. */
+  protected onStateChunk(
+    m: WorkerConnection,
+    msg: Extract<WorkerMessage, { t: 'state-chunk' }>,
+    payload: Uint8Array,
+  ): void {
+    const receiver = this.inbound.get(m);
+    if (!receiver) throw new ProtocolError('TRANSFER_MISMATCH', `state chunk ${msg.index} outside any transfer`);
+    receiver.accept(msg.transfer, msg.index, payload);
+    this.metrics.stateTransferBytes.inc({ direction: 'received' }, payload.byteLength);
+    if (receiver.pendingWrites >= MAX_QUEUED_CHUNK_WRITES) {
+      m.pauseReading();
+      void receiver.flushed.then(
+        () => m.resumeReading(),
+        () => m.resumeReading(),
+      );
+    }
   }
 
   /** Hands out a scatter's ranges to the members, re-issuing those of lost workers, until all are back. */
@@ -335,6 +500,7 @@ export abstract class JobRunnerCore implements JobMessageHandler {
       scatter.split(this.members.size);
       const deadline = Date.now() + COLLECT_TIMEOUT_MS;
       while (!scatter.done) {
+        if (scatter.error) throw new Error(`receiving ${scatter.what} failed: ${scatter.error.message}`);
         this.checkAlive();
         const live = (from ?? [...this.members]).filter((m) => this.members.has(m));
         if (live.length === 0) throw new NoWorkersError(`no replica left to read ${scatter.what} from`);
@@ -360,6 +526,11 @@ export abstract class JobRunnerCore implements JobMessageHandler {
   }
 
   onWorkerLost(m: WorkerConnection, reason: string): void {
+    const inbound = this.inbound.get(m);
+    if (inbound) {
+      this.inbound.delete(m);
+      inbound.abort(new TransferCutError(reason)); // its files are removed; the request goes to another replica
+    }
     this.balancer.forget(m);
     this.excused.delete(m);
     this.resyncs.delete(m);

@@ -1,17 +1,20 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
+  ArrayStateSource,
   ProtocolError,
   learningRateAt,
   allocFrame,
-  float32View,
   splitBatch,
   trainingSize,
   EpochSampler,
   type EpochResult,
 } from '@gradfleet/core';
 import { DATA_FRAME_HEADER_BYTES } from '@gradfleet/core/dataplane';
-import { type Checkpoint, writeModelArtifact } from './checkpoint-store.js';
-import { epochMeans, saveCheckpoint, startValues, type RunnerCounters } from './job-checkpoint.js';
+import { checkpointSource, commitModelArtifact, modelArtifactSink, type StoredCheckpoint } from './checkpoint-store.js';
+import { epochMeans, saveCheckpoint, type RunnerCounters } from './job-checkpoint.js';
 import { JobEarlyStopping } from './job-early-stopping.js';
+import { FileStateSource } from './state-files.js';
 import { JobAbortedError, JobRunnerCore, NoWorkersError, type DataCounts } from './job-runner-core.js';
 import { modelArtifactJson } from './model-info.js';
 import type { JobMessage, WorkerConnection } from './worker-connection.js';
@@ -47,7 +50,7 @@ export class JobRunner extends JobRunnerCore {
    * Runs the job until it ends or pauses; `resume` continues from a checkpoint (the
    * sampler mid-epoch, the optimizer state, the counters) instead of the initial weights.
    */
-  async run(resume?: Checkpoint): Promise<void> {
+  async run(resume?: StoredCheckpoint): Promise<void> {
     const job = this.job;
     job.status.workers = [...this.members].map((m) => m.id);
     job.log(
@@ -56,6 +59,7 @@ export class JobRunner extends JobRunnerCore {
     if (!resume) job.status.history = [];
     this.metrics.initJob(job.id, job.status.workers);
     try {
+      await rm(join(job.dir, 'transfers'), { recursive: true, force: true }); // left by a killed coordinator
       // Replicas on the data plane count applied updates from the step they start at.
       if (resume) this.stepNo = (resume.runner as unknown as RunnerCounters).stepNo;
       const { trainCount, testCount, validationCount } = await this.startReplicas(resume);
@@ -125,19 +129,25 @@ export class JobRunner extends JobRunnerCore {
           `epoch ${epoch + 1}/${spec.epochs}: loss ${result.loss.toFixed(4)} accuracy ${result.accuracy.toFixed(4)}${result.valAccuracy === undefined ? '' : ` val_loss ${result.valLoss!.toFixed(4)} val_accuracy ${result.valAccuracy.toFixed(4)}`} audit ${result.audit.ok ? 'ok' : 'FAILED'}`,
         );
         lastEpoch = epoch;
-        const stop = await this.earlyStopping?.afterEpoch(
-          result,
-          async () => (await this.fetchState(false)).weights,
-          modelArtifactJson(this.model),
-        );
+        const stop = await this.earlyStopping?.afterEpoch(result, (dir) => this.saveWeights(dir));
         if (stop) break;
         if (epoch + 1 < spec.epochs) await this.checkpoint(epoch + 1);
       }
       const restore = this.earlyStopping?.weightsToRestore(lastEpoch);
       if (restore) {
         // Every replica takes the best epoch's weights: the test results and the model are theirs.
-        for (const m of this.members)
-          m.send({ t: 'load-state', jobId: job.id, step: this.stepNo, optimizer: [] }, restore.weights);
+        const source = new FileStateSource([
+          { path: join(restore.dir, 'weights.bin'), bytes: this.model.initialWeights.byteLength },
+        ]);
+        try {
+          await this.sendState(
+            [...this.members],
+            (_m, state) => ({ t: 'load-state', jobId: job.id, step: this.stepNo, optimizer: [], state }),
+            source,
+          );
+        } finally {
+          await source.close();
+        }
         job.log(`restored the weights of epoch ${restore.epoch + 1}, the best by ${spec.earlyStopping!.monitor}`);
       }
       const wallTimeMs = Date.now() - t0 - testEvalMs;
@@ -145,8 +155,8 @@ export class JobRunner extends JobRunnerCore {
       const last = job.status.history.at(-1);
       if (test && last && spec.testEveryEpoch)
         Object.assign(last, { testLoss: test.lossSum / test.count, testAccuracy: test.correct / test.count });
-      job.finalWeights = (await this.fetchState(false)).weights;
-      await writeModelArtifact(`${job.dir}/model`, modelArtifactJson(this.model), job.finalWeights);
+      const modelDir = join(job.dir, 'model');
+      await this.saveWeights(modelDir);
       await this.earlyStopping?.finish();
       job.status.result = {
         ...(test ? { testLoss: test.lossSum / test.count, testAccuracy: test.correct / test.count } : {}),
@@ -201,11 +211,11 @@ export class JobRunner extends JobRunnerCore {
       const targets = [...ready.filter((m) => this.joining.has(m)), ...this.resyncs];
       const sources = [...this.members].filter((m) => !this.resyncs.has(m));
       if (targets.length > 0 && sources.length > 0) {
-        const { weights, optimizer, optimizerSpecs } = await this.fetchState(true, sources);
-        const values = startValues(this.model, { weights, optimizer } as Checkpoint);
-        for (const m of targets) {
+        const sent = await this.copyState(sources, () =>
+          targets.filter((m) => m.isOpen && (this.joining.has(m) || this.members.has(m))),
+        );
+        for (const m of sent) {
           if (!m.isOpen) continue;
-          m.send({ t: 'load-state', jobId: job.id, step: this.stepNo, optimizer: optimizerSpecs }, values);
           if (this.joining.delete(m)) {
             this.members.add(m);
             this.metrics.initJob(job.id, [m.id]);
@@ -229,27 +239,32 @@ export class JobRunner extends JobRunnerCore {
     }
   }
   /** Sends the spec and initial weights; waits for every replica to report ready. */
-  private async startReplicas(resume?: Checkpoint): Promise<DataCounts> {
+  private async startReplicas(resume?: StoredCheckpoint): Promise<DataCounts> {
     const job = this.job;
     const worldSize = this.members.size;
-    const values = startValues(this.model, resume);
     const data = this.remoteData();
-    let rank = 0;
-    for (const m of this.members) {
-      m.send(
-        {
+    const members = [...this.members];
+    // The initial weights from memory (never copied), or a checkpoint's state read from disk chunk by chunk.
+    const source = resume ? checkpointSource(resume) : new ArrayStateSource([this.model.initialWeights]);
+    try {
+      await this.sendState(
+        members,
+        (m, state) => ({
           t: 'job-start',
           jobId: job.id,
           spec: job.spec as Record<string, unknown>,
-          rank: rank++,
+          rank: members.indexOf(m),
           worldSize,
           layout: this.model.layout,
           optimizer: resume?.optimizerSpecs ?? [],
+          state,
           ...(data ? { data } : {}),
           ...this.dataPlaneInfo(),
-        },
-        values,
+        }),
+        source,
       );
+    } finally {
+      if (source instanceof FileStateSource) await source.close();
     }
     const deadline = Date.now() + JOB_START_TIMEOUT_MS;
     while ([...this.members].some((m) => !this.ready.has(m))) {
@@ -536,9 +551,20 @@ export class JobRunner extends JobRunnerCore {
    * from one replica, the sampler position and the counters. `epoch` is the epoch to resume
    * in (the next one after an epoch end).
    */
+  /** Streams one replica's weights into the model artifact `dir` (`model.json` + `weights.bin`), atomically. */
+  private async saveWeights(dir: string): Promise<void> {
+    const { files } = await this.fetchState(false, (bytes) => modelArtifactSink(dir, bytes));
+    await commitModelArtifact(files, dir, modelArtifactJson(this.model));
+  }
+
   private async checkpoint(epoch: number): Promise<void> {
     const job = this.job;
-    const { weights, optimizer, optimizerSpecs } = await this.fetchState(true);
+    const step = this.stepNo;
+    const weightsBytes = this.model.initialWeights.byteLength;
+    // The replica's state goes straight into the checkpoint's temporary directory as it arrives.
+    const { files, optimizerSpecs } = await this.fetchState(true, (bytes) =>
+      job.checkpoints.sink(step, weightsBytes, bytes),
+    );
     const sampler = this.sampler!;
     const samplerState = epoch === sampler.epoch ? sampler.state() : { epoch, cursor: 0, retry: [] };
     const runner: RunnerCounters = {
@@ -550,13 +576,11 @@ export class JobRunner extends JobRunnerCore {
       history: job.status.history,
       ...(this.earlyStopping ? { earlyStopping: this.earlyStopping.state() } : {}),
     };
-    await saveCheckpoint(job, this.model, {
-      step: this.stepNo,
+    await saveCheckpoint(job, this.model, files, {
+      step,
       epoch,
       sampler: samplerState,
       runner: runner as unknown as Record<string, unknown>,
-      weights,
-      optimizer,
       optimizerSpecs,
     });
   }
@@ -564,7 +588,7 @@ export class JobRunner extends JobRunnerCore {
   onWorkerMessage(m: WorkerConnection, msg: JobMessage, payload: Uint8Array, frameBytes: number): void {
     if (!this.members.has(m) && !this.joining.has(m))
       throw new ProtocolError('UNKNOWN_STEP', `${msg.t} from a worker no longer in job ${this.job.id}`);
-    if (msg.t !== 'failure' && msg.jobId !== this.job.id)
+    if (msg.t !== 'failure' && msg.t !== 'state-chunk' && msg.jobId !== this.job.id)
       throw new ProtocolError('UNKNOWN_STEP', `${msg.t} for job ${msg.jobId}, worker runs ${this.job.id}`);
     switch (msg.t) {
       case 'ready':
@@ -640,26 +664,12 @@ export class JobRunner extends JobRunnerCore {
         if (!this.scatter) throw new ProtocolError('UNEXPECTED_MESSAGE', 'eval-result while no evaluation runs');
         this.scatter.result(m, msg.requestId, { lossSum: msg.lossSum, correct: msg.correct, count: msg.count });
         break;
-      case 'weights': {
-        if (!this.scatter) throw new ProtocolError('UNEXPECTED_MESSAGE', 'weights while none were asked for');
-        const expected =
-          (this.model.initialWeights.length +
-            msg.optimizer.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0)) *
-          4;
-        if (payload.byteLength !== expected)
-          throw new ProtocolError(
-            'GRADIENT_SIZE_MISMATCH',
-            `weights of ${payload.byteLength} bytes, expected ${expected}`,
-          );
-        this.scatter.result(m, msg.requestId, {
-          lossSum: 0,
-          correct: 0,
-          count: 1,
-          weights: float32View(payload).slice(),
-          optimizerSpecs: msg.optimizer,
-        });
-        break;
-      }
+      case 'weights':
+        this.onStateBegin(m, msg);
+        return;
+      case 'state-chunk':
+        this.onStateChunk(m, msg, payload);
+        return;
       case 'checksum':
         this.checks.record(m.id, msg.step, msg.hash, msg.sum, msg.stream);
         break;

@@ -151,6 +151,18 @@ export class CoordinatorMetrics {
     labelNames: ['code'],
     registers: this.r,
   });
+  readonly largestMessage = new Gauge({
+    name: 'gradfleet_ws_largest_message_bytes',
+    help: 'Largest WebSocket message sent to or received from a worker since the coordinator started, in bytes.',
+    labelNames: ['direction'],
+    registers: this.r,
+  });
+  readonly stateTransferBytes = new Counter({
+    name: 'gradfleet_state_transfer_bytes_total',
+    help: 'Bytes of whole-model state (weights, optimizer state) moved in chunks, by direction.',
+    labelNames: ['direction'],
+    registers: this.r,
+  });
   readonly authFailures = new Counter({
     name: 'gradfleet_auth_failures_total',
     help: 'Requests and connections refused for a missing or wrong token, by kind (worker, api).',
@@ -260,6 +272,10 @@ export class CoordinatorMetrics {
     collectDefaultMetrics({ register: this.registry });
     for (const code of Object.keys(CLOSE_CODES)) this.protocolErrors.inc({ code }, 0);
     for (const kind of ['worker', 'api']) this.authFailures.inc({ kind }, 0);
+    for (const direction of ['sent', 'received']) {
+      this.largestMessage.set({ direction }, 0);
+      this.stateTransferBytes.inc({ direction }, 0);
+    }
   }
 
   /**

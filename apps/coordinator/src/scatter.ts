@@ -1,12 +1,13 @@
 import { ProtocolError, type TensorSpec } from '@gradfleet/core';
+import type { StateFiles } from './state-files.js';
 import type { WorkerConnection } from './worker-connection.js';
 
-/** Sums returned for a range of examples (or, for a weight fetch, the weights). */
+/** Sums returned for a range of examples (or, for a weight fetch, the state received on disk). */
 export interface RangeStats {
   lossSum: number;
   correct: number;
   count: number;
-  weights?: Float32Array;
+  state?: StateFiles;
   optimizerSpecs?: TensorSpec[];
 }
 
@@ -43,6 +44,15 @@ export class Scatter {
     }
   }
 
+  /** Set when receiving a result failed on this side (a disk error): the collection gives up with it. */
+  error: Error | undefined;
+
+  /** Throws ProtocolError unless `requestId` is outstanding for `worker` (checked before a transfer is accepted). */
+  check(worker: WorkerConnection, requestId: number): void {
+    if (this.requests.get(requestId)?.worker !== worker)
+      throw new ProtocolError('UNKNOWN_STEP', `no ${this.what} request ${requestId} outstanding for this worker`);
+  }
+
   get done(): boolean {
     return this.requests.size === 0;
   }
@@ -76,7 +86,7 @@ export class Scatter {
     const r = this.requests.get(requestId);
     if (!r || r.worker !== worker)
       throw new ProtocolError('UNKNOWN_STEP', `no ${this.what} request ${requestId} outstanding for this worker`);
-    if (!stats.weights && stats.count !== r.range[1] - r.range[0]) {
+    if (!stats.state && stats.count !== r.range[1] - r.range[0]) {
       throw new ProtocolError(
         'MALFORMED_FRAME',
         `${this.what} result covers ${stats.count} examples, range has ${r.range[1] - r.range[0]}`,
@@ -86,7 +96,7 @@ export class Scatter {
     this.totals.lossSum += stats.lossSum;
     this.totals.correct += stats.correct;
     this.totals.count += stats.count;
-    if (stats.weights) this.totals.weights = stats.weights;
+    if (stats.state) this.totals.state = stats.state;
     if (stats.optimizerSpecs) this.totals.optimizerSpecs = stats.optimizerSpecs;
   }
 

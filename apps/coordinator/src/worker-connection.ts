@@ -73,6 +73,8 @@ interface ConnectionEvents {
 }
 
 let nextId = 1;
+/** Largest messages of the process, both ways (`gradfleet_ws_largest_message_bytes`). */
+const largest = { sent: 0, received: 0 };
 
 /**
  * One worker's WebSocket, coordinator side: handshake (protocol version), heartbeats both
@@ -87,6 +89,8 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
   handler: JobMessageHandler | undefined;
   log: Logger;
   private closed = false;
+  /** Settles once every whole-model state transfer started to this worker is sent (`JobRunnerCore.sendState`). */
+  transfersDone: Promise<void> = Promise.resolve();
   private lastSeen = Date.now();
   /** Token bucket of the message rate limit. */
   private allowance: number;
@@ -133,15 +137,22 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
     return this.ws.bufferedAmount;
   }
 
-  send(message: CoordinatorMessageInput, payload?: ArrayBufferView): void {
+  send(message: CoordinatorMessageInput, payload?: ArrayBufferView, onSent?: () => void): void {
     if (!payload || payload.byteLength < SHARED_PAYLOAD_MIN_BYTES)
-      return this.sendFrame(encodeMessage(message, payload));
-    if (this.closed) return;
-    // Large payloads (initial weights to every worker) are not copied into a frame per
+      return this.sendFrame(encodeMessage(message, payload), onSent);
+    if (this.closed) return onSent?.();
+    // Large payloads (a state chunk to every worker) are not copied into a frame per
     // worker: the header goes as a first fragment, the caller's buffer as the last.
     const bytes = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
-    this.ws.send(framePrefix(message, bytes.byteLength), { binary: true, fin: false });
-    this.ws.send(bytes, { binary: true, fin: true });
+    const prefix = framePrefix(message, bytes.byteLength);
+    this.noteSent(prefix.byteLength + bytes.byteLength);
+    this.ws.send(prefix, { binary: true, fin: false });
+    this.ws.send(bytes, { binary: true, fin: true }, onSent && (() => onSent()));
+  }
+
+  /** Sends a message and resolves once the socket wrote it (or the connection is gone). */
+  sendAsync(message: CoordinatorMessageInput, payload?: ArrayBufferView): Promise<void> {
+    return new Promise((resolve) => this.send(message, payload, resolve));
   }
 
   /**
@@ -150,7 +161,25 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
    */
   sendFrame(frame: Buffer, onSent?: () => void): void {
     if (this.closed) return onSent?.();
+    this.noteSent(frame.byteLength);
     this.ws.send(frame, { binary: true }, onSent && (() => onSent()));
+  }
+
+  /**
+   * Stops reading the worker's socket (TCP then slows the sender down): a state transfer
+   * arriving faster than the disk takes it waits in the kernel, not in this process.
+   */
+  pauseReading(): void {
+    if (!this.closed) this.ws.pause();
+  }
+
+  resumeReading(): void {
+    if (!this.closed) this.ws.resume();
+    this.lastSeen = Date.now(); // the silence was this side's doing
+  }
+
+  private noteSent(bytes: number): void {
+    if (bytes > largest.sent) this.metrics.largestMessage.set({ direction: 'sent' }, (largest.sent = bytes));
   }
 
   /** Closes the connection for a protocol violation, counting it by code. */
@@ -205,6 +234,8 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
     if (this.closed) return;
     const now = Date.now();
     this.lastSeen = now;
+    if (data.byteLength > largest.received)
+      this.metrics.largestMessage.set({ direction: 'received' }, (largest.received = data.byteLength));
     const rate = this.options.maxMessagesPerSecond;
     this.allowance = Math.min(rate * 2, this.allowance + ((now - this.refilledAt) / 1000) * rate);
     this.refilledAt = now;

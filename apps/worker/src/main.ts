@@ -54,7 +54,7 @@ const program = new Command('gradfleet worker')
   .option('--metrics-host <host>', 'address --metrics-port binds (0.0.0.0 for a Prometheus elsewhere)', '127.0.0.1')
   .option(
     '--max-message-bytes <n>',
-    'largest message accepted from the coordinator (a job start carries the whole model)',
+    'largest message accepted from the coordinator (whole-model state arrives in chunks of a bucket)',
     (v) => {
       const n = Number(v);
       if (!Number.isInteger(n) || n < 1) throw new Error(`--max-message-bytes must be a positive integer, got ${v}`);

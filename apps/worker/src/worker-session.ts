@@ -1,14 +1,21 @@
 import { hostname } from 'node:os';
 import WebSocket from 'ws';
 import {
+  ArrayStateSource,
   CLOSE_CODES,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  MAX_STATE_BYTES,
+  MemoryStateSink,
   PROTOCOL_VERSION,
   ProtocolError,
   WORKER_WS_PATH,
   decodeCoordinatorMessage,
   encodeMessage,
-  float32View,
   parseJobSpec,
+  sendStateChunks,
+  stateChunkBytes,
+  StateReceiver,
+  stateValues,
   uint32View,
   type BackendSelection,
   type CoordinatorMessage,
@@ -44,14 +51,16 @@ export interface WorkerSessionOptions {
   maxReconnectDelayMs?: number;
   /** Largest message accepted from the coordinator, in bytes (closes with 1009). @defaultValue DEFAULT_WORKER_MAX_MESSAGE_BYTES */
   maxMessageBytes?: number;
+  /** Largest whole-model state (weights + optimizer state) accepted from the coordinator, in bytes. @defaultValue MAX_STATE_BYTES */
+  maxStateBytes?: number;
 }
 
 /**
- * Largest coordinator message a worker accepts by default, in bytes: the initial weights
- * and optimizer state of a job arrive in one message; 1 GiB holds a 100-million-parameter
- * model with Adam's two moment vectors, and no more can be forced on a worker's memory.
+ * Largest coordinator message a worker accepts by default, in bytes: the coordinator's
+ * limit. Whole-model state arrives in chunks of a bucket (`state-chunk`), so no message
+ * grows with the model; how much state a worker takes is `maxStateBytes`.
  */
-export const DEFAULT_WORKER_MAX_MESSAGE_BYTES = 1024 * 1024 * 1024;
+export const DEFAULT_WORKER_MAX_MESSAGE_BYTES = DEFAULT_MAX_MESSAGE_BYTES;
 
 /**
  * Longest a compute chunk may run, as a fraction of the heartbeat timeout: the silence a
@@ -80,6 +89,13 @@ export class WorkerSession {
   private applied = 0;
   private appliedWaiters: { step: number; resolve: () => void; reject: (err: Error) => void }[] = [];
   private workerId: string | undefined;
+  /** The weight shapes of the job (`job-start`), to check the size of a later `load-state`. */
+  private layout: number[][] | undefined;
+  /** Size of the chunks this worker sends state in: the job's `bucketBytes`. */
+  private chunkBytes = stateChunkBytes(4 * 1024 * 1024);
+  /** The state transfer arriving now (chunks are taken as they arrive, outside the message queue). */
+  private inbound: StateReceiver<MemoryStateSink> | undefined;
+  private nextTransfer = 1;
   /** Data-plane jobs: digest of each update bucket of the round arriving (buckets come in any order). */
   private bucketDigests: Buffer[] = [];
   /** Chain of the update bytes applied since the last checksum report; undefined when the job checks nothing. */
@@ -172,16 +188,60 @@ export class WorkerSession {
         return this.fail(err as Error);
       }
       const { message, payload } = received;
+      let state: StateReceiver<MemoryStateSink> | undefined;
+      try {
+        if (message.t === 'state-chunk') return this.acceptChunk(message.transfer, message.index, payload);
+        if (message.t === 'job-start' || message.t === 'load-state') state = this.receiveState(message);
+      } catch (err) {
+        return this.fail(err as Error);
+      }
       this.queue = this.queue
-        .then(() => this.handle(message, payload))
+        .then(() => this.handle(message, payload, state))
         .catch((err: unknown) => this.reportFailure(err, 'jobId' in message ? message.jobId : undefined));
     });
     ws.on('close', (code, reason) => this.onClose(code, reason.toString()));
     ws.on('error', (err) => log.warn({ err: err.message }, 'connection error'));
   }
 
+  /**
+   * A `job-start` or `load-state` begins a state transfer: its size is checked against the
+   * limit and the job's layout before the state is allocated; its chunks follow.
+   */
+  private receiveState(
+    msg: Extract<CoordinatorMessage, { t: 'job-start' | 'load-state' }>,
+  ): StateReceiver<MemoryStateSink> {
+    this.inbound?.assertComplete();
+    if (msg.t === 'job-start') this.layout = msg.layout;
+    if (!this.layout) throw new ProtocolError('UNEXPECTED_MESSAGE', `${msg.t} before any job-start`);
+    const expected = stateValues(this.layout, msg.optimizer) * 4;
+    const receiver = new StateReceiver(msg.state, expected, (bytes) => new MemoryStateSink(bytes), {
+      maxBytes: this.options.maxStateBytes ?? MAX_STATE_BYTES,
+      what: msg.t,
+    });
+    this.inbound = receiver.complete ? undefined : receiver;
+    return receiver;
+  }
+
+  private acceptChunk(transfer: number, index: number, payload: Uint8Array): void {
+    const inbound = this.inbound;
+    if (!inbound) throw new ProtocolError('TRANSFER_MISMATCH', `state chunk ${index} outside any transfer`);
+    inbound.accept(transfer, index, payload);
+    if (inbound.complete) this.inbound = undefined; // the handler waiting for it keeps it
+  }
+
+  /** Sends one message and resolves once the socket wrote it; rejects if the connection is gone. */
+  private sendAsync(message: WorkerMessageInput, payload?: ArrayBufferView): Promise<void> {
+    const ws = this.ws;
+    if (ws?.readyState !== WebSocket.OPEN) return Promise.reject(new JobEndedError());
+    return new Promise((resolve, reject) =>
+      ws.send(encodeMessage(message, payload), (err) => (err ? reject(new JobEndedError()) : resolve())),
+    );
+  }
+
   private onClose(code: number, reason: string): void {
     clearInterval(this.heartbeat);
+    this.inbound?.abort(new JobEndedError());
+    this.inbound = undefined;
     this.options.metrics.connected.set(0);
     this.options.metrics.isConnected = false;
     this.dropJob();
@@ -238,7 +298,11 @@ export class WorkerSession {
     return this.replica;
   }
 
-  private async handle(msg: CoordinatorMessage, payload: Uint8Array): Promise<void> {
+  private async handle(
+    msg: CoordinatorMessage,
+    payload: Uint8Array,
+    state: StateReceiver<MemoryStateSink> | undefined,
+  ): Promise<void> {
     switch (msg.t) {
       case 'welcome':
         this.timeoutMs = msg.heartbeatTimeoutMs;
@@ -253,7 +317,9 @@ export class WorkerSession {
         this.dropJob();
         this.jobId = msg.jobId;
         const spec = parseJobSpec(msg.spec);
-        const values = float32View(payload);
+        this.chunkBytes = stateChunkBytes(spec.bucketBytes);
+        await state!.done;
+        const values = state!.sink.values;
         const data = await this.datasets.get(msg.data, spec.dataset === 'mnist');
         const replica = await Replica.create(spec, msg.layout, values, data, msg.optimizer);
         if (this.jobId !== msg.jobId) return replica.dispose();
@@ -360,7 +426,8 @@ export class WorkerSession {
         return;
       }
       case 'load-state': {
-        await this.requireJob(msg.jobId).loadState(float32View(payload), msg.optimizer);
+        await state!.done;
+        await this.requireJob(msg.jobId).loadState(state!.sink.values, msg.optimizer);
         this.setApplied(msg.step); // a joiner starts here; a resynced replica drops any stale update
         this.stream?.reset(); // a new state: the next report covers the updates applied from here
         this.options.logger.info({ jobId: msg.jobId, step: msg.step }, 'took the state of a live replica');
@@ -376,12 +443,16 @@ export class WorkerSession {
         if (msg.step !== undefined && this.dataPlane) await this.waitApplied(msg.step);
         const replica = this.requireJob(msg.jobId);
         const weights = replica.weights();
-        if (!msg.withOptimizer) return this.send({ t: 'weights', jobId: msg.jobId, requestId: msg.requestId }, weights);
-        const { specs, values } = await replica.optimizerState();
-        const both = new Float32Array(weights.length + values.length);
-        both.set(weights);
-        both.set(values, weights.length);
-        this.send({ t: 'weights', jobId: msg.jobId, requestId: msg.requestId, optimizer: specs }, both);
+        const { specs, values } = msg.withOptimizer
+          ? await replica.optimizerState()
+          : { specs: [], values: new Float32Array(0) };
+        // Weights then optimizer state, in chunks of a bucket straight from the two arrays (never joined).
+        const source = new ArrayStateSource([weights, values]);
+        const state = { transfer: this.nextTransfer++, bytes: source.bytes, chunkBytes: this.chunkBytes };
+        await this.sendAsync({ t: 'weights', jobId: msg.jobId, requestId: msg.requestId, optimizer: specs, state });
+        await sendStateChunks(source, state, (index, chunk) =>
+          this.sendAsync({ t: 'state-chunk', transfer: state.transfer, index }, chunk),
+        );
         return;
       }
       case 'job-end':

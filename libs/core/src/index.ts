@@ -9,7 +9,11 @@ export {
   DEFAULT_MAX_MESSAGE_BYTES,
   MAX_CONTROL_MESSAGE_BYTES,
   MAX_HEADER_BYTES,
+  MAX_OPTIMIZER_VALUES_PER_WEIGHT,
+  MAX_STATE_BYTES,
+  MAX_STATE_CHUNK_BYTES,
   PROTOCOL_VERSION,
+  STATE_SEND_WINDOW,
   WORKER_WS_PATH,
 } from './protocol/constants.js';
 export { CLOSE_CODES, errorCodeForClose, ProtocolError, type ProtocolErrorCode } from './protocol/protocol-error.js';
@@ -42,6 +46,21 @@ export {
   type WorkerMessageType,
 } from './protocol/messages.js';
 export { printable } from './protocol/printable.js';
+export {
+  ArrayStateSource,
+  chunkCount,
+  chunkRange,
+  MemoryStateSink,
+  sendStateChunks,
+  stateChunkBytes,
+  type StateHeader,
+  StateHeaderSchema,
+  StateReceiver,
+  type StateReceiverOptions,
+  type StateSink,
+  type StateSource,
+  stateValues,
+} from './protocol/state-transfer.js';
 export { mulberry32 } from './sampler/prng.js';
 export {
   type EpochAudit,

@@ -3,12 +3,14 @@
  * a peer speaking another version is closed with `UNSUPPORTED_PROTOCOL_VERSION`.
  * Bump it whenever a message's shape or meaning changes.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /**
  * Largest WebSocket message accepted, in bytes. Enforced by the frame parser of `ws`
- * (`maxPayload`) from the frame header, before any allocation: 256 MiB holds the
- * gradient of a 64M-parameter fp32 model in one message.
+ * (`maxPayload`) from the frame header, before any allocation. No message of the protocol
+ * needs more than a bucket (at most 64 MiB): gradients, updates and whole-model state
+ * (`state-chunk`) all travel in pieces of `bucketBytes`; 256 MiB leaves room for a
+ * non-bucketed legacy peer to be refused with a clear code rather than a cut socket.
  */
 export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
 
@@ -18,6 +20,35 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
  * topologies while a flood of oversized control frames is refused early.
  */
 export const MAX_CONTROL_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Largest chunk of a whole-model state transfer (`state-chunk` payload), in bytes: the
+ * largest `bucketBytes` a job spec accepts. Checked against the chunk size a transfer
+ * declares before anything is allocated.
+ */
+export const MAX_STATE_CHUNK_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Largest whole-model state (weights, then optimizer state) one transfer may declare, in
+ * bytes. The receiver allocates (worker) or writes to disk (coordinator) this much, so the
+ * declared size is checked against it, and against the size the model implies, first.
+ * 4 GiB: 1 G float32 values, a ~330M-parameter model with Adam's two moment vectors; also
+ * the largest typed array Node 20 allocates in one piece.
+ */
+export const MAX_STATE_BYTES = 4 * 1024 * 1024 * 1024;
+
+/**
+ * Optimizer state values per model weight a replica may report (Adam: 2, plus two scalars).
+ * A worker declaring more is refused before its transfer is written anywhere.
+ */
+export const MAX_OPTIMIZER_VALUES_PER_WEIGHT = 4;
+
+/**
+ * State chunks a sender keeps queued in its socket before it waits for them to be written.
+ * Two: the socket always has the next chunk ready while a heartbeat queued behind them
+ * waits for at most two chunks, whatever the model's size.
+ */
+export const STATE_SEND_WINDOW = 2;
 
 /** Largest msgpack header inside a frame, in bytes (same reason as above). */
 export const MAX_HEADER_BYTES = MAX_CONTROL_MESSAGE_BYTES;

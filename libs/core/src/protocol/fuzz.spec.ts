@@ -20,7 +20,8 @@ const valid = [
     new Float32Array(16),
   ),
   encodeMessage({ t: 'ready', jobId: 'j', trainCount: 10, testCount: 2 }),
-  encodeMessage({ t: 'weights', jobId: 'j', requestId: 1 }, new Float32Array(8)),
+  encodeMessage({ t: 'weights', jobId: 'j', requestId: 1, state: { transfer: 1, bytes: 32, chunkBytes: 16 } }),
+  encodeMessage({ t: 'state-chunk', transfer: 1, index: 0 }, new Float32Array(4)),
   encodeMessage({ t: 'heartbeat', numTensors: 3, numBytes: 12 }),
 ];
 

@@ -3,6 +3,7 @@ import { MAX_CONTROL_MESSAGE_BYTES } from './constants.js';
 import { decodeFrame, encodeFrame } from './frame.js';
 import { printable } from './printable.js';
 import { ProtocolError } from './protocol-error.js';
+import { StateHeaderSchema } from './state-transfer.js';
 
 const id = z.string().min(1).max(128);
 /** Free text a worker supplies (names, reasons, messages): decoded printable, since it reaches terminals and logs. */
@@ -21,6 +22,12 @@ export type TensorSpec = z.infer<typeof TensorSpecSchema>;
 /** A dataset split the coordinator serves over HTTP (`data-shard` format), with its integrity data. */
 export const RemoteSplitSchema = z.object({ path: z.string().max(512), bytes: count, sha256: z.string().length(64) });
 export type RemoteSplit = z.infer<typeof RemoteSplitSchema>;
+
+/**
+ * Payload: chunk `index` of whole-model state transfer `transfer` (`state-transfer.ts`): the
+ * bytes `[index * chunkBytes, ...)` of the state its begin message declared. Both directions.
+ */
+const StateChunkSchema = z.object({ t: z.literal('state-chunk'), transfer: count, index: count });
 
 /** Messages a worker sends to the coordinator, keyed by `t`. */
 export const WorkerMessageSchema = z.discriminatedUnion('t', [
@@ -86,13 +93,18 @@ export const WorkerMessageSchema = z.discriminatedUnion('t', [
     /** Chain of SHA-256 digests of the update bytes applied in steps `from..step` (`UpdateStreamHash`). */
     stream: z.object({ from: count, hash: z.string().max(64) }).optional(),
   }),
-  /** Payload: Float32 values of every model weight (`model.getWeights()` order), then the optimizer state described by `optimizer`. */
+  /**
+   * Begins a state transfer (`state`; the `state-chunk`s follow): Float32 values of every
+   * model weight (`model.getWeights()` order), then the optimizer state described by `optimizer`.
+   */
   z.object({
     t: z.literal('weights'),
     jobId: id,
     requestId: count,
     optimizer: z.array(TensorSpecSchema).max(100_000).default([]),
+    state: StateHeaderSchema,
   }),
+  StateChunkSchema,
   /** Heartbeats carry the backend's memory use (TF.js engine), for the metrics. */
   z.object({ t: z.literal('heartbeat'), numTensors: count.optional(), numBytes: count.optional() }),
   z.object({ t: z.literal('failure'), jobId: id.optional(), message: text(4096) }),
@@ -108,9 +120,10 @@ export const CoordinatorMessageSchema = z.discriminatedUnion('t', [
     heartbeatTimeoutMs: count,
   }),
   /**
-   * Payload: Float32 initial values of every model weight, in `layout` order, then (when
-   * resuming from a checkpoint) the optimizer state described by `optimizer`. `data`, when
-   * present, says where to fetch the dataset from the coordinator.
+   * Begins a state transfer (`state`; the `state-chunk`s follow): Float32 initial values of
+   * every model weight, in `layout` order, then (when resuming from a checkpoint) the
+   * optimizer state described by `optimizer`. `data`, when present, says where to fetch the
+   * dataset from the coordinator.
    */
   z.object({
     t: z.literal('job-start'),
@@ -118,8 +131,9 @@ export const CoordinatorMessageSchema = z.discriminatedUnion('t', [
     spec: z.record(z.string(), z.unknown()),
     rank: count,
     worldSize: count,
-    layout: z.array(z.array(count)),
+    layout: z.array(z.array(count).max(8)).max(100_000),
     optimizer: z.array(TensorSpecSchema).max(100_000).default([]),
+    state: StateHeaderSchema,
     data: z
       .object({
         train: RemoteSplitSchema,
@@ -169,10 +183,18 @@ export const CoordinatorMessageSchema = z.discriminatedUnion('t', [
     step: count.optional(),
   }),
   /**
-   * Payload: Float32 weights then optimizer state (`optimizer` describes it) of a live
-   * replica after `step`: a joining or diverged worker takes them at a step boundary.
+   * Begins a state transfer (`state`; the `state-chunk`s follow): Float32 weights then
+   * optimizer state (`optimizer` describes it) of a live replica after `step`: a joining or
+   * diverged worker takes them at a step boundary.
    */
-  z.object({ t: z.literal('load-state'), jobId: id, step: count, optimizer: z.array(TensorSpecSchema).max(100_000) }),
+  z.object({
+    t: z.literal('load-state'),
+    jobId: id,
+    step: count,
+    optimizer: z.array(TensorSpecSchema).max(100_000),
+    state: StateHeaderSchema,
+  }),
+  StateChunkSchema,
   z.object({ t: z.literal('job-end'), jobId: id, state: z.string().max(32) }),
   z.object({ t: z.literal('heartbeat') }),
 ]);
@@ -186,7 +208,7 @@ export type WorkerMessageType = WorkerMessage['t'];
 export type CoordinatorMessageType = CoordinatorMessage['t'];
 
 /** Message types that carry a payload; every other type must have an empty one. */
-const PAYLOAD_TYPES = new Set(['gradient', 'weights', 'job-start', 'train', 'update', 'load-state']);
+const PAYLOAD_TYPES = new Set(['gradient', 'train', 'update', 'state-chunk']);
 
 export interface Received<M> {
   message: M;

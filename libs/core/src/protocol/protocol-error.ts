@@ -36,6 +36,12 @@ export const CLOSE_CODES = {
   RATE_LIMITED: 4014,
   /** The peer does not read what it is sent: more than two steps of updates queued for it. */
   SLOW_READER: 4015,
+  /**
+   * A whole-model state transfer broke its declaration: a chunk out of order, duplicated,
+   * of the wrong size or for another transfer, a size the model does not imply, or a
+   * transfer left incomplete when the next message began.
+   */
+  TRANSFER_MISMATCH: 4016,
 } as const;
 
 export type ProtocolErrorCode = keyof typeof CLOSE_CODES;
