@@ -201,7 +201,7 @@ describe('a job builds its model when it starts and drops it when it ends; strea
   const cluster = new TestCluster();
   afterAll(() => cluster.stop());
 
-  it('holds no model while queued, one while running, none once finished', async () => {
+  it('holds no model while queued, builds it to run, and holds none once finished', async () => {
     const data = await writeSmallMnist(640, 64);
     await cluster.startCoordinator();
     const job = await cluster.client.submit({
