@@ -37,6 +37,8 @@ export interface BenchResult {
   machine: string;
   rows: Row[];
   notes?: string[];
+  /** Raw measurements behind the rows, for whoever reads the JSON. */
+  data?: unknown;
 }
 
 export function machine(): string {
@@ -96,11 +98,15 @@ export function runScript(script: string, args: string[] = [], env: NodeJS.Proce
   });
 }
 
-/** Starts a bench helper process; resolves once it prints its first line (e.g. a port). */
+/**
+ * Starts a bench helper process; resolves once it prints its first line (e.g. a port).
+ * `onLine` sees every later line as it comes; `signal` sends the helper a signal.
+ */
 export function startHelper(
   script: string,
   args: string[],
-): Promise<{ line: string; done: Promise<string>; kill: () => void }> {
+  onLine: (line: string) => void = () => undefined,
+): Promise<{ line: string; done: Promise<string>; kill: () => void; signal: (s: NodeJS.Signals) => void }> {
   const nodeArgs = process.env['GRADFLEET_NODE_ARGS']?.split(' ').filter(Boolean) ?? []; // e.g. --cpu-prof
   const child = spawn(
     process.execPath,
@@ -108,6 +114,7 @@ export function startHelper(
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let out = '';
+  let seen = 0;
   let exited = false;
   const done = new Promise<string>((res, rej) =>
     child.on('exit', (code) => {
@@ -126,7 +133,13 @@ export function startHelper(
           kill: () => {
             if (!exited) child.kill('SIGKILL');
           },
+          signal: (s) => {
+            if (!exited) child.kill(s);
+          },
         });
+      const lines = out.split('\n');
+      for (let i = Math.max(1, seen); i < lines.length - 1; i++) onLine(lines[i]!);
+      seen = Math.max(seen, lines.length - 1);
     });
     done.catch(rej);
   });
