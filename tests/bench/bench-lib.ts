@@ -87,14 +87,15 @@ export function markdown(r: BenchResult): string {
   return lines.join('\n') + '\n';
 }
 
-/** Runs a bench script in its own process (`node --import tsx`), returning its stdout. */
-export function runScript(script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): string {
+/** Runs a bench script in its own process (`node --import tsx`), returning its stdout; SIGTERM after `timeoutMs`. */
+export function runScript(script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}, timeoutMs = 0): string {
   return execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'tests', 'bench', script), ...args], {
     cwd: ROOT,
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
     maxBuffer: 256 * 1024 * 1024,
     env: { ...process.env, ...env },
+    timeout: timeoutMs,
   });
 }
 

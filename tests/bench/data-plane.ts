@@ -29,7 +29,7 @@ const MB1 = 784 * 319; // 1.0 MB, for N = 64
 const N = QUICK ? 4 : 16;
 const G = QUICK ? 784 * 128 : MB10;
 const G_LABEL = QUICK ? '0.4 MB' : '10 MB';
-const STEPS = QUICK ? 6 : 12;
+const STEPS = QUICK ? 6 : 10;
 const REPS = QUICK ? 1 : 5;
 const THREADS = [0, 1, 2];
 /** Steps whose completion marks the measured window (step 0 carries the job's start). */
@@ -225,9 +225,15 @@ async function coordinatorRun(c: Coordinator, n: number, params: number, steps: 
       if (done.state !== 'SUCCEEDED') throw new Error(`bench job ${done.state}: ${done.reason}\n${c.cluster.log}`);
       return Promise.all(helpers.map((h) => h.done));
     };
+    // A simulated worker that dies fails the run at once (its job would wait for it).
+    const died = Promise.race(helpers.map((h) => h.done.then(() => new Promise<never>(() => undefined))));
+    died.catch(() => undefined); // a helper killed after the run must not crash the bench
     const outs = (
-      await withDeadline(`K=${c.threads} N=${n} job of ${steps} steps`, run(), JOB_DEADLINE_MS, () =>
-        c.diagnose(jobId, marked),
+      await withDeadline(
+        `K=${c.threads} N=${n} job of ${steps} steps`,
+        Promise.race([run(), died]),
+        JOB_DEADLINE_MS,
+        () => c.diagnose(jobId, marked),
       )
     ).map((o) => lastJson<SimOut>(o));
     return measure(c.threads, n, params, steps, outs, await snaps.get(markA)!, await snaps.get(markB)!);

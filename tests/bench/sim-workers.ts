@@ -65,6 +65,9 @@ const now = () => performance.timeOrigin + performance.now();
 interface Sim {
   ws: LightWebSocket;
   dp?: SimDataPlane;
+  /** Data plane: steps whose whole update this worker holds, and a train waiting for the next. */
+  applied: number;
+  waiting?: Header;
 }
 const sims: Sim[] = [];
 const marks: {
@@ -125,7 +128,7 @@ type Header = {
 
 function connect(i: number): void {
   const ws = new LightWebSocket(`${url}${WORKER_WS_PATH}`);
-  const sim: Sim = { ws };
+  const sim: Sim = { ws, applied: 0 };
   sims.push(sim);
   let workerId = '';
   const send = (msg: Parameters<typeof encodeMessage>[0], payload?: ArrayBufferView) =>
@@ -143,6 +146,9 @@ function connect(i: number): void {
     });
   ws.onclose = () => clearInterval(beat);
   const train = (m: Header) => {
+    // Like a real worker, a data-plane replica computes step s only once it holds the
+    // updates of the s steps before it (they may still be on its data connections).
+    if (sim.dp && sim.applied < m.step) return void (sim.waiting = m);
     const g = gradient!;
     if (m.pb !== 4) throw new Error('the benchmark gives every simulated worker one example per step');
     const parity = m.step % 2;
@@ -214,9 +220,18 @@ function connect(i: number): void {
           m.dataPlane.shards,
           plan.count,
           (b) => plan.length(b) * 4,
-          (_round, step) => completed(step),
+          (_round, step) => {
+            completed(step);
+            sim.applied = step + 1;
+            const next = sim.waiting;
+            if (next && next.step <= sim.applied) {
+              sim.waiting = undefined;
+              train(next);
+            }
+          },
         ).then((dp) => {
           sim.dp = dp;
+          sim.applied = m.dataPlane!.step;
           ready();
         });
         return;

@@ -1,12 +1,14 @@
 /**
  * Deadlines for benchmark runs: a run that hangs fails with a diagnosis instead of
  * hanging the whole `npm run bench`. Every child process registered with `reap` is
- * SIGKILLed when the bench process exits, however it exits.
+ * SIGKILLed when the bench process exits (SIGTERM included).
  */
 const reapers: (() => void)[] = [];
 process.on('exit', () => {
   for (const kill of reapers) kill();
 });
+// `npm run bench` stops a suite past its deadline with SIGTERM: exit, so the reapers run.
+process.once('SIGTERM', () => process.exit(143));
 
 /** Kills `kill`'s target when this process exits (a watchdog failure included). */
 export function reap(kill: () => void): void {
