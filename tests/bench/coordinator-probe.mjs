@@ -6,7 +6,10 @@
  *
  *   - the thread's own CPU time (/proc/thread-self/stat, clock ticks of 10 ms) and the
  *     whole process's (/proc/self/stat),
- *   - GC pauses of the thread's isolate (PerformanceObserver 'gc' entries),
+ *   - GC pauses of the thread's isolate (PerformanceObserver 'gc' entries, wall-clock),
+ *   - the time its event loop was active (performance.eventLoopUtilization, wall-clock:
+ *     GC time over active time cancels out time the thread spent descheduled, which
+ *     inflates both alike on a busy machine, where GC time over CPU time would not),
  *   - the bytes read and written on every socket a server of this thread accepted
  *     (`socket.bytesRead` / `socket.bytesWritten`, live and closed),
  *   - on the main thread, the event-loop delay (perf_hooks monitorEventLoopDelay, 10 ms
@@ -83,6 +86,7 @@ if (dir) {
       processCpuMs: cpuMs('/proc/self/stat'),
       gcMs,
       gcCount,
+      activeMs: performance.eventLoopUtilization().active,
       bytesRead,
       bytesWritten,
       ...(eld
