@@ -37,6 +37,8 @@ export interface BenchResult {
   machine: string;
   rows: Row[];
   notes?: string[];
+  /** Raw measurements behind the rows, for whoever reads the JSON. */
+  data?: unknown;
 }
 
 export function machine(): string {
@@ -85,22 +87,27 @@ export function markdown(r: BenchResult): string {
   return lines.join('\n') + '\n';
 }
 
-/** Runs a bench script in its own process (`node --import tsx`), returning its stdout. */
-export function runScript(script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): string {
+/** Runs a bench script in its own process (`node --import tsx`), returning its stdout; SIGTERM after `timeoutMs`. */
+export function runScript(script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}, timeoutMs = 0): string {
   return execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'tests', 'bench', script), ...args], {
     cwd: ROOT,
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
     maxBuffer: 256 * 1024 * 1024,
     env: { ...process.env, ...env },
+    timeout: timeoutMs,
   });
 }
 
-/** Starts a bench helper process; resolves once it prints its first line (e.g. a port). */
+/**
+ * Starts a bench helper process; resolves once it prints its first line (e.g. a port).
+ * `onLine` sees every later line as it comes; `signal` sends the helper a signal.
+ */
 export function startHelper(
   script: string,
   args: string[],
-): Promise<{ line: string; done: Promise<string>; kill: () => void }> {
+  onLine: (line: string) => void = () => undefined,
+): Promise<{ line: string; done: Promise<string>; kill: () => void; signal: (s: NodeJS.Signals) => void }> {
   const nodeArgs = process.env['GRADFLEET_NODE_ARGS']?.split(' ').filter(Boolean) ?? []; // e.g. --cpu-prof
   const child = spawn(
     process.execPath,
@@ -108,6 +115,7 @@ export function startHelper(
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let out = '';
+  let seen = 0;
   let exited = false;
   const done = new Promise<string>((res, rej) =>
     child.on('exit', (code) => {
@@ -126,7 +134,13 @@ export function startHelper(
           kill: () => {
             if (!exited) child.kill('SIGKILL');
           },
+          signal: (s) => {
+            if (!exited) child.kill(s);
+          },
         });
+      const lines = out.split('\n');
+      for (let i = Math.max(1, seen); i < lines.length - 1; i++) onLine(lines[i]!);
+      seen = Math.max(seen, lines.length - 1);
     });
     done.catch(rej);
   });

@@ -5,12 +5,10 @@
  * second (N x S in + N x S out per step) against raw TCP over loopback moving the same
  * bytes in the same pattern (tests/bench/tcp-peers.ts). Median step after the first.
  */
-import * as tfl from '@tensorflow/tfjs-layers';
-import { selectBackend } from '@gradfleet/core';
 import { TestCluster } from '../helpers/cluster.js';
 import { QUICK, median, saveResult, startHelper, type Row } from './bench-lib.js';
+import { denseTopology as topology } from './dense-topology.js';
 
-const INPUTS = 784; // the model must accept the (unused) MNIST examples
 const sizes: [string, number, number][] = QUICK
   ? [['0.4 MB', 784 * 128, 6]]
   : [
@@ -23,23 +21,6 @@ const counts = QUICK ? [1, 4] : [1, 4, 16, 64];
 const only = process.argv.flatMap((a, i) => (a === '--case' ? [process.argv[i + 1]!] : []));
 const bucketArg = process.argv.indexOf('--bucket-bytes');
 const bucketArgBytes = bucketArg > 0 ? Number(process.argv[bucketArg + 1]) : undefined;
-
-await selectBackend('cpu');
-const template = (() => {
-  const m = tfl.sequential({
-    layers: [tfl.layers.dense({ inputShape: [INPUTS], units: 1, useBias: false, kernelInitializer: 'zeros' })],
-  });
-  const json = JSON.stringify(m.toJSON(null, false));
-  m.dispose();
-  return json;
-})();
-
-/** A one-layer model with `params` weights (the coordinator builds it; the bench only needs its topology). */
-function topology(params: number): Record<string, unknown> {
-  const t = JSON.parse(template) as { config: { layers: { config: { units: number } }[] } };
-  t.config.layers[0]!.config.units = params / INPUTS;
-  return t as unknown as Record<string, unknown>;
-}
 
 /** Splits `n` peers over at most two client processes (this machine has two cores). */
 const split = (n: number) => (n === 1 ? [1] : [Math.ceil(n / 2), Math.floor(n / 2)]);

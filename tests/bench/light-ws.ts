@@ -70,6 +70,11 @@ export class LightWebSocket {
     this.socket.destroy();
   }
 
+  /** Bytes read plus written on the underlying socket so far (its own counters). */
+  bytes(): number {
+    return this.socket.bytesRead + this.socket.bytesWritten;
+  }
+
   private onData(d: Buffer): void {
     let buf: Buffer = this.pending.length ? Buffer.concat([this.pending, d]) : d;
     this.pending = Buffer.alloc(0);
