@@ -178,4 +178,24 @@ describe('ReducerShard', () => {
     expect(events).toContainEqual(expect.objectContaining({ t: 'failed', worker: 'gone' }));
     expect(link.frames.get('a')).toHaveLength(1);
   });
+
+  // Regression: the limit was two buckets, not two rounds, so a worker reading normally (one
+  // round of a many-bucket range still queued) was closed as a slow reader.
+  it('lets a recipient hold a whole round of a many-bucket range queued, not more than two', () => {
+    const plan = new BucketPlan(8 * 262_144, 1 << 20); // 8 buckets of 1 MiB
+    const MiB = 1 << 20;
+    for (const [queued, slow] of [
+      [8 * MiB, false],
+      [19 * MiB, true],
+    ] as const) {
+      const link = new FakeLink();
+      const events: ShardEvent[] = [];
+      const shard = new ReducerShard('job', plan, bucketCodec('none', 0.5), [0, 8], link, (e) => events.push(e));
+      link.backlog.set('r', queued);
+      shard.begin({ round: 1, step: 0, contributors: { a: 1 }, recipients: ['a', 'r'], checksum: false });
+      shard.gradient('a', head(0, 1), new Uint8Array(MiB));
+      const failed = events.some((e) => e.t === 'failed' && e.worker === 'r');
+      expect(failed, `${queued} bytes queued`).toBe(slow);
+    }
+  });
 });

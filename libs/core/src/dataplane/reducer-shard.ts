@@ -3,7 +3,13 @@ import { BucketPlan } from '../math/bucket-plan.js';
 import { GradientReducer } from '../math/gradient-reducer.js';
 import { ProtocolError, type ProtocolErrorCode } from '../protocol/protocol-error.js';
 import { bucketDigest } from '../replica/update-stream-hash.js';
-import { DATA_FLAG_CHECKSUM, DATA_FRAME_TYPES, DataFrameWriter, type DataFrameHeader } from './data-frame.js';
+import {
+  DATA_FLAG_CHECKSUM,
+  DATA_FRAME_HEADER_BYTES,
+  DATA_FRAME_TYPES,
+  DataFrameWriter,
+  type DataFrameHeader,
+} from './data-frame.js';
 import type { BucketRange } from './shard-assignment.js';
 
 /** One attempt at a step, as the coordinator planned it. */
@@ -42,8 +48,9 @@ export interface ShardLink {
 }
 
 /**
- * Bytes a recipient may have queued beyond two rounds of this shard's updates before it
- * counts as a slow reader (the synchronous protocol never queues more for a live worker).
+ * Bytes a recipient may have queued beyond two rounds of this shard's updates (every bucket
+ * of its range, headers included) before it counts as a slow reader: the synchronous protocol
+ * never queues more for a live worker, which reads one round while the next is summed.
  */
 const SLOW_READER_SLACK_BYTES = 1024 * 1024;
 
@@ -74,6 +81,8 @@ export class ReducerShard {
   /** Buckets of the range already averaged and sent, this round. */
   private readonly sent: Uint8Array;
   private state: 'idle' | 'running' | 'done' | 'tainted' | 'aborted' = 'idle';
+  /** `roundUpdateBytes`, once computed. */
+  private roundBytes: number | undefined;
   private bytesIn = 0;
   private bytesOut = 0;
   /** Buckets of the next round that arrived before its `begin` (copies). */
@@ -260,7 +269,7 @@ export class ReducerShard {
     const release = () => {
       if (--pendingSends === 0) this.writers[local]!.push(writer);
     };
-    const limit = 2 * this.maxUpdateBytes() + SLOW_READER_SLACK_BYTES;
+    const limit = 2 * this.roundUpdateBytes() + SLOW_READER_SLACK_BYTES;
     for (const w of p.recipients) {
       if (this.link.queued(w) > limit) {
         this.emit({ t: 'failed', worker: w, code: 'SLOW_READER', reason: `${this.link.queued(w)} bytes still queued` });
@@ -279,10 +288,19 @@ export class ReducerShard {
     this.maybeDone();
   }
 
-  /** Largest update bucket: the dense size, or (index, value) pairs for every float with top-k. */
-  private maxUpdateBytes(): number {
-    if (!this.plan) return 0;
-    return this.codec.sparse ? this.plan.bucketFloats * 8 : this.codec.gradientBytes(this.plan.bucketFloats);
+  /** Largest update of bucket `local`: the dense size, or (index, value) pairs for every float with top-k. */
+  private maxUpdateBytes(local: number): number {
+    const n = this.plan!.length(this.range[0] + local);
+    return this.codec.sparse ? n * 8 : this.codec.gradientBytes(n);
+  }
+
+  /** Most bytes one round of this shard's updates puts on a recipient's connection (frames with headers). */
+  private roundUpdateBytes(): number {
+    if (this.roundBytes === undefined) {
+      this.roundBytes = 0;
+      for (let b = 0; b < this.buckets; b++) this.roundBytes += DATA_FRAME_HEADER_BYTES + this.maxUpdateBytes(b);
+    }
+    return this.roundBytes;
   }
 
   /** A frame for bucket `local` with room for `bytes` (recycled when dense; top-k sizes vary). */
