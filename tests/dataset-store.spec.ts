@@ -1,7 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiError } from '@gradfleet/core';
+import { refusal } from './helpers/api.js';
 import { TestCluster } from './helpers/cluster.js';
 import { dropoutFreeMlp } from './helpers/models.js';
 
@@ -11,15 +11,6 @@ const csv = (rows: number) =>
       .concat(Array.from({ length: rows }, (_, r) => `${r % 10},` + new Array(784).fill('0').join(',')))
       .join('\n') + '\n',
   );
-
-async function refusal(p: Promise<unknown>): Promise<ApiError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ApiError);
-  return err as ApiError;
-}
 
 describe('stored uploads and downloads: quota and expiry', () => {
   const cluster = new TestCluster();

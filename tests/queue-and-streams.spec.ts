@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiError, GradfleetClient, type JobStatus } from '@gradfleet/core';
+import { GradfleetClient, type JobStatus } from '@gradfleet/core';
+import { refusal } from './helpers/api.js';
 import { ROOT, TestCluster, writeSmallMnist } from './helpers/cluster.js';
 import { dropoutFreeMlp } from './helpers/models.js';
 
@@ -68,15 +69,6 @@ async function metric(url: string, name: string): Promise<number> {
 /** Memory of the coordinator's main thread that a held model would show in: V8 heap plus ArrayBuffers. */
 const mainMemory = async (url: string) =>
   (await metric(url, 'nodejs_heap_size_used_bytes')) + (await metric(url, 'nodejs_external_memory_bytes'));
-
-async function refusal(p: Promise<unknown>): Promise<ApiError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ApiError);
-  return err as ApiError;
-}
 
 async function until<T>(f: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -7,7 +7,7 @@
  */
 import { TestCluster } from '../helpers/cluster.js';
 import { QUICK, median, saveResult, startHelper, type Row } from './bench-lib.js';
-import { denseTopology as topology } from './dense-topology.js';
+import { simulatedJob } from './dense-topology.js';
 
 const sizes: [string, number, number][] = QUICK
   ? [['0.4 MB', 784 * 128, 6]]
@@ -46,20 +46,7 @@ async function throughCoordinator(
   const helpers = await Promise.all(
     split(n).map((k) => startHelper('sim-workers.ts', [cluster.wsUrl, String(k), String(steps * n)])),
   );
-  const job = await cluster.client.submit({
-    model: { topology: topology(params) },
-    epochs: 1,
-    batchSize: n,
-    validationSplit: 0,
-    minWorkers: n,
-    maxWorkers: n,
-    shuffle: false,
-    checksumEverySteps: 0,
-    checkpointEverySteps: 0,
-    stragglerDeadlineFactor: 0,
-    stepTimeoutMs: 600_000,
-    ...(bucketBytes ? { bucketBytes } : {}),
-  });
+  const job = await cluster.client.submit(simulatedJob(n, params, bucketBytes ? { bucketBytes } : {}));
   const done = await cluster.client.waitForJob(job.id);
   if (done.state !== 'SUCCEEDED') throw new Error(`bench job ${done.state}: ${done.reason}\n${cluster.log}`);
   return stepMs(await Promise.all(helpers.map((h) => h.done)));

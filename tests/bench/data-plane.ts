@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { TestCluster } from '../helpers/cluster.js';
 import { QUICK, ROOT, median, saveResult, startHelper, type Row } from './bench-lib.js';
-import { denseTopology } from './dense-topology.js';
+import { simulatedJob } from './dense-topology.js';
 import { reap, withDeadline } from './watchdog.js';
 
 const MB10 = 784 * 3189; // 2.5 M floats, 10.0 MB
@@ -226,19 +226,7 @@ async function coordinatorRun(c: Coordinator, n: number, params: number, steps: 
   let jobId: string | undefined;
   try {
     const run = async () => {
-      const job = await c.cluster.client.submit({
-        model: { topology: denseTopology(params) },
-        epochs: 1,
-        batchSize: n,
-        validationSplit: 0,
-        minWorkers: n,
-        maxWorkers: n,
-        shuffle: false,
-        checksumEverySteps: 0,
-        checkpointEverySteps: 0,
-        stragglerDeadlineFactor: 0,
-        stepTimeoutMs: 600_000,
-      });
+      const job = await c.cluster.client.submit(simulatedJob(n, params));
       jobId = job.id;
       const done = await c.cluster.client.waitForJob(job.id, undefined, 1000);
       if (done.state !== 'SUCCEEDED') throw new Error(`bench job ${done.state}: ${done.reason}\n${c.cluster.log}`);

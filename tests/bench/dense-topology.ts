@@ -26,3 +26,25 @@ export function denseTopology(params: number): Record<string, unknown> {
   t.config.layers[0]!.config.units = params / DENSE_INPUTS;
   return t as unknown as Record<string, unknown>;
 }
+
+/**
+ * The benchmarks' job for `n` simulated workers of one example each on the dense model:
+ * one step per `n` examples, nothing but the gradient exchange (no checksums, checkpoints,
+ * shuffling or straggler deadline), a generous step timeout.
+ */
+export function simulatedJob(n: number, params: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    model: { topology: denseTopology(params) },
+    epochs: 1,
+    batchSize: n,
+    validationSplit: 0,
+    minWorkers: n,
+    maxWorkers: n,
+    shuffle: false,
+    checksumEverySteps: 0,
+    checkpointEverySteps: 0,
+    stragglerDeadlineFactor: 0,
+    stepTimeoutMs: 600_000,
+    ...extra,
+  };
+}
