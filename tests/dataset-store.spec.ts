@@ -36,7 +36,7 @@ describe('stored uploads and downloads: quota and expiry', () => {
     const full = await refusal(cluster.client.upload(small, 'd.csv'));
     expect([full.status, full.code]).toEqual([507, 'STORAGE_FULL']);
     expect(full.message).toContain('--max-dataset-store-bytes');
-    expect(cluster.log).toContain('dataset store full');
+    await cluster.waitForLog('dataset store full');
     expect(uploads()).toHaveLength(3); // nothing of the refused one stays
 
     await new Promise((r) => setTimeout(r, lastUpload + 16_000 - Date.now())); // past --dataset-file-ttl-s for all three

@@ -186,6 +186,15 @@ describe('job API', () => {
         dataset: { csv: { train: 'http://169.254.169.254/latest/meta-data/' } },
       }),
     'upload-too-large': () => cluster.client.upload(new Uint8Array(UPLOAD_LIMIT + 1), 'big.csv'),
+    'dataset-name-invalid': () => cluster.client.submit({ dataset: { name: 'Not A Name' } }),
+    'unknown-named-dataset': () => cluster.client.submit({ dataset: { name: 'no-such-dataset' } }),
+    'ingest-invalid-source': () => cluster.client.ingestDataset('x', { source: { csv: {} } } as never),
+    'ingest-dataset-exists': async () => {
+      const request = { source: { csv: { train: file('dup.csv', 'label,a\n1,2\n') } } };
+      await cluster.client.ingestDataset('dup', request);
+      return cluster.client.ingestDataset('dup', request);
+    },
+    'unknown-dataset': () => cluster.client.dataset('no-such-dataset'),
     'unknown-job': () => cluster.client.job('no-such-job'),
     'invalid-state-filter': () => cluster.client.jobs('DONE' as never),
     'page-limit-too-large': () => raw('', {}, '/v1/jobs?limit=1001'),

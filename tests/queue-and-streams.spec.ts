@@ -340,7 +340,7 @@ describe('event streams: limits and backpressure', () => {
       10_000,
     );
     expect(await metric(cluster.url, 'gradfleet_event_streams')).toBe(0);
-    expect(cluster.log).toContain('the client stopped reading');
+    await cluster.waitForLog('the client stopped reading');
     let received = 0;
     socket.on('data', (d: Buffer) => (received += d.length));
     socket.on('error', () => undefined); // a reset is how the close may arrive

@@ -86,6 +86,19 @@ export class TestCluster {
     return this.logs.join('');
   }
 
+  /**
+   * Waits until the processes' output contains `text`: a line logged while answering a request
+   * reaches this process through a pipe, possibly after the answer does.
+   */
+  async waitForLog(text: string, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.log.includes(text)) {
+      if (Date.now() > deadline)
+        throw new Error(`no log line containing ${JSON.stringify(text)} within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   async stop(): Promise<void> {
     // Profiled processes stop politely so they can write their profiles.
     const signal = process.env['GRADFLEET_NODE_ARGS'] ? 'SIGTERM' : 'SIGKILL';

@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { runForeground } from './app-process.js';
 import { status } from './commands/client-commands.js';
 import { cancel, download, jobs, logs, run, submit } from './commands/job-commands.js';
+import { ingest, listDatasets, removeDataset } from './commands/dataset-commands.js';
 import { up } from './commands/up.js';
 
 const positiveInt = (name: string) => (v: string) => {
@@ -131,6 +132,46 @@ clientCommand('download', 'download the trained model (model.json + weights.bin,
   .option('-o, --out <dir>', 'directory to write (default ./model-<job>)')
   .action(async (job: string, opts) => {
     process.exitCode = await run('download', () => download(job, opts));
+  });
+
+const dataset = program.command('dataset').description('named chunked datasets on the coordinator (docs/datasets.md)');
+const datasetCommand = (name: string, description: string) =>
+  dataset
+    .command(name)
+    .description(description)
+    .addOption(coordinatorOption())
+    .addOption(tokenOption())
+    .addOption(caOption())
+    .option('--json', 'print JSON');
+
+datasetCommand('ingest', 'ingest a CSV, JSON Lines, IDX file, image folder or s3:// source as a named chunked dataset')
+  .argument('<src>', 'a path on the coordinator, an s3:// or http(s) URL, upload:<id>, or a JSON source object')
+  .requiredOption('--name <name>', 'the dataset name jobs use: dataset: { "name": ... }')
+  .addOption(
+    new Option('--kind <kind>', 'what SRC is (guessed from its name)').choices(['csv', 'jsonl', 'idx', 'images']),
+  )
+  .option('--test <src>', 'a test split of the same kind')
+  .option('--idx-labels <file>', 'IDX: the labels file of SRC')
+  .option('--test-labels <file>', 'IDX: the labels file of --test')
+  .addOption(new Option('--labels <kind>', 'what the labels are').choices(['class', 'binary', 'regression']))
+  .option('--label-column <col>', 'CSV: the label column (name or 0-based index)')
+  .option('--size <HxW>', 'image folder: resize every image to H x W')
+  .option('--channels <n>', 'image folder: 1 (grey) or 3 (RGB)', '3')
+  .option('--store <s3url>', 'keep the chunks in s3://bucket/prefix instead of the coordinator')
+  .option('--chunk-bytes <n>', 'target bytes per chunk', (v) => Number(v))
+  .option('--no-wait', 'return once the ingestion started')
+  .action(async (src: string, opts) => {
+    process.exitCode = await run('dataset ingest', () => ingest(src, opts));
+  });
+
+datasetCommand('ls', 'list named datasets').action(async (opts) => {
+  process.exitCode = await run('dataset ls', () => listDatasets(opts));
+});
+
+datasetCommand('rm', 'remove a named dataset (jobs already running keep their data)')
+  .argument('<name>')
+  .action(async (name: string, opts) => {
+    process.exitCode = await run('dataset rm', () => removeDataset(name, opts));
   });
 
 // A token given as a flag is readable by every user of the machine (ps, /proc/PID/cmdline).

@@ -37,6 +37,8 @@ export interface CoordinatorOptions {
   datasetRoots?: readonly string[];
   /** Hosts dataset URLs may name (`--dataset-url-allow`). @defaultValue none: URLs refused */
   datasetUrlAllow?: readonly string[];
+  /** S3 buckets named by `s3://` dataset sources and chunk stores (`--dataset-s3-allow`). @defaultValue none: S3 refused */
+  datasetS3Allow?: readonly string[];
   /** Token workers must present; required (with `apiToken`) off loopback unless `insecure`. */
   workerToken?: string | undefined;
   /** Token API clients must present to submit and manage jobs (one admin token, named `admin`). */
@@ -100,6 +102,7 @@ export const COORDINATOR_DEFAULTS = {
   datasetFileTtlS: 86_400,
   datasetRoots: [] as readonly string[],
   datasetUrlAllow: [] as readonly string[],
+  datasetS3Allow: [] as readonly string[],
   insecure: false,
   publicHosts: [] as readonly string[],
   allowOrigins: [] as readonly string[],

@@ -5,9 +5,12 @@ import { WebSocketServer } from 'ws';
 import { CLOSE_CODES, WORKER_WS_PATH } from '@gradfleet/core';
 import { Authenticator, isLoopback, tokenProblem } from './auth.js';
 import { BrowserGuard } from './browser-guard.js';
+import { DatasetCatalog } from './dataset-catalog.js';
 import { DatasetFiles } from './dataset-files.js';
 import { DatasetIngest } from './dataset-ingest.js';
+import { DatasetSources } from './dataset-sources.js';
 import { EventStreams } from './event-streams.js';
+import { s3ClientFromEnv } from './s3-access.js';
 import { createApiHandler } from './http-api.js';
 import { JobManager } from './job-manager.js';
 import { JobStore } from './job-store.js';
@@ -28,6 +31,8 @@ export class Coordinator {
   readonly metrics = new CoordinatorMetrics();
   readonly jobs: JobManager;
   readonly store: JobStore;
+  /** Named chunked datasets (`docs/datasets.md`). */
+  readonly datasets: DatasetCatalog;
   private readonly server: Server;
   private readonly wss: WebSocketServer;
   private readonly connections = new Set<WorkerConnection>();
@@ -60,11 +65,21 @@ export class Coordinator {
       apiToken: options.apiToken,
       apiTokens: options.apiTokens,
     });
+    const sourceOptions = {
+      dataDir,
+      roots: options.datasetRoots,
+      urlAllow: options.datasetUrlAllow,
+      s3Allow: options.datasetS3Allow,
+      maxBytes: options.maxUploadBytes,
+    };
+    const sources = new DatasetSources({ ...sourceOptions, s3: () => s3ClientFromEnv() });
+    this.datasets = new DatasetCatalog(dataDir, sourceOptions, sources, {}, log);
     this.jobs = new JobManager(
       this.metrics,
       log,
       this.store,
       ingest,
+      this.datasets,
       dataDir,
       {
         maxModelParams: options.maxModelParams,
@@ -96,6 +111,7 @@ export class Coordinator {
       jobs: this.jobs,
       store: this.store,
       ingest,
+      datasets: this.datasets,
       metrics: this.metrics,
       log,
       auth: this.auth,
@@ -202,6 +218,7 @@ export class Coordinator {
     }
     // Jobs are restored (records only; models are built when each starts) before any worker can connect.
     try {
+      await this.datasets.load();
       await this.jobs.restore();
       await new Promise<void>((resolve, reject) => {
         this.server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, host, port)));

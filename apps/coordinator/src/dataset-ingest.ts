@@ -44,6 +44,10 @@ export interface PreparedSplit extends RemoteSplit {
 
 /** A dataset ready to serve: encoded shards in the job's directory. */
 export interface PreparedDataset {
+  /** `chunked`: `train`/`test` name the manifest of a named dataset (`dataset-catalog.ts`); absent: `data-shard` files. */
+  format?: 'chunked' | undefined;
+  /** The named dataset (`dataset: { name }`). */
+  datasetName?: string | undefined;
   train: PreparedSplit;
   validation?: PreparedSplit;
   test?: PreparedSplit;
@@ -133,7 +137,7 @@ export class DatasetIngest {
   }
 
   private async load(
-    spec: Exclude<DatasetSpec, 'mnist'>,
+    spec: Exclude<DatasetSpec, 'mnist' | { name: string }>,
     labels: LabelKind,
   ): Promise<{
     train: DataSplit;
@@ -226,6 +230,7 @@ export class DatasetIngest {
     labels: LabelKind = 'class',
   ): Promise<PreparedDataset | undefined> {
     if (spec === 'mnist') return undefined;
+    if ('name' in spec) throw new Error('named datasets are prepared by the dataset catalog');
     const d = await this.load(spec, labels);
     const dir = join(jobDir, 'data');
     await mkdir(dir, { recursive: true });

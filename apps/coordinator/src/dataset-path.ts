@@ -85,3 +85,36 @@ export async function readDatasetPath(
     await file.close();
   }
 }
+
+/**
+ * Resolves a dataset path or directory named in a request under one of `roots`, with the
+ * same rules as `readDatasetPath` (realpath, so neither `..` nor a symlink leads out);
+ * returns the real path of a regular file (`kind: 'file'`) or a directory.
+ */
+export async function resolveDatasetPath(
+  source: string,
+  roots: readonly string[],
+  field: string,
+  kind: 'file' | 'dir',
+): Promise<{ real: string; bytes: number }> {
+  const fail = (reason: string): never => {
+    throw new InvalidDataError(`${source}: ${reason}`, field);
+  };
+  if (roots.length === 0)
+    fail(
+      'dataset paths on the coordinator are refused: it was started without --dataset-root; start the coordinator with --dataset-root DIR',
+    );
+  let real: string;
+  try {
+    real = await realpath(resolve(source));
+  } catch (err) {
+    return fail(`cannot read (${code(err)})`);
+  }
+  const realRoots = await Promise.all(roots.map((r) => realpath(r).catch(() => undefined)));
+  if (!realRoots.some((r) => r !== undefined && inside(r, real)))
+    fail('outside the coordinator --dataset-root directories; copy it there');
+  const info = await stat(real).catch((err: unknown) => fail(`cannot read (${code(err)})`));
+  if (kind === 'file' && !info.isFile()) fail('not a regular file');
+  if (kind === 'dir' && !info.isDirectory()) fail('not a directory');
+  return { real, bytes: info.size };
+}

@@ -4,17 +4,22 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import {
   InvalidDataError,
+  InvalidIngestRequestError,
   InvalidJobSpecError,
   InvalidModelError,
   JOB_STATES,
   summarizeJob,
+  chunkName,
   type JobState,
   type Logger,
 } from '@gradfleet/core';
 import { readModelArtifact } from './checkpoint-store.js';
+import { FsChunkStore } from './chunk-store.js';
+import { s3Reason } from './s3-access.js';
 import type { Authenticator } from './auth.js';
 import type { BrowserGuard } from './browser-guard.js';
 import type { DatasetFiles } from './dataset-files.js';
+import type { DatasetCatalog } from './dataset-catalog.js';
 import type { DatasetIngest } from './dataset-ingest.js';
 import type { EventStreams } from './event-streams.js';
 import { JobRequestError, type JobManager } from './job-manager.js';
@@ -32,6 +37,7 @@ export interface ApiContext {
   jobs: JobManager;
   store: JobStore;
   ingest: DatasetIngest;
+  datasets: DatasetCatalog;
   metrics: CoordinatorMetrics;
   log: Logger;
   auth: Authenticator;
@@ -111,6 +117,33 @@ async function sendFile(ctx: ApiContext, res: ServerResponse, path: string, what
   });
 }
 
+/**
+ * One chunk of a job's chunked dataset: the split and index are checked (names are derived,
+ * never taken from the request), then the bytes come from the job's links or its S3 store.
+ */
+async function sendChunk(
+  ctx: ApiContext,
+  res: ServerResponse,
+  jobDir: string,
+  split: string,
+  index: string,
+  id: string,
+): Promise<void> {
+  if ((split !== 'train' && split !== 'test') || !/^\d{1,7}$/.test(index))
+    throw new JobRequestError(404, 'NOT_FOUND', 'no such chunk');
+  const name = chunkName(split, Number(index));
+  const store = await ctx.datasets.jobStore(jobDir);
+  if (store instanceof FsChunkStore) return sendFile(ctx, res, join(store.dir, name), `chunk ${name} of job ${id}`);
+  let bytes: Uint8Array;
+  try {
+    bytes = await store.get(name);
+  } catch (err) {
+    ctx.log.warn({ job_id: id, chunk: name, err: s3Reason(err) }, 'chunk read from the store failed');
+    throw new JobRequestError(502, 'STORE_UNAVAILABLE', `chunk ${name} cannot be read from the dataset's store`);
+  }
+  return send(res, 200, bytes, 'application/octet-stream');
+}
+
 async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
   let p: string[];
@@ -179,6 +212,20 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
       await ctx.ingest.saveUpload(req as AsyncIterable<Buffer>, url.searchParams.get('name') ?? 'upload'),
     );
   }
+  if (p[1] === 'datasets' && p.length === 2 && method === 'GET') return send(res, 200, ctx.datasets.list());
+  if (p[1] === 'datasets' && p.length === 3) {
+    const name = p[2]!;
+    if (method === 'GET') return send(res, 200, ctx.datasets.get(name));
+    // Ingesting reads coordinator paths, URLs and buckets, and removing deletes data: admin tokens only.
+    if ((method === 'PUT' || method === 'DELETE') && who.role !== 'admin')
+      throw new JobRequestError(403, 'FORBIDDEN', 'ingesting and removing datasets needs an admin API token');
+    if (method === 'PUT') return send(res, 202, ctx.datasets.start(name, await readJson(req)));
+    if (method === 'DELETE') {
+      await ctx.datasets.remove(name);
+      res.writeHead(204).end();
+      return;
+    }
+  }
   if (p[1] === 'jobs' && p.length === 2) {
     if (method === 'GET') {
       const state = url.searchParams.get('state')?.toUpperCase();
@@ -224,6 +271,10 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
     if (p[3] === 'events' && method === 'GET') return ctx.streams.start(job, who.name, req, res);
     if (p[3] === 'logs' && method === 'GET')
       return send(res, 200, ctx.store.logs(id, Number(url.searchParams.get('after') ?? 0)));
+    if (p[3] === 'data' && p[4] === 'manifest' && p.length === 5 && method === 'GET' && job.data?.format === 'chunked')
+      return sendFile(ctx, res, join(job.dir, 'data', 'chunked', 'manifest.json'), `manifest of job ${id}`);
+    if (p[3] === 'data' && p[4] === 'chunks' && p.length === 7 && method === 'GET' && job.data?.format === 'chunked')
+      return sendChunk(ctx, res, job.dir, p[5]!, p[6]!, id);
     if (p[3] === 'data' && (p[4] === 'train' || p[4] === 'validation' || p[4] === 'test') && method === 'GET')
       return sendFile(ctx, res, join(job.dir, 'data', `${p[4]}.bin`), `${p[4]} data of job ${id}`);
     if (p[3] === 'model' && method === 'GET' && (p[4] === 'model.json' || p[4] === 'weights.bin')) {
@@ -266,7 +317,7 @@ async function handle(ctx: ApiContext, req: IncomingMessage, res: ServerResponse
       ctx.log.warn({ method: req.method, url: req.url, code: e.code, err: e.message.slice(0, 300) }, 'request refused');
     if (err instanceof JobRequestError)
       return send(res, err.status, { error: { code: err.code, message: err.message } });
-    if (err instanceof InvalidJobSpecError)
+    if (err instanceof InvalidJobSpecError || err instanceof InvalidIngestRequestError)
       return send(res, 400, { error: { code: err.code, message: err.message, issues: err.issues } });
     if (err instanceof InvalidDataError) {
       const status = err.path === 'body' ? 413 : 400;

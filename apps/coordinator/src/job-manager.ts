@@ -10,6 +10,7 @@ import {
   type Logger,
   type WorkerInfo,
 } from '@gradfleet/core';
+import type { DatasetCatalog } from './dataset-catalog.js';
 import type { DatasetIngest } from './dataset-ingest.js';
 import { JobRecord, jobDir } from './job-record.js';
 import { JobRunner } from './job-runner.js';
@@ -79,6 +80,7 @@ export class JobManager {
     private readonly log: Logger,
     private readonly store: JobStore,
     private readonly ingest: DatasetIngest,
+    private readonly catalog: DatasetCatalog,
     private readonly dataDir: string,
     private readonly limits: JobLimits = {
       maxModelParams: 200_000_000,
@@ -89,6 +91,8 @@ export class JobManager {
     modelBuildHeapMb = 2048,
   ) {
     this.models = new ModelBuilder(modelBuildHeapMb);
+    catalog.inUse = (name) =>
+      [...this.jobs.values()].some((j) => !TERMINAL_STATES.includes(j.state) && j.data?.datasetName === name);
     metrics.jobStates = () =>
       Object.fromEntries(JOB_STATES.map((st) => [st, [...this.jobs.values()].filter((j) => j.state === st).length]));
     metrics.workerStates = () => {
@@ -108,16 +112,18 @@ export class JobManager {
   async restore(): Promise<void> {
     for (const { seq, status } of this.store.all()) {
       const job = new JobRecord(seq, status, undefined, undefined, jobDir(this.dataDir, status.id), this.store);
+      const chunked = status.dataset?.format === 'chunked';
+      const path = (split: 'train' | 'validation' | 'test') =>
+        `/v1/jobs/${status.id}/data/${chunked ? 'manifest' : split}`;
       const data = status.dataset
         ? {
             ...status.dataset,
-            train: { ...status.dataset.train, path: `/v1/jobs/${status.id}/data/train` },
+            datasetName: status.dataset.name,
+            train: { ...status.dataset.train, path: path('train') },
             ...(status.dataset.validation
-              ? { validation: { ...status.dataset.validation, path: `/v1/jobs/${status.id}/data/validation` } }
+              ? { validation: { ...status.dataset.validation, path: path('validation') } }
               : {}),
-            ...(status.dataset.test
-              ? { test: { ...status.dataset.test, path: `/v1/jobs/${status.id}/data/test` } }
-              : {}),
+            ...(status.dataset.test ? { test: { ...status.dataset.test, path: path('test') } } : {}),
           }
         : undefined;
       Object.assign(job, { data });
@@ -170,7 +176,10 @@ export class JobManager {
     const id = randomUUID();
     const dir = jobDir(this.dataDir, id);
     try {
-      const data = await this.ingest.prepare(id, dir, spec.dataset, spec.labels);
+      const data =
+        typeof spec.dataset === 'object' && 'name' in spec.dataset
+          ? await this.catalog.prepareForJob(spec.dataset.name, id, dir, spec.labels)
+          : await this.ingest.prepare(id, dir, spec.dataset, spec.labels);
       const params = await this.models.check(spec, data, this.limits.maxModelParams);
       if (params > this.limits.maxModelParams) {
         throw new InvalidJobSpecError([

@@ -61,6 +61,8 @@ export class JobRecord {
       ...(data
         ? {
             dataset: {
+              ...(data.format ? { format: data.format } : {}),
+              ...(data.datasetName ? { name: data.datasetName } : {}),
               train: data.train,
               ...(data.validation ? { validation: data.validation } : {}),
               ...(data.test ? { test: data.test } : {}),

@@ -203,13 +203,14 @@ export abstract class JobRunnerCore implements JobMessageHandler {
    * the current weights and optimizer state of a live replica at the next step boundary.
    */
   /** The dataset shards `job-start` announces (undefined for the built-in MNIST). */
-  protected remoteData(): Pick<PreparedDataset, 'train' | 'validation' | 'test'> | undefined {
+  protected remoteData(): Pick<PreparedDataset, 'train' | 'validation' | 'test' | 'format'> | undefined {
     const d = this.job.data;
     if (!d) return undefined;
     return {
       train: d.train,
       ...(d.validation ? { validation: d.validation } : {}),
       ...(d.test ? { test: d.test } : {}),
+      ...(d.format ? { format: d.format } : {}),
     };
   }
 

@@ -86,6 +86,18 @@ const program = new Command('gradfleet coordinator')
     ],
     [] as string[],
   )
+  .option(
+    '--dataset-s3-allow <buckets>',
+    'comma-separated S3 buckets dataset sources and chunk stores may name (none by default; endpoint and credentials from the AWS environment)',
+    (v: string, all: string[]) => [
+      ...all,
+      ...v
+        .split(',')
+        .map((h) => h.trim())
+        .filter(Boolean),
+    ],
+    [] as string[],
+  )
   .option('--worker-token <token>', 'token workers must present (or GRADFLEET_WORKER_TOKEN)')
   .option('--worker-token-file <file>', 'read the worker token from a file')
   .option('--api-token <token>', 'token API clients must present (or GRADFLEET_API_TOKEN)')
@@ -238,6 +250,7 @@ const opts = program.opts<
     reducerThreads: number;
     datasetRoot: string[];
     datasetUrlAllow: string[];
+    datasetS3Allow: string[];
     publicHost: string[];
     apiTokens?: string;
     allowOrigin: string[];
@@ -291,6 +304,7 @@ const coordinator = new Coordinator({
   apiTokens: apiTokens(opts.apiTokens),
   datasetRoots: opts.datasetRoot,
   datasetUrlAllow: opts.datasetUrlAllow,
+  datasetS3Allow: opts.datasetS3Allow,
   publicHosts: opts.publicHost,
   allowOrigins: opts.allowOrigin,
   jobSeriesGraceMs: opts.jobMetricsGraceMs,

@@ -53,6 +53,15 @@ const program = new Command('gradfleet worker')
   )
   .option('--metrics-host <host>', 'address --metrics-port binds (0.0.0.0 for a Prometheus elsewhere)', '127.0.0.1')
   .option(
+    '--cache-bytes <n>',
+    'bytes of chunked-dataset chunks this worker keeps in memory (least recently used dropped first)',
+    (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) throw new Error(`--cache-bytes must be a positive integer, got ${v}`);
+      return n;
+    },
+  )
+  .option(
     '--max-message-bytes <n>',
     'largest message accepted from the coordinator (whole-model state arrives in chunks of a bucket)',
     (v) => {
@@ -74,6 +83,7 @@ const opts = program.opts<{
   metricsPort?: number;
   metricsHost: string;
   maxMessageBytes: number;
+  cacheBytes?: number;
   token?: string;
   tokenFile?: string;
   ca?: string;
@@ -190,6 +200,7 @@ try {
     name,
     token,
     maxMessageBytes: opts.maxMessageBytes,
+    cacheBytes: opts.cacheBytes,
     ...(ca ? { ca } : {}),
   });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => session.stop());

@@ -1,11 +1,18 @@
 import {
+  ChunkCache,
+  ChunkedSplit,
   InvalidDataError,
+  MAX_MANIFEST_BYTES,
   decodeShard,
   httpFetch,
   loadDataset,
+  parseManifest,
   sha256Hex,
-  type Dataset,
+  verifyChunk,
+  type DatasetManifest,
   type RemoteSplit,
+  type SplitName,
+  type TrainingData,
 } from '@gradfleet/core';
 
 /** Bounded retry of a shard download, for a coordinator that is briefly busy. */
@@ -24,22 +31,35 @@ export const MAX_SHARD_BYTES = 4 * 1024 * 1024 * 1024;
  * data fetch it once).
  */
 export class DataCache {
-  private readonly cache = new Map<string, Promise<Dataset>>();
+  private readonly cache = new Map<string, Promise<TrainingData>>();
+  /** Decoded chunks of chunked datasets, shared by every job of this worker (`--cache-bytes`). */
+  readonly chunks: ChunkCache;
 
   constructor(
     private readonly httpBase: string,
     private readonly token?: string,
     private readonly ca?: Buffer,
-  ) {}
+    cacheBytes?: number,
+  ) {
+    this.chunks = new ChunkCache(cacheBytes);
+  }
 
   get(
-    data: { train: RemoteSplit; validation?: RemoteSplit | undefined; test?: RemoteSplit | undefined } | undefined,
+    data:
+      | {
+          train: RemoteSplit;
+          validation?: RemoteSplit | undefined;
+          test?: RemoteSplit | undefined;
+          format?: 'chunked' | undefined;
+        }
+      | undefined,
     builtin: boolean,
-  ): Promise<Dataset> {
+  ): Promise<TrainingData> {
     if (!data) {
       if (!builtin) return Promise.reject(new Error('the coordinator announced no data for a non-built-in dataset'));
       return this.memo('mnist', () => loadDataset('mnist'));
     }
+    if (data.format === 'chunked') return this.chunked(data.train);
     return this.memo(`${data.train.sha256}/${data.validation?.sha256 ?? ''}/${data.test?.sha256 ?? ''}`, async () => {
       const train = await this.fetchSplit(data.train);
       const validation = data.validation ? await this.fetchSplit(data.validation) : undefined;
@@ -55,7 +75,38 @@ export class DataCache {
     });
   }
 
-  private memo(key: string, load: () => Promise<Dataset>): Promise<Dataset> {
+  /**
+   * A chunked dataset: the manifest is fetched now (size and SHA-256 checked against what the
+   * coordinator announced, then its sums), chunks only when a step or evaluation needs them
+   * (`ChunkedSplit`), each checked against the manifest before use. Not memoised: the manifest
+   * is small and the chunk cache is shared.
+   */
+  private async chunked(manifestRef: RemoteSplit): Promise<TrainingData> {
+    if (manifestRef.bytes > MAX_MANIFEST_BYTES)
+      throw new InvalidDataError(
+        `the coordinator announced a ${manifestRef.bytes}-byte manifest; at most ${MAX_MANIFEST_BYTES}`,
+      );
+    const url = this.shardUrl(manifestRef);
+    const bytes = await this.download(url, manifestRef.bytes, manifestRef.sha256);
+    const manifest = parseManifest(bytes, url);
+    const base = url.replace(/\/manifest$/, '');
+    const fetchChunk = async (split: SplitName, index: number) => {
+      const entry = manifest.splits[split]!.chunks[index]!;
+      const chunkUrl = `${base}/chunks/${split}/${index}`;
+      return verifyChunk(await this.download(chunkUrl, entry.bytes), manifest, split, index, chunkUrl);
+    };
+    const splitOf = (s: SplitName, m: DatasetManifest) =>
+      new ChunkedSplit(m, s, this.chunks, fetchChunk, manifestRef.sha256);
+    return {
+      name: url,
+      train: splitOf('train', manifest),
+      ...(manifest.splits.test ? { test: splitOf('test', manifest) } : {}),
+      featureShape: manifest.featureShape,
+      numClasses: manifest.labels.kind === 'class' ? manifest.labels.numClasses : 1,
+    };
+  }
+
+  private memo(key: string, load: () => Promise<TrainingData>): Promise<TrainingData> {
     let p = this.cache.get(key);
     if (!p) {
       p = load();
@@ -99,6 +150,15 @@ export class DataCache {
 
   private async fetchSplit(split: RemoteSplit) {
     const url = this.shardUrl(split);
+    return decodeShard(await this.download(url, split.bytes, split.sha256), url);
+  }
+
+  /**
+   * Downloads `bytes` bytes from the coordinator (bounded retry for a busy one); refuses a
+   * body of another length and, when given, another SHA-256. A verification failure is not
+   * retried: the data is wrong, not the network.
+   */
+  private async download(url: string, bytes: number, sha256?: string): Promise<Uint8Array> {
     let lastError: unknown;
     for (let attempt = 1; attempt <= FETCH_ATTEMPTS; attempt++) {
       try {
@@ -111,10 +171,10 @@ export class DataCache {
           this.ca,
         );
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        const buf = await DataCache.readExactly(res, split.bytes, url);
-        if (sha256Hex(buf) !== split.sha256)
+        const buf = await DataCache.readExactly(res, bytes, url);
+        if (sha256 !== undefined && sha256Hex(buf) !== sha256)
           throw new InvalidDataError(`${url}: SHA-256 mismatch (corrupted in transit?)`);
-        return decodeShard(buf, url);
+        return buf;
       } catch (err) {
         lastError = err;
         await new Promise((r) => setTimeout(r, 200 * attempt));

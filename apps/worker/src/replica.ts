@@ -15,8 +15,9 @@ import {
   trainingSize,
   weightLayout,
   weightsChecksum,
-  type Dataset,
+  ChunkedSplit,
   type DataSplit,
+  type TrainingData,
   type JobSpec,
   type SeededDropout,
   type TensorSpec,
@@ -77,7 +78,7 @@ export class Replica {
     private readonly spec: JobSpec,
     private readonly model: tfl.LayersModel,
     private readonly optimizer: tf.Optimizer,
-    readonly data: Dataset,
+    readonly data: TrainingData,
   ) {
     this.vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
     this.dropout = spec.seededDropout ? seedDropout(model, spec.seed) : undefined;
@@ -108,7 +109,7 @@ export class Replica {
     spec: JobSpec,
     layout: number[][],
     values: Float32Array,
-    data: Dataset,
+    data: TrainingData,
     optimizerSpecs: TensorSpec[] = [],
   ): Promise<Replica> {
     const model = await buildModel(spec.model, spec.seed);
@@ -139,6 +140,8 @@ export class Replica {
     this.onChunk?.(n);
     this.gradientChunk(indices, out, 0);
     this.pacer.observe(n, performance.now() - t0);
+    if (this.probeChunks && this.data.train instanceof ChunkedSplit) this.data.train.release(this.probeChunks);
+    this.probeChunks = undefined;
   }
 
   /** Takes weights (first part of `values`) and, when `optimizerSpecs` is not empty, the optimizer state (the rest). */
@@ -202,19 +205,14 @@ export class Replica {
     return this.data.test?.count ?? 0;
   }
 
-  private batchTensors(split: DataSplit, indices: ArrayLike<number>): { xs: tf.Tensor; ys: tf.Tensor } {
+  private batchTensors(split: DataSplit | ChunkedSplit, indices: ArrayLike<number>): { xs: tf.Tensor; ys: tf.Tensor } {
     const n = indices.length;
     const f = split.featureSize;
     if (this.xBuf.length < n * f) this.xBuf = new Float32Array(n * f);
     if (this.yBuf.length < n * this.numClasses) this.yBuf = new Float32Array(n * this.numClasses);
-    gatherBatch(
-      split,
-      indices,
-      this.numClasses,
-      this.xBuf,
-      this.yBuf,
-      this.spec.labels === 'class' ? 'one-hot' : 'value',
-    );
+    const targets = this.spec.labels === 'class' ? 'one-hot' : 'value';
+    if (split instanceof ChunkedSplit) split.gather(indices, this.numClasses, this.xBuf, this.yBuf, targets);
+    else gatherBatch(split, indices, this.numClasses, this.xBuf, this.yBuf, targets);
     return {
       xs: tf.tensor(this.xBuf.subarray(0, n * f), [n, ...this.inputShape]),
       ys: tf.tensor2d(this.yBuf.subarray(0, n * this.numClasses), [n, this.numClasses]),
@@ -271,6 +269,40 @@ export class Replica {
     out: Float32Array,
     step: number = this.optimizer.iterations,
   ): Promise<BatchStats> {
+    const train = this.data.train;
+    if (!(train instanceof ChunkedSplit)) return this.computeResident(indices, out, step);
+    // A chunked dataset: fetch the chunks of this slice first (the time is the step's data wait).
+    const t0 = performance.now();
+    const chunks = await train.ensure(indices);
+    this.dataWaitMs += performance.now() - t0;
+    if (this.disposed) {
+      train.release(chunks);
+      throw new JobEndedError();
+    }
+    try {
+      return await this.computeResident(indices, out, step);
+    } finally {
+      train.release(chunks);
+    }
+  }
+
+  /** Milliseconds spent waiting for chunks of a chunked dataset so far. */
+  dataWaitMs = 0;
+
+  /**
+   * Fetches what `probe()` reads (the first examples of a chunked training split); a
+   * no-op for in-memory data.
+   */
+  async prepareProbe(): Promise<void> {
+    const train = this.data.train;
+    if (!(train instanceof ChunkedSplit)) return;
+    const n = Math.min(PROBE_EXAMPLES, train.count);
+    this.probeChunks = await train.ensure(Array.from({ length: n }, (_, i) => i));
+  }
+
+  private probeChunks: number[] | undefined;
+
+  private async computeResident(indices: ArrayLike<number>, out: Float32Array, step: number): Promise<BatchStats> {
     const n = indices.length;
     const size = Math.min(this.pacer.chunk(n), Math.ceil(n / this.spec.accumulationSteps));
     if (size >= n) return this.timedChunk(indices, out, step);
@@ -383,12 +415,19 @@ export class Replica {
       if (s > start) await this.yieldChunk();
       const e = Math.min(end, s + size);
       const indices = Array.from({ length: e - s }, (_, i) => s + i);
+      const pinned = data instanceof ChunkedSplit ? await data.ensure(indices) : undefined;
       this.onChunk?.(e - s);
-      const [lossSum, correct] = tf.tidy(() => {
-        const { xs, ys } = this.batchTensors(data, indices);
-        const pred = this.model.apply(xs, { training: false }) as tf.Tensor;
-        return [tf.sum(this.loss(ys, pred)).dataSync()[0]!, this.correctCount(ys, pred).dataSync()[0]!];
-      });
+      let lossSum: number;
+      let correct: number;
+      try {
+        [lossSum, correct] = tf.tidy(() => {
+          const { xs, ys } = this.batchTensors(data, indices);
+          const pred = this.model.apply(xs, { training: false }) as tf.Tensor;
+          return [tf.sum(this.loss(ys, pred)).dataSync()[0]!, this.correctCount(ys, pred).dataSync()[0]!];
+        });
+      } finally {
+        if (pinned && data instanceof ChunkedSplit) data.release(pinned);
+      }
       stats.lossSum += lossSum;
       stats.correct += correct;
       stats.count += e - s;

@@ -53,6 +53,8 @@ export interface WorkerSessionOptions {
   maxMessageBytes?: number;
   /** Largest whole-model state (weights + optimizer state) accepted from the coordinator, in bytes. @defaultValue MAX_STATE_BYTES */
   maxStateBytes?: number;
+  /** Bytes of decoded dataset chunks kept (`--cache-bytes`); a batch's chunks are kept even past it. @defaultValue DEFAULT_CACHE_BYTES */
+  cacheBytes?: number | undefined;
 }
 
 /**
@@ -126,6 +128,7 @@ export class WorkerSession {
       options.coordinator.replace(/\/+$/, '').replace(/^ws(s?):/, 'http$1:'),
       options.token,
       options.ca,
+      options.cacheBytes,
     );
   }
 
@@ -325,6 +328,8 @@ export class WorkerSession {
         if (this.jobId !== msg.jobId) return replica.dispose();
         replica.onChunk = this.slowdown;
         replica.pacer.budgetMs = Math.min(replica.pacer.budgetMs, this.timeoutMs * CHUNK_BUDGET_OF_TIMEOUT);
+        await replica.prepareProbe();
+        if (this.jobId !== msg.jobId) return replica.dispose();
         replica.probe();
         this.replica = replica;
         const wire = (this.wire = new GradientWire(replica.paramCount, spec));

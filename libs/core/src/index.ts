@@ -79,6 +79,8 @@ export { decodeHalves } from './compression/fp16.js';
 export { decodeInt8 } from './compression/int8.js';
 export {
   BUILTIN_MODELS,
+  DATASET_NAME_PATTERN,
+  DatasetNameSchema,
   type DatasetSpec,
   DatasetSpecSchema,
   type FieldIssue,
@@ -147,6 +149,7 @@ export {
   checkLabels,
   type Dataset,
   type DataSplit,
+  type TrainingData,
   type FileReader,
   gatherBatch,
   type IdxFiles,
@@ -173,3 +176,59 @@ export { ALLOWED_CLASSES, checkTopology, MAX_LAYER_DIMENSION } from './model/top
 export { MAX_TOPOLOGY_DEPTH, MAX_TOPOLOGY_NODES } from './model/normalize-topology.js';
 export { countTopologyParams } from './model/param-count.js';
 export { httpFetch } from './client/http-fetch.js';
+export {
+  CHUNK_HEADER_BYTES,
+  CHUNK_MAGIC,
+  MAX_CHUNK_BYTES,
+  chunkBytes,
+  decodeChunk,
+  featureBytes,
+  writeChunkHeader,
+  type DecodedChunk,
+  type FeatureDtype,
+  type LabelDtype,
+} from './data/chunk-format.js';
+export { DatasetChunkError, type DatasetChunkErrorCode } from './data/dataset-chunk-error.js';
+export {
+  ChunkEntrySchema,
+  DatasetManifestSchema,
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  MAX_CHUNKS,
+  MAX_MANIFEST_BYTES,
+  checkManifest,
+  chunkName,
+  featureSizeOf,
+  locateExample,
+  parseManifest,
+  type ChunkEntry,
+  type DatasetManifest,
+  type SplitManifest,
+  type SplitName,
+} from './data/dataset-manifest.js';
+export { chunkEntry, verifyChunk } from './data/chunk-reader.js';
+export { DEFAULT_CHUNK_BYTES, SplitChunkWriter, chunkExamplesFor, type ChunkSink } from './data/chunk-writer.js';
+export { DEFAULT_MAX_LINE_BYTES, readLines, type Line, type LineReaderOptions } from './data/line-reader.js';
+export {
+  CsvRowParser,
+  DEFAULT_MAX_FIELDS,
+  DEFAULT_MAX_RECORD_VALUES,
+  JsonlRecordParser,
+  type CsvRowOptions,
+} from './data/row-parsers.js';
+export { ByteReader } from './data/byte-reader.js';
+export { maybeGunzip } from './data/gunzip-stream.js';
+export { IdxStream } from './data/idx-stream.js';
+export {
+  IngestRequestSchema,
+  IngestSourceSchema,
+  InvalidIngestRequestError,
+  MAX_IMAGE_SIDE,
+  type DatasetInfo,
+  type DatasetState,
+  type IngestProgress,
+  type IngestRequest,
+  type IngestRequestInput,
+  type IngestSource,
+} from './data/ingest-request.js';
+export { ChunkCache, ChunkedSplit, DEFAULT_CACHE_BYTES, type ChunkFetcher } from './data/chunked-split.js';

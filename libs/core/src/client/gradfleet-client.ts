@@ -1,3 +1,4 @@
+import type { DatasetInfo, IngestRequestInput } from '../data/ingest-request.js';
 import type { JobSpecInput } from '../job/job-spec.js';
 import type { JobState, JobStatus, JobSummary, WorkerInfo } from '../job/job-status.js';
 import { TERMINAL_STATES } from '../job/job-status.js';
@@ -119,6 +120,34 @@ export class GradfleetClient {
       yield data;
       cursor = res.headers.get('x-next-cursor');
     } while (cursor);
+  }
+
+  /** Starts ingesting a named chunked dataset (`docs/datasets.md`); answers at once, state INGESTING. */
+  ingestDataset(name: string, request: IngestRequestInput): Promise<DatasetInfo> {
+    return this.request('PUT', `/v1/datasets/${encodeURIComponent(name)}`, request);
+  }
+
+  dataset(name: string): Promise<DatasetInfo> {
+    return this.request('GET', `/v1/datasets/${encodeURIComponent(name)}`);
+  }
+
+  datasets(): Promise<DatasetInfo[]> {
+    return this.request('GET', '/v1/datasets');
+  }
+
+  /** Removes a named dataset (stops its ingestion if it is still running). */
+  removeDataset(name: string): Promise<void> {
+    return this.request('DELETE', `/v1/datasets/${encodeURIComponent(name)}`);
+  }
+
+  /** Polls a dataset until its ingestion ends (READY or FAILED), calling `onUpdate` with each state. */
+  async waitForDataset(name: string, onUpdate?: (d: DatasetInfo) => void, pollMs = 250): Promise<DatasetInfo> {
+    for (;;) {
+      const d = await this.dataset(name);
+      onUpdate?.(d);
+      if (d.state !== 'INGESTING') return d;
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
   }
 
   /** Deletes a finished job with its data, checkpoints and model. */

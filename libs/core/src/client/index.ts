@@ -17,6 +17,13 @@ export {
   type WorkerInfo,
   type WorkerStats,
 } from '../job/job-status.js';
+export type {
+  DatasetInfo,
+  DatasetState,
+  IngestProgress,
+  IngestRequestInput,
+  IngestSource,
+} from '../data/ingest-request.js';
 export { printable } from '../protocol/printable.js';
 /** Allocator settings the CLI passes to the coordinator and worker processes it launches. */
 export { ALLOCATOR_ENV } from '../protocol/constants.js';

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { LabelKind } from '../job/job-spec.js';
+import type { ChunkedSplit } from './chunked-split.js';
 import { InvalidDataError, MAX_LABEL, parseIdx } from './idx.js';
 
 /**
@@ -24,6 +25,20 @@ export interface Dataset {
   validation?: DataSplit;
   test?: DataSplit;
   /** Shape of one example, e.g. [28, 28]. */
+  featureShape: number[];
+  numClasses: number;
+}
+
+/**
+ * What a worker trains on: `Dataset`, or splits of a chunked dataset fetched chunk by chunk
+ * (`ChunkedSplit`, `docs/datasets.md`).
+ */
+export interface TrainingData {
+  name: string;
+  train: DataSplit | ChunkedSplit;
+  /** A validation file of its own (never chunked yet); absent: the tail of `train`. */
+  validation?: DataSplit | undefined;
+  test?: DataSplit | ChunkedSplit | undefined;
   featureShape: number[];
   numClasses: number;
 }

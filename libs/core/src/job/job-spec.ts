@@ -56,12 +56,20 @@ export const ModelSpecSchema = z.preprocess(
  */
 const source = z.string().min(1).max(4096);
 
+/** A named dataset's name (`gradfleet dataset ingest SRC --name N`): also a directory and object-key component. */
+export const DATASET_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+export const DatasetNameSchema = z
+  .string()
+  .regex(DATASET_NAME_PATTERN, 'a dataset name is 1-64 of a-z 0-9 . _ - and starts with a letter or digit');
+
 /**
- * A job's dataset: the built-in MNIST (shipped with every worker), or IDX, CSV or JSON
- * Lines files that the coordinator reads and serves to the workers.
+ * A job's dataset: the built-in MNIST (shipped with every worker), a named chunked dataset
+ * the coordinator holds (`docs/datasets.md`), or IDX, CSV or JSON Lines files that the
+ * coordinator reads and serves to the workers.
  */
 export const DatasetSpecSchema = z.union([
   z.literal('mnist'),
+  z.object({ name: DatasetNameSchema }).strict(),
   z
     .object({
       idx: z
@@ -315,8 +323,9 @@ export const JobSpecSchema = z
 
 /** Whether a dataset names a validation file of its own. */
 export function hasValidationFile(dataset: z.output<typeof DatasetSpecSchema>): boolean {
-  if (dataset === 'mnist' || 'idx' in dataset) return false;
-  return ('csv' in dataset ? dataset.csv : dataset.jsonl).validation !== undefined;
+  if (dataset === 'mnist' || 'idx' in dataset || 'name' in dataset) return false; // named datasets: no validation file yet
+  if ('csv' in dataset) return dataset.csv.validation !== undefined;
+  return dataset.jsonl.validation !== undefined;
 }
 
 export type JobSpec = z.output<typeof JobSpecSchema>;

@@ -90,6 +90,10 @@ export interface JobStatus {
   replicas: ReplicaReport;
   /** The dataset shards the coordinator serves (absent for the built-in MNIST). */
   dataset?: {
+    /** `chunked`: a named chunked dataset (`docs/datasets.md`); absent: `data-shard` files. */
+    format?: 'chunked';
+    /** The named dataset the job uses. */
+    name?: string;
     train: { examples: number; bytes: number; sha256: string };
     validation?: { examples: number; bytes: number; sha256: string };
     test?: { examples: number; bytes: number; sha256: string };

@@ -134,11 +134,13 @@ export const CoordinatorMessageSchema = z.discriminatedUnion('t', [
     layout: z.array(z.array(count).max(8)).max(100_000),
     optimizer: z.array(TensorSpecSchema).max(100_000).default([]),
     state: StateHeaderSchema,
+    /** `format: 'chunked'`: `train` (and `test`) name the manifest of a chunked dataset, its chunks next to it. */
     data: z
       .object({
         train: RemoteSplitSchema,
         validation: RemoteSplitSchema.optional(),
         test: RemoteSplitSchema.optional(),
+        format: z.literal('chunked').optional(),
       })
       .optional(),
     /**

@@ -1,0 +1,94 @@
+import {
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { InvalidDataError } from '@gradfleet/core';
+
+/** `s3://bucket/key`, split; the key may be empty (a whole bucket) or a prefix. */
+export function parseS3Url(url: string, field: string): { bucket: string; key: string } {
+  const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,62})(?:\/(.*))?$/.exec(url);
+  if (!m) throw new InvalidDataError(`${url.slice(0, 100)}: not an s3://bucket/key URL`, field);
+  return { bucket: m[1]!, key: m[2] ?? '' };
+}
+
+/**
+ * An S3 client configured as the AWS tools are: region from `AWS_REGION` /
+ * `AWS_DEFAULT_REGION` (default us-east-1), credentials from the SDK's default chain
+ * (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE` and the shared config files,
+ * instance roles), the endpoint from `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` (MinIO and
+ * other S3-compatible stores). A custom endpoint uses path-style addressing
+ * (`AWS_S3_FORCE_PATH_STYLE=false` turns it off; `true` turns it on for AWS too).
+ */
+export function s3ClientFromEnv(env: NodeJS.ProcessEnv = process.env): S3Client {
+  const endpoint = env['AWS_ENDPOINT_URL_S3'] ?? env['AWS_ENDPOINT_URL'];
+  const flag = env['AWS_S3_FORCE_PATH_STYLE'];
+  const forcePathStyle = flag === undefined ? endpoint !== undefined : flag === 'true' || flag === '1';
+  return new S3Client({
+    region: env['AWS_REGION'] ?? env['AWS_DEFAULT_REGION'] ?? 'us-east-1',
+    ...(endpoint ? { endpoint } : {}),
+    forcePathStyle,
+  });
+}
+
+/** The reason of an S3 failure, without anything the server echoed back (keys, bodies). */
+export function s3Reason(err: unknown): string {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number }; code?: string };
+  return `${e.name ?? e.code ?? 'error'}${e.$metadata?.httpStatusCode ? ` ${e.$metadata.httpStatusCode}` : ''}`;
+}
+
+/** Objects of a bucket under a prefix (all pages), with their sizes. */
+export async function listObjects(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+  max: number,
+): Promise<{ key: string; size: number }[]> {
+  const out: { key: string; size: number }[] = [];
+  let token: string | undefined;
+  do {
+    const page = await client.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }),
+    );
+    for (const o of page.Contents ?? []) {
+      if (o.Key === undefined) continue;
+      out.push({ key: o.Key, size: o.Size ?? 0 });
+      if (out.length > max) throw new InvalidDataError(`s3://${bucket}/${prefix}: more than ${max} objects`);
+    }
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return out;
+}
+
+export async function getObjectStream(
+  client: S3Client,
+  bucket: string,
+  key: string,
+): Promise<{ stream: AsyncIterable<Uint8Array>; bytes: number }> {
+  const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  if (!res.Body) throw new Error('empty body');
+  return { stream: res.Body as AsyncIterable<Uint8Array>, bytes: res.ContentLength ?? 0 };
+}
+
+export async function headObject(client: S3Client, bucket: string, key: string): Promise<number> {
+  const res = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+  return res.ContentLength ?? 0;
+}
+
+export async function putObject(client: S3Client, bucket: string, key: string, body: Uint8Array): Promise<void> {
+  await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.byteLength }));
+}
+
+export async function deletePrefix(client: S3Client, bucket: string, prefix: string): Promise<void> {
+  for (;;) {
+    const objects = await listObjects(client, bucket, prefix, 1000).catch(() => []);
+    if (objects.length === 0) return;
+    await client.send(
+      new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: objects.map((o) => ({ Key: o.key })) } }),
+    );
+    if (objects.length < 1000) return;
+  }
+}

@@ -1,0 +1,47 @@
+// A real S3-compatible server (s3rver, from npm) for the tests of S3 sources and stores:
+// in-process, on a free loopback port, with its buckets in a temporary directory.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+interface S3rverInstance {
+  run(): Promise<{ address: string; port: number }>;
+  close(): Promise<void>;
+}
+type S3rverClass = new (options: Record<string, unknown>) => S3rverInstance;
+
+const S3rver = createRequire(import.meta.url)('s3rver') as S3rverClass;
+
+export interface S3TestServer {
+  endpoint: string;
+  /** Environment a client (or a child coordinator) needs to reach it. */
+  env: Record<string, string>;
+  close(): Promise<void>;
+}
+
+export async function startS3Server(buckets: string[]): Promise<S3TestServer> {
+  const dir = await mkdtemp(join(tmpdir(), 'gradfleet-s3-'));
+  const server = new S3rver({
+    address: '127.0.0.1',
+    port: 0,
+    silent: true,
+    directory: dir,
+    configureBuckets: buckets.map((name) => ({ name })),
+  });
+  const { port } = await server.run();
+  const endpoint = `http://127.0.0.1:${port}`;
+  return {
+    endpoint,
+    env: {
+      AWS_ENDPOINT_URL: endpoint,
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      AWS_REGION: 'us-east-1',
+    },
+    close: async () => {
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

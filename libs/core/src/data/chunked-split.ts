@@ -1,0 +1,182 @@
+import type { DecodedChunk } from './chunk-format.js';
+import { featureSizeOf, type DatasetManifest, type SplitName } from './dataset-manifest.js';
+
+/** Default bytes of decoded chunks a worker keeps (`--cache-bytes`). */
+export const DEFAULT_CACHE_BYTES = 1024 * 1024 * 1024;
+/** Chunks fetched at once by one split. */
+const FETCH_CONCURRENCY = 4;
+
+/** Fetches and verifies one chunk (`verifyChunk`); the worker's goes over HTTP. */
+export type ChunkFetcher = (split: SplitName, index: number) => Promise<DecodedChunk>;
+
+/** An LRU of decoded chunks shared by the splits of one worker, bounded in bytes. */
+export class ChunkCache {
+  private readonly map = new Map<string, { chunk: DecodedChunk; bytes: number; pins: number }>();
+  bytes = 0;
+  hits = 0;
+  misses = 0;
+  fetchedBytes = 0;
+
+  constructor(readonly maxBytes = DEFAULT_CACHE_BYTES) {}
+
+  get(key: string): DecodedChunk | undefined {
+    const e = this.map.get(key);
+    if (!e) return undefined;
+    this.map.delete(key); // most recently used last
+    this.map.set(key, e);
+    return e.chunk;
+  }
+
+  has(key: string): boolean {
+    return this.map.has(key);
+  }
+
+  /** Adds a fetched chunk pinned once (or pins the copy already there). */
+  putPinned(key: string, chunk: DecodedChunk): void {
+    const e = this.map.get(key);
+    if (e) {
+      e.pins++;
+      return;
+    }
+    const bytes = chunk.x.byteLength + chunk.y.byteLength;
+    this.map.set(key, { chunk, bytes, pins: 1 });
+    this.bytes += bytes;
+    this.fetchedBytes += bytes;
+    this.evict();
+  }
+
+  pin(key: string, by: number): void {
+    const e = this.map.get(key);
+    if (e) e.pins += by;
+  }
+
+  /** Drops least recently used chunks until under the limit; pinned chunks (a batch in use) stay. */
+  evict(): void {
+    for (const [key, e] of this.map) {
+      if (this.bytes <= this.maxBytes) return;
+      if (e.pins > 0) continue;
+      this.map.delete(key);
+      this.bytes -= e.bytes;
+    }
+  }
+}
+
+/**
+ * A split of a chunked dataset on a worker: only the chunks that hold the examples it is
+ * asked for are fetched (`ensure`), kept in a byte-bounded LRU (`ChunkCache`), and gathered
+ * into batches synchronously (`gather`) while pinned. A batch whose chunks exceed the cache
+ * is still served: its chunks stay pinned until `release`, then the cache shrinks back.
+ */
+export class ChunkedSplit {
+  readonly count: number;
+  readonly featureSize: number;
+  readonly scale: number;
+  private readonly inflight = new Map<number, Promise<DecodedChunk>>();
+
+  constructor(
+    readonly manifest: DatasetManifest,
+    readonly split: SplitName,
+    private readonly cache: ChunkCache,
+    private readonly fetch: ChunkFetcher,
+    /** Distinguishes datasets in a shared cache (the manifest's SHA-256). */
+    private readonly key: string,
+  ) {
+    const s = manifest.splits[split];
+    if (!s) throw new RangeError(`the dataset has no ${split} split`);
+    this.count = s.examples;
+    this.featureSize = featureSizeOf(manifest);
+    this.scale = manifest.scale;
+  }
+
+  private chunkKey(i: number): string {
+    return `${this.key}/${this.split}/${i}`;
+  }
+
+  /** The chunks holding `indices`, each once, in index order. */
+  chunksOf(indices: ArrayLike<number>): number[] {
+    const per = this.manifest.chunkExamples;
+    const set = new Set<number>();
+    for (let j = 0; j < indices.length; j++) {
+      const idx = indices[j]!;
+      if (!(idx >= 0 && idx < this.count))
+        throw new RangeError(`example index ${idx} outside a split of ${this.count}`);
+      set.add(Math.floor(idx / per));
+    }
+    return [...set].sort((a, b) => a - b);
+  }
+
+  /** Fetches (or finds in the cache) every chunk holding `indices` and pins them until `release`. */
+  async ensure(indices: ArrayLike<number>): Promise<number[]> {
+    const chunks = this.chunksOf(indices);
+    const pinned: number[] = [];
+    const missing: number[] = [];
+    for (const c of chunks) {
+      if (this.cache.has(this.chunkKey(c))) {
+        this.cache.pin(this.chunkKey(c), 1);
+        pinned.push(c);
+      } else missing.push(c);
+    }
+    if (missing.length === 0) this.cache.hits += chunks.length;
+    else {
+      this.cache.hits += chunks.length - missing.length;
+      this.cache.misses += missing.length;
+    }
+    let next = 0;
+    const run = async () => {
+      while (next < missing.length) {
+        const c = missing[next++]!;
+        let p = this.inflight.get(c);
+        if (!p) {
+          p = this.fetch(this.split, c);
+          p.finally(() => this.inflight.delete(c)).catch(() => undefined);
+          this.inflight.set(c, p);
+        }
+        this.cache.putPinned(this.chunkKey(c), await p);
+        pinned.push(c);
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, missing.length) }, run));
+    } catch (err) {
+      this.release(pinned);
+      throw err;
+    }
+    return chunks;
+  }
+
+  /** Unpins the chunks `ensure` returned. */
+  release(chunks: readonly number[]): void {
+    for (const c of chunks) this.cache.pin(this.chunkKey(c), -1);
+    this.cache.evict();
+  }
+
+  /**
+   * Copies the examples at `indices` (their chunks pinned by `ensure`) into `xOut` (scaled
+   * to float) and their targets into `yOut`, as `gatherBatch` does for an in-memory split.
+   */
+  gather(
+    indices: ArrayLike<number>,
+    numClasses: number,
+    xOut: Float32Array,
+    yOut: Float32Array,
+    targets: 'one-hot' | 'value',
+  ): void {
+    const per = this.manifest.chunkExamples;
+    const f = this.featureSize;
+    const scale = this.scale;
+    yOut.fill(0, 0, indices.length * numClasses);
+    for (let j = 0; j < indices.length; j++) {
+      const idx = indices[j]!;
+      const chunk = this.cache.get(this.chunkKey(Math.floor(idx / per)));
+      if (!chunk) throw new Error(`example ${idx}: its chunk was not fetched (call ensure first)`);
+      const at = idx % per;
+      const src = at * f;
+      const dst = j * f;
+      const x = chunk.x;
+      for (let k = 0; k < f; k++) xOut[dst + k] = x[src + k]! * scale;
+      const label = chunk.y[at]!;
+      if (targets === 'value') yOut[j] = label;
+      else if (label < numClasses) yOut[j * numClasses + label] = 1;
+    }
+  }
+}
