@@ -24,6 +24,33 @@ export async function openedPath(file: FileHandle, path: string): Promise<string
 }
 
 /**
+ * The real path of `source` (realpath, so neither `..` nor a symlink leads out) and the real
+ * roots, refused unless it lies under one of `roots`. `alternative` ends the refusals with
+ * what the user can do instead.
+ */
+async function realUnderRoots(
+  source: string,
+  roots: readonly string[],
+  fail: (reason: string) => never,
+  alternative: string,
+): Promise<{ real: string; realRoots: (string | undefined)[] }> {
+  if (roots.length === 0)
+    fail(
+      `dataset paths on the coordinator are refused: it was started without --dataset-root; ${alternative}start the coordinator with --dataset-root DIR`,
+    );
+  let real: string;
+  try {
+    real = await realpath(resolve(source));
+  } catch (err) {
+    return fail(`cannot read (${code(err)})`);
+  }
+  const realRoots = await Promise.all(roots.map((r) => realpath(r).catch(() => undefined)));
+  if (!realRoots.some((r) => r !== undefined && inside(r, real)))
+    fail(`outside the coordinator --dataset-root directories; copy it there${alternative ? ' or upload it' : ''}`);
+  return { real, realRoots };
+}
+
+/**
  * Reads a dataset file named by path in a job spec. Allowed only under one of `roots`
  * (`--dataset-root`; none by default: every path is refused until an operator opts in).
  * The path is resolved with realpath, so neither `..` nor a symlink leads outside a root;
@@ -43,19 +70,12 @@ export async function readDatasetPath(
   const fail = (reason: string): never => {
     throw new InvalidDataError(`${source}: ${reason}`, field);
   };
-  if (roots.length === 0)
-    fail(
-      'dataset paths on the coordinator are refused: it was started without --dataset-root; upload the file (gradfleet submit --data) or start the coordinator with --dataset-root DIR',
-    );
-  let real: string;
-  try {
-    real = await realpath(resolve(source));
-  } catch (err) {
-    return fail(`cannot read (${code(err)})`);
-  }
-  const realRoots = await Promise.all(roots.map((r) => realpath(r).catch(() => undefined)));
-  if (!realRoots.some((r) => r !== undefined && inside(r, real)))
-    fail('outside the coordinator --dataset-root directories; copy it there or upload it');
+  const { real, realRoots } = await realUnderRoots(
+    source,
+    roots,
+    fail,
+    'upload the file (gradfleet submit --data) or ',
+  );
   const file = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(
     (err: unknown) => fail(`cannot read (${code(err)})`),
   );
@@ -100,19 +120,7 @@ export async function resolveDatasetPath(
   const fail = (reason: string): never => {
     throw new InvalidDataError(`${source}: ${reason}`, field);
   };
-  if (roots.length === 0)
-    fail(
-      'dataset paths on the coordinator are refused: it was started without --dataset-root; start the coordinator with --dataset-root DIR',
-    );
-  let real: string;
-  try {
-    real = await realpath(resolve(source));
-  } catch (err) {
-    return fail(`cannot read (${code(err)})`);
-  }
-  const realRoots = await Promise.all(roots.map((r) => realpath(r).catch(() => undefined)));
-  if (!realRoots.some((r) => r !== undefined && inside(r, real)))
-    fail('outside the coordinator --dataset-root directories; copy it there');
+  const { real } = await realUnderRoots(source, roots, fail, '');
   const info = await stat(real).catch((err: unknown) => fail(`cannot read (${code(err)})`));
   if (kind === 'file' && !info.isFile()) fail('not a regular file');
   if (kind === 'dir' && !info.isDirectory()) fail('not a directory');
