@@ -89,6 +89,13 @@ describe('bucketed gradients on the main thread: partial contributions and reade
       reader.send({ t: 'ready', jobId: m.jobId, trainCount: data.trainCount, testCount: data.testCount });
       (reader.ws as unknown as { _socket: { pause(): void } })._socket.pause(); // reads nothing more
     };
+    const slowReaderCloses = async () =>
+      Number(
+        /gradfleet_protocol_errors_total\{code="SLOW_READER"\} (\d+)/.exec(
+          await (await fetch(`${cluster.url}/metrics`)).text(),
+        )?.[1] ?? NaN,
+      );
+    const slowBefore = await slowReaderCloses();
     const beat = setInterval(() => reader.send({ t: 'heartbeat' }), 1000);
     try {
       // ~3.3 MB updates; one backup worker: steps go on without the silent reader's gradient.
@@ -106,8 +113,10 @@ describe('bucketed gradients on the main thread: partial contributions and reade
       // SLOW_READER, then drops the TCP connection (1006 on this side).
       const closed = await reader.closed;
       expect([CLOSE_CODES.SLOW_READER, 1006]).toContain(closed.code);
-      const metrics = await (await fetch(`${cluster.url}/metrics`)).text();
-      expect(metrics).toMatch(/gradfleet_protocol_errors_total\{code="SLOW_READER"\} 1/);
+      // At least the silent reader: under load a real worker that falls behind the backup-worker
+      // cadence (its gradient excused, its updates still queued) is closed the same way (CI saw 2).
+      expect(await slowReaderCloses()).toBeGreaterThanOrEqual(slowBefore + 1);
+      await cluster.waitForLog('over two steps of updates');
       expect(params * 4).toBeGreaterThan(3_000_000);
       const done = await cluster.client.waitForJob(job.id);
       expect(done.state, done.reason).toBe('SUCCEEDED');
