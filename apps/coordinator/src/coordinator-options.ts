@@ -6,7 +6,11 @@ import {
   type Logger,
 } from '@gradfleet/core';
 import type { ApiTokenEntry } from './api-tokens.js';
-import { DEFAULT_MAX_DATASET_BYTES } from './dataset-ingest.js';
+import {
+  DEFAULT_DATASET_PARSE_HEAP_MB,
+  DEFAULT_DATASET_PARSE_TIMEOUT_MS,
+  DEFAULT_MAX_DATASET_BYTES,
+} from './dataset-ingest.js';
 import { DEFAULT_JOB_SERIES_GRACE_MS } from './metrics.js';
 
 /** What a `Coordinator` is started with; every field but `logger` has a default (`COORDINATOR_DEFAULTS`). */
@@ -65,6 +69,12 @@ export interface CoordinatorOptions {
   maxQueuedJobs?: number;
   /** Jobs waiting to run per API token (`anonymous` without tokens); more get 429 `QUEUE_FULL`. @defaultValue 100 */
   maxQueuedJobsPerToken?: number;
+  /** Bytes of dataset shards (`<dataDir>/jobs/<id>/data`) that jobs waiting to run hold, all together; more get 429 `QUEUE_FULL`. @defaultValue 32 GiB */
+  maxQueuedDataBytes?: number;
+  /** JS heap of the thread that parses one job's dataset files, in MiB (`dataset-ingest.ts`). @defaultValue DEFAULT_DATASET_PARSE_HEAP_MB */
+  datasetParseHeapMb?: number;
+  /** Time one job's dataset files may take to read and parse, in seconds. @defaultValue 600 */
+  datasetParseTimeoutS?: number;
   /** Open event streams (`GET /v1/jobs/:id/events`) in all; more get 429 `TOO_MANY_STREAMS`. @defaultValue 256 */
   maxEventStreams?: number;
   /** Open event streams per API token; more get 429 `TOO_MANY_STREAMS`. @defaultValue 16 */
@@ -119,6 +129,10 @@ export const COORDINATOR_DEFAULTS = {
   maxQueuedJobs: 1_000,
   /** So one token cannot fill the whole queue. */
   maxQueuedJobsPerToken: 100,
+  /** Thirty-two datasets at the 1 GiB upload limit, encoded; named datasets' chunks are the catalog's, not counted here. */
+  maxQueuedDataBytes: 32 * 1024 ** 3,
+  datasetParseHeapMb: DEFAULT_DATASET_PARSE_HEAP_MB,
+  datasetParseTimeoutS: DEFAULT_DATASET_PARSE_TIMEOUT_MS / 1000,
   /** Each stream costs a socket and a 250 ms timer; a dashboard needs a handful. */
   maxEventStreams: 256,
   maxEventStreamsPerToken: 16,

@@ -52,6 +52,8 @@ export class Coordinator {
       maxBytes: options.maxUploadBytes,
       roots: options.datasetRoots,
       urlAllow: options.datasetUrlAllow,
+      parseHeapMb: options.datasetParseHeapMb,
+      parseTimeoutMs: options.datasetParseTimeoutS * 1000,
       log,
     });
     this.datasetFiles = new DatasetFiles({
@@ -86,6 +88,7 @@ export class Coordinator {
         maxConcurrentJobs: options.maxConcurrentJobs,
         maxQueuedJobs: options.maxQueuedJobs,
         maxQueuedJobsPerToken: options.maxQueuedJobsPerToken,
+        maxQueuedDataBytes: options.maxQueuedDataBytes,
       },
       options.modelBuildHeapMb,
     );

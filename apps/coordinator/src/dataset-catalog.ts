@@ -1,9 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { link, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import {
   DATASET_NAME_PATTERN,
   IngestRequestSchema,
@@ -24,6 +22,7 @@ import type { PreparedDataset } from './dataset-ingest.js';
 import type { IngestLimits } from './dataset-ingest-pipeline.js';
 import type { IngestThreadData, IngestThreadMessage } from './dataset-ingest-thread.js';
 import { JobRequestError } from './job-manager.js';
+import { startThread } from './thread-module.js';
 import type { DatasetSources, DatasetSourcesOptions } from './dataset-sources.js';
 
 /** Heap cap of one ingestion thread, in MiB: a chunk (≤ 256 MiB) and a decoded image fit, a leak does not grow past it. */
@@ -181,21 +180,11 @@ export class DatasetCatalog {
     const entry: Entry = { info, store };
     this.entries.set(name, entry);
     const data: IngestThreadData = { request: input, sources: this.sourceOptions, limits: this.limits, store };
-    const url = new URL('./dataset-ingest-thread.js', import.meta.url);
-    // Running from sources (the unit tests): the thread loads the .ts through tsx's loader.
-    const ts = !existsSync(fileURLToPath(url));
-    const tsEntry = new URL('./dataset-ingest-thread.ts', import.meta.url).href;
-    const options = {
+    const thread = startThread('dataset-ingest-thread', {
       workerData: data,
       name: `ingest-${name}`,
       resourceLimits: { maxOldGenerationSizeMb: INGEST_THREAD_HEAP_MB },
-    };
-    const thread = ts
-      ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(tsEntry)}); })`, {
-          ...options,
-          eval: true,
-        })
-      : new Worker(url, options);
+    });
     entry.thread = thread;
     this.log.info({ dataset: name, store: req.store ?? 'local' }, 'dataset ingestion started');
     entry.done = new Promise<void>((resolve) => {

@@ -1,31 +1,24 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import {
-  InvalidDataError,
-  checkLabels,
-  encodeShard,
-  loadDataset,
-  targetWidth,
-  parseCsv,
-  parseJsonl,
-  sha256Hex,
-  type DataSplit,
-  type DatasetSpec,
-  type LabelKind,
-  type Logger,
-  type RemoteSplit,
-} from '@gradfleet/core';
-import { readDatasetPath } from './dataset-path.js';
-import { downloadDataset, urlName, type UrlPolicy } from './dataset-url.js';
+import { InvalidDataError, type DatasetSpec, type LabelKind, type Logger, type RemoteSplit } from '@gradfleet/core';
+import type { PrepareThreadData, PrepareThreadMessage } from './dataset-prepare-thread.js';
+import { startThread } from './thread-module.js';
 
 /** Largest dataset file accepted by upload or URL fetch, in bytes. */
 export const DEFAULT_MAX_DATASET_BYTES = 1024 * 1024 * 1024;
 
-/** How errors name a source: URLs without credentials or query. */
-const display = (source: string) => (/^https?:\/\//i.test(source) ? urlName(source) : source);
+/**
+ * Heap cap of a dataset preparation thread, in MiB. Parsed examples live in typed arrays
+ * outside this heap; what it bounds is the text and the per-line work of parsing, which for
+ * a file at the 1 GiB upload limit fits, and for millions of tiny lines fails here, not in
+ * the coordinator.
+ */
+export const DEFAULT_DATASET_PARSE_HEAP_MB = 2048;
+/** Deadline of one dataset preparation, in ms: a 1 GiB CSV parses in about a minute. */
+export const DEFAULT_DATASET_PARSE_TIMEOUT_MS = 600_000;
 
 /** Where dataset files may come from (see docs/security.md). */
 export interface DatasetSourceOptions {
@@ -35,6 +28,10 @@ export interface DatasetSourceOptions {
   roots?: readonly string[];
   /** Hosts dataset URLs may name (`--dataset-url-allow`). @defaultValue none: URLs are refused */
   urlAllow?: readonly string[];
+  /** Heap of the thread that parses one job's dataset, in MiB (`--dataset-parse-heap-mb`). @defaultValue DEFAULT_DATASET_PARSE_HEAP_MB */
+  parseHeapMb?: number;
+  /** Time one job's dataset may take to read and parse, in ms (`--dataset-parse-timeout-s`). @defaultValue DEFAULT_DATASET_PARSE_TIMEOUT_MS */
+  parseTimeoutMs?: number;
   log?: Logger;
 }
 
@@ -56,26 +53,22 @@ export interface PreparedDataset {
 }
 
 /**
- * Turns a job's dataset into shards the coordinator serves to workers
- * (`GET /v1/jobs/:id/data/train|test`, `data-shard` format). Files come from an upload, a path
- * under `--dataset-root`, or an http(s) URL on `--dataset-url-allow` fetched once (cached by
- * URL). Malformed data is refused with the file, line/record and reason, and the spec field
- * that named it, never with the data itself.
+ * Stores uploads, and turns a job's inline dataset into shards the coordinator serves to
+ * workers (`GET /v1/jobs/:id/data/train|test`, `data-shard` format) by running
+ * `InlineDataset` (`dataset-prepare.ts`) on a thread of its own per job.
  */
 export class DatasetIngest {
   readonly maxBytes: number;
-  private readonly urlPolicy: UrlPolicy;
+  private readonly parseHeapMb: number;
+  private readonly parseTimeoutMs: number;
 
   constructor(
     private readonly dataDir: string,
     private readonly options: DatasetSourceOptions = {},
   ) {
     this.maxBytes = options.maxBytes ?? DEFAULT_MAX_DATASET_BYTES;
-    this.urlPolicy = {
-      allow: options.urlAllow ?? [],
-      maxBytes: this.maxBytes,
-      ...(options.log ? { note: (fields, msg) => options.log!.warn(fields, msg) } : {}),
-    };
+    this.parseHeapMb = options.parseHeapMb ?? DEFAULT_DATASET_PARSE_HEAP_MB;
+    this.parseTimeoutMs = options.parseTimeoutMs ?? DEFAULT_DATASET_PARSE_TIMEOUT_MS;
   }
 
   /** Stores an uploaded file; returns the source to put in a job spec (`upload:<id>`). */
@@ -108,120 +101,13 @@ export class DatasetIngest {
     return { source: `upload:${id}`, bytes, sha256: hash.digest('hex') };
   }
 
-  /** The bytes of a source: an upload, a URL (fetched once into `<dataDir>/downloads`) or a path. */
-  private async bytes(source: string, field: string): Promise<Buffer> {
-    if (source.startsWith('upload:')) {
-      const id = source.slice('upload:'.length);
-      if (!/^[A-Za-z0-9._-]+$/.test(id) || id.startsWith('.'))
-        throw new InvalidDataError(`${source}: not an upload id`, field);
-      const path = join(this.dataDir, 'uploads', id);
-      if (!(await stat(path).catch(() => undefined))) throw new InvalidDataError(`${source}: no such upload`, field);
-      return readFile(path);
-    }
-    if (/^https?:\/\//i.test(source)) {
-      const dir = join(this.dataDir, 'downloads');
-      const path = join(dir, createHash('sha256').update(source).digest('hex'));
-      if (!(await stat(path).catch(() => undefined))) {
-        await mkdir(dir, { recursive: true });
-        await downloadDataset(source, path, this.urlPolicy, field);
-      }
-      return readFile(path);
-    }
-    if (/^[a-z][a-z0-9+.-]*:/i.test(source) && !/^[a-z]:[\\/]/i.test(source))
-      throw new InvalidDataError(`${source}: only paths, http(s) URLs and upload:<id> are dataset sources`, field);
-    return readDatasetPath(source, this.options.roots ?? [], this.maxBytes, field);
-  }
-
-  private async text(source: string, field: string): Promise<string> {
-    return (await this.bytes(source, field)).toString('utf8');
-  }
-
-  private async load(
-    spec: Exclude<DatasetSpec, 'mnist' | { name: string }>,
-    labels: LabelKind,
-  ): Promise<{
-    train: DataSplit;
-    validation?: DataSplit;
-    test?: DataSplit;
-    featureShape: number[];
-    numClasses: number;
-  }> {
-    const named = async <T>(field: string, f: () => Promise<T>): Promise<T> => {
-      try {
-        return await f();
-      } catch (err) {
-        if (err instanceof InvalidDataError) err.path ??= field;
-        throw err;
-      }
-    };
-    if ('idx' in spec) {
-      const i = spec.idx;
-      const fields = new Map<string | undefined, string>([
-        [i.testLabels, 'dataset.idx.testLabels'],
-        [i.testImages, 'dataset.idx.testImages'],
-        [i.trainLabels, 'dataset.idx.trainLabels'],
-        [i.trainImages, 'dataset.idx.trainImages'],
-      ]);
-      const read = (file: string) => this.bytes(file, fields.get(file) ?? 'dataset.idx');
-      const d = await named('dataset.idx', async () => {
-        const loaded = await loadDataset({ idx: i }, read);
-        checkLabels(loaded.train, labels, display(i.trainLabels));
-        if (loaded.test) checkLabels(loaded.test, labels, display(i.testLabels!));
-        return loaded;
-      });
-      return {
-        train: d.train,
-        ...(d.test ? { test: d.test } : {}),
-        featureShape: d.featureShape,
-        numClasses: targetWidth(labels, d.numClasses),
-      };
-    }
-    const numericLabels = labels === 'regression';
-    const [kind, parse] =
-      'csv' in spec
-        ? (['csv', (t: string, name: string) => parseCsv(t, name, { ...spec.csv, numericLabels })] as const)
-        : ([
-            'jsonl',
-            (t: string, name: string) => parseJsonl(t, name, spec.jsonl.featureScale, numericLabels),
-          ] as const);
-    const files = 'csv' in spec ? spec.csv : spec.jsonl;
-    const parseChecked = async (source: string, field: string) => {
-      const parsed = parse(await this.text(source, field), display(source));
-      checkLabels(parsed.split, labels, display(source));
-      return parsed;
-    };
-    const train = await named(`dataset.${kind}.train`, () => parseChecked(files.train, `dataset.${kind}.train`));
-    /** A validation or test file: parsed, labels checked, the same features per example as the training file. */
-    const other = async (name: 'validation' | 'test') => {
-      const source = files[name];
-      if (source === undefined) return undefined;
-      const field = `dataset.${kind}.${name}`;
-      const parsed = await named(field, () => parseChecked(source, field));
-      if (parsed.split.featureSize !== train.split.featureSize)
-        throw new InvalidDataError(
-          `${display(source)}: ${parsed.split.featureSize} features per example, ${display(files.train)} has ${train.split.featureSize}`,
-          field,
-        );
-      return parsed;
-    };
-    const validation = await other('validation');
-    const test = await other('test');
-    let maxLabel = 0;
-    for (const s of [train.split, validation?.split, test?.split])
-      if (s) for (const y of s.y) maxLabel = Math.max(maxLabel, y);
-    return {
-      train: train.split,
-      ...(validation ? { validation: validation.split } : {}),
-      ...(test ? { test: test.split } : {}),
-      featureShape: train.featureShape,
-      numClasses: targetWidth(labels, maxLabel + 1),
-    };
-  }
-
   /**
-   * Parses and encodes the dataset of a job into `<jobDir>/data`, its labels checked against
-   * the job's `labels` kind; undefined for the built-in MNIST. `numClasses` is the target
-   * width: the class count, or 1 for binary and regression labels.
+   * Parses and encodes the dataset of a job into `<jobDir>/data` on a thread of its own
+   * (`dataset-prepare-thread.ts`) with a heap cap (`parseHeapMb`) and a deadline
+   * (`parseTimeoutMs`); undefined for the built-in MNIST. Labels are checked against the
+   * job's `labels` kind; `numClasses` is the target width: the class count, or 1 for binary
+   * and regression labels. Past either limit the thread is stopped and the job refused with
+   * what to do instead (a named dataset streams any size).
    */
   async prepare(
     jobId: string,
@@ -231,25 +117,67 @@ export class DatasetIngest {
   ): Promise<PreparedDataset | undefined> {
     if (spec === 'mnist') return undefined;
     if ('name' in spec) throw new Error('named datasets are prepared by the dataset catalog');
-    const d = await this.load(spec, labels);
-    const dir = join(jobDir, 'data');
-    await mkdir(dir, { recursive: true });
-    const write = async (name: 'train' | 'validation' | 'test', split: DataSplit): Promise<PreparedSplit> => {
-      const shard = encodeShard(split, d.featureShape, d.numClasses);
-      await writeFile(join(dir, `${name}.bin`), shard);
-      return {
-        path: `/v1/jobs/${jobId}/data/${name}`,
-        bytes: shard.byteLength,
-        sha256: sha256Hex(shard),
-        examples: split.count,
+    const field = `dataset.${Object.keys(spec)[0] ?? ''}`;
+    const data: PrepareThreadData = {
+      jobId,
+      jobDir,
+      spec,
+      labels,
+      options: {
+        dataDir: this.dataDir,
+        roots: this.options.roots ?? [],
+        urlAllow: this.options.urlAllow ?? [],
+        maxBytes: this.maxBytes,
+      },
+    };
+    const thread = startThread('dataset-prepare-thread', {
+      workerData: data,
+      name: `prepare-${jobId}`,
+      resourceLimits: { maxOldGenerationSizeMb: this.parseHeapMb },
+    });
+    const alternative = 'ingest it as a named dataset (gradfleet dataset ingest), which streams files of any size';
+    return new Promise<PreparedDataset>((resolve, reject) => {
+      let settled = false;
+      const end = (f: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        void thread.terminate();
+        f();
       };
-    };
-    return {
-      train: await write('train', d.train),
-      ...(d.validation ? { validation: await write('validation', d.validation) } : {}),
-      ...(d.test ? { test: await write('test', d.test) } : {}),
-      featureShape: d.featureShape,
-      numClasses: d.numClasses,
-    };
+      const timer = setTimeout(
+        () =>
+          end(() => {
+            this.options.log?.warn({ job_id: jobId, limit_ms: this.parseTimeoutMs }, 'dataset preparation timed out');
+            reject(
+              new InvalidDataError(
+                `reading and parsing the dataset took longer than ${this.parseTimeoutMs / 1000} s (--dataset-parse-timeout-s); ${alternative}`,
+                field,
+              ),
+            );
+          }),
+        this.parseTimeoutMs,
+      );
+      thread.on('message', (m: PrepareThreadMessage) => {
+        if (m.t === 'note') this.options.log?.warn({ job_id: jobId, ...m.fields }, m.message);
+        else if (m.t === 'done') end(() => resolve(m.prepared));
+        else if (m.t === 'invalid') end(() => reject(new InvalidDataError(m.message, m.path ?? field)));
+        else end(() => reject(new Error(`dataset preparation failed (${m.code ?? m.name})`)));
+      });
+      thread.on('error', (err: NodeJS.ErrnoException) =>
+        end(() => {
+          if (err.code !== 'ERR_WORKER_OUT_OF_MEMORY')
+            return reject(new Error(`dataset preparation thread failed (${err.code ?? err.name})`));
+          this.options.log?.warn({ job_id: jobId, limit_mb: this.parseHeapMb }, 'dataset preparation out of memory');
+          reject(
+            new InvalidDataError(
+              `parsing the dataset needed more than the ${this.parseHeapMb} MiB the coordinator allows (--dataset-parse-heap-mb); ${alternative}`,
+              field,
+            ),
+          );
+        }),
+      );
+      thread.on('exit', (code) => end(() => reject(new Error(`dataset preparation thread exited (${code})`))));
+    });
   }
 }

@@ -51,15 +51,104 @@ async function realUnderRoots(
 }
 
 /**
- * Reads a dataset file named by path in a job spec. Allowed only under one of `roots`
+ * The whole content of an open file: only a regular file, at most `maxBytes` (checked from
+ * the open file before reading, and counted while reading for files such as /proc entries
+ * that report size 0). What is read is the file that was opened and checked, whatever
+ * happens to its path meanwhile.
+ */
+async function readHeld(file: FileHandle, maxBytes: number, fail: (reason: string) => never): Promise<Buffer> {
+  const info = await file.stat();
+  if (!info.isFile()) fail('not a regular file');
+  if (info.size > maxBytes)
+    fail(`${info.size} bytes exceeds the coordinator's limit of ${maxBytes} (--max-upload-bytes)`);
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    const buf = Buffer.allocUnsafe(Math.min(1024 * 1024, maxBytes - total + 1));
+    const { bytesRead } = await file.read(buf, 0, buf.length, null);
+    if (bytesRead === 0) break;
+    total += bytesRead;
+    if (total > maxBytes) fail(`more than ${maxBytes} bytes (--max-upload-bytes)`);
+    chunks.push(buf.subarray(0, bytesRead));
+  }
+  return Buffer.concat(chunks, total);
+}
+
+/** Flags of every dataset file open: read only, never through a symlink, never blocking on a FIFO. */
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
+/**
+ * Reads a file the coordinator stored itself (an upload, a URL download) in one open:
+ * no stat-then-read window in which the file could be replaced, and the same checks
+ * as `readDatasetPath` (regular file, size limit) on what was opened. `name` is how errors
+ * name it (`upload:<id>`, the URL without query), `missing` the reason when it is not there.
+ */
+export async function readStoredFile(
+  path: string,
+  name: string,
+  maxBytes: number,
+  field: string,
+  missing = 'no such file',
+): Promise<Buffer> {
+  const fail = (reason: string): never => {
+    throw new InvalidDataError(`${name}: ${reason}`, field);
+  };
+  const file = await open(path, OPEN_FLAGS).catch((err: unknown) =>
+    fail((err as NodeJS.ErrnoException).code === 'ENOENT' ? missing : `cannot read (${code(err)})`),
+  );
+  try {
+    return await readHeld(file, maxBytes, fail);
+  } catch (err) {
+    if (err instanceof InvalidDataError) throw err;
+    return fail(`cannot read (${code(err)})`);
+  } finally {
+    await file.close();
+  }
+}
+
+/**
+ * Opens a dataset file named by path in a request. Allowed only under one of `roots`
  * (`--dataset-root`; none by default: every path is refused until an operator opts in).
  * The path is resolved with realpath, so neither `..` nor a symlink leads outside a root;
  * and since a directory on the way can be swapped for a symlink between that check and the
  * open (O_NOFOLLOW guards only the last component), the file once open is checked again by
  * where its descriptor really points (`openedPath`): what is read is what was checked.
- * Only regular files, at most `maxBytes` (checked from the open file before reading, and
- * counted while reading for files such as /proc entries that report size 0).
+ * Only regular files. The caller reads from the handle and closes it.
  * Errors name the path as given and the reason, never the file's content.
+ */
+export async function openDatasetPath(
+  source: string,
+  roots: readonly string[],
+  field: string,
+): Promise<{ file: FileHandle; bytes: number }> {
+  const fail = (reason: string): never => {
+    throw new InvalidDataError(`${source}: ${reason}`, field);
+  };
+  const { real, realRoots } = await realUnderRoots(
+    source,
+    roots,
+    fail,
+    'upload the file (gradfleet submit --data) or ',
+  );
+  const file = await open(real, OPEN_FLAGS).catch((err: unknown) => fail(`cannot read (${code(err)})`));
+  try {
+    const held = await openedPath(file, real);
+    if (held === undefined || !realRoots.some((r) => r !== undefined && inside(r, held)))
+      fail('changed while being opened (a symlink on the way was swapped); refused');
+    const info = await file.stat();
+    if (!info.isFile()) fail('not a regular file');
+    return { file, bytes: info.size };
+  } catch (err) {
+    await file.close();
+    if (err instanceof InvalidDataError) throw err;
+    return fail(`cannot read (${code(err)})`);
+  }
+}
+
+/**
+ * Reads a dataset file named by path in a job spec (`openDatasetPath`'s rules), at most
+ * `maxBytes` (checked from the open file before reading, and counted while reading for files
+ * such as /proc entries that report size 0).
  */
 export async function readDatasetPath(
   source: string,
@@ -70,34 +159,9 @@ export async function readDatasetPath(
   const fail = (reason: string): never => {
     throw new InvalidDataError(`${source}: ${reason}`, field);
   };
-  const { real, realRoots } = await realUnderRoots(
-    source,
-    roots,
-    fail,
-    'upload the file (gradfleet submit --data) or ',
-  );
-  const file = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(
-    (err: unknown) => fail(`cannot read (${code(err)})`),
-  );
+  const { file } = await openDatasetPath(source, roots, field);
   try {
-    const held = await openedPath(file, real);
-    if (held === undefined || !realRoots.some((r) => r !== undefined && inside(r, held)))
-      fail('changed while being opened (a symlink on the way was swapped); refused');
-    const info = await file.stat();
-    if (!info.isFile()) fail('not a regular file');
-    if (info.size > maxBytes)
-      fail(`${info.size} bytes exceeds the coordinator's limit of ${maxBytes} (--max-upload-bytes)`);
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const buf = Buffer.allocUnsafe(Math.min(1024 * 1024, maxBytes - total + 1));
-      const { bytesRead } = await file.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      total += bytesRead;
-      if (total > maxBytes) fail(`more than ${maxBytes} bytes (--max-upload-bytes)`);
-      chunks.push(buf.subarray(0, bytesRead));
-    }
-    return Buffer.concat(chunks, total);
+    return await readHeld(file, maxBytes, fail);
   } catch (err) {
     if (err instanceof InvalidDataError) throw err;
     return fail(`cannot read (${code(err)})`);
@@ -107,22 +171,16 @@ export async function readDatasetPath(
 }
 
 /**
- * Resolves a dataset path or directory named in a request under one of `roots`, with the
- * same rules as `readDatasetPath` (realpath, so neither `..` nor a symlink leads out);
- * returns the real path of a regular file (`kind: 'file'`) or a directory.
+ * Resolves a dataset directory named in a request under one of `roots`, with the same rules
+ * as `openDatasetPath` (realpath, so neither `..` nor a symlink leads out); returns its real
+ * path. Its files are opened one by one through `openDatasetPath`.
  */
-export async function resolveDatasetPath(
-  source: string,
-  roots: readonly string[],
-  field: string,
-  kind: 'file' | 'dir',
-): Promise<{ real: string; bytes: number }> {
+export async function resolveDatasetDir(source: string, roots: readonly string[], field: string): Promise<string> {
   const fail = (reason: string): never => {
     throw new InvalidDataError(`${source}: ${reason}`, field);
   };
   const { real } = await realUnderRoots(source, roots, fail, '');
   const info = await stat(real).catch((err: unknown) => fail(`cannot read (${code(err)})`));
-  if (kind === 'file' && !info.isFile()) fail('not a regular file');
-  if (kind === 'dir' && !info.isDirectory()) fail('not a directory');
-  return { real, bytes: info.size };
+  if (!info.isDirectory()) fail('not a directory');
+  return real;
 }

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { mkdir, open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { InvalidDataError } from '@gradfleet/core';
-import { resolveDatasetPath } from './dataset-path.js';
+import { openDatasetPath, resolveDatasetDir } from './dataset-path.js';
 import { downloadDataset, urlName } from './dataset-url.js';
 import { getObjectStream, listObjects, parseS3Url, s3Reason } from './s3-access.js';
 
@@ -87,10 +87,17 @@ export class DatasetSources {
       const id = source.slice('upload:'.length);
       if (!/^[A-Za-z0-9._-]+$/.test(id) || id.startsWith('.'))
         throw new InvalidDataError(`${source}: not an upload id`, field);
-      const path = join(this.options.dataDir, 'uploads', id);
-      const info = await stat(path).catch(() => undefined);
-      if (!info?.isFile()) throw new InvalidDataError(`${source}: no such upload`, field);
-      return { stream: createReadStream(path), bytes: info.size, display: source };
+      // One open, then checks on what was opened: no window for the path to change meanwhile.
+      const file = await open(
+        join(this.options.dataDir, 'uploads', id),
+        constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+      ).catch(() => undefined);
+      const info = await file?.stat();
+      if (!file || !info?.isFile()) {
+        await file?.close();
+        throw new InvalidDataError(`${source}: no such upload`, field);
+      }
+      return { stream: file.createReadStream(), bytes: info.size, display: source };
     }
     if (/^https?:\/\//i.test(source)) {
       const dir = join(this.options.dataDir, 'downloads');
@@ -112,8 +119,8 @@ export class DatasetSources {
         `${source.slice(0, 100)}: only paths, http(s) URLs, s3:// URLs and upload:<id> are dataset sources`,
         field,
       );
-    const { real, bytes } = await resolveDatasetPath(source, this.options.roots ?? [], field, 'file');
-    return { stream: createReadStream(real, { highWaterMark: 1024 * 1024 }), bytes, display: source };
+    const { file, bytes } = await openDatasetPath(source, this.options.roots ?? [], field);
+    return { stream: file.createReadStream({ highWaterMark: 1024 * 1024 }), bytes, display: source };
   }
 
   /**
@@ -146,7 +153,7 @@ export class DatasetSources {
         byClass.set(rest[0]!, list);
       }
     } else {
-      const { real } = await resolveDatasetPath(dir, this.options.roots ?? [], field, 'dir');
+      const real = await resolveDatasetDir(dir, this.options.roots ?? [], field);
       let total = 0;
       for (const entry of await readdir(real, { withFileTypes: true })) {
         if (!entry.isDirectory() || entry.name.startsWith('.')) continue;

@@ -11,7 +11,7 @@ import {
   type WorkerInfo,
 } from '@gradfleet/core';
 import type { DatasetCatalog } from './dataset-catalog.js';
-import type { DatasetIngest } from './dataset-ingest.js';
+import type { DatasetIngest, PreparedDataset } from './dataset-ingest.js';
 import { JobRecord, jobDir } from './job-record.js';
 import { JobRunner } from './job-runner.js';
 import type { JobStore } from './job-store.js';
@@ -32,6 +32,10 @@ export class JobRequestError extends Error {
   }
 }
 
+/** Bytes of the shards a job's inline dataset wrote into its directory; 0 for MNIST and named datasets (the catalog's chunks, capped there). */
+const dataBytes = (data: PreparedDataset | undefined): number =>
+  data && data.format !== 'chunked' ? data.train.bytes + (data.validation?.bytes ?? 0) + (data.test?.bytes ?? 0) : 0;
+
 /** Limits the job manager enforces (`CoordinatorOptions` documents each default). */
 export interface JobLimits {
   maxModelParams: number;
@@ -40,6 +44,8 @@ export interface JobLimits {
   maxQueuedJobs: number;
   /** Jobs waiting to run that one API token submitted. */
   maxQueuedJobsPerToken: number;
+  /** Bytes of dataset shards that jobs waiting to run hold on disk, all together. */
+  maxQueuedDataBytes: number;
 }
 
 /**
@@ -56,7 +62,8 @@ export interface JobLimits {
  * Memory: a job's model (initial weights, layout, topology) is built on the model thread
  * when the job is about to start and dropped when its runner ends, so waiting jobs, finished
  * jobs and jobs restored after a restart hold none; submission only validates the model
- * (`ModelBuilder.check`). Waiting jobs are capped in number, per token and in all.
+ * (`ModelBuilder.check`). Waiting jobs are capped in number, per token and in all, and in
+ * the bytes of their dataset shards.
  */
 export class JobManager {
   private readonly jobs = new Map<string, JobRecord>();
@@ -87,6 +94,7 @@ export class JobManager {
       maxConcurrentJobs: 64,
       maxQueuedJobs: 1_000,
       maxQueuedJobsPerToken: 100,
+      maxQueuedDataBytes: 32 * 1024 ** 3,
     },
     modelBuildHeapMb = 2048,
   ) {
@@ -189,6 +197,7 @@ export class JobManager {
           },
         ]);
       }
+      this.checkQueuedData(dataBytes(data));
       this.lastSeq = Math.max(this.store.nextSeq(), this.lastSeq + 1);
       const record = JobRecord.create(id, this.lastSeq, spec, data, this.dataDir, this.store, owner);
       this.jobs.set(record.id, record);
@@ -236,6 +245,24 @@ export class JobManager {
         429,
         'QUEUE_FULL',
         `${all} jobs are waiting to run, the most this coordinator accepts (--max-queued-jobs ${maxQueuedJobs}); retry later`,
+      );
+  }
+
+  /**
+   * Refuses a job whose dataset shards (`bytes`, already written and removed by the caller
+   * on refusal) would take the shards of jobs waiting to run past `maxQueuedDataBytes`.
+   * Synchronous with the job's insertion, so concurrent submissions cannot both pass.
+   */
+  private checkQueuedData(bytes: number): void {
+    let held = 0;
+    for (const j of this.jobs.values())
+      if (!TERMINAL_STATES.includes(j.state) && !this.runners.has(j.id)) held += dataBytes(j.data);
+    const limit = this.limits.maxQueuedDataBytes;
+    if (held + bytes > limit)
+      throw new JobRequestError(
+        429,
+        'QUEUE_FULL',
+        `jobs waiting to run hold ${held} bytes of dataset shards and this job's are ${bytes}: more than this coordinator keeps for waiting jobs (--max-queued-data-bytes ${limit}); retry when some have started, or ingest the data once as a named dataset (gradfleet dataset ingest) that jobs share`,
       );
   }
 

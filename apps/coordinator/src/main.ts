@@ -181,6 +181,24 @@ const program = new Command('gradfleet coordinator')
     COORDINATOR_DEFAULTS.maxQueuedJobs,
   )
   .option(
+    '--max-queued-data-bytes <n>',
+    'bytes of dataset shards that jobs waiting to run may hold on disk, all together (more get 429 QUEUE_FULL)',
+    int('--max-queued-data-bytes'),
+    COORDINATOR_DEFAULTS.maxQueuedDataBytes,
+  )
+  .option(
+    '--dataset-parse-heap-mb <n>',
+    "JS heap of the thread that parses one job's dataset files, in MiB (a file that outgrows it refuses the job)",
+    int('--dataset-parse-heap-mb'),
+    COORDINATOR_DEFAULTS.datasetParseHeapMb,
+  )
+  .option(
+    '--dataset-parse-timeout-s <s>',
+    "seconds one job's dataset files may take to read and parse (longer refuses the job)",
+    int('--dataset-parse-timeout-s'),
+    COORDINATOR_DEFAULTS.datasetParseTimeoutS,
+  )
+  .option(
     '--max-queued-jobs-per-token <n>',
     'jobs waiting to run per API token (more get 429 QUEUE_FULL)',
     int('--max-queued-jobs-per-token'),
@@ -229,6 +247,9 @@ type TokenFlags = {
   maxConcurrentJobs: number;
   maxQueuedJobs: number;
   maxQueuedJobsPerToken: number;
+  maxQueuedDataBytes: number;
+  datasetParseHeapMb: number;
+  datasetParseTimeoutS: number;
   maxDatasetStoreBytes: number;
   datasetFileTtlS: number;
   modelBuildHeapMb: number;
