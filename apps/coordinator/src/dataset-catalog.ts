@@ -296,6 +296,7 @@ export class DatasetCatalog {
     return {
       format: 'chunked',
       datasetName: name,
+      chunkExamples: m.chunkExamples,
       train: { ...remote, examples: m.splits.train.examples },
       ...(m.splits.test
         ? { test: { ...remote, path: `/v1/jobs/${jobId}/data/manifest`, examples: m.splits.test.examples } }

@@ -33,7 +33,7 @@ describe('DatasetIngest.prepare runs on a thread of its own, with a heap cap and
     const { root, dataDir, base } = dirs();
     writeFileSync(join(root, 'd.csv'), 'label,a,b\n0,1,2\n1,3,4\n2,5,6\n');
     const ingest = new DatasetIngest(dataDir, { roots: [root] });
-    const d = await ingest.prepare('j1', join(base, 'job'), { csv: { train: join(root, 'd.csv') } });
+    const d = await ingest.prepare('j1', join(base, 'job'), { csv: { train: join(root, 'd.csv'), featureScale: 1 } });
     expect(d).toMatchObject({
       featureShape: [2],
       numClasses: 3,
@@ -47,7 +47,7 @@ describe('DatasetIngest.prepare runs on a thread of its own, with a heap cap and
     writeFileSync(join(root, 'd.csv'), `label,a\n0,1\n1,${SECRET}\n`);
     const err = await thrown(
       new DatasetIngest(dataDir, { roots: [root] }).prepare('j', join(base, 'job'), {
-        csv: { train: join(root, 'd.csv') },
+        csv: { train: join(root, 'd.csv'), featureScale: 1 },
       }),
     );
     expect(err).toBeInstanceOf(InvalidDataError);
@@ -61,7 +61,9 @@ describe('DatasetIngest.prepare runs on a thread of its own, with a heap cap and
     // Two million tiny lines: a few MB on disk, hundreds of MB of per-line objects in a parser.
     writeFileSync(join(root, 'tiny.csv'), `${SECRET},x\n` + '1,2\n'.repeat(2_000_000));
     const ingest = new DatasetIngest(dataDir, { roots: [root], parseHeapMb: 32 });
-    const err = await thrown(ingest.prepare('j', join(base, 'job'), { csv: { train: join(root, 'tiny.csv') } }));
+    const err = await thrown(
+      ingest.prepare('j', join(base, 'job'), { csv: { train: join(root, 'tiny.csv'), featureScale: 1 } }),
+    );
     expect(err).toBeInstanceOf(InvalidDataError);
     expect((err as InvalidDataError).path).toBe('dataset.csv');
     expect(err.message).toContain('--dataset-parse-heap-mb');
@@ -74,7 +76,9 @@ describe('DatasetIngest.prepare runs on a thread of its own, with a heap cap and
     writeFileSync(join(root, 'd.csv'), 'label,a\n0,1\n');
     // No thread starts, let alone parses, within a millisecond.
     const ingest = new DatasetIngest(dataDir, { roots: [root], parseTimeoutMs: 1 });
-    const err = await thrown(ingest.prepare('j', join(base, 'job'), { csv: { train: join(root, 'd.csv') } }));
+    const err = await thrown(
+      ingest.prepare('j', join(base, 'job'), { csv: { train: join(root, 'd.csv'), featureScale: 1 } }),
+    );
     expect(err).toBeInstanceOf(InvalidDataError);
     expect(err.message).toContain('--dataset-parse-timeout-s');
   });

@@ -45,6 +45,8 @@ export interface PreparedDataset {
   format?: 'chunked' | undefined;
   /** The named dataset (`dataset: { name }`). */
   datasetName?: string | undefined;
+  /** Chunked: examples per chunk (the sampler's windows follow the chunks). */
+  chunkExamples?: number | undefined;
   train: PreparedSplit;
   validation?: PreparedSplit;
   test?: PreparedSplit;

@@ -63,6 +63,7 @@ export class JobRecord {
             dataset: {
               ...(data.format ? { format: data.format } : {}),
               ...(data.datasetName ? { name: data.datasetName } : {}),
+              ...(data.chunkExamples ? { chunkExamples: data.chunkExamples } : {}),
               train: data.train,
               ...(data.validation ? { validation: data.validation } : {}),
               ...(data.test ? { test: data.test } : {}),

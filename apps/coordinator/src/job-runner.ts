@@ -5,7 +5,6 @@ import {
   ProtocolError,
   learningRateAt,
   allocFrame,
-  splitBatch,
   trainingSize,
   EpochSampler,
   type EpochResult,
@@ -17,6 +16,7 @@ import { JobEarlyStopping } from './job-early-stopping.js';
 import { FileStateSource } from './state-files.js';
 import { JobAbortedError, JobRunnerCore, NoWorkersError, type DataCounts } from './job-runner-core.js';
 import { modelArtifactJson } from './model-info.js';
+import { PrefetchPlanner } from './prefetch-planner.js';
 import type { JobMessage, WorkerConnection } from './worker-connection.js';
 
 export { JobAbortedError, NoWorkersError };
@@ -39,13 +39,15 @@ const ROUND_STATS_GRACE_MS = 5_000;
 /**
  * Runs one job on a set of workers: synchronous data-parallel SGD (docs/architecture.md).
  * Each step: take the next global batch from the sampler, split it among the live
- * workers, add each gradient into the reducer as it arrives, then send the one encoded
+ * workers (by chunk owner on a large chunked dataset, `EpochSampler.split`), add each gradient into the reducer as it arrives, then send the one encoded
  * mean to every replica. A worker lost mid-step gives its slice back to the sampler.
  */
 export class JobRunner extends JobRunnerCore {
   /** This step's totals; `reported`: samples whose loss and accuracy arrived. */
   private stepTotals = { lossSum: 0, correct: 0, samples: 0, reported: 0 };
   private earlyStopping: JobEarlyStopping | undefined;
+  /** Chunked datasets: tells workers which chunks their next steps need. */
+  private prefetch: PrefetchPlanner | undefined;
   /**
    * Runs the job until it ends or pauses; `resume` continues from a checkpoint (the
    * sampler mid-epoch, the optimizer state, the counters) instead of the initial weights.
@@ -67,7 +69,14 @@ export class JobRunner extends JobRunnerCore {
       const nTrain = trainingSize(trainCount, spec.validationSplit);
       if (nTrain < 1)
         throw new Error(`validationSplit ${spec.validationSplit} leaves no training examples out of ${trainCount}`);
-      this.sampler = new EpochSampler({ size: nTrain, seed: spec.seed, shuffle: spec.shuffle });
+      const chunkExamples = job.data?.format === 'chunked' ? job.data.chunkExamples : undefined;
+      if (chunkExamples) this.prefetch = new PrefetchPlanner(job.id, chunkExamples);
+      this.sampler = new EpochSampler({
+        size: nTrain,
+        seed: spec.seed,
+        shuffle: spec.shuffle,
+        ...(chunkExamples ? { chunks: { chunkExamples, windowChunks: spec.shuffleWindowChunks } } : {}),
+      });
       let elapsedBefore = 0;
       if (resume) {
         const c = resume.runner as unknown as RunnerCounters;
@@ -299,7 +308,8 @@ export class JobRunner extends JobRunnerCore {
     const t0 = performance.now();
     const batch = sampler.take(spec.batchSize);
     const members = [...this.members];
-    const slices = splitBatch(batch, this.balancer.weights(members));
+    const weights = this.balancer.weights(members);
+    const slices = sampler.split(batch, weights);
     const checksum =
       spec.checksumEverySteps > 0 && (sampler.exhausted || (this.stepNo + 1) % spec.checksumEverySteps === 0);
     this.received = [];
@@ -320,6 +330,7 @@ export class JobRunner extends JobRunnerCore {
         slice,
       );
     });
+    this.prefetch?.plan(sampler, spec.batchSize, members, weights);
     await this.gather();
     if (this.shards && !(await this.settleRound())) return;
     if (this.tainted || this.stepTotals.samples === 0) {

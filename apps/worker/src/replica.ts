@@ -286,6 +286,11 @@ export class Replica {
     }
   }
 
+  /** Fetches hinted chunks of a chunked training split ahead of the steps that need them; a no-op for in-memory data. */
+  prefetch(chunks: readonly number[]): void {
+    if (this.data.train instanceof ChunkedSplit) this.data.train.prefetch(chunks);
+  }
+
   /** Milliseconds spent waiting for chunks of a chunked dataset so far. */
   dataWaitMs = 0;
 

@@ -194,6 +194,11 @@ export class WorkerSession {
       let state: StateReceiver<MemoryStateSink> | undefined;
       try {
         if (message.t === 'state-chunk') return this.acceptChunk(message.transfer, message.index, payload);
+        // A hint is acted on at once (not behind the step being computed) and never fails the session.
+        if (message.t === 'prefetch') {
+          if (message.jobId === this.jobId) this.replica?.prefetch(message.chunks);
+          return;
+        }
         if (message.t === 'job-start' || message.t === 'load-state') state = this.receiveState(message);
       } catch (err) {
         return this.fail(err as Error);
@@ -315,6 +320,7 @@ export class WorkerSession {
         this.heartbeat = setInterval(() => this.beat(), msg.heartbeatIntervalMs);
         return;
       case 'heartbeat':
+      case 'prefetch': // handled on arrival
         return;
       case 'job-start': {
         this.dropJob();

@@ -11,6 +11,7 @@ export {
   MAX_HEADER_BYTES,
   MAX_OPTIMIZER_VALUES_PER_WEIGHT,
   MAX_STATE_BYTES,
+  MAX_PREFETCH_CHUNKS,
   MAX_STATE_CHUNK_BYTES,
   PROTOCOL_VERSION,
   STATE_SEND_WINDOW,
@@ -62,6 +63,12 @@ export {
   stateValues,
 } from './protocol/state-transfer.js';
 export { mulberry32 } from './sampler/prng.js';
+export {
+  type ChunkWindowOptions,
+  type ChunkWindows,
+  chunkWindows,
+  splitByChunkOwner,
+} from './sampler/chunk-windows.js';
 export {
   type EpochAudit,
   EpochSampler,

@@ -191,4 +191,58 @@ describe('chunked dataset format', () => {
     expect(cache.bytes).toBeLessThanOrEqual(40);
     await expect(split.ensure([40])).rejects.toThrow(RangeError);
   });
+
+  it('prefetches hinted chunks two at a time, unpinned; a step needing one waits for that same fetch; failures are dropped', async () => {
+    const { stored, manifest } = await build(40); // ten chunks
+    const cache = new ChunkCache(1024);
+    const calls: number[] = [];
+    let running = 0;
+    let most = 0;
+    let failOnce = true;
+    const gates = new Map<number, () => void>();
+    const split = new ChunkedSplit(
+      manifest,
+      'train',
+      cache,
+      async (s, i) => {
+        calls.push(i);
+        running++;
+        most = Math.max(most, running);
+        await new Promise<void>((r) => gates.set(i, r));
+        running--;
+        if (i === 5 && failOnce) {
+          failOnce = false;
+          throw new Error('network');
+        }
+        return verifyChunk(stored.get(`${s}-${String(i).padStart(6, '0')}.chunk`)!, manifest, s, i);
+      },
+      'k',
+    );
+    const open = async (i: number) => {
+      while (!gates.has(i)) await new Promise((r) => setTimeout(r, 1));
+      gates.get(i)!();
+      gates.delete(i);
+    };
+    split.prefetch([1, 5, 3, 99, -1, 1.5]);
+    expect(calls).toEqual([1, 5]); // two at a time; out-of-range indices ignored
+    const step = split.ensure([4, 5]); // chunk 1 (being prefetched) and chunk 1 only
+    await open(1);
+    const pinned = await step;
+    expect(pinned).toEqual([1]);
+    expect(calls.filter((c) => c === 1)).toHaveLength(1); // the step waited for the prefetch's fetch
+    await open(5); // fails: dropped, the next hinted one starts
+    await open(3);
+    while (cache.prefetched < 2) await new Promise((r) => setTimeout(r, 1)); // chunks 1 and 3
+    expect(most).toBe(2);
+    const again = split.ensure([20]); // chunk 5: fetched again by the step itself
+    await open(5);
+    expect(await again).toEqual([5]);
+    split.release(pinned);
+    split.release([5]);
+    expect(cache.prefetched).toBe(2);
+    const hits = cache.hits;
+    split.release(await split.ensure([12])); // chunk 3: prefetched, a hit
+    expect(cache.hits).toBe(hits + 1);
+    expect(cache.bytes).toBe(3 * 28);
+  });
 });

@@ -1,10 +1,13 @@
+import { MAX_PREFETCH_CHUNKS } from '../protocol/constants.js';
 import type { DecodedChunk } from './chunk-format.js';
 import { featureSizeOf, type DatasetManifest, type SplitName } from './dataset-manifest.js';
 
 /** Default bytes of decoded chunks a worker keeps (`--cache-bytes`). */
 export const DEFAULT_CACHE_BYTES = 1024 * 1024 * 1024;
-/** Chunks fetched at once by one split. */
+/** Chunks fetched at once by one split for a step. */
 const FETCH_CONCURRENCY = 4;
+/** Chunks prefetched at once, besides a step's own fetches (which never wait for these). */
+const PREFETCH_CONCURRENCY = 2;
 
 /** Fetches and verifies one chunk (`verifyChunk`); the worker's goes over HTTP. */
 export type ChunkFetcher = (split: SplitName, index: number) => Promise<DecodedChunk>;
@@ -16,6 +19,8 @@ export class ChunkCache {
   hits = 0;
   misses = 0;
   fetchedBytes = 0;
+  /** Chunks fetched ahead on a hint (`ChunkedSplit.prefetch`). */
+  prefetched = 0;
 
   constructor(readonly maxBytes = DEFAULT_CACHE_BYTES) {}
 
@@ -72,6 +77,9 @@ export class ChunkedSplit {
   readonly featureSize: number;
   readonly scale: number;
   private readonly inflight = new Map<number, Promise<DecodedChunk>>();
+  /** Hinted chunks waiting for a prefetch slot, in hint order. */
+  private readonly hinted: number[] = [];
+  private prefetching = 0;
 
   constructor(
     readonly manifest: DatasetManifest,
@@ -125,13 +133,7 @@ export class ChunkedSplit {
     const run = async () => {
       while (next < missing.length) {
         const c = missing[next++]!;
-        let p = this.inflight.get(c);
-        if (!p) {
-          p = this.fetch(this.split, c);
-          p.finally(() => this.inflight.delete(c)).catch(() => undefined);
-          this.inflight.set(c, p);
-        }
-        this.cache.putPinned(this.chunkKey(c), await p);
+        this.cache.putPinned(this.chunkKey(c), await this.fetchOnce(c));
         pinned.push(c);
       }
     };
@@ -142,6 +144,50 @@ export class ChunkedSplit {
       throw err;
     }
     return chunks;
+  }
+
+  /** One fetch of chunk `c`, shared by whoever asks while it runs (a step and a prefetch alike). */
+  private fetchOnce(c: number): Promise<DecodedChunk> {
+    let p = this.inflight.get(c);
+    if (!p) {
+      p = this.fetch(this.split, c);
+      p.finally(() => this.inflight.delete(c)).catch(() => undefined);
+      this.inflight.set(c, p);
+    }
+    return p;
+  }
+
+  /**
+   * Fetches the hinted chunks this worker lacks into the cache, unpinned, at most
+   * `PREFETCH_CONCURRENCY` at a time; returns at once. A step that needs a chunk being
+   * prefetched waits for that same fetch. Failures are dropped: the step's own `ensure`
+   * fetches again and reports. Indices outside the split are ignored.
+   */
+  prefetch(chunks: readonly number[]): void {
+    const n = Math.ceil(this.count / this.manifest.chunkExamples);
+    for (const c of chunks)
+      if (Number.isInteger(c) && c >= 0 && c < n && !this.cache.has(this.chunkKey(c)) && !this.inflight.has(c))
+        this.hinted.push(c);
+    // Hints faster than the fetches: the oldest are stale by now (their steps have passed).
+    if (this.hinted.length > MAX_PREFETCH_CHUNKS) this.hinted.splice(0, this.hinted.length - MAX_PREFETCH_CHUNKS);
+    while (this.prefetching < PREFETCH_CONCURRENCY && this.hinted.length > 0) {
+      const c = this.hinted.shift()!;
+      if (this.cache.has(this.chunkKey(c)) || this.inflight.has(c)) continue;
+      this.prefetching++;
+      this.fetchOnce(c)
+        .then((chunk) => {
+          const key = this.chunkKey(c);
+          if (this.cache.has(key)) return;
+          this.cache.putPinned(key, chunk);
+          this.cache.prefetched++;
+          this.release([c]);
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          this.prefetching--;
+          this.prefetch([]);
+        });
+    }
   }
 
   /** Unpins the chunks `ensure` returned. */

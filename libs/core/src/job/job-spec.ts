@@ -240,6 +240,13 @@ export const JobSpecSchema = z
     /** Checkpoint every this many steps (and at every epoch end); 0: epoch ends only. */
     checkpointEverySteps: z.number().int().min(0).max(10_000_000).default(500),
     shuffle: z.boolean().default(true),
+    /**
+     * Chunked datasets: chunks shuffled together (docs/datasets.md, "the shuffle scheme").
+     * An epoch draws its chunks in a seeded order, this many at a time, and the examples of
+     * each window in a seeded order; each worker trains on (and fetches) only the chunks it
+     * owns. A dataset of at most this many chunks is shuffled globally, as in-memory data.
+     */
+    shuffleWindowChunks: z.number().int().min(1).max(1_000_000).default(64),
     minWorkers: z.number().int().min(1).max(1024).default(1),
     maxWorkers: z.number().int().min(1).max(1024).default(64),
     /** Replica consistency check every this many steps (0 turns it off). */

@@ -94,6 +94,8 @@ export interface JobStatus {
     format?: 'chunked';
     /** The named dataset the job uses. */
     name?: string;
+    /** Chunked datasets: examples per chunk (the manifest's). */
+    chunkExamples?: number;
     train: { examples: number; bytes: number; sha256: string };
     validation?: { examples: number; bytes: number; sha256: string };
     test?: { examples: number; bytes: number; sha256: string };

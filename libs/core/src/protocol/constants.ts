@@ -22,6 +22,13 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
 export const MAX_CONTROL_MESSAGE_BYTES = 4 * 1024 * 1024;
 
 /**
+ * Most chunk indices one `prefetch` hint names: two steps of the largest global batch
+ * (65,536 examples each) touch at most 131,072 chunks, but a worker's cache holds far fewer
+ * (4,096 chunks of the default 4 MiB is 16 GiB), so hinting more would only churn it.
+ */
+export const MAX_PREFETCH_CHUNKS = 4096;
+
+/**
  * Largest chunk of a whole-model state transfer (`state-chunk` payload), in bytes: the
  * largest `bucketBytes` a job spec accepts. Checked against the chunk size a transfer
  * declares before anything is allocated.

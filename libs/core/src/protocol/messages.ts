@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { MAX_CONTROL_MESSAGE_BYTES } from './constants.js';
+import { MAX_CONTROL_MESSAGE_BYTES, MAX_PREFETCH_CHUNKS } from './constants.js';
 import { decodeFrame, encodeFrame } from './frame.js';
 import { printable } from './printable.js';
 import { ProtocolError } from './protocol-error.js';
@@ -161,6 +161,13 @@ export const CoordinatorMessageSchema = z.discriminatedUnion('t', [
    * computes only once it has applied `step` updates.
    */
   z.object({ t: z.literal('train'), jobId: id, step: count, epoch: count, round: count.optional() }),
+  /**
+   * Chunked datasets: chunks of the training split this worker will probably train on in the
+   * next steps (the sampler's plan with today's members), not hinted before; the worker
+   * fetches those it lacks into its cache while it computes. A hint only: a step trains on
+   * its `train` slice, whatever was hinted.
+   */
+  z.object({ t: z.literal('prefetch'), jobId: id, chunks: z.array(count).max(MAX_PREFETCH_CHUNKS) }),
   /**
    * Payload: bucket `bucket` of the sample-weighted mean gradient of the step, encoded with
    * the job's `compression`; every replica applies the whole once the last bucket is in.

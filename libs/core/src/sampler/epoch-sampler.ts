@@ -1,3 +1,4 @@
+import { chunkWindows, splitByChunkOwner, type ChunkWindowOptions, type ChunkWindows } from './chunk-windows.js';
 import { epochPermutation } from './prng.js';
 
 /** What a checkpoint needs to continue an epoch exactly where it stopped. */
@@ -25,6 +26,12 @@ export interface SamplerOptions {
   seed: number;
   /** @defaultValue true */
   shuffle?: boolean;
+  /**
+   * A chunked dataset's layout: with `shuffle`, epochs of more than `windowChunks` chunks
+   * are drawn in windows of chunks (`chunk-windows.ts`) and batches split by chunk owner.
+   * Absent: one global permutation, batches split in contiguous slices.
+   */
+  chunks?: ChunkWindowOptions | undefined;
 }
 
 /** Result of the exactly-once audit for one epoch. */
@@ -57,6 +64,9 @@ export class EpochSampler {
   private retry: number[] = [];
   private inFlight = 0;
   private counts: Uint8Array;
+  private readonly chunkOptions: ChunkWindowOptions | undefined;
+  /** This epoch's windows (chunked datasets larger than a window, shuffled). */
+  private windows: ChunkWindows | undefined;
 
   constructor(options: SamplerOptions) {
     if (!Number.isSafeInteger(options.size) || options.size < 1)
@@ -64,7 +74,13 @@ export class EpochSampler {
     this.size = options.size;
     this.seed = options.seed;
     this.shuffle = options.shuffle ?? true;
+    this.chunkOptions = options.chunks;
     this.counts = new Uint8Array(this.size);
+  }
+
+  /** The epoch draws from windows of chunks, and `split` hands each worker its chunks' examples. */
+  get windowed(): boolean {
+    return this.windows !== undefined;
   }
 
   get epoch(): number {
@@ -74,7 +90,9 @@ export class EpochSampler {
   /** Starts epoch `epoch`, optionally from a checkpointed state (resume mid-epoch). */
   beginEpoch(epoch: number, resume?: SamplerState): void {
     this.epochNo = epoch;
-    this.perm = epochPermutation(this.size, this.seed, epoch, this.shuffle);
+    this.windows =
+      this.shuffle && this.chunkOptions ? chunkWindows(this.size, this.seed, epoch, this.chunkOptions) : undefined;
+    this.perm = this.windows?.perm ?? epochPermutation(this.size, this.seed, epoch, this.shuffle);
     this.cursor = resume?.cursor ?? 0;
     this.retry = [...(resume?.retry ?? [])];
     this.inFlight = 0;
@@ -115,6 +133,28 @@ export class EpochSampler {
     }
     this.inFlight += n;
     return out;
+  }
+
+  /**
+   * The indices the next `take(max)` would hand out, without handing them out (what the
+   * coordinator tells workers to prefetch). A copy.
+   */
+  peek(max: number): Uint32Array {
+    const fromRetry = Math.min(max, this.retry.length);
+    const n = Math.min(max, this.retry.length + (this.size - this.cursor));
+    const out = new Uint32Array(n);
+    for (let k = 0; k < fromRetry; k++) out[k] = this.retry[k]!;
+    out.set(this.perm.subarray(this.cursor, this.cursor + (n - fromRetry)), fromRetry);
+    return out;
+  }
+
+  /**
+   * Splits a batch among workers in proportion to `weights`: by chunk owner when the epoch
+   * is windowed (each worker fetches only its chunks), else in contiguous slices
+   * (`splitBatch`). Either way the slices cover the batch exactly once.
+   */
+  split(batch: Uint32Array, weights: readonly number[]): Uint32Array[] {
+    return this.windows ? splitByChunkOwner(batch, weights, this.windows) : splitBatch(batch, weights);
   }
 
   /** A slice whose gradient arrived and was applied: count it for the audit. */
