@@ -196,6 +196,8 @@ describe('job API', () => {
     },
     'unknown-dataset': () => cluster.client.dataset('no-such-dataset'),
     'unknown-job': () => cluster.client.job('no-such-job'),
+    'unknown-checkpoint': async () =>
+      cluster.client.checkpointModel((await cluster.client.submit({ epochs: 1, minWorkers: 9 })).id, 500),
     'invalid-state-filter': () => cluster.client.jobs('DONE' as never),
     'page-limit-too-large': () => raw('', {}, '/v1/jobs?limit=1001'),
     'page-cursor-invalid': () => raw('', {}, '/v1/jobs?cursor=not-a-cursor'),

@@ -2,7 +2,8 @@
 import { Command, Option } from 'commander';
 import { runForeground } from './app-process.js';
 import { status } from './commands/client-commands.js';
-import { cancel, download, jobs, logs, run, submit } from './commands/job-commands.js';
+import { checkpoints, download } from './commands/checkpoint-commands.js';
+import { cancel, jobs, logs, run, submit } from './commands/job-commands.js';
 import { ingest, listDatasets, removeDataset } from './commands/dataset-commands.js';
 import { up } from './commands/up.js';
 
@@ -16,6 +17,11 @@ const nonNegativeInt = (name: string) => (v: string) => {
   if (!Number.isInteger(n) || n < 0 || n > 0xffffffff)
     throw new Error(`${name} must be an integer 0..2^32-1, got ${v}`);
   return n;
+};
+const nonNegativeStep = (v: string) => {
+  if (!/^\d{1,15}$/.test(v))
+    throw new Error(`--checkpoint must be a step number (gradfleet checkpoints JOB lists them), got ${v}`);
+  return Number(v);
 };
 const defaultCoordinator = process.env['GRADFLEET_COORDINATOR'] ?? 'http://127.0.0.1:7070';
 
@@ -127,9 +133,20 @@ clientCommand('cancel', 'cancel a job (its workers stop within one step)')
     process.exitCode = await run('cancel', () => cancel(job, opts));
   });
 
+clientCommand('checkpoints', "list a job's kept checkpoints (step, epoch, time, size, results)")
+  .argument('<job>')
+  .action(async (job: string, opts) => {
+    process.exitCode = await run('checkpoints', () => checkpoints(job, opts));
+  });
+
 clientCommand('download', 'download the trained model (model.json + weights.bin, for tf.loadLayersModel)')
   .argument('<job>')
-  .option('-o, --out <dir>', 'directory to write (default ./model-<job>)')
+  .option('-o, --out <dir>', 'directory to write (default ./model-<job>, or ./model-<job>-step-<step>)')
+  .option(
+    '--checkpoint <step>',
+    'the weights of the kept checkpoint at this step instead (gradfleet checkpoints JOB lists them)',
+    nonNegativeStep,
+  )
   .action(async (job: string, opts) => {
     process.exitCode = await run('download', () => download(job, opts));
   });

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SamplerState } from '@gradfleet/core';
 import { FileStateSource, StateFileSink, type StateFiles } from './state-files.js';
@@ -34,6 +34,18 @@ export interface Checkpoint extends CheckpointMeta {
 export interface StoredCheckpoint extends CheckpointMeta {
   dir: string;
   weightsBytes: number;
+  optimizerBytes: number;
+}
+
+/**
+ * A kept checkpoint as `GET /v1/jobs/:id/checkpoints` lists it: its `state.json` and the sizes
+ * of its files checked (not hashed: a listing reads no weights; `latest()` hashes before a resume).
+ */
+export interface ListedCheckpoint extends Omit<CheckpointMeta, 'optimizerSpecs'> {
+  dir: string;
+  createdAt: string;
+  weightsBytes: number;
+  weightsSha256: string;
   optimizerBytes: number;
 }
 
@@ -180,6 +192,43 @@ export class CheckpointStore {
       if (ckpt) return ckpt;
     }
     return undefined;
+  }
+
+  /** The kept checkpoints, oldest first; one whose files are missing or of the wrong size is left out. */
+  async list(): Promise<ListedCheckpoint[]> {
+    const found = await Promise.all((await this.stepDirs()).map((name) => this.listed(join(this.dir, name))));
+    return found.filter((c) => c !== undefined).reverse();
+  }
+
+  /** The kept checkpoint at `step` (as `list()` has it), or undefined. */
+  async find(step: number): Promise<ListedCheckpoint | undefined> {
+    if (!Number.isSafeInteger(step) || step < 0) return undefined;
+    const found = await this.listed(join(this.dir, stepName(step)));
+    return found?.step === step ? found : undefined;
+  }
+
+  private async listed(dir: string): Promise<ListedCheckpoint | undefined> {
+    try {
+      const state = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as StateFile;
+      if (state.version !== 1) return undefined;
+      const size = async (name: string) => (await stat(join(dir, name))).size;
+      if ((await size('weights.bin')) !== state.weightsBytes) return undefined;
+      if ((await size('optimizer.bin')) !== state.optimizerBytes) return undefined;
+      await size('model.json');
+      return {
+        dir,
+        step: state.step,
+        epoch: state.epoch,
+        sampler: state.sampler,
+        runner: state.runner,
+        createdAt: state.createdAt,
+        weightsBytes: state.weightsBytes,
+        weightsSha256: state.weightsSha256,
+        optimizerBytes: state.optimizerBytes,
+      };
+    } catch {
+      return undefined;
+    }
   }
 
   private async verify(dir: string): Promise<StoredCheckpoint | undefined> {

@@ -14,6 +14,7 @@ import {
   type Logger,
 } from '@gradfleet/core';
 import { readModelArtifact } from './checkpoint-store.js';
+import { checkpointInfo } from './job-checkpoint.js';
 import { FsChunkStore } from './chunk-store.js';
 import { s3Reason } from './s3-access.js';
 import type { Authenticator } from './auth.js';
@@ -97,9 +98,15 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
  * Streams a file; opened first, so a delete racing the request answers 404 or serves the
  * whole file, and a read error later only ends this response (never the coordinator).
  */
-async function sendFile(ctx: ApiContext, res: ServerResponse, path: string, what: string): Promise<void> {
+async function sendFile(
+  ctx: ApiContext,
+  res: ServerResponse,
+  path: string,
+  what: string,
+  missing = async (): Promise<Error> => new JobRequestError(404, 'NOT_FOUND', `${what} not found`),
+): Promise<void> {
   const file = await open(path).catch(() => undefined);
-  if (!file) throw new JobRequestError(404, 'NOT_FOUND', `${what} not found`);
+  if (!file) throw await missing();
   try {
     const info = await file.stat();
     res.writeHead(200, {
@@ -115,6 +122,29 @@ async function sendFile(ctx: ApiContext, res: ServerResponse, path: string, what
     ctx.log.warn({ what, code: err.code }, 'file response ended early');
     res.destroy();
   });
+}
+
+/** The files of a TensorFlow.js model artifact as the API serves them. */
+const ARTIFACT_FILES = new Set(['model.json', 'weights.bin']);
+
+/**
+ * One file of a model artifact directory (`model.json` + `weights.bin`, as
+ * `commitModelArtifact` and checkpoints write them): the final model and every kept
+ * checkpoint are served by this. `weights.bin` is streamed from an open file, never read
+ * whole; `missing` answers when the artifact is not (or no longer) there.
+ */
+async function sendArtifact(
+  ctx: ApiContext,
+  res: ServerResponse,
+  dir: string,
+  file: string,
+  what: string,
+  missing: () => Promise<Error>,
+): Promise<void> {
+  if (file === 'weights.bin') return sendFile(ctx, res, join(dir, 'weights.bin'), `weights of the ${what}`, missing);
+  const artifact = await readModelArtifact(dir);
+  if (!artifact) throw await missing();
+  return send(res, 200, artifact.modelJson);
 }
 
 /**
@@ -277,17 +307,32 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
       return sendChunk(ctx, res, job.dir, p[5]!, p[6]!, id);
     if (p[3] === 'data' && (p[4] === 'train' || p[4] === 'validation' || p[4] === 'test') && method === 'GET')
       return sendFile(ctx, res, join(job.dir, 'data', `${p[4]}.bin`), `${p[4]} data of job ${id}`);
-    if (p[3] === 'model' && method === 'GET' && (p[4] === 'model.json' || p[4] === 'weights.bin')) {
-      const artifact = job.state === 'SUCCEEDED' ? await readModelArtifact(join(job.dir, 'model')) : undefined;
-      if (!artifact)
-        throw new JobRequestError(
+    if (p[3] === 'model' && p.length === 5 && method === 'GET' && ARTIFACT_FILES.has(p[4]!)) {
+      const notReady = async () =>
+        new JobRequestError(
           409,
           'MODEL_NOT_READY',
           `job ${id} is ${job.state}; the model is available once it SUCCEEDED`,
         );
-      return p[4] === 'model.json'
-        ? send(res, 200, artifact.modelJson)
-        : sendFile(ctx, res, join(job.dir, 'model', 'weights.bin'), `weights of job ${id}`);
+      if (job.state !== 'SUCCEEDED') throw await notReady();
+      return sendArtifact(ctx, res, join(job.dir, 'model'), p[4]!, `model of job ${id}`, notReady);
+    }
+    if (p[3] === 'checkpoints' && p.length === 4 && method === 'GET')
+      return send(res, 200, (await job.checkpoints.list()).map(checkpointInfo));
+    if (p[3] === 'checkpoints' && p[5] === 'model' && p.length === 7 && method === 'GET' && ARTIFACT_FILES.has(p[6]!)) {
+      const step = /^\d{1,15}$/.test(p[4]!) ? Number(p[4]) : -1;
+      const ckpt = await job.checkpoints.find(step);
+      // Also when it was pruned between the listing (or model.json) and this request.
+      const missing = async () => {
+        const kept = (await job.checkpoints.list()).map((c) => c.step);
+        return new JobRequestError(
+          404,
+          'CHECKPOINT_NOT_FOUND',
+          `job ${id} keeps no checkpoint ${step >= 0 ? `at step ${step}` : 'by that name (a step is a number)'}; ${kept.length ? `it keeps steps ${kept.join(', ')}` : 'it keeps none yet'}: list them with GET /v1/jobs/${id}/checkpoints (gradfleet checkpoints ${id})`,
+        );
+      };
+      if (!ckpt) throw await missing();
+      return sendArtifact(ctx, res, ckpt.dir, p[6]!, `checkpoint at step ${step} of job ${id}`, missing);
     }
   }
   throw new JobRequestError(404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);

@@ -1,6 +1,6 @@
-import type { EarlyStoppingState, EpochResult } from '@gradfleet/core';
+import type { CheckpointInfo, EarlyStoppingState, EpochResult } from '@gradfleet/core';
 import { rm } from 'node:fs/promises';
-import type { CheckpointMeta } from './checkpoint-store.js';
+import type { CheckpointMeta, ListedCheckpoint } from './checkpoint-store.js';
 import type { StateFiles } from './state-files.js';
 import type { JobRecord } from './job-record.js';
 import { modelArtifactJson, type ModelInfo } from './model-info.js';
@@ -55,4 +55,23 @@ export async function saveCheckpoint(
     `checkpoint at step ${meta.step} (epoch ${meta.epoch + 1}) written in ${(performance.now() - t0).toFixed(0)} ms`,
   );
   job.persist();
+}
+
+/** A kept checkpoint as the API lists it: the store's record with the runner's counters read. */
+export function checkpointInfo(c: ListedCheckpoint): CheckpointInfo {
+  const runner = c.runner as unknown as Partial<RunnerCounters>;
+  const epochEnd = c.sampler.cursor === 0 && c.sampler.retry.length === 0;
+  const lastEpoch = runner.history?.at(-1);
+  return {
+    step: c.step,
+    epoch: c.epoch,
+    epochEnd,
+    samplesInEpoch: epochEnd ? 0 : (runner.epochTotals?.samples ?? 0),
+    time: c.createdAt,
+    bytes: c.weightsBytes + c.optimizerBytes,
+    weightsBytes: c.weightsBytes,
+    weightsSha256: c.weightsSha256,
+    ...(lastEpoch ? { lastEpoch } : {}),
+    ...(runner.earlyStopping ? { earlyStopping: runner.earlyStopping } : {}),
+  };
 }

@@ -577,10 +577,12 @@ export class JobRunner extends JobRunnerCore {
       job.checkpoints.sink(step, weightsBytes, bytes),
     );
     const sampler = this.sampler!;
-    const samplerState = epoch === sampler.epoch ? sampler.state() : { epoch, cursor: 0, retry: [] };
+    const midEpoch = epoch === sampler.epoch;
+    const samplerState = midEpoch ? sampler.state() : { epoch, cursor: 0, retry: [] };
     const runner: RunnerCounters = {
       stepNo: this.stepNo,
-      epochTotals: { ...this.epochTotals },
+      // At an epoch end the totals resumed from are the next epoch's: none yet.
+      epochTotals: midEpoch ? { ...this.epochTotals } : { lossSum: 0, correct: 0, samples: 0, steps: 0 },
       trainSamples: this.trainSamples,
       trainMs: this.trainMs,
       elapsedMs: this.elapsed(),

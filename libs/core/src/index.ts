@@ -135,6 +135,7 @@ export {
   type WorkerInfo,
   type WorkerStats,
 } from './job/job-status.js';
+export type { CheckpointInfo } from './job/checkpoint-info.js';
 export { assertTransition, canTransition, IllegalTransitionError, JOB_TRANSITIONS } from './job/job-lifecycle.js';
 export { bucketDigest, chainDigest, UpdateStreamHash } from './replica/update-stream-hash.js';
 export {

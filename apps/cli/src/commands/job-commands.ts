@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { basename, extname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { basename, extname } from 'node:path';
 import {
   ApiError,
   GradfleetClient,
@@ -141,25 +141,6 @@ export async function cancel(id: string, opts: ClientOptions): Promise<number> {
   }).cancel(id);
   print(
     opts.json ? JSON.stringify(job, null, 2) : `job ${job.id} ${job.state === 'RUNNING' ? 'cancelling' : job.state}`,
-  );
-  return 0;
-}
-
-/** `gradfleet download JOB [--out DIR]`: the trained model as `model.json` + `weights.bin`. */
-export async function download(id: string, opts: ClientOptions & { out?: string }): Promise<number> {
-  const { modelJson, weights } = await new GradfleetClient({
-    url: opts.coordinator,
-    token: opts.token,
-    ca: opts.ca ? readFileSync(opts.ca) : undefined,
-  }).download(id);
-  const dir = opts.out ?? join('.', `model-${id}`);
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'weights.bin'), new Uint8Array(weights));
-  await writeFile(join(dir, 'model.json'), JSON.stringify(modelJson));
-  print(
-    opts.json
-      ? JSON.stringify({ dir, bytes: weights.byteLength })
-      : `model of job ${id} saved in ${dir} (load with tf.loadLayersModel('file://${join(dir, 'model.json')}'))`,
   );
   return 0;
 }

@@ -1,4 +1,11 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { DatasetInfo, IngestRequestInput } from '../data/ingest-request.js';
+import type { CheckpointInfo } from '../job/checkpoint-info.js';
 import type { JobSpecInput } from '../job/job-spec.js';
 import type { JobState, JobStatus, JobSummary, WorkerInfo } from '../job/job-status.js';
 import { TERMINAL_STATES } from '../job/job-status.js';
@@ -244,24 +251,85 @@ export class GradfleetClient {
     return this.request('GET', '/v1/workers');
   }
 
-  /** The trained model as a TensorFlow.js artifact: `model.json` and its weight bytes. */
-  download(id: string): Promise<{ modelJson: Record<string, unknown>; weights: ArrayBuffer }> {
-    return this.model(id);
+  /** The kept checkpoints of a job, oldest first, with what was recorded when each was written. */
+  checkpoints(id: string): Promise<CheckpointInfo[]> {
+    return this.request('GET', `/v1/jobs/${encodeURIComponent(id)}/checkpoints`);
   }
 
-  /** Same as `download`. */
-  async model(id: string): Promise<{ modelJson: Record<string, unknown>; weights: ArrayBuffer }> {
-    const modelJson = await this.request<Record<string, unknown>>(
-      'GET',
-      `/v1/jobs/${encodeURIComponent(id)}/model/model.json`,
-    );
-    const res = await httpFetch(
-      `${this.base}/v1/jobs/${encodeURIComponent(id)}/model/weights.bin`,
-      { signal: AbortSignal.timeout(this.timeoutMs), headers: this.auth },
-      this.ca,
-    );
-    if (!res.ok) throw new ApiError(res.status, 'HTTP_ERROR', `weights download failed: HTTP ${res.status}`);
+  /**
+   * The trained model as a TensorFlow.js artifact: `model.json` and its weight bytes; with
+   * `checkpoint`, the weights of the kept checkpoint at that step (`checkpoints(id)` lists them).
+   */
+  download(
+    id: string,
+    options: { checkpoint?: number } = {},
+  ): Promise<{ modelJson: Record<string, unknown>; weights: ArrayBuffer }> {
+    return this.artifact(this.artifactPath(id, options.checkpoint));
+  }
+
+  /** Same as `download(id)`. */
+  model(id: string): Promise<{ modelJson: Record<string, unknown>; weights: ArrayBuffer }> {
+    return this.download(id);
+  }
+
+  /** The weights of the kept checkpoint at `step`, as a TensorFlow.js artifact (same as `download(id, { checkpoint: step })`). */
+  checkpointModel(id: string, step: number): Promise<{ modelJson: Record<string, unknown>; weights: ArrayBuffer }> {
+    return this.download(id, { checkpoint: step });
+  }
+
+  /**
+   * Writes the model (or, with `checkpoint`, a kept checkpoint's weights) into `dir` as
+   * `model.json` + `weights.bin`, for `tf.loadLayersModel('file://DIR/model.json')`. The
+   * weights are streamed to disk, never whole in memory. Resolves with their size.
+   */
+  async saveModel(id: string, dir: string, options: { checkpoint?: number } = {}): Promise<{ bytes: number }> {
+    const path = this.artifactPath(id, options.checkpoint);
+    const modelJson = await this.request<Record<string, unknown>>('GET', `${path}/model.json`);
+    const res = await this.fetchOk(`${path}/weights.bin`, 'weights download');
+    await mkdir(dir, { recursive: true });
+    const partial = join(dir, `.weights.bin.${process.pid}.partial`);
+    let bytes: number;
+    try {
+      await pipeline(
+        Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>),
+        createWriteStream(partial),
+      );
+      bytes = (await stat(partial)).size;
+      await rename(partial, join(dir, 'weights.bin'));
+    } catch (err) {
+      await rm(partial, { force: true });
+      throw new ApiError(0, 'DOWNLOAD_FAILED', `weights download failed: ${(err as Error).message}`);
+    }
+    await writeFile(join(dir, 'model.json'), JSON.stringify(modelJson));
+    return { bytes };
+  }
+
+  private artifactPath(id: string, checkpoint?: number): string {
+    const job = `/v1/jobs/${encodeURIComponent(id)}`;
+    return checkpoint === undefined ? `${job}/model` : `${job}/checkpoints/${checkpoint}/model`;
+  }
+
+  private async artifact(path: string): Promise<{ modelJson: Record<string, unknown>; weights: ArrayBuffer }> {
+    const modelJson = await this.request<Record<string, unknown>>('GET', `${path}/model.json`);
+    const res = await this.fetchOk(`${path}/weights.bin`, 'weights download');
     return { modelJson, weights: await res.arrayBuffer() };
+  }
+
+  /** A GET whose body is read by the caller (not JSON); an error answer throws its code and message. */
+  private async fetchOk(path: string, what: string): Promise<Response> {
+    let res: Response;
+    try {
+      res = await httpFetch(
+        this.base + path,
+        { signal: AbortSignal.timeout(this.timeoutMs), headers: this.auth },
+        this.ca,
+      );
+    } catch (err) {
+      throw new ApiError(0, 'UNREACHABLE', `cannot reach the coordinator at ${this.base} (${(err as Error).message})`);
+    }
+    if (res.ok && res.body) return res;
+    const e = ((await res.json().catch(() => undefined)) as { error?: { code?: string; message?: string } })?.error;
+    throw new ApiError(res.status, e?.code ?? 'HTTP_ERROR', e?.message ?? `${what} failed: HTTP ${res.status}`);
   }
 
   /** Polls until at least `count` workers are connected. */

@@ -17,6 +17,7 @@ export {
   type WorkerInfo,
   type WorkerStats,
 } from '../job/job-status.js';
+export type { CheckpointInfo } from '../job/checkpoint-info.js';
 export type {
   DatasetInfo,
   DatasetState,
