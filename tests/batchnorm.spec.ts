@@ -17,6 +17,7 @@ import {
   type JobStatus,
 } from '@gradfleet/core';
 import { refusal } from './helpers/api.js';
+import { freePort } from './helpers/prometheus.js';
 import { TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
 
 /**
@@ -99,7 +100,7 @@ async function dataParallelLoop(split: DataSplit, workers: number): Promise<Floa
         sums = sums.map((s, i) => tf.add(s, tf.mul(grads[vars[i]!.name]!, slice.length)));
       }
       model.nonTrainableWeights.forEach((w, i) => w.write(moving[i]!)); // undo the slices' own updates
-      tf.dispose(model.apply(tensors(split, batch).xs, { training: true })); // the global batch's moments
+      tf.dispose(model.apply(tensors(split, batch).xs, { training: true }) as tf.Tensor); // the global batch's moments
       optimizer.applyGradients(vars.map((v, i) => ({ name: v.name, tensor: tf.div(sums[i]!, batch.length) })));
     });
   }
@@ -250,6 +251,20 @@ describe('BatchNormalization moving statistics across replicas', () => {
       expect(d.moving).toBeLessThan(TOLERANCE);
       expect(d.all).toBeLessThan(TOLERANCE);
     }
+  });
+
+  it('on the data plane (reducer shards) the statistics block is averaged like the gradient', async () => {
+    const c = new TestCluster();
+    clusters.push(c);
+    await c.startCoordinator(['--reducer-threads', '2'], await freePort()); // shard k listens on port + 1 + k
+    await c.startWorkers(2);
+    const { job, weights } = await train(c, spec(2, { bucketBytes: 4096 })); // buckets on both shards, the block on the last
+    expect(job.replicas.divergences).toBe(0);
+    const d = differences(weights, parallel.get(2)!, shape);
+    console.log(
+      `data plane, 2 workers: max relative difference to the reference ${d.all}, moving statistics ${d.moving}`,
+    );
+    expect(d.all).toBeLessThan(TOLERANCE);
   });
 
   it('a replica whose moving statistics were tampered with is caught by the checksum and resynchronised', async () => {

@@ -65,7 +65,7 @@ describe('MovingStatsCapture: BatchNormalization statistics from averaged batch 
   it('micro-batches and sample-weighted slices give the statistics of the whole batch, the variance included', async () => {
     const plain = await buildModel({ topology }, 4);
     const x = images(12, 2); // halves whose means differ by about 2 (in the conv's units)
-    tf.dispose(plain.apply(x, { training: true }));
+    tf.dispose(plain.apply(x, { training: true }) as tf.Tensor);
     const [plainMean, plainVariance] = moving(plain);
     // Two "replicas" with slices of 8 and 4; the first in two micro-batches of 5 and 3.
     const blocks: Float32Array[] = [];
@@ -74,7 +74,7 @@ describe('MovingStatsCapture: BatchNormalization statistics from averaged batch 
     const slices = [[rows(x, 0, 5), rows(x, 5, 3)], [rows(x, 8, 4)]];
     for (const [r, parts] of slices.entries()) {
       captures[r]!.reset();
-      for (const part of parts) tf.dispose(replicas[r]!.apply(part, { training: true }));
+      for (const part of parts) tf.dispose(replicas[r]!.apply(part, { training: true }) as tf.Tensor);
       const block = new Float32Array(captures[r]!.count);
       captures[r]!.write(block);
       blocks.push(block);
