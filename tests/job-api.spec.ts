@@ -109,6 +109,22 @@ describe('job API', () => {
     'clip-value-negative': () => cluster.client.submit({ clipValue: -0.5 }),
     'unknown-regularizers-mode': () => cluster.client.submit({ regularizers: 'halve' as never }),
     'seeded-dropout-not-boolean': () => cluster.client.submit({ seededDropout: 'yes' as never }),
+    'batchnorm-lossy-compression': () =>
+      cluster.client.submit({
+        model: {
+          topology: {
+            class_name: 'Sequential',
+            config: {
+              layers: [
+                { class_name: 'Dense', config: { units: 4, batch_input_shape: [null, 784] } },
+                { class_name: 'BatchNormalization', config: {} },
+                { class_name: 'Dense', config: { units: 10, activation: 'softmax' } },
+              ],
+            },
+          },
+        },
+        compression: 'fp16',
+      }),
     'labels-need-one-output': () =>
       cluster.client.submit({
         ...csv('label,a,b\n1.5,0.5,0.5\n'),

@@ -139,7 +139,7 @@ export abstract class JobRunnerCore implements JobMessageHandler {
     pool?: ShardPool,
   ) {
     this.log = log.child({ job_id: job.id });
-    const plan = new BucketPlan(this.model.trainableParams, job.spec.bucketBytes);
+    const plan = new BucketPlan(this.model.exchangeLength, job.spec.bucketBytes);
     this.reducer = new GradientReducer(plan, bucketCodec(job.spec.compression, job.spec.topkRatio));
     this.updates = Array.from(
       { length: plan.count },
@@ -165,7 +165,7 @@ export abstract class JobRunnerCore implements JobMessageHandler {
     }
     if (pool) {
       const member = (id: string) => [...this.members, ...this.joining].find((m) => m.id === id);
-      this.shards = new JobShards(pool, job.id, job.spec, this.model.trainableParams, {
+      this.shards = new JobShards(pool, job.id, job.spec, this.model.exchangeLength, {
         started: (id) => {
           const m = member(id);
           if (m && this.pending.has(m) && !this.progress.has(m)) this.progress.set(m, { next: 1, bytes: 0, addMs: 0 });

@@ -2,6 +2,7 @@ import {
   InvalidJobSpecError,
   buildModel,
   flattenWeights,
+  movingStatsCount,
   trainableParameterCount,
   weightLayout,
   type JobSpec,
@@ -12,8 +13,13 @@ import type { PreparedDataset } from './dataset-ingest.js';
 export interface ModelInfo {
   /** Shapes of every weight, `model.getWeights()` order (trainable first). */
   layout: number[][];
-  /** Length of a gradient vector. */
+  /** Trainable parameters: the gradient part of the exchanged vector. */
   trainableParams: number;
+  /**
+   * Length of the vector workers exchange each step: the gradient, then the BatchNormalization
+   * statistics block (`MovingStatsCapture` in libs/core; none without BatchNormalization).
+   */
+  exchangeLength: number;
   /** Initial values of every weight, flattened; every replica starts from these. */
   initialWeights: Float32Array;
   /** The Layers topology (`model.toJSON()`), for the exported artifact. */
@@ -60,9 +66,19 @@ export async function describeModel(
           { path: 'model', message: `model output has ${units} units; the dataset has ${d.numClasses} classes` },
         ]);
     }
+    const stats = movingStatsCount(model);
+    if (stats > 0 && spec.compression !== 'none')
+      throw new InvalidJobSpecError([
+        {
+          path: 'compression',
+          message: `'${spec.compression}' cannot carry the model's BatchNormalization statistics, which are averaged with the gradient and must arrive exact (docs/architecture.md, "Non-trainable weights"); use compression 'none' for this model`,
+        },
+      ]);
+    const trainableParams = trainableParameterCount(model);
     return {
       layout: weightLayout(model),
-      trainableParams: trainableParameterCount(model),
+      trainableParams,
+      exchangeLength: trainableParams + stats,
       initialWeights: flattenWeights(model),
       topology: model.toJSON(null, false) as Record<string, unknown>,
       weightSpecs: model.weights.map((w) => ({

@@ -16,6 +16,7 @@ import {
   weightLayout,
   weightsChecksum,
   ChunkedSplit,
+  MovingStatsCapture,
   type DataSplit,
   type TrainingData,
   type JobSpec,
@@ -57,7 +58,15 @@ const DEFAULT_CHUNK_BUDGET_MS = 5_000;
  * applies the same updates in the same order, so all stay identical.
  */
 export class Replica {
+  /** Trainable parameters: the gradient part of the exchanged vector. */
   readonly paramCount: number;
+  /**
+   * Length of the vector exchanged each step: the gradient, then the BatchNormalization
+   * statistics block (`MovingStatsCapture`; empty for models without BatchNormalization).
+   */
+  readonly exchangeLength: number;
+  /** Records BatchNormalization batch moments instead of letting the layers update in place. */
+  private readonly movingStats: MovingStatsCapture;
   private readonly vars: tf.Variable[];
   private readonly loss: (y: tf.Tensor, p: tf.Tensor) => tf.Tensor;
   private readonly inputShape: number[];
@@ -83,6 +92,8 @@ export class Replica {
     this.vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
     this.dropout = spec.seededDropout ? seedDropout(model, spec.seed) : undefined;
     this.paramCount = this.vars.reduce((n, v) => n + v.size, 0);
+    this.movingStats = new MovingStatsCapture(model);
+    this.exchangeLength = this.paramCount + this.movingStats.count;
     this.loss = lossFunction(spec.loss);
     this.inputShape = (model.inputs[0]!.shape.slice(1) as number[]).map((d) => d ?? 1);
     const outShape = model.outputs[0]!.shape;
@@ -135,7 +146,7 @@ export class Replica {
     if (n === 0) return;
     const indices = Array.from({ length: n }, (_, i) => i);
     const out = new Float32Array(this.paramCount);
-    this.gradientChunk(indices, out, 0);
+    this.gradientChunk(indices, out, 0); // records BatchNormalization moments, changes no weight
     const t0 = performance.now();
     this.onChunk?.(n);
     this.gradientChunk(indices, out, 0);
@@ -263,6 +274,10 @@ export class Replica {
    * slice too long for one chunk (`pacer`) in smaller chunks still, with a turn of the event
    * loop between them, so heartbeats keep flowing. The chunks' mean gradients are combined
    * weighted by their sizes, which is the gradient of the mean over the whole slice.
+   *
+   * `out` holds `exchangeLength` values: after the gradient, the slice's BatchNormalization
+   * statistics block (its batch moments pooled over the micro-batches); the moving
+   * statistics themselves change only in `applyUpdate`, from the averaged block.
    */
   async computeGradient(
     indices: ArrayLike<number>,
@@ -308,6 +323,15 @@ export class Replica {
   private probeChunks: number[] | undefined;
 
   private async computeResident(indices: ArrayLike<number>, out: Float32Array, step: number): Promise<BatchStats> {
+    if (out.length !== this.exchangeLength)
+      throw new Error(`gradient buffer of ${out.length} values, the replica exchanges ${this.exchangeLength}`);
+    this.movingStats.reset();
+    const stats = await this.computeSlice(indices, out.subarray(0, this.paramCount), step);
+    this.movingStats.write(out.subarray(this.paramCount));
+    return stats;
+  }
+
+  private async computeSlice(indices: ArrayLike<number>, out: Float32Array, step: number): Promise<BatchStats> {
     const n = indices.length;
     const size = Math.min(this.pacer.chunk(n), Math.ceil(n / this.spec.accumulationSteps));
     if (size >= n) return this.timedChunk(indices, out, step);
@@ -377,9 +401,10 @@ export class Replica {
    * The step defaults to the optimizer's own update count, which checkpoints and
    * `load-state` carry with the optimizer state, so it equals the coordinator's step number.
    */
-  applyUpdate(mean: Float32Array, step: number = this.optimizer.iterations): void {
-    if (mean.length !== this.paramCount)
-      throw new Error(`update of ${mean.length} values, model has ${this.paramCount}`);
+  applyUpdate(update: Float32Array, step: number = this.optimizer.iterations): void {
+    if (update.length !== this.exchangeLength)
+      throw new Error(`update of ${update.length} values, the replica exchanges ${this.exchangeLength}`);
+    const mean = update.subarray(0, this.paramCount);
     const { clipNorm, clipValue, optimizerOptions } = this.spec;
     let gradient = mean;
     if (clipNorm > 0 || clipValue > 0) {
@@ -400,6 +425,8 @@ export class Replica {
     });
     this.optimizer.applyGradients(named);
     tf.dispose(named.map((n) => n.tensor));
+    // 5. BatchNormalization moving statistics from the global batch's averaged moments.
+    this.movingStats.apply(update.subarray(this.paramCount));
   }
 
   /**
@@ -440,15 +467,24 @@ export class Replica {
     return stats;
   }
 
-  /** TEST ONLY (`TestFaults`): adds `delta` to every value of the first trainable weight. */
-  perturb(delta: number): void {
-    const v = this.vars[0]!;
-    tf.tidy(() => v.assign(tf.add(v, delta)));
+  /**
+   * TEST ONLY (`TestFaults`): adds `delta` to every value of the first trainable weight, or
+   * with `nonTrainable` of the first non-trainable one (a BatchNormalization moving statistic).
+   */
+  perturb(delta: number, nonTrainable = false): void {
+    const w = nonTrainable ? this.model.nonTrainableWeights[0] : this.model.trainableWeights[0];
+    if (!w) throw new Error(`the model has no ${nonTrainable ? 'non-' : ''}trainable weight to perturb`);
+    tf.tidy(() => {
+      w.write(tf.add(w.read(), delta));
+    });
   }
 
-  /** Bit-exact checksum of the trainable weights (replica consistency check). */
+  /**
+   * Bit-exact checksum of every weight, trainable and not (`model.weights` order): the
+   * replica consistency check covers the BatchNormalization moving statistics too.
+   */
   checksum(): { hash: string; sum: number } {
-    return weightsChecksum(this.vars.map((v) => v.dataSync() as Float32Array));
+    return weightsChecksum(this.model.weights.map((w) => w.read().dataSync() as Float32Array));
   }
 
   /** Every weight, flattened (`model.getWeights()` order). */

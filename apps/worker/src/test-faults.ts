@@ -9,14 +9,17 @@ import type { Logger } from '@gradfleet/core';
  * - `GRADFLEET_TEST_CORRUPT=weights` (default): after applying the update, perturb the
  *   weights (a memory or device fault: the update stream is intact);
  * - `GRADFLEET_TEST_CORRUPT=update`: flip bits of the first update bucket before it is
- *   applied (bytes damaged after the wire: the replica's update-stream hash disagrees).
+ *   applied (bytes damaged after the wire: the replica's update-stream hash disagrees);
+ * - `GRADFLEET_TEST_CORRUPT=stats`: after applying the update, perturb the first
+ *   non-trainable weight (a BatchNormalization moving statistic; tests/batchnorm.spec.ts).
  */
 export class TestFaults {
   private fired = false;
 
   private constructor(
     private readonly step: number,
-    private readonly kind: 'weights' | 'update',
+    /** What is corrupted: the weights, the update bytes, or the non-trainable weights (`stats`). */
+    readonly kind: 'weights' | 'update' | 'stats',
     private readonly log: Logger,
   ) {}
 
@@ -25,9 +28,9 @@ export class TestFaults {
     if (at === undefined || at === '') return undefined;
     const step = Number(at);
     const kind = env['GRADFLEET_TEST_CORRUPT'] ?? 'weights';
-    if (!Number.isInteger(step) || step < 0 || (kind !== 'weights' && kind !== 'update'))
+    if (!Number.isInteger(step) || step < 0 || (kind !== 'weights' && kind !== 'update' && kind !== 'stats'))
       throw new Error(
-        'GRADFLEET_TEST_CORRUPT_AT_STEP must be a step number and GRADFLEET_TEST_CORRUPT weights or update (test-only settings)',
+        'GRADFLEET_TEST_CORRUPT_AT_STEP must be a step number and GRADFLEET_TEST_CORRUPT weights, update or stats (test-only settings)',
       );
     log.warn({ step, kind }, 'TEST-ONLY fault injection is on: this worker will corrupt its replica');
     return new TestFaults(step, kind, log);
@@ -43,11 +46,11 @@ export class TestFaults {
     return true;
   }
 
-  /** Whether to perturb the weights after applying the chosen step's update (kind `weights`). */
+  /** Whether to perturb the weights after applying the chosen step's update (kinds `weights` and `stats`). */
   corruptWeights(step: number): boolean {
-    if (this.fired || this.kind !== 'weights' || step !== this.step) return false;
+    if (this.fired || this.kind === 'update' || step !== this.step) return false;
     this.fired = true;
-    this.log.warn({ step }, 'TEST-ONLY fault: perturbing the weights after this step');
+    this.log.warn({ step, kind: this.kind }, 'TEST-ONLY fault: perturbing the weights after this step');
     return true;
   }
 }

@@ -338,7 +338,7 @@ export class WorkerSession {
         if (this.jobId !== msg.jobId) return replica.dispose();
         replica.probe();
         this.replica = replica;
-        const wire = (this.wire = new GradientWire(replica.paramCount, spec));
+        const wire = (this.wire = new GradientWire(replica.exchangeLength, spec));
         this.stream = spec.checksumEverySteps > 0 ? new UpdateStreamHash() : undefined;
         this.bucketDigests = new Array<Buffer>(wire.plan.count);
         this.timings = { compute: 0, apply: 0, steps: 0 };
@@ -364,7 +364,13 @@ export class WorkerSession {
           this.dataPlane = dataPlane;
         }
         this.options.logger.info(
-          { jobId: msg.jobId, rank: msg.rank, worldSize: msg.worldSize, params: replica.paramCount },
+          {
+            jobId: msg.jobId,
+            rank: msg.rank,
+            worldSize: msg.worldSize,
+            params: replica.paramCount,
+            exchanged: replica.exchangeLength,
+          },
           'job started',
         );
         this.send({
@@ -420,7 +426,7 @@ export class WorkerSession {
         if (!mean) return;
         this.stream?.endStep();
         replica.applyUpdate(mean);
-        if (this.faults?.corruptWeights(msg.step)) replica.perturb(1e-3);
+        if (this.faults?.corruptWeights(msg.step)) replica.perturb(1e-3, this.faults.kind === 'stats');
         this.lastApplyMs = performance.now() - t0;
         this.timings.apply += this.lastApplyMs;
         this.options.metrics.apply.observe(this.lastApplyMs / 1000);
@@ -508,7 +514,7 @@ export class WorkerSession {
       this.stream.endStep();
     }
     replica.applyUpdate(mean);
-    if (this.faults?.corruptWeights(h.step)) replica.perturb(1e-3);
+    if (this.faults?.corruptWeights(h.step)) replica.perturb(1e-3, this.faults.kind === 'stats');
     this.lastApplyMs = performance.now() - t0;
     this.timings.apply += this.lastApplyMs;
     this.options.metrics.apply.observe(this.lastApplyMs / 1000);

@@ -152,6 +152,7 @@ export {
 } from './model/model-factory.js';
 export { learningRateAt } from './model/lr-schedule.js';
 export { dropoutMask, seedDropout, type SeededDropout } from './model/seeded-dropout.js';
+export { MovingStatsCapture, movingStatsCount } from './model/moving-stats.js';
 export { type IdxArray, InvalidDataError, MAX_IDX_BYTES, MAX_LABEL } from './data/idx.js';
 export {
   checkLabels,
