@@ -103,6 +103,23 @@ export {
   parseJobSpec,
 } from './job/job-spec.js';
 export {
+  ClassWeightSchema,
+  type ClassWeight,
+  classWeightIssues,
+  classWeightVector,
+  DEFAULT_TOP_K,
+  defaultMetrics,
+  LabelColumnsSchema,
+  type LabelColumns,
+  METRIC_LABELS,
+  METRIC_NAMES,
+  type Metric,
+  type MetricName,
+  MetricSchema,
+  metricKey,
+  metricParts,
+} from './job/targets-spec.js';
+export {
   EARLY_STOPPING_MONITORS,
   type EarlyStoppingDecision,
   type EarlyStoppingMonitor,
@@ -142,6 +159,7 @@ export {
   trainableParameterCount,
   weightLayout,
 } from './model/model-factory.js';
+export { correctCount, exampleWeights, metricSumCount, metricSums, metricValues } from './model/eval-metrics.js';
 export { learningRateAt } from './model/lr-schedule.js';
 export { dropoutMask, seedDropout, type SeededDropout } from './model/seeded-dropout.js';
 export { type IdxArray, InvalidDataError, MAX_IDX_BYTES, MAX_LABEL } from './data/idx.js';
