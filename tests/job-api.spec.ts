@@ -126,7 +126,7 @@ describe('job API', () => {
       cluster.client.submit({ ...csv('label,a,b\n1,0.5,0.5\n'), labels: 'multilabel', loss: 'binaryCrossentropy' }),
     'multilabel-output-width': () =>
       cluster.client.submit({
-        model: { topology: tinyModel(2, 1) },
+        model: { topology: tinyModel(2, 4) },
         dataset: {
           csv: { train: file(`${Math.random()}.csv`, 'a,b,t0,t1,t2\n0.5,0.5,0,1,1\n'), labelColumns: { last: 3 } },
         },

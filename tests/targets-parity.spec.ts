@@ -52,7 +52,7 @@ function worstDifference(a: Float32Array, b: Float32Array, layout: number[][]): 
 function* batches(
   split: DataSplit,
   width: number,
-  kind: 'one-hot' | 'value' | 'vector',
+  kind: 'one-hot' | 'value',
 ): Generator<{ xs: tf.Tensor2D; ys: tf.Tensor2D }> {
   const sampler = new EpochSampler({ size: split.count, seed: SEED });
   const f = split.featureSize;
@@ -72,17 +72,38 @@ function* batches(
   }
 }
 
-/** Rows `a,b,c,d,t0,t1,t2` from a fixed generator: three 0/1 targets that depend on the features. */
-function multilabelCsv(rows: number, seed: number): string {
+/** Examples of four features and three 0/1 targets that depend on them, from a fixed generator. */
+function multilabelRows(rows: number, seed: number): { x: number[]; t: number[] }[] {
   let state = seed;
   const next = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32;
-  const out = ['a,b,c,d,t0,t1,t2'];
-  for (let i = 0; i < rows; i++) {
-    const [a, b, c, d] = [next(), next(), next(), next()];
+  return Array.from({ length: rows }, () => {
+    const x = [next(), next(), next(), next()].map((v) => Number(v.toFixed(4)));
+    const [a, b, c, d] = x as [number, number, number, number];
     const t = [a + b > 1, c > 0.6 || d < 0.2, a * d + 0.2 * next() > 0.3].map((v) => (v ? 1 : 0));
-    out.push([a, b, c, d].map((v) => v.toFixed(4)).join(',') + ',' + t.join(','));
+    return { x, t };
+  });
+}
+
+/** The rows as CSV `a,t0,b,c,t1,d,t2`: targets between the features, named in `labelColumns`. */
+function multilabelCsv(rows: { x: number[]; t: number[] }[]): string {
+  const line = ({ x, t }: { x: number[]; t: number[] }) => [x[0], t[0], x[1], x[2], t[1], x[3], t[2]].join(',');
+  return ['a,t0,b,c,t1,d,t2', ...rows.map(line)].join('\n');
+}
+
+/** The sampler's batches of `rows` as tensors, built here from the rows (not through the dataset code). */
+function* rowBatches(rows: { x: number[]; t: number[] }[]): Generator<{ xs: tf.Tensor2D; ys: tf.Tensor2D }> {
+  const sampler = new EpochSampler({ size: rows.length, seed: SEED });
+  for (let e = 0; e < EPOCHS; e++) {
+    sampler.beginEpoch(e);
+    while (!sampler.exhausted) {
+      const batch = Array.from(sampler.take(BATCH));
+      sampler.complete(batch);
+      const xs = tf.tensor2d(batch.map((i) => rows[i]!.x));
+      const ys = tf.tensor2d(batch.map((i) => rows[i]!.t));
+      yield { xs, ys };
+      tf.dispose([xs, ys]);
+    }
   }
-  return out.join('\n');
 }
 
 /** Rows `a,b,c,d,y` with a rare positive class (about one in five). */
@@ -179,13 +200,13 @@ describe('multilabel targets, classWeight and metrics: parity with model.fit (1 
   }
 
   it('multilabel targets train sigmoid outputs with binaryCrossentropy as model.fit does; metrics as tf.metrics', async () => {
-    const text = multilabelCsv(TRAIN, 4242);
+    const rows = multilabelRows(TRAIN, 4242);
+    const testRows = multilabelRows(TEST, 99);
     const file = join(data.dir, 'multilabel.csv');
     const testFile = join(data.dir, 'multilabel-test.csv');
-    writeFileSync(file, text);
-    writeFileSync(testFile, multilabelCsv(TEST, 99));
+    writeFileSync(file, multilabelCsv(rows));
+    writeFileSync(testFile, multilabelCsv(testRows));
     const labelColumns = ['t0', 't1', 't2'];
-    const { split } = parseCsv(text, file, { labelColumns });
     const topology = sigmoidTopology(TARGETS);
     const spec: JobSpecInput = {
       dataset: { csv: { train: file, test: testFile, labelColumns } },
@@ -200,7 +221,7 @@ describe('multilabel targets, classWeight and metrics: parity with model.fit (1 
       topology,
       async (model) => {
         model.compile({ optimizer: tf.train.adam(0.05), loss: 'binaryCrossentropy' });
-        for (const { xs, ys } of batches(split, TARGETS, 'vector')) await model.trainOnBatch(xs, ys);
+        for (const { xs, ys } of rowBatches(rows)) await model.trainOnBatch(xs, ys);
       },
       spec,
     );
@@ -208,11 +229,10 @@ describe('multilabel targets, classWeight and metrics: parity with model.fit (1 
     // The test file evaluated across 2 workers: its metrics are tf.metrics over the whole file
     // with the weights the cluster ended with (thresholded at 0.5 for precision and recall).
     const { done, weights } = await train(2, { ...spec, model: { topology } });
-    const test = parseCsv(multilabelCsv(TEST, 99), testFile, { labelColumns }).split;
     const model = await buildModel({ topology }, SEED);
     loadFlatWeights(model, weights);
-    const ys = tf.tensor2d(Float32Array.from(test.y), [TEST, TARGETS]);
-    const pred = model.predict(tf.tensor2d(test.x as Float32Array, [TEST, 4])) as tf.Tensor;
+    const ys = tf.tensor2d(testRows.map((r) => r.t));
+    const pred = model.predict(tf.tensor2d(testRows.map((r) => r.x))) as tf.Tensor;
     const positive = tf.cast(tf.greater(pred, 0.5), 'float32');
     const value = (t: tf.Tensor) => t.dataSync()[0]!;
     const want = {
