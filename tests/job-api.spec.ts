@@ -138,6 +138,45 @@ describe('job API', () => {
         labels: 'binary',
         loss: 'binaryCrossentropy',
       }),
+    'multilabel-without-label-columns': () =>
+      cluster.client.submit({ ...csv('label,a,b\n1,0.5,0.5\n'), labels: 'multilabel', loss: 'binaryCrossentropy' }),
+    'multilabel-output-width': () =>
+      cluster.client.submit({
+        model: { topology: tinyModel(2, 4) },
+        dataset: {
+          csv: { train: file(`${Math.random()}.csv`, 'a,b,t0,t1,t2\n0.5,0.5,0,1,1\n'), labelColumns: { last: 3 } },
+        },
+        labels: 'multilabel',
+        loss: 'binaryCrossentropy',
+      }),
+    'csv-multilabel-target-not-binary': () =>
+      cluster.client.submit({
+        model: { topology: tinyModel(2, 2) },
+        dataset: {
+          csv: { train: file(`${Math.random()}.csv`, 'a,b,t0,t1\n0.5,0.5,0,1\n1,1,2,0\n'), labelColumns: ['t0', 't1'] },
+        },
+        labels: 'multilabel',
+        loss: 'binaryCrossentropy',
+      }),
+    'jsonl-multilabel-ragged-targets': () =>
+      cluster.client.submit({
+        ...jsonl('{"x":[1,2],"y":[0,1]}\n{"x":[1,2],"y":[1]}\n'),
+        labels: 'multilabel',
+        loss: 'binaryCrossentropy',
+      }),
+    'metric-does-not-fit-labels': () => cluster.client.submit({ metrics: ['accuracy', 'precision'] }),
+    'metric-listed-twice': () => cluster.client.submit({ metrics: ['mse', 'mse'] }),
+    'top-k-not-below-classes': () => cluster.client.submit({ metrics: [{ name: 'topKCategoricalAccuracy', k: 10 }] }),
+    'class-weight-negative': () => cluster.client.submit({ classWeight: { '0': -1 } }),
+    'class-weight-outside-classes': () => cluster.client.submit({ classWeight: { '12': 2 } }),
+    'class-weight-wrong-length': () => cluster.client.submit({ classWeight: [1, 2, 3] }),
+    'class-weight-on-regression': () =>
+      cluster.client.submit({
+        ...csv('label,a,b\n1.5,0.5,0.5\n'),
+        labels: 'regression',
+        loss: 'meanSquaredError',
+        classWeight: [1],
+      }),
     'validation-file-and-split': () =>
       cluster.client.submit({
         model: { topology: tinyModel(2, 3) },

@@ -35,6 +35,13 @@ describe('formatEpoch', () => {
     );
   });
 
+  it("adds the job's metrics on the validation data after the accuracy", () => {
+    const e = epoch({ valLoss: 0.1, valAccuracy: 0.97, valMetrics: { precision: 0.8125, mse: 0.03125 } });
+    expect(formatEpoch(e, 5)).toBe(
+      'epoch 1/5  loss 0.2500  acc 92.50%  val_loss 0.1000  val_acc 97.00%  val_precision 0.8125  val_mse 0.0313  12.3s  audit ok',
+    );
+  });
+
   it('names what a failed audit found', () => {
     const failed = epoch({ audit: { epoch: 0, ok: false, seen: 9, missing: 2, duplicated: 1 } });
     expect(formatEpoch(failed, 1)).toMatch(/AUDIT FAILED \(missing 2, repeated 1\)$/);

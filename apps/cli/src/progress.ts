@@ -3,8 +3,17 @@ import type { EpochResult, JobStatus, JobSummary } from '@gradfleet/core/client'
 
 const pct = (x: number | undefined) => (x === undefined ? '-' : `${(x * 100).toFixed(2)}%`);
 
+/** A job's `metrics` values as `  <prefix>name value` pairs (4 decimals: mse and mae are not ratios). */
+export function formatMetrics(prefix: string, values: Record<string, number> | undefined): string {
+  return Object.entries(values ?? {})
+    .map(([k, v]) => `  ${prefix}${k} ${v.toFixed(4)}`)
+    .join('');
+}
+
 export function formatEpoch(e: EpochResult, epochs: number): string {
-  const val = e.valAccuracy === undefined ? '' : `  val_loss ${e.valLoss!.toFixed(4)}  val_acc ${pct(e.valAccuracy)}`;
+  const val =
+    (e.valAccuracy === undefined ? '' : `  val_loss ${e.valLoss!.toFixed(4)}  val_acc ${pct(e.valAccuracy)}`) +
+    formatMetrics('val_', e.valMetrics);
   const audit = e.audit.ok ? 'audit ok' : `AUDIT FAILED (missing ${e.audit.missing}, repeated ${e.audit.duplicated})`;
   return `epoch ${e.epoch + 1}/${epochs}  loss ${e.loss.toFixed(4)}  acc ${pct(e.accuracy)}${val}  ${(e.durationMs / 1000).toFixed(1)}s  ${audit}`;
 }
@@ -56,6 +65,7 @@ export function formatReport(job: JobStatus | JobSummary, workers: { name: strin
     lines.push(
       `  test accuracy   ${pct(r.testAccuracy)}${r.testLoss === undefined ? '' : `  (loss ${r.testLoss.toFixed(4)})`}`,
     );
+    if (r.testMetrics) lines.push(`  test metrics   ${formatMetrics('', r.testMetrics)}`);
     lines.push(`  training time   ${(r.wallTimeMs / 1000).toFixed(1)} s (${r.steps} steps)`);
     lines.push(`  throughput      ${Math.round(r.samplesPerSecond)} samples/s`);
   }

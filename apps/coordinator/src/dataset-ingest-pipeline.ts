@@ -64,6 +64,7 @@ class LabelCheck {
         class: `a class index (an integer 0..${MAX_LABEL})`,
         binary: '0 or 1',
         regression: 'a finite number',
+        multilabel: '0 or 1', // refused by the ingest request; listed for the type
       };
       throw new InvalidDataError(`${file}: ${where}: label is not ${want[this.kind]} (labels: '${this.kind}')`);
     }

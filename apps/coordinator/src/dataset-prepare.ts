@@ -134,7 +134,8 @@ export class InlineDataset {
         ? (['csv', (t: string, name: string) => parseCsv(t, name, { ...spec.csv, numericLabels })] as const)
         : ([
             'jsonl',
-            (t: string, name: string) => parseJsonl(t, name, spec.jsonl.featureScale, numericLabels),
+            (t: string, name: string) =>
+              parseJsonl(t, name, spec.jsonl.featureScale, numericLabels, labels === 'multilabel'),
           ] as const);
     const files = 'csv' in spec ? spec.csv : spec.jsonl;
     const parseChecked = async (source: string, field: string) => {
@@ -154,6 +155,11 @@ export class InlineDataset {
           `${display(source)}: ${parsed.split.featureSize} features per example, ${display(files.train)} has ${train.split.featureSize}`,
           field,
         );
+      if ((parsed.split.labelWidth ?? 1) !== (train.split.labelWidth ?? 1))
+        throw new InvalidDataError(
+          `${display(source)}: ${parsed.split.labelWidth ?? 1} targets per example, ${display(files.train)} has ${train.split.labelWidth ?? 1}`,
+          field,
+        );
       return parsed;
     };
     const validation = await other('validation');
@@ -166,7 +172,7 @@ export class InlineDataset {
       ...(validation ? { validation: validation.split } : {}),
       ...(test ? { test: test.split } : {}),
       featureShape: train.featureShape,
-      numClasses: targetWidth(labels, maxLabel + 1),
+      numClasses: targetWidth(labels, labels === 'multilabel' ? (train.split.labelWidth ?? 1) : maxLabel + 1),
     };
   }
 

@@ -5,6 +5,8 @@ import {
   ProtocolError,
   learningRateAt,
   allocFrame,
+  metricSumCount,
+  metricValues,
   trainingSize,
   EpochSampler,
   type EpochResult,
@@ -15,6 +17,7 @@ import { epochMeans, saveCheckpoint, type RunnerCounters } from './job-checkpoin
 import { JobEarlyStopping } from './job-early-stopping.js';
 import { FileStateSource } from './state-files.js';
 import { JobAbortedError, JobRunnerCore, NoWorkersError, type DataCounts } from './job-runner-core.js';
+import type { RangeStats } from './scatter.js';
 import { modelArtifactJson } from './model-info.js';
 import { PrefetchPlanner } from './prefetch-planner.js';
 import type { JobMessage, WorkerConnection } from './worker-connection.js';
@@ -123,19 +126,28 @@ export class JobRunner extends JobRunnerCore {
           result.valAccuracy = val.correct / val.count;
           this.metrics.validationLoss.set({ job_id: job.id }, result.valLoss);
           this.metrics.validationAccuracy.set({ job_id: job.id }, result.valAccuracy);
+          const valMetrics = this.metricsOf(val);
+          if (valMetrics) {
+            result.valMetrics = valMetrics;
+            for (const [metric, v] of Object.entries(valMetrics))
+              this.metrics.validationMetric.set({ job_id: job.id, metric }, v);
+          }
         }
         result.durationMs = Date.now() - started;
         result.elapsedMs = this.elapsed() - testEvalMs;
         if (spec.testEveryEpoch && testCount > 0 && epoch + 1 < spec.epochs) {
           const e0 = Date.now();
           const test = await this.evaluate('test', 0, testCount);
-          Object.assign(result, { testLoss: test.lossSum / test.count, testAccuracy: test.correct / test.count });
+          Object.assign(result, this.testResults(test));
           testEvalMs += Date.now() - e0;
         }
         job.status.history.push(result);
         this.log.info(result, `epoch ${epoch + 1}/${spec.epochs} done`);
+        const valMetricText = Object.entries(result.valMetrics ?? {})
+          .map(([k, v]) => ` val_${k} ${v.toFixed(4)}`)
+          .join('');
         job.log(
-          `epoch ${epoch + 1}/${spec.epochs}: loss ${result.loss.toFixed(4)} accuracy ${result.accuracy.toFixed(4)}${result.valAccuracy === undefined ? '' : ` val_loss ${result.valLoss!.toFixed(4)} val_accuracy ${result.valAccuracy.toFixed(4)}`} audit ${result.audit.ok ? 'ok' : 'FAILED'}`,
+          `epoch ${epoch + 1}/${spec.epochs}: loss ${result.loss.toFixed(4)} accuracy ${result.accuracy.toFixed(4)}${result.valAccuracy === undefined ? '' : ` val_loss ${result.valLoss!.toFixed(4)} val_accuracy ${result.valAccuracy.toFixed(4)}`}${valMetricText} audit ${result.audit.ok ? 'ok' : 'FAILED'}`,
         );
         lastEpoch = epoch;
         const stop = await this.earlyStopping?.afterEpoch(result, (dir) => this.saveWeights(dir));
@@ -162,19 +174,20 @@ export class JobRunner extends JobRunnerCore {
       const wallTimeMs = Date.now() - t0 - testEvalMs;
       const test = testCount > 0 ? await this.evaluate('test', 0, testCount) : undefined;
       const last = job.status.history.at(-1);
-      if (test && last && spec.testEveryEpoch)
-        Object.assign(last, { testLoss: test.lossSum / test.count, testAccuracy: test.correct / test.count });
+      if (test && last && spec.testEveryEpoch) Object.assign(last, this.testResults(test));
       const modelDir = join(job.dir, 'model');
       await this.saveWeights(modelDir);
       await this.earlyStopping?.finish();
       job.status.result = {
-        ...(test ? { testLoss: test.lossSum / test.count, testAccuracy: test.correct / test.count } : {}),
+        ...(test ? this.testResults(test) : {}),
         wallTimeMs,
         samplesPerSecond: this.trainSamples / Math.max(1e-3, this.trainMs / 1000),
         steps: this.stepNo,
       };
       if (job.status.result.testAccuracy !== undefined)
         this.metrics.testAccuracy.set({ job_id: job.id }, job.status.result.testAccuracy);
+      for (const [metric, v] of Object.entries(job.status.result.testMetrics ?? {}))
+        this.metrics.testMetric.set({ job_id: job.id, metric }, v);
       const stopped = this.earlyStopping?.reason;
       if (stopped) job.status.reason = stopped; // a success with a reason: it ended before `epochs`
       job.transition('SUCCEEDED', stopped ?? 'all epochs done');
@@ -201,6 +214,32 @@ export class JobRunner extends JobRunnerCore {
       this.shards?.end(); // after job-end went out: workers close their data connections first
     }
   }
+  /** How many sums an `eval-result` carries for the job's metrics. */
+  private get metricSumsExpected(): number {
+    return this.job.spec.metrics.reduce((n, m) => n + metricSumCount(m), 0);
+  }
+
+  /** The job's `metrics` from an evaluation's summed parts (absent when it lists none). */
+  private metricsOf(stats: RangeStats): Record<string, number> | undefined {
+    const metrics = this.job.spec.metrics;
+    if (metrics.length === 0) return undefined;
+    return metricValues(metrics, stats.metrics ?? [], stats.count);
+  }
+
+  /** Test loss, accuracy and the job's metrics from the test split's summed results. */
+  private testResults(test: RangeStats): {
+    testLoss: number;
+    testAccuracy: number;
+    testMetrics?: Record<string, number>;
+  } {
+    const testMetrics = this.metricsOf(test);
+    return {
+      testLoss: test.lossSum / test.count,
+      testAccuracy: test.correct / test.count,
+      ...(testMetrics ? { testMetrics } : {}),
+    };
+  }
+
   /**
    * At a step boundary: ready joiners and diverged replicas take the state of a healthy
    * replica; below `minWorkers` the job pauses in place (replicas kept) until enough join.
@@ -675,7 +714,17 @@ export class JobRunner extends JobRunnerCore {
       }
       case 'eval-result':
         if (!this.scatter) throw new ProtocolError('UNEXPECTED_MESSAGE', 'eval-result while no evaluation runs');
-        this.scatter.result(m, msg.requestId, { lossSum: msg.lossSum, correct: msg.correct, count: msg.count });
+        if ((msg.metrics?.length ?? 0) !== this.metricSumsExpected)
+          throw new ProtocolError(
+            'MALFORMED_FRAME',
+            `eval-result with ${msg.metrics?.length ?? 0} metric sums, the job's metrics take ${this.metricSumsExpected}`,
+          );
+        this.scatter.result(m, msg.requestId, {
+          lossSum: msg.lossSum,
+          correct: msg.correct,
+          count: msg.count,
+          ...(msg.metrics ? { metrics: msg.metrics } : {}),
+        });
         break;
       case 'weights':
         this.onStateBegin(m, msg);

@@ -228,6 +228,18 @@ export class CoordinatorMetrics {
     labelNames: ['job_id'],
     registers: this.r,
   });
+  readonly validationMetric = new Gauge({
+    name: 'gradfleet_validation_metric',
+    help: 'Each metric the job lists (metrics), on the validation data after the last epoch.',
+    labelNames: ['job_id', 'metric'],
+    registers: this.r,
+  });
+  readonly testMetric = new Gauge({
+    name: 'gradfleet_test_metric',
+    help: 'Each metric the job lists (metrics), on the test split of a finished job.',
+    labelNames: ['job_id', 'metric'],
+    registers: this.r,
+  });
   readonly epoch = new Gauge({
     name: 'gradfleet_epoch',
     help: 'Current epoch (0-based).',

@@ -1,5 +1,7 @@
 import {
   InvalidJobSpecError,
+  classWeightIssues,
+  metricParts,
   buildModel,
   flattenWeights,
   movingStatsCount,
@@ -54,7 +56,14 @@ export async function describeModel(
             message: `model input ${JSON.stringify(input)} has ${features} values; the dataset's examples (${d.featureShape.join('x')}) have ${expected}`,
           },
         ]);
-      if (spec.labels !== 'class' && units !== 1)
+      if (spec.labels === 'multilabel' && units !== d.numClasses)
+        throw new InvalidJobSpecError([
+          {
+            path: 'model',
+            message: `model output has ${units} units; the dataset has ${d.numClasses} targets per example: give the last layer ${d.numClasses} units (a sigmoid)`,
+          },
+        ]);
+      if ((spec.labels === 'binary' || spec.labels === 'regression') && units !== 1)
         throw new InvalidJobSpecError([
           {
             path: 'model',
@@ -65,6 +74,16 @@ export async function describeModel(
         throw new InvalidJobSpecError([
           { path: 'model', message: `model output has ${units} units; the dataset has ${d.numClasses} classes` },
         ]);
+      const issues = spec.labels === 'class' && spec.classWeight ? classWeightIssues(spec.classWeight, units) : [];
+      spec.metrics.forEach((m, i) => {
+        const { name, k } = metricParts(m);
+        if (name === 'topKCategoricalAccuracy' && k >= units)
+          issues.push({
+            path: `metrics.${i}.k`,
+            message: `k ${k} is not below the ${units} classes (every prediction would count): use a smaller k`,
+          });
+      });
+      if (issues.length > 0) throw new InvalidJobSpecError(issues);
     }
     const stats = movingStatsCount(model);
     if (stats > 0 && spec.compression !== 'none')

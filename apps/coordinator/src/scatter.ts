@@ -7,6 +7,8 @@ export interface RangeStats {
   lossSum: number;
   correct: number;
   count: number;
+  /** Evaluation: the sums of the job's metrics (`metricSums`), added position by position. */
+  metrics?: number[];
   state?: StateFiles;
   optimizerSpecs?: TensorSpec[];
 }
@@ -96,6 +98,10 @@ export class Scatter {
     this.totals.lossSum += stats.lossSum;
     this.totals.correct += stats.correct;
     this.totals.count += stats.count;
+    if (stats.metrics) {
+      const t = (this.totals.metrics ??= []);
+      stats.metrics.forEach((v, i) => (t[i] = (t[i] ?? 0) + v));
+    }
     if (stats.state) this.totals.state = stats.state;
     if (stats.optimizerSpecs) this.totals.optimizerSpecs = stats.optimizerSpecs;
   }

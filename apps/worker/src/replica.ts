@@ -2,7 +2,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import {
   buildModel,
+  classWeightVector,
   clipGradient,
+  correctCount,
+  exampleWeights,
+  metricSums,
   createOptimizer,
   flattenWeights,
   gatherBatch,
@@ -38,6 +42,8 @@ export interface BatchStats {
   lossSum: number;
   correct: number;
   count: number;
+  /** Evaluation only: the sums of the job's `metrics` (`metricSums`), when it lists any. */
+  metrics?: number[];
 }
 
 /** Optimizer state that `getWeights()` leaves out travels under names with this prefix. */
@@ -71,6 +77,8 @@ export class Replica {
   private readonly loss: (y: tf.Tensor, p: tf.Tensor) => tf.Tensor;
   private readonly inputShape: number[];
   private readonly numClasses: number;
+  /** With `classWeight`: one loss weight per class (model output unit, or 0/1 for binary labels). */
+  private readonly classWeights: tf.Tensor1D | undefined;
   private xBuf = new Float32Array(0);
   private yBuf = new Float32Array(0);
   /** Set with `seededDropout`: the Dropout layers' seeded streams. */
@@ -104,11 +112,16 @@ export class Replica {
         `model input ${this.inputShape.join('x')} (${features} values) does not match dataset examples of ${data.featureShape.join('x')} (${data.train.featureSize} values)`,
       );
     }
-    if (spec.labels !== 'class' && this.numClasses !== 1)
+    if ((spec.labels === 'binary' || spec.labels === 'regression') && this.numClasses !== 1)
       throw new Error(`labels '${spec.labels}' need a model with 1 output unit, this one has ${this.numClasses}`);
+    if (spec.labels === 'multilabel' && data.numClasses !== this.numClasses)
+      throw new Error(`dataset has ${data.numClasses} targets per example, model output has ${this.numClasses} units`);
     if (data.numClasses > this.numClasses) {
       throw new Error(`dataset has ${data.numClasses} classes, model output has ${this.numClasses} units`);
     }
+    this.classWeights = spec.classWeight
+      ? tf.tensor1d(classWeightVector(spec.classWeight, spec.labels === 'binary' ? 2 : this.numClasses))
+      : undefined;
   }
 
   /**
@@ -221,28 +234,21 @@ export class Replica {
     const f = split.featureSize;
     if (this.xBuf.length < n * f) this.xBuf = new Float32Array(n * f);
     if (this.yBuf.length < n * this.numClasses) this.yBuf = new Float32Array(n * this.numClasses);
-    const targets = this.spec.labels === 'class' ? 'one-hot' : 'value';
-    if (split instanceof ChunkedSplit) split.gather(indices, this.numClasses, this.xBuf, this.yBuf, targets);
-    else gatherBatch(split, indices, this.numClasses, this.xBuf, this.yBuf, targets);
+    const targets = this.spec.labels === 'class' ? 'one-hot' : this.spec.labels === 'multilabel' ? 'vector' : 'value';
+    if (split instanceof ChunkedSplit) {
+      // Named (chunked) datasets hold one label per example: multilabel jobs are refused on them.
+      if (targets === 'vector') throw new Error('a chunked dataset holds no multilabel targets');
+      split.gather(indices, this.numClasses, this.xBuf, this.yBuf, targets);
+    } else gatherBatch(split, indices, this.numClasses, this.xBuf, this.yBuf, targets);
     return {
       xs: tf.tensor(this.xBuf.subarray(0, n * f), [n, ...this.inputShape]),
       ys: tf.tensor2d(this.yBuf.subarray(0, n * this.numClasses), [n, this.numClasses]),
     };
   }
 
-  /**
-   * Correct predictions: `model.fit`'s accuracy for class labels (arg max) and its
-   * binaryAccuracy for binary ones (output > 0.5); 0 for regression, which has no accuracy.
-   */
+  /** Correct predictions (`correctCount`): arg max for class labels, `binaryAccuracy` for 0/1 targets. */
   private correctCount(ys: tf.Tensor, pred: tf.Tensor): tf.Scalar {
-    switch (this.spec.labels) {
-      case 'class':
-        return tf.sum(tf.cast(tf.equal(tf.argMax(pred, -1), tf.argMax(ys, -1)), 'int32'));
-      case 'binary':
-        return tf.sum(tf.cast(tf.equal(tf.cast(tf.greater(pred, 0.5), 'float32'), ys), 'int32'));
-      case 'regression':
-        return tf.scalar(0, 'int32');
-    }
+    return correctCount(this.spec.labels, ys, pred);
   }
 
   /**
@@ -254,9 +260,16 @@ export class Replica {
    * arrived), so Σ w_i (∇D_i + ∇R) = Σ w_i ∇D_i + ∇R = ∇(mean data loss of the global
    * batch) + ∇R: exactly fit's gradient for that batch. R depends on the weights alone
    * (TensorFlow.js refuses activity regularizers), which every replica holds identically.
+   *
+   * With `classWeight`, each example's loss is multiplied by its class's weight before the
+   * mean over the examples (not over the weights), as `model.fit` applies `classWeight`; the
+   * sample-weighted average of the workers' means is then fit's mean over the global batch.
    */
   private fitLoss(ys: tf.Tensor, pred: tf.Tensor): tf.Scalar {
-    let total = tf.mean(this.loss(ys, pred)) as tf.Scalar;
+    const perExample = this.loss(ys, pred);
+    let total = tf.mean(
+      this.classWeights ? tf.mul(perExample, exampleWeights(this.classWeights, ys)) : perExample,
+    ) as tf.Scalar;
     if (this.spec.regularizers === 'include')
       for (const penalty of this.model.calculateLosses()) total = tf.add(total, penalty);
     return total;
@@ -441,7 +454,8 @@ export class Replica {
     const lo = split === 'validation' && !own ? trainingSize(data.count, this.spec.validationSplit) : 0;
     if (start < lo || end > data.count || start > end)
       throw new Error(`evaluation range [${start}, ${end}) outside the ${split} split`);
-    const stats: BatchStats = { lossSum: 0, correct: 0, count: 0 };
+    const metrics = this.spec.metrics;
+    const stats: BatchStats = { lossSum: 0, correct: 0, count: 0, ...(metrics.length ? { metrics: [] } : {}) };
     const size = this.pacer.chunk(EVAL_CHUNK);
     for (let s = start; s < end; s += size) {
       if (s > start) await this.yieldChunk();
@@ -451,11 +465,16 @@ export class Replica {
       this.onChunk?.(e - s);
       let lossSum: number;
       let correct: number;
+      let sums: number[];
       try {
-        [lossSum, correct] = tf.tidy(() => {
+        [lossSum, correct, sums] = tf.tidy(() => {
           const { xs, ys } = this.batchTensors(data, indices);
           const pred = this.model.apply(xs, { training: false }) as tf.Tensor;
-          return [tf.sum(this.loss(ys, pred)).dataSync()[0]!, this.correctCount(ys, pred).dataSync()[0]!];
+          return [
+            tf.sum(this.loss(ys, pred)).dataSync()[0]!,
+            this.correctCount(ys, pred).dataSync()[0]!,
+            metricSums(metrics, this.spec.labels, ys, pred),
+          ] as const;
         });
       } finally {
         if (pinned && data instanceof ChunkedSplit) data.release(pinned);
@@ -463,6 +482,7 @@ export class Replica {
       stats.lossSum += lossSum;
       stats.correct += correct;
       stats.count += e - s;
+      if (stats.metrics) sums.forEach((v, i) => (stats.metrics![i] = (stats.metrics![i] ?? 0) + v));
     }
     return stats;
   }
@@ -496,5 +516,6 @@ export class Replica {
     this.disposed = true;
     this.model.dispose();
     this.optimizer.dispose();
+    this.classWeights?.dispose();
   }
 }

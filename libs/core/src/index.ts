@@ -110,6 +110,23 @@ export {
   parseJobSpec,
 } from './job/job-spec.js';
 export {
+  ClassWeightSchema,
+  type ClassWeight,
+  classWeightIssues,
+  classWeightVector,
+  DEFAULT_TOP_K,
+  defaultMetrics,
+  LabelColumnsSchema,
+  type LabelColumns,
+  METRIC_LABELS,
+  METRIC_NAMES,
+  type Metric,
+  type MetricName,
+  MetricSchema,
+  metricKey,
+  metricParts,
+} from './job/targets-spec.js';
+export {
   EARLY_STOPPING_MONITORS,
   type EarlyStoppingDecision,
   type EarlyStoppingMonitor,
@@ -150,6 +167,7 @@ export {
   trainableParameterCount,
   weightLayout,
 } from './model/model-factory.js';
+export { correctCount, exampleWeights, metricSumCount, metricSums, metricValues } from './model/eval-metrics.js';
 export { learningRateAt } from './model/lr-schedule.js';
 export { dropoutMask, seedDropout, type SeededDropout } from './model/seeded-dropout.js';
 export { MovingStatsCapture, movingStatsCount } from './model/moving-stats.js';

@@ -27,4 +27,27 @@ describe('gradfleet status: a job in one line', () => {
   it('shows the learning rate of a running job', () => {
     expect(line(running)).toBe('job-1  RUNNING    epoch 2/5 50%  1234 samples/s  lr 0.000125');
   });
+
+  it("shows the job's metrics: the last epoch's on validation data, and on the test split once done", () => {
+    const done: JobStatus = {
+      ...running,
+      state: 'SUCCEEDED',
+      history: [
+        {
+          epoch: 0,
+          loss: 0.3,
+          accuracy: 0.9,
+          valLoss: 0.2,
+          valAccuracy: 0.91,
+          valMetrics: { recall: 0.75 },
+          samples: 10,
+          steps: 1,
+          durationMs: 1,
+          audit: { epoch: 0, ok: true, seen: 10, missing: 0, duplicated: 0 },
+        },
+      ],
+      result: { testAccuracy: 0.5, testMetrics: { recall: 0.625 }, wallTimeMs: 1, samplesPerSecond: 1, steps: 1 },
+    };
+    expect(line(done)).toBe('job-1  SUCCEEDED  val_acc 91.00%  val_recall 0.7500  test_recall 0.6250  test_acc 50.00%');
+  });
 });

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { GradfleetClient, type JobStatus, type JobSummary } from '@gradfleet/core/client';
-import { formatReport } from '../progress.js';
+import { formatMetrics, formatReport } from '../progress.js';
 import { describeError } from './job-commands.js';
 import { print, printError } from '../terminal.js';
 
@@ -14,7 +14,10 @@ export function line(j: JobStatus | JobSummary): string {
     j.state === 'RUNNING'
       ? `  epoch ${p.epoch + 1}/${p.epochs}${pct}  ${Math.round(p.samplesPerSecond)} samples/s${p.learningRate === undefined ? '' : `  lr ${p.learningRate.toPrecision(3)}`}`
       : '';
-  const val = h?.valAccuracy === undefined ? '' : `  val_acc ${(h.valAccuracy * 100).toFixed(2)}%`;
+  const val =
+    (h?.valAccuracy === undefined ? '' : `  val_acc ${(h.valAccuracy * 100).toFixed(2)}%`) +
+    formatMetrics('val_', h?.valMetrics) +
+    formatMetrics('test_', j.result?.testMetrics);
   return `${j.id}  ${j.state.padEnd(9)}${where}${val}${acc}${j.reason ? `  (${j.reason})` : ''}`;
 }
 

@@ -8,7 +8,8 @@ import { InvalidDataError } from './idx.js';
  *   [u32 LE header length][JSON header][zero pad to 8][labels (Int32 LE)][features]
  *
  * header: `{ count, featureShape, dtype: 'uint8' | 'float32', scale, numClasses, labelDtype? }`;
- * labels are Int32 class indices, or Float32 numbers with `labelDtype: 'float32'` (regression).
+ * labels are Int32 class indices, or Float32 numbers with `labelDtype: 'float32'` (regression);
+ * with `labelWidth` K (multilabel), K Int32 0/1 targets per example.
  * Byte images stay one byte per value (4x smaller than float); workers check the size
  * and SHA-256 they were given before decoding.
  */
@@ -20,6 +21,8 @@ export interface ShardHeader {
   numClasses: number;
   /** Absent: Int32 class labels (every shard written before regression labels existed). */
   labelDtype?: 'float32';
+  /** Label values per example (multilabel targets); absent: 1. */
+  labelWidth?: number;
 }
 
 export function encodeShard(split: DataSplit, featureShape: number[], numClasses: number): Buffer {
@@ -31,6 +34,7 @@ export function encodeShard(split: DataSplit, featureShape: number[], numClasses
     scale: split.scale,
     numClasses,
     ...(split.y instanceof Float32Array ? { labelDtype: 'float32' as const } : {}),
+    ...(split.labelWidth !== undefined ? { labelWidth: split.labelWidth } : {}),
   };
   const head = Buffer.from(JSON.stringify(header));
   const start = Math.ceil((4 + head.length) / 8) * 8;
@@ -53,20 +57,23 @@ export function decodeShard(buf: Uint8Array, name: string): { split: DataSplit; 
   const start = Math.ceil((4 + len) / 8) * 8;
   const featureSize = header.featureShape.reduce((a, b) => a * b, 1);
   const xBytes = header.count * featureSize * (header.dtype === 'uint8' ? 1 : 4);
-  if (start + xBytes + header.count * 4 !== buf.byteLength)
+  const width = header.labelWidth ?? 1;
+  if (!Number.isInteger(width) || width < 1) throw fail(`label width ${JSON.stringify(header.labelWidth)}`);
+  const labels = header.count * width;
+  if (start + xBytes + labels * 4 !== buf.byteLength)
     throw fail(`size ${buf.byteLength} does not match ${header.count} examples of ${featureSize} ${header.dtype}`);
   const copy = new Uint8Array(buf.byteLength - start); // aligned, owned copy
   copy.set(buf.subarray(start));
   if (header.labelDtype !== undefined && header.labelDtype !== 'float32')
     throw fail(`unknown label type ${JSON.stringify(header.labelDtype)}`);
   const y =
-    header.labelDtype === 'float32'
-      ? new Float32Array(copy.buffer, 0, header.count)
-      : new Int32Array(copy.buffer, 0, header.count);
-  const xOff = header.count * 4;
+    header.labelDtype === 'float32' ? new Float32Array(copy.buffer, 0, labels) : new Int32Array(copy.buffer, 0, labels);
+  const xOff = labels * 4;
   const x =
     header.dtype === 'uint8' ? copy.subarray(xOff, xOff + xBytes) : new Float32Array(copy.buffer, xOff, xBytes / 4);
-  return { split: { x, y, count: header.count, featureSize, scale: header.scale }, header };
+  const split: DataSplit = { x, y, count: header.count, featureSize, scale: header.scale };
+  if (header.labelWidth !== undefined) split.labelWidth = width;
+  return { split, header };
 }
 
 export function sha256Hex(data: Uint8Array): string {

@@ -7,12 +7,15 @@ import { InvalidDataError, MAX_LABEL, parseIdx } from './idx.js';
 
 /**
  * One split: `count` examples of `featureSize` values each, and their labels: integer
- * class indices (`Int32Array`) or, for regression, numbers (`Float32Array`).
+ * class indices (`Int32Array`) or, for regression, numbers (`Float32Array`); multilabel
+ * targets are `labelWidth` 0/1 values per example (`Int32Array`, example after example).
  */
 export interface DataSplit {
   x: Uint8Array | Float32Array;
   y: Int32Array | Float32Array;
   count: number;
+  /** Label values per example: absent or 1, or the target count of multilabel data. */
+  labelWidth?: number;
   featureSize: number;
   /** Multiplier applied to raw feature values (1/255 for byte images). */
   scale: number;
@@ -138,7 +141,8 @@ export async function loadDataset(spec: 'mnist' | { idx: IdxFiles }, read: FileR
 /**
  * Copies the examples at `indices` into `xOut` (scaled to float) and their targets into
  * `yOut`: one-hot labels `numClasses` wide (`targets: 'one-hot'`, class labels), or the
- * label value itself (`'value'`: binary and regression labels, `numClasses` must be 1).
+ * label value itself (`'value'`: binary and regression labels, `numClasses` must be 1), or
+ * the example's target vector (`'vector'`: multilabel, `numClasses` = the split's `labelWidth`).
  * Both outputs are fully overwritten.
  */
 export function gatherBatch(
@@ -147,10 +151,14 @@ export function gatherBatch(
   numClasses: number,
   xOut: Float32Array,
   yOut: Float32Array,
-  targets: 'one-hot' | 'value' = 'one-hot',
+  targets: 'one-hot' | 'value' | 'vector' = 'one-hot',
 ): void {
   if (targets === 'value' && numClasses !== 1)
     throw new RangeError(`value targets are one wide, not ${numClasses}: pass numClasses 1`);
+  const width = split.labelWidth ?? 1;
+  if (targets === 'vector' && numClasses !== width)
+    throw new RangeError(`vector targets are ${width} wide, not ${numClasses}: pass numClasses ${width}`);
+  if (targets !== 'vector' && width !== 1) throw new RangeError(`labels ${width} wide need vector targets`);
   const f = split.featureSize;
   yOut.fill(0, 0, indices.length * numClasses);
   for (let j = 0; j < indices.length; j++) {
@@ -159,6 +167,10 @@ export function gatherBatch(
     const src = idx * f;
     const dst = j * f;
     for (let k = 0; k < f; k++) xOut[dst + k] = split.x[src + k]! * split.scale;
+    if (targets === 'vector') {
+      for (let c = 0; c < width; c++) yOut[j * width + c] = split.y[idx * width + c]!;
+      continue;
+    }
     const label = split.y[idx]!;
     if (targets === 'value') yOut[j] = label;
     else if (label < numClasses) yOut[j * numClasses + label] = 1;
@@ -167,27 +179,40 @@ export function gatherBatch(
 
 /**
  * Checks a split's labels against the job's `labels` kind (`class`: an integer >= 0,
- * `binary`: 0 or 1, `regression`: any finite number); errors name the file and record.
+ * `binary`: 0 or 1, `regression`: any finite number, `multilabel`: vectors of 0 or 1);
+ * errors name the file and record.
  */
 export function checkLabels(split: DataSplit, labels: LabelKind, file: string): void {
-  for (let i = 0; i < split.count; i++) {
+  const width = split.labelWidth ?? 1;
+  if (labels !== 'multilabel' && width !== 1)
+    throw new InvalidDataError(`${file}: ${width} target values per record; labels '${labels}' take one`);
+  for (let i = 0; i < split.count * width; i++) {
     const v = split.y[i]!;
     const ok =
       labels === 'regression'
         ? Number.isFinite(v)
-        : labels === 'binary'
+        : labels === 'binary' || labels === 'multilabel'
           ? v === 0 || v === 1
           : Number.isInteger(v) && v >= 0;
     if (!ok) {
-      const want = { class: 'a class index (a non-negative integer)', binary: '0 or 1', regression: 'a finite number' };
-      throw new InvalidDataError(`${file}: record ${i + 1}: label ${v} is not ${want[labels]} (labels: '${labels}')`);
+      const want = {
+        class: 'a class index (a non-negative integer)',
+        binary: '0 or 1',
+        regression: 'a finite number',
+        multilabel: '0 or 1',
+      };
+      const where = width > 1 ? `record ${Math.floor(i / width) + 1}: target ${i % width}` : `record ${i + 1}`;
+      throw new InvalidDataError(`${file}: ${where}: label ${v} is not ${want[labels]} (labels: '${labels}')`);
     }
   }
 }
 
-/** Output units a model needs for a dataset: its class count, or 1 for binary and regression labels. */
+/**
+ * Output units a model needs for a dataset: its class count (`class`), its target count
+ * (`multilabel`, passed as `numClasses`), or 1 for binary and regression labels.
+ */
 export function targetWidth(labels: LabelKind, numClasses: number): number {
-  return labels === 'class' ? numClasses : 1;
+  return labels === 'class' || labels === 'multilabel' ? numClasses : 1;
 }
 
 /** The number of training examples after holding out the validation tail (as `model.fit` splits). */

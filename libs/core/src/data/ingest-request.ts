@@ -63,8 +63,14 @@ export const IngestSourceSchema = z.union([
 export const IngestRequestSchema = z
   .object({
     source: IngestSourceSchema,
-    /** What the labels are; checked on every example. */
-    labels: z.enum(LABEL_KINDS).default('class'),
+    /** What the labels are; checked on every example (multilabel targets are not chunked yet). */
+    labels: z
+      .enum(LABEL_KINDS)
+      .refine((k) => k !== 'multilabel', {
+        message:
+          "named datasets hold labels 'class', 'binary' or 'regression'; give a multilabel job its CSV or JSON Lines file",
+      })
+      .default('class'),
     /** Target bytes of one chunk. @defaultValue DEFAULT_CHUNK_BYTES */
     chunkBytes: z.number().int().min(1024).max(MAX_CHUNK_BYTES).default(DEFAULT_CHUNK_BYTES),
     /** Where the chunks go: the coordinator's data directory (default) or `s3://bucket/prefix`. */

@@ -43,4 +43,57 @@ describe('numeric, binary and class targets', () => {
     expect(Array.from(y)).toEqual([1.5, 0.25]);
     expect(() => gatherBatch(split, [0], 2, x, y, 'value')).toThrow(/numClasses 1/);
   });
+
+  it('parses multilabel targets from CSV columns (names, indices, the last K) and JSON Lines arrays', () => {
+    const text = 'a,t1,b,t2,t3\n1,0,2,1,1\n3,1,4,0,0\n';
+    const byName = parseCsv(text, 'm.csv', { labelColumns: ['t1', 't2', 't3'] }).split;
+    expect(byName.labelWidth).toBe(3);
+    expect(Array.from(byName.y)).toEqual([0, 1, 1, 1, 0, 0]);
+    expect(Array.from(byName.x)).toEqual([1, 2, 3, 4]);
+    const reordered = parseCsv(text, 'm.csv', { labelColumns: [4, 1] }).split;
+    expect(Array.from(reordered.y)).toEqual([1, 0, 0, 1]);
+    expect(Array.from(reordered.x)).toEqual([1, 2, 1, 3, 4, 0]);
+    const last = parseCsv('1,2,0,1\n3,4,1,1\n', 'n.csv', { labelColumns: { last: 2 } }).split;
+    expect([last.featureSize, last.labelWidth, Array.from(last.y)]).toEqual([2, 2, [0, 1, 1, 1]]);
+    expect(() => parseCsv(text, 'm.csv', { labelColumns: ['t1', 'nope'] })).toThrow(/labelColumns\[1\]: no column/);
+    expect(() => parseCsv(text, 'm.csv', { labelColumns: { last: 5 } })).toThrow(/leave no feature/);
+    expect(() => parseCsv(text, 'm.csv', { labelColumns: [1, 1] })).toThrow(/twice/);
+
+    const jsonl = parseJsonl('{"x":[1,2],"y":[0,1,1]}\n{"x":[3,4],"y":[1,0,0]}\n', 'm.jsonl', 1, false, true).split;
+    expect([jsonl.labelWidth, Array.from(jsonl.y)]).toEqual([3, [0, 1, 1, 1, 0, 0]]);
+    expect(() => parseJsonl('{"x":[1],"y":[0,1]}\n{"x":[2],"y":[1]}\n', 'm.jsonl', 1, false, true)).toThrow(
+      'm.jsonl: line 2: y has 1 targets, earlier records 2',
+    );
+    expect(() => parseJsonl('{"x":[1],"y":[0,2]}\n', 'm.jsonl', 1, false, true)).toThrow(/y\[1\] is not 0 or 1/);
+    expect(() => parseJsonl('{"x":[1],"y":1}\n', 'm.jsonl', 1, false, true)).toThrow(/array of 0\/1 targets/);
+  });
+
+  it('keeps multilabel targets through a shard, checks them, and gathers them as vectors', () => {
+    const { split } = parseCsv('a,b,t1,t2\n1,2,0,1\n3,4,1,1\n5,6,0,0\n', 'm.csv', { labelColumns: { last: 2 } });
+    const { split: back, header } = decodeShard(encodeShard(split, [2], 2), 'shard');
+    expect(header.labelWidth).toBe(2);
+    expect([back.labelWidth, Array.from(back.y)]).toEqual([2, [0, 1, 1, 1, 0, 0]]);
+    expect(() => checkLabels(back, 'multilabel', 'm.csv')).not.toThrow();
+    expect(() => checkLabels(back, 'class', 'm.csv')).toThrow(
+      "m.csv: 2 target values per record; labels 'class' take one",
+    );
+    const twos = parseCsv('a,t1,t2\n1,0,2\n', 'w.csv', { labelColumns: [1, 2] }).split;
+    expect(() => checkLabels(twos, 'multilabel', 'w.csv')).toThrow(
+      "w.csv: record 1: target 1: label 2 is not 0 or 1 (labels: 'multilabel')",
+    );
+    expect(targetWidth('multilabel', 2)).toBe(2);
+    const x = new Float32Array(4);
+    const y = new Float32Array(4).fill(9);
+    gatherBatch(back, [2, 1], 2, x, y, 'vector');
+    expect([Array.from(x), Array.from(y)]).toEqual([
+      [5, 6, 3, 4],
+      [0, 0, 1, 1],
+    ]);
+    expect(() => gatherBatch(back, [0], 3, x, y, 'vector')).toThrow(/pass numClasses 2/);
+    expect(() => gatherBatch(back, [0], 2, x, y, 'one-hot')).toThrow(/need vector targets/);
+    // A shard whose size does not match its label width is refused.
+    const shard = encodeShard(split, [2], 2);
+    const lying = Buffer.from(shard.toString('latin1').replace('"labelWidth":2', '"labelWidth":3'), 'latin1');
+    expect(() => decodeShard(lying, 'shard')).toThrow(/does not match/);
+  });
 });

@@ -10,6 +10,42 @@ export interface CsvOptions {
   featureScale?: number;
   /** Labels are numbers (regression targets, kept as float32), not class indices. @defaultValue false */
   numericLabels?: boolean;
+  /**
+   * Multilabel targets: these columns (header names or 0-based indices, in this order) or the
+   * last K (`{ last: K }`) hold one 0/1 target each; replaces `labelColumn`.
+   */
+  labelColumns?: string[] | number[] | { last: number } | undefined;
+}
+
+/** The 0-based indices of a CSV's target columns (one, or several for multilabel). */
+function targetColumns(file: string, first: string[], hasHeader: boolean, options: CsvOptions): number[] {
+  const names = hasHeader ? first.map((f) => f.trim()) : [];
+  const among = `among its ${first.length} columns${hasHeader ? ' (header row)' : ''}`;
+  const cols = options.labelColumns;
+  if (cols === undefined) {
+    const wanted = options.labelColumn ?? (hasHeader ? 'label' : 0);
+    const idx = typeof wanted === 'number' ? wanted : names.indexOf(wanted);
+    if (idx < 0 || idx >= first.length)
+      throw new InvalidDataError(`${file}: line 1: no label column ${JSON.stringify(wanted)} ${among}`);
+    return [idx];
+  }
+  if (!Array.isArray(cols)) {
+    if (cols.last >= first.length)
+      throw new InvalidDataError(`${file}: line 1: the last ${cols.last} columns leave no feature ${among}`);
+    return Array.from({ length: cols.last }, (_, i) => first.length - cols.last + i);
+  }
+  const out = (cols as (string | number)[]).map((c, i) => {
+    const idx = typeof c === 'number' ? c : names.indexOf(c);
+    if (idx < 0 || idx >= first.length)
+      throw new InvalidDataError(
+        `${file}: line 1: labelColumns[${i}]: no column ${typeof c === 'number' ? c : '(the name given)'} ${among}`,
+      );
+    return idx;
+  });
+  if (new Set(out).size !== out.length)
+    throw new InvalidDataError(`${file}: line 1: labelColumns names a column twice`);
+  if (out.length >= first.length) throw new InvalidDataError(`${file}: line 1: labelColumns leave no feature column`);
+  return out;
 }
 
 export interface ParsedSplit {
@@ -41,22 +77,17 @@ export function parseCsv(text: string, file: string, options: CsvOptions = {}): 
   if (rows.length === 0) throw new InvalidDataError(`${file}: no rows`);
   const first = rows[0]!.text.split(',');
   const hasHeader = options.header ?? first.some((f) => f.trim() === '' || !Number.isFinite(Number(f)));
-  const names = hasHeader ? first.map((f) => f.trim()) : [];
-  const wanted = options.labelColumn ?? (hasHeader ? 'label' : 0);
-  const labelIdx = typeof wanted === 'number' ? wanted : names.indexOf(wanted);
-  if (labelIdx < 0 || labelIdx >= first.length) {
-    throw new InvalidDataError(
-      `${file}: line 1: no label column ${JSON.stringify(wanted)} among its ${first.length} columns${hasHeader ? ' (header row)' : ''}`,
-    );
-  }
+  const targets = targetColumns(file, first, hasHeader, options);
+  const slot = new Map(targets.map((c, k) => [c, k])); // column -> its place in the target vector
   const body = hasHeader ? rows.slice(1) : rows;
   if (body.length === 0) throw new InvalidDataError(`${file}: no data rows`);
   const width = first.length;
-  const f = width - 1;
+  const K = targets.length;
+  const f = width - K;
   if (f < 1) throw new InvalidDataError(`${file}: line 1: needs a label and at least one feature column`);
   const scale = options.featureScale ?? 1;
   const x = new Float32Array(body.length * f);
-  const y = options.numericLabels ? new Float32Array(body.length) : new Int32Array(body.length);
+  const y = options.numericLabels ? new Float32Array(body.length * K) : new Int32Array(body.length * K);
   body.forEach((row, r) => {
     const fields = row.text.split(',');
     if (fields.length !== width)
@@ -66,23 +97,34 @@ export function parseCsv(text: string, file: string, options: CsvOptions = {}): 
       const raw = fields[c]!.trim();
       const v = raw === '' ? NaN : Number(raw);
       if (!Number.isFinite(v)) throw new InvalidDataError(`${file}: line ${row.n}: column ${c + 1}: not a number`);
-      if (c === labelIdx) y[r] = label(v, file, `line ${row.n}`, options.numericLabels);
+      const t = slot.get(c);
+      if (t !== undefined) y[r * K + t] = label(v, file, `line ${row.n}`, options.numericLabels);
       else x[r * f + k++] = v;
     }
   });
-  return { split: { x, y, count: body.length, featureSize: f, scale }, featureShape: [f] };
+  const split: DataSplit = { x, y, count: body.length, featureSize: f, scale };
+  if (options.labelColumns !== undefined) split.labelWidth = K;
+  return { split, featureShape: [f] };
 }
 
 /**
  * JSON Lines of `{"x": number[] (or nested arrays), "y": class}` (`y` a number with
- * `numericLabels`); errors name the file and line, never content.
+ * `numericLabels`, an array of 0/1 targets of the same length on every line with
+ * `multilabel`); errors name the file and line, never content.
  */
-export function parseJsonl(text: string, file: string, featureScale = 1, numericLabels = false): ParsedSplit {
+export function parseJsonl(
+  text: string,
+  file: string,
+  featureScale = 1,
+  numericLabels = false,
+  multilabel = false,
+): ParsedSplit {
   const rows = lines(text);
   if (rows.length === 0) throw new InvalidDataError(`${file}: no records`);
   let shape: number[] | undefined;
   let x = new Float32Array(0);
-  const y = numericLabels ? new Float32Array(rows.length) : new Int32Array(rows.length);
+  let y: Int32Array | Float32Array = numericLabels ? new Float32Array(rows.length) : new Int32Array(rows.length);
+  let width = 0;
   rows.forEach((row, r) => {
     let rec: { x?: unknown; y?: unknown };
     try {
@@ -108,6 +150,22 @@ export function parseJsonl(text: string, file: string, featureScale = 1, numeric
         throw new InvalidDataError(`${file}: line ${row.n}: x[${k}] is not a finite number`);
       x[r * flat.length + k] = v;
     });
+    if (multilabel) {
+      const t = rec.y;
+      if (!Array.isArray(t) || t.length === 0)
+        throw new InvalidDataError(`${file}: line ${row.n}: field y must be an array of 0/1 targets`);
+      if (width === 0) {
+        width = t.length;
+        y = new Int32Array(rows.length * width);
+      } else if (t.length !== width)
+        throw new InvalidDataError(`${file}: line ${row.n}: y has ${t.length} targets, earlier records ${width}`);
+      t.forEach((v: unknown, k) => {
+        if (v !== 0 && v !== 1)
+          throw new InvalidDataError(`${file}: line ${row.n}: y[${k}] is not 0 or 1 (labels: 'multilabel')`);
+        y[r * width + k] = v;
+      });
+      return;
+    }
     if (typeof rec.y !== 'number' || !Number.isFinite(rec.y))
       throw new InvalidDataError(
         `${file}: line ${row.n}: field y must be ${numericLabels ? 'a number' : 'a class index'}`,
@@ -116,7 +174,9 @@ export function parseJsonl(text: string, file: string, featureScale = 1, numeric
   });
   const featureSize = shape!.reduce((a, b) => a * b, 1);
   if (featureSize < 1) throw new InvalidDataError(`${file}: line 1: x is empty`);
-  return { split: { x, y, count: rows.length, featureSize, scale: featureScale }, featureShape: shape! };
+  const split: DataSplit = { x, y, count: rows.length, featureSize, scale: featureScale };
+  if (multilabel) split.labelWidth = width;
+  return { split, featureShape: shape! };
 }
 
 function shapeOf(a: unknown[]): number[] {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { COMPRESSIONS } from '../compression/codec.js';
 import { DEFAULT_BUCKET_BYTES } from '../math/bucket-plan.js';
 import { EarlyStoppingSchema } from './early-stopping.js';
+import { ClassWeightSchema, LabelColumnsSchema, MetricsSchema, defaultMetrics, targetsIssues } from './targets-spec.js';
 
 export const BUILTIN_MODELS = ['mnist-mlp', 'mnist-cnn'] as const;
 export const OPTIMIZERS = ['adam', 'sgd', 'momentum', 'rmsprop', 'adagrad'] as const;
@@ -15,15 +16,16 @@ export const LOSSES = [
 
 /**
  * What a dataset's label column holds: `class` an index into the model's outputs (one-hot
- * targets), `binary` 0 or 1 (one sigmoid output), `regression` a number (one output).
+ * targets), `binary` 0 or 1 (one sigmoid output), `regression` a number (one output),
+ * `multilabel` a vector of 0/1 per example (one sigmoid output per target).
  */
-export const LABEL_KINDS = ['class', 'binary', 'regression'] as const;
+export const LABEL_KINDS = ['class', 'binary', 'regression', 'multilabel'] as const;
 
 /** The label kinds each loss takes; a spec pairing others is refused on `loss`. */
 export const LOSS_LABELS = {
   categoricalCrossentropy: ['class'],
   sparseCategoricalCrossentropy: ['class'],
-  binaryCrossentropy: ['binary'],
+  binaryCrossentropy: ['binary', 'multilabel'],
   meanSquaredError: LABEL_KINDS,
   meanAbsoluteError: LABEL_KINDS,
 } as const satisfies Record<(typeof LOSSES)[number], readonly (typeof LABEL_KINDS)[number][]>;
@@ -94,6 +96,8 @@ export const DatasetSpecSchema = z.union([
           validation: source.optional(),
           test: source.optional(),
           labelColumn: z.union([z.string().min(1).max(256), z.number().int().min(0)]).optional(),
+          /** The target columns of a multilabel job: names, 0-based indices, or `{ last: K }`. */
+          labelColumns: LabelColumnsSchema.optional(),
           header: z.boolean().optional(),
           featureScale: z.number().positive().finite().default(1),
         })
@@ -203,10 +207,10 @@ export const JobSpecSchema = z
     loss: z.enum(LOSSES).default('categoricalCrossentropy'),
     /** What the labels are (`LABEL_KINDS`); `binary` and `regression` need a model with one output unit. */
     labels: z.enum(LABEL_KINDS).default('class'),
-    metrics: z
-      .array(z.enum(['accuracy']))
-      .max(1)
-      .default(['accuracy']),
+    /** Evaluation metrics (validation and test); absent: `accuracy` (none for regression). */
+    metrics: MetricsSchema.optional(),
+    /** Per-class loss weights (Keras `class_weight`), for labels `class` and `binary`. */
+    classWeight: ClassWeightSchema.optional(),
     epochs: z.number().int().min(1).max(10_000).default(5),
     /** Global batch size: the examples of one step, split among the workers. */
     batchSize: z.number().int().min(1).max(65_536).default(32),
@@ -316,6 +320,7 @@ export const JobSpecSchema = z
         message: `'${s.loss}' needs labels ${takes.map((t) => `'${t}'`).join(' or ')}; with labels '${s.labels}' use ${fits.map((l) => `'${l}'`).join(' or ')}`,
       });
     }
+    for (const issue of targetsIssues(s)) ctx.addIssue({ code: 'custom', ...issue });
     for (const [option, users] of Object.entries(OPTIMIZER_OPTION_USERS)) {
       const value = s.optimizerOptions[option as keyof typeof OPTIMIZER_OPTION_USERS];
       if (value === undefined || (users as readonly string[]).includes(s.optimizer)) continue;
@@ -326,7 +331,11 @@ export const JobSpecSchema = z
       });
     }
   })
-  .transform((s) => ({ ...s, validationSplit: s.validationSplit ?? (hasValidationFile(s.dataset) ? 0 : 0.1) }));
+  .transform((s) => ({
+    ...s,
+    validationSplit: s.validationSplit ?? (hasValidationFile(s.dataset) ? 0 : 0.1),
+    metrics: s.metrics ?? defaultMetrics(s.labels),
+  }));
 
 /** Whether a dataset names a validation file of its own. */
 export function hasValidationFile(dataset: z.output<typeof DatasetSpecSchema>): boolean {

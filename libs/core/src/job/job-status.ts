@@ -35,6 +35,10 @@ export interface EpochResult {
   /** Test split results after this epoch (with `testEveryEpoch`). */
   testLoss?: number;
   testAccuracy?: number;
+  /** The job's `metrics` on the validation data after this epoch, by `metricKey`. */
+  valMetrics?: Record<string, number>;
+  /** The job's `metrics` on the test split after this epoch (with `testEveryEpoch`). */
+  testMetrics?: Record<string, number>;
   /** Job wall time at the end of this epoch, in ms, not counting `testEveryEpoch` evaluations. */
   elapsedMs?: number;
   samples: number;
@@ -58,6 +62,8 @@ export interface JobProgress {
 export interface JobResult {
   testLoss?: number;
   testAccuracy?: number;
+  /** The job's `metrics` on the test split, by `metricKey` (e.g. `precision`, `top5CategoricalAccuracy`). */
+  testMetrics?: Record<string, number>;
   wallTimeMs: number;
   samplesPerSecond: number;
   steps: number;

@@ -10,6 +10,8 @@ const id = z.string().min(1).max(128);
 const text = (max: number) => z.string().max(max).transform(printable);
 const count = z.number().int().nonnegative();
 const finite = z.number().finite();
+/** Correct predictions: a count, or with multilabel targets a sum of per-example fractions. */
+const correct = z.number().finite().nonnegative();
 
 /** Name, shape and dtype of one tensor in a payload made of several. */
 export const TensorSpecSchema = z.object({
@@ -61,7 +63,7 @@ export const WorkerMessageSchema = z.discriminatedUnion('t', [
     bucket: count,
     samples: count,
     lossSum: finite,
-    correct: count,
+    correct,
     /** Forward + backward time of this slice, in ms. */
     computeMs: finite,
     /** Time spent applying the previous step's update, in ms (0 for the first). */
@@ -79,11 +81,20 @@ export const WorkerMessageSchema = z.discriminatedUnion('t', [
     round: count,
     samples: count,
     lossSum: finite,
-    correct: count,
+    correct,
     computeMs: finite,
     applyMs: finite.default(0),
   }),
-  z.object({ t: z.literal('eval-result'), jobId: id, requestId: count, lossSum: finite, correct: count, count }),
+  z.object({
+    t: z.literal('eval-result'),
+    jobId: id,
+    requestId: count,
+    lossSum: finite,
+    correct,
+    count,
+    /** The sums of the job's `metrics` over the range (`metricSums`), when it lists any. */
+    metrics: z.array(finite).max(1024).optional(),
+  }),
   z.object({
     t: z.literal('checksum'),
     jobId: id,
