@@ -84,6 +84,8 @@ export {
   type DatasetSpec,
   DatasetSpecSchema,
   type FieldIssue,
+  type InitialModel,
+  InitialModelSchema,
   InvalidJobSpecError,
   type JobSpec,
   type JobSpecInput,
@@ -101,6 +103,7 @@ export {
   OptimizerOptionsSchema,
   OPTIMIZERS,
   parseJobSpec,
+  TrainableLayersSchema,
 } from './job/job-spec.js';
 export {
   EARLY_STOPPING_MONITORS,
@@ -143,6 +146,7 @@ export {
   weightLayout,
 } from './model/model-factory.js';
 export { learningRateAt } from './model/lr-schedule.js';
+export { applyTrainableLayers } from './model/trainable-layers.js';
 export { dropoutMask, seedDropout, type SeededDropout } from './model/seeded-dropout.js';
 export { type IdxArray, InvalidDataError, MAX_IDX_BYTES, MAX_LABEL } from './data/idx.js';
 export {
