@@ -109,7 +109,7 @@ describe('fine-tuning parity with model.fit: initialModel + trainableLayers (1 a
   it('matches model.fit from the same weights with layer b frozen; b ends bit-identical to the artifact', async () => {
     // model.fit's train function, one global batch per call, in the sampler's order.
     const model = await buildModel({ topology: topology() }, SEED);
-    model.setWeights(model.weights.map((w) => tf.tensor(initial.get(w.originalName)!, w.shape)));
+    model.setWeights(model.weights.map((w) => tf.tensor(initial.get(w.originalName)!, w.shape as number[])));
     model.getLayer('b').trainable = false;
     model.compile({ optimizer: tf.train.adam(0.01), loss: 'categoricalCrossentropy' });
     for (const { xs, ys } of samplerBatches(mnist.train, { batch: BATCH, epochs: EPOCHS, seed: SEED, classes: 10 }))

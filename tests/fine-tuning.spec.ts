@@ -190,7 +190,7 @@ describe('fine-tuning: initialModel and trainableLayers', () => {
 
   /** An artifact of `topology(units)` with its manifest edited by `edit`, uploaded; answers the `initialModel`. */
   async function upload(
-    edit: (json: Record<string, unknown>) => void = () => {},
+    edit?: (json: Record<string, unknown>) => void,
     units = 10,
     weights?: (w: Buffer) => Buffer,
   ): Promise<{ modelJson: string; weights: string }> {
@@ -199,7 +199,7 @@ describe('fine-tuning: initialModel and trainableLayers', () => {
     await saveToDir(model, dir);
     model.dispose();
     const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as Record<string, unknown>;
-    edit(json);
+    edit?.(json);
     const bin = readFileSync(join(dir, 'weights.bin'));
     return alice.uploadModel(json, weights ? weights(bin) : bin);
   }
