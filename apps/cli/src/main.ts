@@ -88,6 +88,11 @@ clientCommand('submit', 'submit a job spec (JSON) to a coordinator')
   .option('-d, --data <file>', 'upload a CSV or JSON Lines training set and use it as the dataset')
   .option('--validation-data <file>', 'upload a validation set of the same kind (replaces validationSplit)')
   .option('--test-data <file>', 'upload a test set of the same kind')
+  .option('--initial-model <job>', 'fine-tune: start from the final weights of this SUCCEEDED job')
+  .option(
+    '--initial-model-dir <dir>',
+    'fine-tune: upload the TensorFlow.js model in DIR (model.json + weights) and start from it',
+  )
   .option('-f, --follow', 'follow the job until it ends (progress bar, log lines)')
   .action(async (file: string, opts) => {
     process.exitCode = await run('submit', () => submit(file, opts));

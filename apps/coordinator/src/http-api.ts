@@ -285,7 +285,7 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
       }
       return send(res, 200, page.jobs.map(summarizeJob));
     }
-    if (method === 'POST') return send(res, 201, await jobs.submit(await readJson(req), who.name));
+    if (method === 'POST') return send(res, 201, await jobs.submit(await readJson(req), who.name, visible));
   }
   if (p[1] === 'jobs' && p[2]) {
     const id = p[2];

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   InvalidJobSpecError,
   JOB_STATES,
@@ -12,6 +13,7 @@ import {
 } from '@gradfleet/core';
 import type { DatasetCatalog } from './dataset-catalog.js';
 import type { DatasetIngest, PreparedDataset } from './dataset-ingest.js';
+import { stageInitialModel } from './initial-model.js';
 import { JobRecord, jobDir } from './job-record.js';
 import { JobRunner } from './job-runner.js';
 import type { JobStore } from './job-store.js';
@@ -174,9 +176,15 @@ export class JobManager {
 
   /**
    * Validates the spec, its data and its model (built on the model thread and dropped) and
-   * queues the job; refused with 429 `QUEUE_FULL` when the queue limits are reached.
+   * queues the job; refused with 429 `QUEUE_FULL` when the queue limits are reached. An
+   * `initialModel` is checked and placed in the job's directory (`initial/`); `{ job }` names
+   * only jobs `visible` to the submitting token.
    */
-  async submit(input: unknown, owner?: string): Promise<JobStatus> {
+  async submit(
+    input: unknown,
+    owner?: string,
+    visible: (job: { status: { owner?: string | undefined } }) => boolean = () => true,
+  ): Promise<JobStatus> {
     const spec = parseJobSpec(input);
     const token = owner ?? 'anonymous';
     this.checkQueue(token);
@@ -188,7 +196,17 @@ export class JobManager {
         typeof spec.dataset === 'object' && 'name' in spec.dataset
           ? await this.catalog.prepareForJob(spec.dataset.name, id, dir, spec.labels)
           : await this.ingest.prepare(id, dir, spec.dataset, spec.labels);
-      const params = await this.models.check(spec, data, this.limits.maxModelParams);
+      const initial = spec.initialModel
+        ? await stageInitialModel(spec.initialModel, join(dir, 'initial'), {
+            uploadsDir: join(this.dataDir, 'uploads'),
+            maxParams: this.limits.maxModelParams,
+            visibleJob: (jobId) => {
+              const j = this.jobs.get(jobId);
+              return j && visible(j) ? { state: j.state, dir: j.dir } : undefined;
+            },
+          })
+        : undefined;
+      const params = await this.models.check(spec, data, this.limits.maxModelParams, { weights: initial });
       if (params > this.limits.maxModelParams) {
         throw new InvalidJobSpecError([
           {
@@ -364,7 +382,9 @@ export class JobManager {
     if (this.building.has(job.id)) return;
     this.building.add(job.id);
     this.models
-      .describe(job.spec, job.data)
+      .describe(job.spec, job.data, undefined, {
+        dir: job.spec.initialModel ? join(job.dir, 'initial') : undefined,
+      })
       .then((model) => {
         if (!TERMINAL_STATES.includes(job.state)) job.model = model;
       })

@@ -2,7 +2,7 @@
 import { parentPort } from 'node:worker_threads';
 import { InvalidJobSpecError, selectBackend, type JobSpec } from '@gradfleet/core';
 import type { ModelBuildReply } from './model-builder.js';
-import { describeModel } from './model-info.js';
+import { describeModel, type InitialArtifact } from './model-info.js';
 
 const ready = selectBackend('cpu');
 const port = parentPort!;
@@ -15,11 +15,12 @@ port.on(
     data?: { featureShape: number[]; numClasses: number };
     maxParams?: number;
     check?: boolean;
+    initial?: InitialArtifact;
   }) => {
     void (async () => {
       try {
         await ready;
-        const info = await describeModel(m.spec, m.data, m.maxParams);
+        const info = await describeModel(m.spec, m.data, m.maxParams, m.initial);
         if (m.check) return port.postMessage({ id: m.id, params: info.trainableParams } satisfies ModelBuildReply);
         port.postMessage({ id: m.id, info } satisfies ModelBuildReply, [info.initialWeights.buffer as ArrayBuffer]);
       } catch (err) {

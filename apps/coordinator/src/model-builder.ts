@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { InvalidJobSpecError, type FieldIssue, type JobSpec } from '@gradfleet/core';
 import type { PreparedDataset } from './dataset-ingest.js';
-import type { ModelInfo } from './model-info.js';
+import type { InitialArtifact, ModelInfo } from './model-info.js';
 
 type DataShape = Pick<PreparedDataset, 'featureShape' | 'numClasses'>;
 export type ModelBuildReply = {
@@ -41,8 +41,8 @@ export class ModelBuilder {
    * Builds the job's model and brings back its initial weights (when the job starts); a
    * topology over `maxParams` weights is refused before it is built.
    */
-  async describe(spec: JobSpec, data?: DataShape, maxParams?: number): Promise<ModelInfo> {
-    return (await this.request(spec, data, maxParams, false)).info!;
+  async describe(spec: JobSpec, data?: DataShape, maxParams?: number, initial?: InitialArtifact): Promise<ModelInfo> {
+    return (await this.request(spec, data, maxParams, false, initial)).info!;
   }
 
   /**
@@ -50,11 +50,17 @@ export class ModelBuilder {
    * parameters; the weights drawn stay in the thread and are dropped, so a queued job holds
    * no model.
    */
-  async check(spec: JobSpec, data?: DataShape, maxParams?: number): Promise<number> {
-    return (await this.request(spec, data, maxParams, true)).params!;
+  async check(spec: JobSpec, data?: DataShape, maxParams?: number, initial?: InitialArtifact): Promise<number> {
+    return (await this.request(spec, data, maxParams, true, initial)).params!;
   }
 
-  private request(spec: JobSpec, data: DataShape | undefined, maxParams: number | undefined, check: boolean) {
+  private request(
+    spec: JobSpec,
+    data: DataShape | undefined,
+    maxParams: number | undefined,
+    check: boolean,
+    initial?: InitialArtifact,
+  ) {
     const worker = (this.worker ??= this.start());
     const id = this.nextId++;
     return new Promise<ModelBuildReply>((resolve, reject) => {
@@ -65,6 +71,7 @@ export class ModelBuilder {
         data: data ? { featureShape: data.featureShape, numClasses: data.numClasses } : undefined,
         maxParams,
         check,
+        initial,
       });
     });
   }

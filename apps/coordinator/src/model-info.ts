@@ -10,6 +10,7 @@ import {
   type JobSpec,
 } from '@gradfleet/core';
 import type { PreparedDataset } from './dataset-ingest.js';
+import { loadInitialWeights, matchInitialWeights, type ArtifactWeight } from './initial-weights.js';
 
 /** What the coordinator knows of a job's model: enough to start replicas and export artifacts. */
 export interface ModelInfo {
@@ -22,7 +23,7 @@ export interface ModelInfo {
    * statistics block (`MovingStatsCapture` in libs/core; none without BatchNormalization).
    */
   exchangeLength: number;
-  /** Initial values of every weight, flattened; every replica starts from these. */
+  /** Initial values of every weight, flattened (seeded, or the job's `initialModel`); every replica starts from these. */
   initialWeights: Float32Array;
   /** The Layers topology (`model.toJSON()`), for the exported artifact. */
   topology: Record<string, unknown>;
@@ -31,17 +32,32 @@ export interface ModelInfo {
 
 const MNIST = { featureShape: [28, 28], numClasses: 10 };
 
+/** A job's `initialModel` as the model thread sees it: its declared weights (to check) or its staged directory (to load). */
+export interface InitialArtifact {
+  /** At submission: the weights the artifact declares, matched against the model. */
+  weights?: ArtifactWeight[] | undefined;
+  /** At start: `<jobDir>/initial` (`model.json` + `weights.bin`), the values all replicas start from. */
+  dir?: string | undefined;
+}
+
 /**
- * Builds the job's model once on the coordinator (cpu backend): validates the spec's model
- * against its dataset and yields the seeded initial weights all replicas start from.
+ * Builds the job's model once on the coordinator (cpu backend), its `trainableLayers`
+ * frozen as the workers freeze them: validates the spec's model against its dataset (and
+ * its `initialModel`) and yields the initial weights all replicas start from (seeded, or
+ * the initial model's).
  */
 export async function describeModel(
   spec: JobSpec,
   data?: Pick<PreparedDataset, 'featureShape' | 'numClasses'>,
   maxParams?: number,
+  initial: InitialArtifact = {},
 ): Promise<ModelInfo> {
-  const model = await buildModel(spec.model, spec.seed, maxParams === undefined ? {} : { maxParams });
+  const model = await buildModel(spec.model, spec.seed, {
+    ...(maxParams === undefined ? {} : { maxParams }),
+    trainableLayers: spec.trainableLayers,
+  });
   try {
+    if (initial.weights) matchInitialWeights(model, initial.weights);
     const input = model.inputs[0]!.shape.slice(1);
     const output = model.outputs[0]!.shape;
     const d = data ?? (spec.dataset === 'mnist' ? MNIST : undefined);
@@ -98,7 +114,7 @@ export async function describeModel(
       layout: weightLayout(model),
       trainableParams,
       exchangeLength: trainableParams + stats,
-      initialWeights: flattenWeights(model),
+      initialWeights: initial.dir ? await loadInitialWeights(model, initial.dir) : flattenWeights(model),
       topology: model.toJSON(null, false) as Record<string, unknown>,
       weightSpecs: model.weights.map((w) => ({
         name: w.originalName,

@@ -136,7 +136,7 @@ export class Replica {
     data: TrainingData,
     optimizerSpecs: TensorSpec[] = [],
   ): Promise<Replica> {
-    const model = await buildModel(spec.model, spec.seed);
+    const model = await buildModel(spec.model, spec.seed, { trainableLayers: spec.trainableLayers });
     const mine = weightLayout(model);
     if (JSON.stringify(mine) !== JSON.stringify(layout)) {
       model.dispose();

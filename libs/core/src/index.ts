@@ -91,6 +91,8 @@ export {
   type DatasetSpec,
   DatasetSpecSchema,
   type FieldIssue,
+  type InitialModel,
+  InitialModelSchema,
   InvalidJobSpecError,
   type JobSpec,
   type JobSpecInput,
@@ -108,6 +110,7 @@ export {
   OptimizerOptionsSchema,
   OPTIMIZERS,
   parseJobSpec,
+  TrainableLayersSchema,
 } from './job/job-spec.js';
 export {
   ClassWeightSchema,
@@ -169,6 +172,7 @@ export {
 } from './model/model-factory.js';
 export { correctCount, exampleWeights, metricSumCount, metricSums, metricValues } from './model/eval-metrics.js';
 export { learningRateAt } from './model/lr-schedule.js';
+export { applyTrainableLayers } from './model/trainable-layers.js';
 export { dropoutMask, seedDropout, type SeededDropout } from './model/seeded-dropout.js';
 export { MovingStatsCapture, movingStatsCount } from './model/moving-stats.js';
 export { type IdxArray, InvalidDataError, MAX_IDX_BYTES, MAX_LABEL } from './data/idx.js';

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { basename, extname } from 'node:path';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, extname, join, relative, resolve } from 'node:path';
 import {
   ApiError,
   GradfleetClient,
@@ -61,7 +61,14 @@ export async function follow(client: GradfleetClient, id: string, showLogs = tru
 /** `gradfleet submit <job.json> [--data FILE] [--validation-data FILE] [--test-data FILE] [--follow]`. */
 export async function submit(
   file: string,
-  opts: ClientOptions & { data?: string; validationData?: string; testData?: string; follow?: boolean },
+  opts: ClientOptions & {
+    data?: string;
+    validationData?: string;
+    testData?: string;
+    initialModel?: string;
+    initialModelDir?: string;
+    follow?: boolean;
+  },
 ): Promise<number> {
   const client = new GradfleetClient({
     url: opts.coordinator,
@@ -87,10 +94,47 @@ export async function submit(
       [kind]: { ...existing, train, ...(validation ? { validation } : {}), ...(test ? { test } : {}) },
     } as JobSpecInput['dataset'];
   }
+  if (opts.initialModel && opts.initialModelDir)
+    throw new Error('give --initial-model JOB or --initial-model-dir DIR, not both');
+  if (opts.initialModel) spec.initialModel = { job: opts.initialModel };
+  if (opts.initialModelDir) {
+    const { modelJson, weights } = await readModelDir(opts.initialModelDir);
+    spec.initialModel = await client.uploadModel(modelJson, weights);
+  }
   const job = await client.submit(spec);
   if (opts.json) print(JSON.stringify(job, null, 2));
   else print(`job ${job.id} ${job.state}`);
   return opts.follow ? follow(client, job.id) : 0;
+}
+
+/**
+ * A TensorFlow.js artifact saved to files (`model.json` and the weight files its manifest
+ * names, e.g. `weights.bin`) in `dir`: the model.json bytes and the weight files concatenated
+ * in manifest order, as TensorFlow.js reads them. Weight files must lie in `dir`.
+ */
+async function readModelDir(dir: string): Promise<{ modelJson: Uint8Array; weights: Uint8Array }> {
+  const file = join(dir, 'model.json');
+  const modelJson = await readFile(file).catch((err: Error) => {
+    throw new Error(`cannot read ${file}: ${err.message}`);
+  });
+  let paths: string[];
+  try {
+    const manifest = (JSON.parse(modelJson.toString('utf8')) as { weightsManifest?: { paths?: unknown }[] })
+      .weightsManifest;
+    paths = (manifest ?? []).flatMap((g) => (Array.isArray(g.paths) ? g.paths.map(String) : []));
+  } catch {
+    throw new Error(`${file} is not JSON: give the model.json that model.save() wrote`);
+  }
+  if (paths.length === 0) throw new Error(`${file} names no weight files (weightsManifest[].paths)`);
+  const parts = await Promise.all(
+    paths.map((p) => {
+      const path = resolve(dir, p);
+      if (relative(resolve(dir), path).startsWith('..'))
+        throw new Error(`${file} names a weight file outside ${dir}; keep the artifact's files together`);
+      return readFile(path);
+    }),
+  );
+  return { modelJson, weights: Buffer.concat(parts) };
 }
 
 /** `gradfleet jobs [--state S]`: every job, page by page (`GET /v1/jobs` pages), printed as each page arrives. */

@@ -197,6 +197,26 @@ export class GradfleetClient {
   }
 
   /**
+   * Uploads a TensorFlow.js model artifact (its `model.json`, and its weights: `weights.bin`,
+   * or the manifest's files concatenated in order) for a job's `initialModel`:
+   * `submit({ ..., initialModel: await client.uploadModel(json, weights) })`.
+   */
+  async uploadModel(
+    modelJson: Uint8Array | string | Record<string, unknown>,
+    weights: Uint8Array | ArrayBuffer,
+  ): Promise<{ modelJson: string; weights: string }> {
+    const json =
+      modelJson instanceof Uint8Array
+        ? modelJson
+        : new TextEncoder().encode(typeof modelJson === 'string' ? modelJson : JSON.stringify(modelJson));
+    return {
+      modelJson: (await this.upload(json, 'model.json')).source,
+      weights: (await this.upload(weights instanceof Uint8Array ? weights : new Uint8Array(weights), 'weights.bin'))
+        .source,
+    };
+  }
+
+  /**
    * Live events of a job (server-sent events): `status` whenever the job changes (the
    * coordinator sends the job once, then only the fields that changed; this merges them)
    * and `log` lines, until it ends. The status has no topology (`JobSummary`).

@@ -181,6 +181,33 @@ export const OptimizerOptionsSchema = z
   })
   .strict();
 
+/** A job id (`POST /v1/jobs` answers it): a UUID. */
+const JOB_ID_PATTERN = /^[A-Za-z0-9-]{1,64}$/;
+/** An uploaded file (`POST /v1/datasets` answers `upload:<id>`). */
+const uploadSource = z
+  .string()
+  .regex(
+    /^upload:[A-Za-z0-9_-][A-Za-z0-9._-]{0,300}$/,
+    'an upload source: upload:<id> as POST /v1/datasets answers it',
+  );
+
+/**
+ * Where a fine-tuning job's starting weights come from (docs/api.md, "Fine-tuning"): the final
+ * model of a SUCCEEDED job this token can see, or a TensorFlow.js artifact uploaded as two
+ * files (`model.json`, and its weights: one `weights.bin`, or the manifest's files concatenated).
+ */
+export const InitialModelSchema = z.union([
+  z.object({ job: z.string().regex(JOB_ID_PATTERN, 'a job id as POST /v1/jobs answers it') }).strict(),
+  z.object({ modelJson: uploadSource, weights: uploadSource }).strict(),
+]);
+
+/** Layer names (`model.layers[i].name`) to train; every other layer is frozen. */
+export const TrainableLayersSchema = z
+  .array(z.string().min(1).max(256))
+  .min(1, 'name at least one layer to train; leave trainableLayers out to train every layer')
+  .max(10_000)
+  .refine((names) => new Set(names).size === names.length, { message: 'a layer is named twice' });
+
 /**
  * A training job. Every field but `model` and `dataset` has a default: the defaults are
  * the reference recipe (Adam 0.001, batch 32, 5 epochs, validation split 0.1).
@@ -284,6 +311,10 @@ export const JobSpecSchema = z
       .min(1024)
       .max(64 * 1024 * 1024)
       .default(DEFAULT_BUCKET_BYTES),
+    /** Start from these weights instead of the seeded initialisation (fine-tuning); absent: seeded. */
+    initialModel: InitialModelSchema.optional(),
+    /** Train only these layers (by name); the others keep their weights (`layer.trainable = false`). Absent: all. */
+    trainableLayers: TrainableLayersSchema.optional(),
     /** Evaluate the test split after every epoch (recorded in the epoch history), not only at the end. */
     testEveryEpoch: z.boolean().default(false),
   })
@@ -350,6 +381,7 @@ export type LabelKind = (typeof LABEL_KINDS)[number];
 export type LrSchedule = z.output<typeof LrScheduleSchema>;
 export type OptimizerOptions = z.output<typeof OptimizerOptionsSchema>;
 export type ModelSpec = z.output<typeof ModelSpecSchema>;
+export type InitialModel = z.output<typeof InitialModelSchema>;
 export type DatasetSpec = z.output<typeof DatasetSpecSchema>;
 
 export interface FieldIssue {

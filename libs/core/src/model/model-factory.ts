@@ -3,6 +3,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { InvalidJobSpecError, type JobSpec, type ModelSpec, type OptimizerOptions } from '../job/job-spec.js';
 import { countTopologyParams } from './param-count.js';
 import { checkTopology } from './topology-policy.js';
+import { applyTrainableLayers } from './trainable-layers.js';
 
 /** Initializers that accept a `seed`; seeding them makes initial weights reproducible. */
 const SEEDED_INITIALIZERS = new Set([
@@ -111,17 +112,30 @@ export class InvalidModelError extends Error {
  * topology is deserialised by TensorFlow.js from JSON (only registered layer classes
  * load; nothing is evaluated). Same spec + seed gives the same initial weights. A topology
  * is checked (allowlist, sizes) and its weights counted against `limits.maxParams` on its
- * normalised config before anything is built.
+ * normalised config before anything is built. With `trainableLayers`, every other layer is
+ * frozen (`applyTrainableLayers`).
  */
 export async function buildModel(
   spec: ModelSpec,
   seed: number,
-  limits: { maxParams?: number } = {},
+  limits: { maxParams?: number; trainableLayers?: readonly string[] | undefined } = {},
 ): Promise<tfl.LayersModel> {
+  const model = await buildUnfrozen(spec, seed, limits.maxParams);
+  if (limits.trainableLayers === undefined) return model;
+  try {
+    applyTrainableLayers(model, limits.trainableLayers);
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+  return model;
+}
+
+async function buildUnfrozen(spec: ModelSpec, seed: number, maxParams: number | undefined): Promise<tfl.LayersModel> {
   try {
     if (spec === 'mnist-mlp') return mnistMlp(seed);
     if (spec === 'mnist-cnn') return mnistCnn(seed);
-    countTopologyParams(checkTopology(spec.topology), limits.maxParams);
+    countTopologyParams(checkTopology(spec.topology), maxParams);
     // Serialise once so that defaulted initializers appear explicitly, then seed them all.
     const first = await tfl.models.modelFromJSON({ modelTopology: spec.topology } as never);
     const explicit = first.toJSON(null, false) as Record<string, unknown>;
