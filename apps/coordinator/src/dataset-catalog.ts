@@ -222,8 +222,7 @@ export class DatasetCatalog {
         if (m.t === 'progress') {
           this.count(info.progress, m.progress);
           info.progress = m.progress;
-        }
-        else if (m.t === 'failed') void fail(m.code, m.message, m.path);
+        } else if (m.t === 'failed') void fail(m.code, m.message, m.path);
         else if (m.t === 'done') {
           ended = true;
           entry.thread = undefined;
