@@ -76,6 +76,8 @@ export class Coordinator {
     };
     const sources = new DatasetSources({ ...sourceOptions, s3: () => s3ClientFromEnv() });
     this.datasets = new DatasetCatalog(dataDir, sourceOptions, sources, {}, log);
+    this.datasets.metrics = this.metrics;
+    this.metrics.ingestionsRunning = () => this.datasets.running();
     this.jobs = new JobManager(
       this.metrics,
       log,

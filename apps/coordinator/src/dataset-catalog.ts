@@ -22,6 +22,7 @@ import type { PreparedDataset } from './dataset-ingest.js';
 import type { IngestLimits } from './dataset-ingest-pipeline.js';
 import type { IngestThreadData, IngestThreadMessage } from './dataset-ingest-thread.js';
 import { JobRequestError } from './job-manager.js';
+import type { CoordinatorMetrics } from './metrics.js';
 import { startThread } from './thread-module.js';
 import type { DatasetSources, DatasetSourcesOptions } from './dataset-sources.js';
 
@@ -56,6 +57,8 @@ export class DatasetCatalog {
   readonly root: string;
   /** Names of datasets used by jobs that have not ended (set by the job manager). */
   inUse: (name: string) => boolean = () => false;
+  /** Where ingestions count what they read and write (set by the coordinator). */
+  metrics: Pick<CoordinatorMetrics, 'ingestReadBytes' | 'ingestWrittenBytes' | 'ingestExamples'> | undefined;
 
   constructor(
     private readonly dataDir: string,
@@ -125,6 +128,22 @@ export class DatasetCatalog {
       bytes,
       ...(store ? { store } : {}),
     };
+  }
+
+  /** Ingestions running now. */
+  running(): number {
+    let n = 0;
+    for (const e of this.entries.values()) if (e.info.state === 'INGESTING') n++;
+    return n;
+  }
+
+  /** Adds what an ingestion did since its previous progress report to the metrics. */
+  private count(prev: IngestProgress, next: IngestProgress): void {
+    const m = this.metrics;
+    if (!m) return;
+    if (next.bytesRead > prev.bytesRead) m.ingestReadBytes.inc(next.bytesRead - prev.bytesRead);
+    if (next.bytesWritten > prev.bytesWritten) m.ingestWrittenBytes.inc(next.bytesWritten - prev.bytesWritten);
+    if (next.examples > prev.examples) m.ingestExamples.inc(next.examples - prev.examples);
   }
 
   list(): DatasetInfo[] {
@@ -200,8 +219,10 @@ export class DatasetCatalog {
         resolve();
       };
       thread.on('message', (m: IngestThreadMessage) => {
-        if (m.t === 'progress') info.progress = m.progress;
-        else if (m.t === 'failed') void fail(m.code, m.message, m.path);
+        if (m.t === 'progress') {
+          this.count(info.progress, m.progress);
+          info.progress = m.progress;
+        } else if (m.t === 'failed') void fail(m.code, m.message, m.path);
         else if (m.t === 'done') {
           ended = true;
           entry.thread = undefined;

@@ -246,7 +246,20 @@ export async function ingestDataset(
         ),
         im.o.display,
       );
-      const lbReader = new ByteReader(maybeGunzip(lb.stream, lb.display, max), lb.display);
+      let labelBytes = 0; // added to bytesRead once the split is done
+      const lbReader = new ByteReader(
+        maybeGunzip(
+          (async function* () {
+            for await (const b of lb.stream) {
+              labelBytes += b.byteLength;
+              yield b;
+            }
+          })(),
+          lb.display,
+          max,
+        ),
+        lb.display,
+      );
       const images = await named(imField, () => IdxStream.open(imReader, im.o.display));
       const labelIdx = await named(lbField, () => IdxStream.open(lbReader, lb.display));
       if (labelIdx.dims.length !== 1 || labelIdx.count !== images.count)
@@ -273,6 +286,8 @@ export async function ingestDataset(
       await named(imField, () => images.end());
       await named(lbField, () => labelIdx.end());
       im.done();
+      doneBytes += labelBytes;
+      progress.bytesRead = doneBytes;
       splits[split] = await finishSplit(w);
     }
   } else {

@@ -682,9 +682,9 @@ export class JobRunner extends JobRunnerCore {
         p.bytes += frameBytes;
         if (++p.next < this.reducer.plan.count) return;
         this.progress.delete(m);
-        this.telemetry.arrived(m.id, msg.computeMs, msg.applyMs, msg.samples, p.bytes, p.addMs);
+        this.telemetry.arrived(m.id, msg.computeMs, msg.applyMs, msg.samples, p.bytes, p.addMs, msg.dataWaitMs);
         m.stats.record(msg.samples, msg.computeMs);
-        this.balancer.observe(m, msg.samples, msg.computeMs);
+        this.balancer.observe(m, msg.samples, msg.computeMs + msg.dataWaitMs); // the time to produce its gradient
         this.pending.delete(m);
         this.received.push(slice);
         this.stepTotals.lossSum += msg.lossSum;
@@ -702,9 +702,9 @@ export class JobRunner extends JobRunnerCore {
         if (msg.samples !== slice.length)
           throw new ProtocolError('MALFORMED_FRAME', `gradient over ${msg.samples} samples, slice has ${slice.length}`);
         this.progress.set(m, { next: 1, bytes: 0, addMs: 0 }); // its buckets are on the way: never excused now
-        this.telemetry.arrived(m.id, msg.computeMs, msg.applyMs, msg.samples, this.roundBytes, 0);
+        this.telemetry.arrived(m.id, msg.computeMs, msg.applyMs, msg.samples, this.roundBytes, 0, msg.dataWaitMs);
         m.stats.record(msg.samples, msg.computeMs);
-        this.balancer.observe(m, msg.samples, msg.computeMs);
+        this.balancer.observe(m, msg.samples, msg.computeMs + msg.dataWaitMs); // the time to produce its gradient
         this.pending.delete(m);
         this.received.push(slice); // counts toward backup workers and the straggler deadline; the outcome decides
         this.stepTotals.lossSum += msg.lossSum;

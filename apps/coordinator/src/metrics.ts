@@ -12,7 +12,7 @@ const STEP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 export const DEFAULT_JOB_SERIES_GRACE_MS = 30_000;
 
 /** Phases of one step (docs/metrics.md says how each is measured). */
-export type StepPhase = 'compute' | 'upload' | 'straggler_wait' | 'aggregate' | 'broadcast' | 'apply';
+export type StepPhase = 'compute' | 'upload' | 'straggler_wait' | 'aggregate' | 'broadcast' | 'apply' | 'data_wait';
 
 /**
  * The coordinator's Prometheus metrics (`/metrics`), catalogued in docs/metrics.md (a test
@@ -266,6 +266,29 @@ export class CoordinatorMetrics {
     name: 'gradfleet_event_streams_closed_total',
     help: 'Event streams the coordinator closed because the client read too slowly.',
     registers: this.r,
+  });
+  readonly ingestReadBytes = new Counter({
+    name: 'gradfleet_ingest_read_bytes_total',
+    help: 'Source bytes read by named-dataset ingestions (failed ones included).',
+    registers: this.r,
+  });
+  readonly ingestWrittenBytes = new Counter({
+    name: 'gradfleet_ingest_written_bytes_total',
+    help: 'Chunk bytes written by named-dataset ingestions (failed ones included).',
+    registers: this.r,
+  });
+  readonly ingestExamples = new Counter({
+    name: 'gradfleet_ingest_examples_total',
+    help: 'Examples written into chunks by named-dataset ingestions (failed ones included).',
+    registers: this.r,
+  });
+  /** Named-dataset ingestions running, read at scrape time (set by the coordinator). */
+  ingestionsRunning: (() => number) | undefined;
+  readonly datasetIngestions: Gauge = new Gauge({
+    name: 'gradfleet_ingestions_running',
+    help: 'Named-dataset ingestions running.',
+    registers: this.r,
+    collect: () => this.datasetIngestions.set(this.ingestionsRunning?.() ?? 0),
   });
   readonly jobRunning = new Gauge({
     name: 'gradfleet_job_running',

@@ -17,8 +17,10 @@ const STRAGGLER_WAIT_RATIO = 0.25;
 
 /**
  * Measures the phases of each step of one job and feeds the metrics:
- * - compute, apply: reported in-band by each worker with its gradient;
- * - upload: round trip (train sent → gradient received) minus compute and apply;
+ * - compute, apply, data_wait: reported in-band by each worker with its gradient (data_wait:
+ *   its compute waiting for the slice's examples, chunks of a chunked dataset fetched; 0 for
+ *   in-memory data);
+ * - upload: round trip (train sent → gradient received) minus compute, apply and data wait;
  * - straggler_wait: first gradient in → last gradient in;
  * - aggregate: coordinator time adding gradients and scaling the mean;
  * - broadcast: update sent → every socket has written it.
@@ -28,7 +30,7 @@ export class StepTelemetry {
   private arrivals: Arrival[] = [];
   private aggregateMs = 0;
   private stepStart = 0;
-  private perWorker = { compute: 0, apply: 0, upload: 0 };
+  private perWorker = { compute: 0, apply: 0, upload: 0, dataWait: 0 };
   /** Moving averages of the phases, in ms (job status, `gradfleet status`). */
   readonly timing: StepTiming = {
     stepMs: 0,
@@ -38,6 +40,7 @@ export class StepTelemetry {
     stragglerWaitMs: 0,
     aggregateMs: 0,
     broadcastMs: 0,
+    dataWaitMs: 0,
   };
   private timed = 0;
 
@@ -51,11 +54,12 @@ export class StepTelemetry {
     this.sentAt.clear();
     this.arrivals = [];
     this.aggregateMs = 0;
-    this.perWorker = { compute: 0, apply: 0, upload: 0 };
+    this.perWorker = { compute: 0, apply: 0, upload: 0, dataWait: 0 };
   }
 
   private ema(key: keyof StepTiming, ms: number): void {
-    this.timing[key] = this.timed === 0 ? ms : this.timing[key] + TIMING_EMA_ALPHA * (ms - this.timing[key]);
+    const prev = this.timing[key] ?? 0;
+    this.timing[key] = this.timed === 0 ? ms : prev + TIMING_EMA_ALPHA * (ms - prev);
   }
 
   sent(worker: string): void {
@@ -69,24 +73,27 @@ export class StepTelemetry {
     samples: number,
     bytes: number,
     aggregateMs: number,
+    dataWaitMs = 0,
   ): void {
     const at = performance.now();
     const m = this.metrics;
     const job = this.job;
     const roundTrip = at - (this.sentAt.get(worker) ?? at);
-    const uploadMs = Math.max(0, roundTrip - computeMs - applyMs);
+    const uploadMs = Math.max(0, roundTrip - computeMs - applyMs - dataWaitMs);
     this.perWorker.compute += computeMs;
     this.perWorker.apply += applyMs;
     this.perWorker.upload += uploadMs;
+    this.perWorker.dataWait += dataWaitMs;
     m.stepPhase.observe({ job_id: job, phase: 'compute' }, computeMs / 1000);
     m.stepPhase.observe({ job_id: job, phase: 'apply' }, applyMs / 1000);
+    m.stepPhase.observe({ job_id: job, phase: 'data_wait' }, dataWaitMs / 1000);
     m.stepPhase.observe({ job_id: job, phase: 'upload' }, uploadMs / 1000);
     m.workerSamples.inc({ job_id: job, worker }, samples);
     m.workerSteps.inc({ job_id: job, worker });
     m.workerComputeSeconds.inc({ job_id: job, worker }, computeMs / 1000);
     m.gradientReceivedBytes.inc({ worker }, bytes);
     this.aggregateMs += aggregateMs;
-    this.arrivals.push({ worker, at, computeMs });
+    this.arrivals.push({ worker, at, computeMs: computeMs + dataWaitMs }); // its time to the gradient, for the straggler test
   }
 
   /** The worker's slice went back to the pool: past the straggler deadline, with backup workers, or the step timeout. */
@@ -123,6 +130,7 @@ export class StepTelemetry {
     this.ema('computeMs', this.perWorker.compute / k);
     this.ema('applyMs', this.perWorker.apply / k);
     this.ema('uploadMs', this.perWorker.upload / k);
+    this.ema('dataWaitMs', this.perWorker.dataWait / k);
     this.ema('stragglerWaitMs', waitMs);
     this.ema('aggregateMs', aggregateMs);
     m.steps.inc({ job_id: job });

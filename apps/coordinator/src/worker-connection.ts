@@ -30,6 +30,9 @@ export class WorkerStatsTracker {
   stragglerEvents = 0;
   /** Slices of its that went back to the pool unfinished (`gradfleet_excused_slices_total`). */
   excusedSlices = 0;
+  /** Its chunk-cache lookups so far, as its last heartbeat said (chunked datasets). */
+  chunkHits = 0;
+  chunkMisses = 0;
 
   record(samples: number, computeMs: number): void {
     this.meter.add(samples);
@@ -46,6 +49,9 @@ export class WorkerStatsTracker {
       meanComputeMs: this.steps ? this.computeMs / this.steps : 0,
       stragglerEvents: this.stragglerEvents,
       excusedSlices: this.excusedSlices,
+      ...(this.chunkHits + this.chunkMisses > 0
+        ? { chunkCacheHitRatio: this.chunkHits / (this.chunkHits + this.chunkMisses) }
+        : {}),
     };
   }
 }
@@ -302,6 +308,8 @@ export class WorkerConnection extends EventEmitter<ConnectionEvents> {
     if (message.t === 'heartbeat') {
       if (message.numTensors !== undefined) this.metrics.workerTensors.set({ worker: this.id }, message.numTensors);
       if (message.numBytes !== undefined) this.metrics.workerMemory.set({ worker: this.id }, message.numBytes);
+      if (message.chunkHits !== undefined) this.stats.chunkHits = message.chunkHits;
+      if (message.chunkMisses !== undefined) this.stats.chunkMisses = message.chunkMisses;
       return;
     }
     if (message.t === 'failure' && !this.handler) {

@@ -34,6 +34,8 @@ export class DataCache {
   private readonly cache = new Map<string, Promise<TrainingData>>();
   /** Decoded chunks of chunked datasets, shared by every job of this worker (`--cache-bytes`). */
   readonly chunks: ChunkCache;
+  /** Bytes of dataset chunks downloaded and verified so far (as stored: header and padding included). */
+  fetchedChunkBytes = 0;
 
   constructor(
     private readonly httpBase: string,
@@ -93,7 +95,9 @@ export class DataCache {
     const fetchChunk = async (split: SplitName, index: number) => {
       const entry = manifest.splits[split]!.chunks[index]!;
       const chunkUrl = `${base}/chunks/${split}/${index}`;
-      return verifyChunk(await this.download(chunkUrl, entry.bytes), manifest, split, index, chunkUrl);
+      const chunk = verifyChunk(await this.download(chunkUrl, entry.bytes), manifest, split, index, chunkUrl);
+      this.fetchedChunkBytes += entry.bytes;
+      return chunk;
     };
     const splitOf = (s: SplitName, m: DatasetManifest) =>
       new ChunkedSplit(m, s, this.chunks, fetchChunk, manifestRef.sha256);

@@ -6,6 +6,23 @@ import type { BackendSelection } from '@gradfleet/core';
 
 const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** What the chunk metrics read at scrape time: the worker's `DataCache` (chunked datasets). */
+export interface ChunkSource {
+  readonly chunks: {
+    readonly hits: number;
+    readonly misses: number;
+    readonly bytes: number;
+    readonly maxBytes: number;
+  };
+  readonly fetchedChunkBytes: number;
+}
+
+/** A counter that follows a running total kept elsewhere (it only goes up: a smaller total adds nothing). */
+function follow(counter: Counter, total: number, seen: { n: number }): void {
+  if (total > seen.n) counter.inc(total - seen.n);
+  seen.n = Math.max(seen.n, total);
+}
+
 /**
  * Metrics a worker serves itself (`--metrics-port`), for sites that scrape workers
  * directly; catalogued in docs/metrics.md. The coordinator exports the same facts per
@@ -16,7 +33,13 @@ export class WorkerMetrics {
   private readonly r = [this.registry];
   readonly compute = new Histogram({
     name: 'gradfleet_replica_compute_seconds',
-    help: 'Forward+backward time of one slice.',
+    help: 'Forward+backward time of one slice (its wait for examples not included).',
+    buckets: BUCKETS,
+    registers: this.r,
+  });
+  readonly dataWait = new Histogram({
+    name: 'gradfleet_replica_data_wait_seconds',
+    help: 'Time the compute of one slice waited for its examples (chunks fetched); 0 for in-memory data.',
     buckets: BUCKETS,
     registers: this.r,
   });
@@ -59,6 +82,39 @@ export class WorkerMetrics {
     labelNames: ['name', 'host', 'backend', 'provider', 'device'],
     registers: this.r,
   });
+  private chunkSource: ChunkSource | undefined;
+  /** What the counters took from the current source so far. */
+  private seen = { hits: { n: 0 }, misses: { n: 0 }, fetched: { n: 0 } };
+  readonly chunkHits: Counter = new Counter({
+    name: 'gradfleet_replica_chunk_cache_hits_total',
+    help: 'Dataset chunks a step or evaluation found in the chunk cache.',
+    registers: this.r,
+    collect: (): void => follow(this.chunkHits, this.chunkSource?.chunks.hits ?? 0, this.seen.hits),
+  });
+  readonly chunkMisses: Counter = new Counter({
+    name: 'gradfleet_replica_chunk_cache_misses_total',
+    help: 'Dataset chunks a step or evaluation had to fetch.',
+    registers: this.r,
+    collect: (): void => follow(this.chunkMisses, this.chunkSource?.chunks.misses ?? 0, this.seen.misses),
+  });
+  readonly chunkFetchedBytes: Counter = new Counter({
+    name: 'gradfleet_replica_chunk_fetched_bytes_total',
+    help: 'Bytes of dataset chunks downloaded and verified (as stored).',
+    registers: this.r,
+    collect: (): void => follow(this.chunkFetchedBytes, this.chunkSource?.fetchedChunkBytes ?? 0, this.seen.fetched),
+  });
+  readonly chunkCacheBytes: Gauge = new Gauge({
+    name: 'gradfleet_replica_chunk_cache_bytes',
+    help: 'Bytes of decoded dataset chunks held (the chunks of a batch in use may exceed the limit).',
+    registers: this.r,
+    collect: (): void => this.chunkCacheBytes.set(this.chunkSource?.chunks.bytes ?? 0),
+  });
+  readonly chunkCacheLimit: Gauge = new Gauge({
+    name: 'gradfleet_replica_chunk_cache_limit_bytes',
+    help: 'Bytes of decoded dataset chunks the cache keeps (--cache-bytes).',
+    registers: this.r,
+    collect: (): void => this.chunkCacheLimit.set(this.chunkSource?.chunks.maxBytes ?? 0),
+  });
   private server: Server | undefined;
 
   constructor(name: string, backend: BackendSelection) {
@@ -67,6 +123,13 @@ export class WorkerMetrics {
       { name, host: hostname(), backend: backend.backend, provider: backend.provider, device: backend.device },
       1,
     );
+  }
+
+  /** Reads the chunk metrics from `source` at each scrape (the worker session's dataset cache); its totals count from 0. */
+  watchChunks(source: ChunkSource): void {
+    if (source === this.chunkSource) return;
+    this.chunkSource = source;
+    this.seen = { hits: { n: 0 }, misses: { n: 0 }, fetched: { n: 0 } };
   }
 
   /** Whether the worker is connected to its coordinator (readiness). */

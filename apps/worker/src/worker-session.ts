@@ -130,6 +130,7 @@ export class WorkerSession {
       options.ca,
       options.cacheBytes,
     );
+    options.metrics.watchChunks(this.datasets);
   }
 
   start(): void {
@@ -386,12 +387,15 @@ export class WorkerSession {
         const replica = this.requireJob(msg.jobId);
         const wire = this.wire!;
         if (this.dataPlane) await this.waitApplied(msg.step);
+        const wait0 = replica.dataWaitMs;
         const t0 = performance.now();
         const stats = await replica.computeGradient(uint32View(payload), wire.gradient);
-        const computeMs = performance.now() - t0;
+        const dataWaitMs = replica.dataWaitMs - wait0; // fetching the slice's chunks: reported apart from compute
+        const computeMs = performance.now() - t0 - dataWaitMs;
         this.timings.compute += computeMs;
         this.timings.steps++;
         this.options.metrics.compute.observe(computeMs / 1000);
+        this.options.metrics.dataWait.observe(dataWaitMs / 1000);
         this.options.metrics.samples.inc(stats.count);
         this.options.metrics.steps.inc();
         const header = {
@@ -403,6 +407,7 @@ export class WorkerSession {
           correct: stats.correct,
           computeMs,
           applyMs: this.lastApplyMs,
+          dataWaitMs,
         };
         this.lastApplyMs = 0;
         const dataPlane = this.dataPlane;
@@ -546,7 +551,13 @@ export class WorkerSession {
       return;
     }
     const mem = tf.memory();
-    this.send({ t: 'heartbeat', numTensors: mem.numTensors, numBytes: mem.numBytes });
+    const cache = this.datasets.chunks;
+    this.send({
+      t: 'heartbeat',
+      numTensors: mem.numTensors,
+      numBytes: mem.numBytes,
+      ...(cache.hits + cache.misses > 0 ? { chunkHits: cache.hits, chunkMisses: cache.misses } : {}),
+    });
   }
 
   /** Leaves the coordinator cleanly (SIGTERM/SIGINT). */

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { GradfleetClient, type JobStatus, type JobSummary } from '@gradfleet/core/client';
+import { GradfleetClient, type JobStatus, type JobSummary, type WorkerStats } from '@gradfleet/core/client';
 import { formatMetrics, formatReport } from '../progress.js';
 import { describeError } from './job-commands.js';
 import { print, printError } from '../terminal.js';
@@ -21,11 +21,21 @@ export function line(j: JobStatus | JobSummary): string {
   return `${j.id}  ${j.state.padEnd(9)}${where}${val}${acc}${j.reason ? `  (${j.reason})` : ''}`;
 }
 
-function timing(j: JobStatus | JobSummary): string {
+/** The step's phases (moving averages, ms); data wait once the coordinator measures it. */
+export function timing(j: JobStatus | JobSummary): string {
   const t = j.timing;
   if (!t) return '';
   const f = (x: number) => x.toFixed(1);
-  return `      step ${f(t.stepMs)} ms: compute ${f(t.computeMs)}, apply ${f(t.applyMs)}, upload ${f(t.uploadMs)}, straggler wait ${f(t.stragglerWaitMs)}, aggregate ${f(t.aggregateMs)}, broadcast ${f(t.broadcastMs)}`;
+  const wait = t.dataWaitMs === undefined ? '' : `data wait ${f(t.dataWaitMs)}, `;
+  return `      step ${f(t.stepMs)} ms: ${wait}compute ${f(t.computeMs)}, apply ${f(t.applyMs)}, upload ${f(t.uploadMs)}, straggler wait ${f(t.stragglerWaitMs)}, aggregate ${f(t.aggregateMs)}, broadcast ${f(t.broadcastMs)}`;
+}
+
+/** A worker's live figures for `gradfleet status`, led by two spaces; '' before it reported any. */
+export function workerFigures(s: WorkerStats | undefined): string {
+  if (!s) return '';
+  const cache =
+    s.chunkCacheHitRatio === undefined ? '' : `  chunk cache ${(s.chunkCacheHitRatio * 100).toFixed(1)}% hits`;
+  return `  ${Math.round(s.samplesPerSecond)} samples/s  compute ${s.meanComputeMs.toFixed(1)} ms/step  straggler in ${s.stragglerEvents} of ${s.steps} steps${cache}`;
 }
 
 function countBy<T extends string>(items: { state: T }[]): string {
@@ -65,10 +75,7 @@ export async function status(
     );
     print('workers');
     for (const w of workers) {
-      const s = w.stats;
-      const live = s
-        ? `  ${Math.round(s.samplesPerSecond)} samples/s  compute ${s.meanComputeMs.toFixed(1)} ms/step  straggler in ${s.stragglerEvents} of ${s.steps} steps`
-        : '';
+      const live = workerFigures(w.stats);
       print(
         `  ${w.id}  ${w.name}  ${w.state}  ${w.backend}${w.device ? ` (${w.device})` : ''}${live}${w.jobId ? `  job ${w.jobId}` : ''}`,
       );

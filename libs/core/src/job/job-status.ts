@@ -139,6 +139,8 @@ export interface WorkerStats {
   stragglerEvents: number;
   /** Slices of this worker that went back to the pool unfinished (straggler deadline, backup workers, step timeout). */
   excusedSlices: number;
+  /** Fraction of its chunk-cache lookups found in the cache (chunked datasets; from heartbeats); absent before its first lookup. */
+  chunkCacheHitRatio?: number;
 }
 
 /** Moving averages of a job's step phases, in ms (see docs/metrics.md for each phase). */
@@ -150,6 +152,8 @@ export interface StepTiming {
   stragglerWaitMs: number;
   aggregateMs: number;
   broadcastMs: number;
+  /** Wait of the workers' compute for their examples (chunks fetched); 0 for in-memory data. Absent in statuses recorded before it was measured. */
+  dataWaitMs?: number;
 }
 
 export interface WorkerInfo {

@@ -64,10 +64,12 @@ export const WorkerMessageSchema = z.discriminatedUnion('t', [
     samples: count,
     lossSum: finite,
     correct,
-    /** Forward + backward time of this slice, in ms. */
+    /** Forward + backward time of this slice, in ms (the wait for its examples not included: `dataWaitMs`). */
     computeMs: finite,
     /** Time spent applying the previous step's update, in ms (0 for the first). */
     applyMs: finite.default(0),
+    /** Time this slice's compute waited for its examples (chunks of a chunked dataset fetched), in ms; 0 for in-memory data and older workers. */
+    dataWaitMs: finite.default(0),
   }),
   /**
    * Data-plane jobs: the worker's gradient for `round` goes to the reducer shards over its
@@ -84,6 +86,7 @@ export const WorkerMessageSchema = z.discriminatedUnion('t', [
     correct,
     computeMs: finite,
     applyMs: finite.default(0),
+    dataWaitMs: finite.default(0),
   }),
   z.object({
     t: z.literal('eval-result'),
@@ -116,8 +119,17 @@ export const WorkerMessageSchema = z.discriminatedUnion('t', [
     state: StateHeaderSchema,
   }),
   StateChunkSchema,
-  /** Heartbeats carry the backend's memory use (TF.js engine), for the metrics. */
-  z.object({ t: z.literal('heartbeat'), numTensors: count.optional(), numBytes: count.optional() }),
+  /**
+   * Heartbeats carry the backend's memory use (TF.js engine), for the metrics, and the
+   * worker's chunk-cache lookups so far (hits, misses; chunked datasets), for its status.
+   */
+  z.object({
+    t: z.literal('heartbeat'),
+    numTensors: count.optional(),
+    numBytes: count.optional(),
+    chunkHits: count.optional(),
+    chunkMisses: count.optional(),
+  }),
   z.object({ t: z.literal('failure'), jobId: id.optional(), message: text(4096) }),
 ]);
 
