@@ -1,35 +1,10 @@
-import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maxRelativeDifference, selectBackend, type JobStatus } from '@gradfleet/core';
-import { ROOT, TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
+import { runCli } from './helpers/cli.js';
+import { TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
+import { smallMlpTopology } from './helpers/models.js';
 import { freePort } from './helpers/prometheus.js';
-
-function cli(args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(ROOT, 'apps/cli/dist/main.js'), ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('exit', (code) => resolve({ code, out }));
-  });
-}
-
-function topology(): Record<string, unknown> {
-  const m = tfl.sequential({
-    layers: [
-      tfl.layers.dense({ inputShape: [784], units: 32, activation: 'relu' }),
-      tfl.layers.dense({ units: 10, activation: 'softmax' }),
-    ],
-  });
-  const json = m.toJSON(null, false) as Record<string, unknown>;
-  m.dispose();
-  return json;
-}
 
 /** Bytes of dataset chunks a worker has downloaded so far (its own /metrics). */
 async function fetchedBytes(port: number): Promise<number> {
@@ -50,7 +25,7 @@ describe('chunked datasets larger than a shuffle window', () => {
   let datasetBytes = 0;
   const EPOCHS = 2;
   const job = (windowChunks: number, workers: number) => ({
-    model: { topology: topology() },
+    model: { topology: smallMlpTopology() },
     dataset: { name: 'mnist-windows' },
     epochs: EPOCHS,
     batchSize: 64,
@@ -81,7 +56,7 @@ describe('chunked datasets larger than a shuffle window', () => {
     await cluster.client.waitForWorkers(2, 60_000);
     const { trainImages, trainLabels, testImages, testLabels } = mnist.dataset.idx;
     const c = ['--coordinator', cluster.url];
-    const ingested = await cli([
+    const ingested = await runCli([
       'dataset',
       'ingest',
       trainImages,
@@ -98,7 +73,7 @@ describe('chunked datasets larger than a shuffle window', () => {
       ...c,
     ]);
     expect(ingested.code, ingested.out).toBe(0);
-    const [info] = JSON.parse((await cli(['dataset', 'ls', '--json', ...c])).out) as {
+    const [info] = JSON.parse((await runCli(['dataset', 'ls', '--json', ...c])).out) as {
       bytes: number;
       train: { chunks: number };
     }[];

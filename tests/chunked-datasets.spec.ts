@@ -1,26 +1,14 @@
-import { spawn } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maxRelativeDifference, selectBackend, type JobStatus } from '@gradfleet/core';
-import { ROOT, TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
+import { runCli } from './helpers/cli.js';
+import { TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
+import { smallMlpTopology } from './helpers/models.js';
 import { startS3Server, type S3TestServer } from './helpers/s3-server.js';
-
-function cli(args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(ROOT, 'apps/cli/dist/main.js'), ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('exit', (code) => resolve({ code, out }));
-  });
-}
 
 /** Resident set size of a process, in bytes (Linux). */
 function rss(pid: number): number {
@@ -28,25 +16,12 @@ function rss(pid: number): number {
   return Number(m![1]) * 1024;
 }
 
-/** A dropout-free MLP as a Layers topology. */
-function topology(): Record<string, unknown> {
-  const m = tfl.sequential({
-    layers: [
-      tfl.layers.dense({ inputShape: [784], units: 32, activation: 'relu' }),
-      tfl.layers.dense({ units: 10, activation: 'softmax' }),
-    ],
-  });
-  const json = m.toJSON(null, false) as Record<string, unknown>;
-  m.dispose();
-  return json;
-}
-
 describe('named chunked datasets across processes', () => {
   const cluster = new TestCluster();
   let mnist: SmallMnist;
   // Dropout-free, as tests/equivalence.spec.ts: training is deterministic up to the order of float sums.
   const job = (dataset: unknown) => ({
-    model: { topology: topology() },
+    model: { topology: smallMlpTopology() },
     dataset,
     epochs: 1,
     batchSize: 64,
@@ -77,7 +52,7 @@ describe('named chunked datasets across processes', () => {
   it('ingests IDX through the CLI and trains to the same model as the in-memory path, with exact audits', async () => {
     const c = ['--coordinator', cluster.url];
     const { trainImages, trainLabels, testImages, testLabels } = mnist.dataset.idx;
-    const ingested = await cli([
+    const ingested = await runCli([
       'dataset',
       'ingest',
       trainImages,
@@ -95,7 +70,7 @@ describe('named chunked datasets across processes', () => {
     ]);
     expect(ingested.code, ingested.out).toBe(0);
     expect(ingested.out).toMatch(/mnist-small {2}READY {2}3000 train \+ 500 test examples of 28x28 uint8/);
-    const ls = await cli(['dataset', 'ls', '--json', ...c]);
+    const ls = await runCli(['dataset', 'ls', '--json', ...c]);
     const list = JSON.parse(ls.out) as { name: string; train: { chunks: number } }[];
     expect(list.map((d) => d.name)).toEqual(['mnist-small']);
     expect(list[0]!.train.chunks).toBe(37); // 83 examples of 788 bytes per 64 KiB chunk
@@ -125,9 +100,9 @@ describe('named chunked datasets across processes', () => {
 
     // A job naming a dataset that does not exist is refused with the field.
     await expect(cluster.client.submit(job({ name: 'nope' }) as never)).rejects.toThrow(/no dataset named nope/);
-    const rm = await cli(['dataset', 'rm', 'mnist-small', ...c]);
+    const rm = await runCli(['dataset', 'rm', 'mnist-small', ...c]);
     expect(rm.code, rm.out).toBe(0);
-    expect(JSON.parse((await cli(['dataset', 'ls', '--json', ...c])).out)).toEqual([]);
+    expect(JSON.parse((await runCli(['dataset', 'ls', '--json', ...c])).out)).toEqual([]);
   });
 
   it('S3: ingests IDX objects from a bucket into chunks kept in a bucket, and trains on them', async () => {
@@ -224,7 +199,7 @@ describe('named chunked datasets across processes', () => {
     const w = createWriteStream(file);
     w.end('label,a\n1,2\n1,TOPSECRET\n');
     await new Promise<void>((r) => w.once('finish', () => r()));
-    const out = await cli(['dataset', 'ingest', file, '--name', 'bad', '--coordinator', cluster.url]);
+    const out = await runCli(['dataset', 'ingest', file, '--name', 'bad', '--coordinator', cluster.url]);
     expect(out.code).toBe(1);
     expect(out.out).toContain(`bad  FAILED  INVALID_DATA: source.csv.train: ${file}: line 3: column 2: not a number`);
     expect(out.out).not.toContain('TOPSECRET');

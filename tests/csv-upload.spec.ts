@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -7,19 +6,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GradfleetClient, loadDataset, parseCsv, selectBackend } from '@gradfleet/core';
-import { ROOT, TestCluster } from './helpers/cluster.js';
-
-function cli(args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(ROOT, 'apps/cli/dist/main.js'), ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('exit', (code) => resolve({ code, out }));
-  });
-}
+import { runCli } from './helpers/cli.js';
+import { TestCluster } from './helpers/cluster.js';
 
 /** MNIST examples as CSV: a header, the label first, 784 pixel columns (0-255). */
 function csvOf(split: Awaited<ReturnType<typeof loadDataset>>['train'], n: number): string {
@@ -56,7 +44,7 @@ describe('a CSV dataset uploaded through the CLI', () => {
 
   it('trains, and its downloaded model loads with tf.loadLayersModel and reproduces the reported test accuracy', async () => {
     const c = ['--coordinator', cluster.url];
-    const submitted = await cli([
+    const submitted = await runCli([
       'submit',
       join(dir, 'job.json'),
       '--data',
@@ -75,7 +63,7 @@ describe('a CSV dataset uploaded through the CLI', () => {
     expect(reported).toBeGreaterThan(0.8);
 
     const out = join(dir, 'model');
-    const dl = await cli(['download', id, '--out', out, ...c]);
+    const dl = await runCli(['download', id, '--out', out, ...c]);
     expect(dl.code, dl.out).toBe(0);
     const modelJson = JSON.parse(readFileSync(join(out, 'model.json'), 'utf8')) as {
       modelTopology: object;

@@ -1,8 +1,7 @@
-import { spawn } from 'node:child_process';
 import { rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
+import { runCli } from './helpers/cli.js';
+import { TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
 import { freePort } from './helpers/prometheus.js';
 
 /** The value of the series `series` (name and labels as printed) in a /metrics text. */
@@ -10,18 +9,6 @@ function value(text: string, series: string): number {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   if (!line) throw new Error(`no ${series} in /metrics`);
   return Number(line.slice(series.length + 1));
-}
-
-function cli(args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(ROOT, 'apps/cli/dist/main.js'), ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('exit', (code) => resolve({ code, out }));
-  });
 }
 
 /** 100 MNIST examples of 784 + 4 bytes per chunk: every chunk of the dataset below is full, so all have one size. */
@@ -83,7 +70,7 @@ describe('data-loading metrics across processes', () => {
     expect(phase(chunked.id, 'count')).toBe(chunked.progress.step); // one observation per gradient: 20 steps × 1 worker
     expect(phase(chunked.id, 'sum')).toBeGreaterThan(0);
     expect(chunked.timing!.dataWaitMs).toBeGreaterThan(0);
-    const status = await cli(['status', chunked.id, '--coordinator', cluster.url]);
+    const status = await runCli(['status', chunked.id, '--coordinator', cluster.url]);
     expect(status.code, status.out).toBe(0);
     expect(status.out).toMatch(/step [\d.]+ ms: data wait [\d.]+, compute [\d.]+, apply/);
 
@@ -106,7 +93,7 @@ describe('data-loading metrics across processes', () => {
       ratio = (await cluster.client.workers())[0]?.stats?.chunkCacheHitRatio;
     }
     expect(ratio).toBe(expected);
-    const overview = await cli(['status', '--coordinator', cluster.url]);
+    const overview = await runCli(['status', '--coordinator', cluster.url]);
     expect(overview.out).toContain(`chunk cache ${(expected * 100).toFixed(1)}% hits`);
 
     // An in-memory job waits for nothing.

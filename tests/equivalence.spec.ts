@@ -1,5 +1,4 @@
 import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   EpochSampler,
@@ -12,19 +11,7 @@ import {
   type JobSpecInput,
 } from '@gradfleet/core';
 import { TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
-
-/** A dropout-free MLP as a Layers topology (what `model.toJSON()` gives): deterministic training. */
-function topology(): Record<string, unknown> {
-  const m = tfl.sequential({
-    layers: [
-      tfl.layers.dense({ inputShape: [784], units: 32, activation: 'relu' }),
-      tfl.layers.dense({ units: 10, activation: 'softmax' }),
-    ],
-  });
-  const json = m.toJSON(null, false) as Record<string, unknown>;
-  m.dispose();
-  return json;
-}
+import { smallMlpTopology } from './helpers/models.js';
 
 const TRAIN = 600; // not a multiple of the batch: the last step of each epoch is partial
 const BATCH = 64;
@@ -51,7 +38,7 @@ describe('equivalence: N workers at global batch B = 1 worker at B = plain Tenso
     await selectBackend('wasm');
     data = await writeSmallMnist(TRAIN, 200);
     spec = {
-      model: { topology: topology() },
+      model: { topology: smallMlpTopology() },
       dataset: data.dataset,
       epochs: EPOCHS,
       batchSize: BATCH,
@@ -87,7 +74,7 @@ describe('equivalence: N workers at global batch B = 1 worker at B = plain Tenso
     const one = await train(1);
 
     // Plain TensorFlow.js on the same batches, same backend, same initial weights.
-    const model = await buildModel({ topology: topology() }, 7);
+    const model = await buildModel({ topology: smallMlpTopology() }, 7);
     const layout = model.weights.map((w) => w.shape as number[]);
     model.compile({ optimizer: tf.train.adam(0.01), loss: 'categoricalCrossentropy' });
     const mnist = await loadDataset(data.dataset);
@@ -107,7 +94,7 @@ describe('equivalence: N workers at global batch B = 1 worker at B = plain Tenso
       }
     }
     const plain = flattenWeights(model);
-    const initial = flattenWeights(await buildModel({ topology: topology() }, 7));
+    const initial = flattenWeights(await buildModel({ topology: smallMlpTopology() }, 7));
 
     expect(two.length).toBe(plain.length);
     expect(worstDifference(two, initial, layout)).toBeGreaterThan(1e-2); // training moved the weights

@@ -1,3 +1,5 @@
+import * as tfl from '@tensorflow/tfjs-layers';
+
 /**
  * A dropout-free MLP over 28x28 inputs as a Layers topology: training is deterministic,
  * so a disturbed run computes what an undisturbed one does (up to float summation order).
@@ -12,3 +14,16 @@ export const dropoutFreeMlp = {
     ],
   },
 };
+
+/** A dropout-free 784 → 32 (relu) → 10 (softmax) MLP as a Layers topology (what `model.toJSON()` gives): deterministic training. */
+export function smallMlpTopology(): Record<string, unknown> {
+  const m = tfl.sequential({
+    layers: [
+      tfl.layers.dense({ inputShape: [784], units: 32, activation: 'relu' }),
+      tfl.layers.dense({ units: 10, activation: 'softmax' }),
+    ],
+  });
+  const json = m.toJSON(null, false) as Record<string, unknown>;
+  m.dispose();
+  return json;
+}

@@ -74,6 +74,18 @@ async function readHeld(file: FileHandle, maxBytes: number, fail: (reason: strin
   return Buffer.concat(chunks, total);
 }
 
+/** `readHeld`, then closes the file; a read error is refused with its code, never its message. */
+async function readAndClose(file: FileHandle, maxBytes: number, fail: (reason: string) => never): Promise<Buffer> {
+  try {
+    return await readHeld(file, maxBytes, fail);
+  } catch (err) {
+    if (err instanceof InvalidDataError) throw err;
+    return fail(`cannot read (${code(err)})`);
+  } finally {
+    await file.close();
+  }
+}
+
 /** Flags of every dataset file open: read only, never through a symlink, never blocking on a FIFO. */
 const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
@@ -96,14 +108,7 @@ export async function readStoredFile(
   const file = await open(path, OPEN_FLAGS).catch((err: unknown) =>
     fail((err as NodeJS.ErrnoException).code === 'ENOENT' ? missing : `cannot read (${code(err)})`),
   );
-  try {
-    return await readHeld(file, maxBytes, fail);
-  } catch (err) {
-    if (err instanceof InvalidDataError) throw err;
-    return fail(`cannot read (${code(err)})`);
-  } finally {
-    await file.close();
-  }
+  return readAndClose(file, maxBytes, fail);
 }
 
 /**
@@ -160,14 +165,7 @@ export async function readDatasetPath(
     throw new InvalidDataError(`${source}: ${reason}`, field);
   };
   const { file } = await openDatasetPath(source, roots, field);
-  try {
-    return await readHeld(file, maxBytes, fail);
-  } catch (err) {
-    if (err instanceof InvalidDataError) throw err;
-    return fail(`cannot read (${code(err)})`);
-  } finally {
-    await file.close();
-  }
+  return readAndClose(file, maxBytes, fail);
 }
 
 /**
