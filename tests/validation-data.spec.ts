@@ -4,7 +4,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildModel, gatherBatch, loadFlatWeights, parseCsv, selectBackend } from '@gradfleet/core';
-import { TestCluster } from './helpers/cluster.js';
+import { refusal } from './helpers/api.js';
+import { TestCluster, writeSmallMnist } from './helpers/cluster.js';
+import { dropoutFreeMlp } from './helpers/models.js';
 
 /**
  * A validation set of its own (issue #14): `dataset.csv.validation` (here an upload) replaces
@@ -98,5 +100,36 @@ describe('a validation file instead of validationSplit (2 workers)', () => {
     expect(Math.abs(last.valLoss! - loss!) / loss!).toBeLessThan(1e-5);
     expect(last.valAccuracy).toBeCloseTo(acc!, 6);
     model.dispose();
+  });
+
+  it('takes IDX validation files (validationImages, validationLabels) instead of validationSplit', async () => {
+    const mnist = await writeSmallMnist(600, 200);
+    const { trainImages, trainLabels, testImages, testLabels } = mnist.dataset.idx;
+    const idx = { trainImages, trainLabels, testImages, testLabels };
+    const half = await refusal(
+      cluster.client.submit({ dataset: { idx: { ...idx, validationImages: testImages } }, epochs: 1 }),
+    );
+    expect([half.status, half.issues[0]!.message]).toEqual([
+      400,
+      'validationImages and validationLabels must be given together',
+    ]);
+    // The test files serve as the validation files too: the last epoch's validation and the
+    // test evaluation then see the same examples with the same weights.
+    const job = await cluster.client.submit({
+      model: { topology: dropoutFreeMlp },
+      dataset: { idx: { ...idx, validationImages: testImages, validationLabels: testLabels } },
+      epochs: 2,
+      batchSize: 50,
+      minWorkers: 2,
+      maxWorkers: 2,
+    });
+    expect(job.spec.validationSplit).toBe(0);
+    const done = await cluster.client.waitForJob(job.id);
+    expect(done.state, `${done.reason}\n${cluster.log.slice(-4000)}`).toBe('SUCCEEDED');
+    expect(done.dataset?.validation?.examples).toBe(200);
+    expect(done.history.map((e) => e.samples)).toEqual([600, 600]);
+    const last = done.history.at(-1)!;
+    expect(Math.abs(last.valLoss! - done.result!.testLoss!) / done.result!.testLoss!).toBeLessThan(1e-5);
+    expect(last.valAccuracy).toBeCloseTo(done.result!.testAccuracy!, 6);
   });
 });

@@ -14,6 +14,7 @@ import {
   SplitChunkWriter,
   checkManifest,
   chunkExamplesFor,
+  epochPermutation,
   maybeGunzip,
   readLines,
   type DatasetManifest,
@@ -26,6 +27,9 @@ import {
 } from '@gradfleet/core';
 import type { ChunkStore } from './chunk-store.js';
 import type { DatasetSources, OpenedSource } from './dataset-sources.js';
+
+/** Seed of the order image-folder examples are stored in (fixed: the same folder gives the same dataset). */
+const IMAGE_ORDER_SEED = 0x1a6e;
 
 /** Most examples in one split by default: the sampler's indices are 32-bit. */
 export const DEFAULT_MAX_EXAMPLES = 2 ** 31 - 1;
@@ -307,7 +311,11 @@ export async function ingestDataset(
       if (listed.images.length > maxExamples) throw Object.assign(tooMany(dir), { path: field });
       const out = writer(split, [h, w, c], dir);
       for (const img of listed.images) progress.bytesTotal += img.bytes;
-      for (const img of listed.images) {
+      // Listed class by class; stored in a seeded order (as Keras's image_dataset_from_directory
+      // shuffles), so that a split's tail — what validationSplit holds out — is not one class.
+      const order = epochPermutation(listed.images.length, IMAGE_ORDER_SEED, 0);
+      for (const k of order) {
+        const img = listed.images[k]!;
         const buf = await sources.readSmall(img.source, field);
         let raw: { data: Buffer; info: OutputInfo };
         try {

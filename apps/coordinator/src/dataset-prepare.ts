@@ -111,6 +111,8 @@ export class InlineDataset {
       const fields = new Map<string | undefined, string>([
         [i.testLabels, 'dataset.idx.testLabels'],
         [i.testImages, 'dataset.idx.testImages'],
+        [i.validationLabels, 'dataset.idx.validationLabels'],
+        [i.validationImages, 'dataset.idx.validationImages'],
         [i.trainLabels, 'dataset.idx.trainLabels'],
         [i.trainImages, 'dataset.idx.trainImages'],
       ]);
@@ -118,11 +120,13 @@ export class InlineDataset {
       const d = await named('dataset.idx', async () => {
         const loaded = await loadDataset({ idx: i }, read);
         checkLabels(loaded.train, labels, display(i.trainLabels));
+        if (loaded.validation) checkLabels(loaded.validation, labels, display(i.validationLabels!));
         if (loaded.test) checkLabels(loaded.test, labels, display(i.testLabels!));
         return loaded;
       });
       return {
         train: d.train,
+        ...(d.validation ? { validation: d.validation } : {}),
         ...(d.test ? { test: d.test } : {}),
         featureShape: d.featureShape,
         numClasses: targetWidth(labels, d.numClasses),

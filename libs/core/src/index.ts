@@ -62,7 +62,7 @@ export {
   type StateSource,
   stateValues,
 } from './protocol/state-transfer.js';
-export { mulberry32 } from './sampler/prng.js';
+export { epochPermutation, mulberry32 } from './sampler/prng.js';
 export {
   type ChunkWindowOptions,
   type ChunkWindows,

@@ -100,6 +100,8 @@ async function loadSplit(
 export interface IdxFiles {
   trainImages: string;
   trainLabels: string;
+  validationImages?: string | undefined;
+  validationLabels?: string | undefined;
   testImages?: string | undefined;
   testLabels?: string | undefined;
 }
@@ -119,19 +121,26 @@ export async function loadDataset(spec: 'mnist' | { idx: IdxFiles }, read: FileR
         })()
       : spec.idx;
   const train = await loadSplit(files.trainImages, files.trainLabels, read);
-  const test =
-    files.testImages && files.testLabels ? await loadSplit(files.testImages, files.testLabels, read) : undefined;
-  if (test && test.split.featureSize !== train.split.featureSize) {
-    throw new InvalidDataError(
-      `${files.testImages}: examples of ${test.shape.join('x')} do not match training examples of ${train.shape.join('x')}`,
-    );
-  }
+  /** A validation or test split: its examples must have the training examples' shape. */
+  const other = async (images: string | undefined, labels: string | undefined) => {
+    if (!images || !labels) return undefined;
+    const s = await loadSplit(images, labels, read);
+    if (s.split.featureSize !== train.split.featureSize)
+      throw new InvalidDataError(
+        `${images}: examples of ${s.shape.join('x')} do not match training examples of ${train.shape.join('x')}`,
+      );
+    return s;
+  };
+  const validation =
+    'validationImages' in files ? await other(files.validationImages, files.validationLabels) : undefined;
+  const test = await other(files.testImages, files.testLabels);
   let maxLabel = 0;
-  for (const s of [train.split, test?.split])
+  for (const s of [train.split, validation?.split, test?.split])
     if (s) for (let i = 0; i < s.y.length; i++) maxLabel = Math.max(maxLabel, s.y[i]!);
   return {
     name: spec === 'mnist' ? 'mnist' : files.trainImages,
     train: train.split,
+    ...(validation ? { validation: validation.split } : {}),
     ...(test ? { test: test.split } : {}),
     featureShape: train.shape,
     numClasses: spec === 'mnist' ? 10 : maxLabel + 1,

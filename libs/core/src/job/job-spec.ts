@@ -78,12 +78,18 @@ export const DatasetSpecSchema = z.union([
         .object({
           trainImages: source,
           trainLabels: source,
+          /** A validation set of its own (instead of `validationSplit`). */
+          validationImages: source.optional(),
+          validationLabels: source.optional(),
           testImages: source.optional(),
           testLabels: source.optional(),
         })
         .strict()
         .refine((d) => (d.testImages === undefined) === (d.testLabels === undefined), {
           message: 'testImages and testLabels must be given together',
+        })
+        .refine((d) => (d.validationImages === undefined) === (d.validationLabels === undefined), {
+          message: 'validationImages and validationLabels must be given together',
         }),
     })
     .strict(),
@@ -370,7 +376,8 @@ export const JobSpecSchema = z
 
 /** Whether a dataset names a validation file of its own. */
 export function hasValidationFile(dataset: z.output<typeof DatasetSpecSchema>): boolean {
-  if (dataset === 'mnist' || 'idx' in dataset || 'name' in dataset) return false; // named datasets: no validation file yet
+  if (dataset === 'mnist' || 'name' in dataset) return false; // named datasets: no validation file yet
+  if ('idx' in dataset) return dataset.idx.validationImages !== undefined;
   if ('csv' in dataset) return dataset.csv.validation !== undefined;
   return dataset.jsonl.validation !== undefined;
 }
