@@ -122,6 +122,19 @@ describe('worker chunk-cache metrics', () => {
       expect(value(again, 'gradfleet_replica_chunk_cache_misses_total')).toBe(5);
       expect(value(again, 'gradfleet_replica_chunk_cache_hits_total')).toBe(1);
       expect(value(await scrape(), 'gradfleet_replica_chunk_cache_misses_total')).toBe(5);
+
+      // A hinted chunk that lands before any step asks: a prefetch, not a miss; one more download.
+      expect(value(again, 'gradfleet_replica_chunk_prefetched_total')).toBe(0);
+      train.prefetch([2]);
+      while (requests.filter((u) => u.includes('/chunks/')).length < 6) await new Promise((r) => setTimeout(r, 2));
+      let late = await scrape();
+      for (let i = 0; i < 100 && value(late, 'gradfleet_replica_chunk_prefetched_total') < 1; i++) {
+        await new Promise((r) => setTimeout(r, 5));
+        late = await scrape();
+      }
+      expect(value(late, 'gradfleet_replica_chunk_prefetched_total')).toBe(1);
+      expect(value(late, 'gradfleet_replica_chunk_cache_misses_total')).toBe(5);
+      expect(value(late, 'gradfleet_replica_chunk_fetched_bytes_total')).toBe(2 * size(0) + 2 * size(1) + 2 * size(2));
     } finally {
       metrics.close();
     }

@@ -11,6 +11,7 @@ export interface ChunkSource {
   readonly chunks: {
     readonly hits: number;
     readonly misses: number;
+    readonly prefetched: number;
     readonly bytes: number;
     readonly maxBytes: number;
   };
@@ -84,7 +85,7 @@ export class WorkerMetrics {
   });
   private chunkSource: ChunkSource | undefined;
   /** What the counters took from the current source so far. */
-  private seen = { hits: { n: 0 }, misses: { n: 0 }, fetched: { n: 0 } };
+  private seen = { hits: { n: 0 }, misses: { n: 0 }, prefetched: { n: 0 }, fetched: { n: 0 } };
   readonly chunkHits: Counter = new Counter({
     name: 'gradfleet_replica_chunk_cache_hits_total',
     help: 'Dataset chunks a step or evaluation found in the chunk cache.',
@@ -96,6 +97,12 @@ export class WorkerMetrics {
     help: 'Dataset chunks a step or evaluation had to fetch.',
     registers: this.r,
     collect: (): void => follow(this.chunkMisses, this.chunkSource?.chunks.misses ?? 0, this.seen.misses),
+  });
+  readonly chunkPrefetched: Counter = new Counter({
+    name: 'gradfleet_replica_chunk_prefetched_total',
+    help: 'Dataset chunks fetched ahead on a coordinator hint that landed before a step asked for them.',
+    registers: this.r,
+    collect: (): void => follow(this.chunkPrefetched, this.chunkSource?.chunks.prefetched ?? 0, this.seen.prefetched),
   });
   readonly chunkFetchedBytes: Counter = new Counter({
     name: 'gradfleet_replica_chunk_fetched_bytes_total',
@@ -129,7 +136,7 @@ export class WorkerMetrics {
   watchChunks(source: ChunkSource): void {
     if (source === this.chunkSource) return;
     this.chunkSource = source;
-    this.seen = { hits: { n: 0 }, misses: { n: 0 }, fetched: { n: 0 } };
+    this.seen = { hits: { n: 0 }, misses: { n: 0 }, prefetched: { n: 0 }, fetched: { n: 0 } };
   }
 
   /** Whether the worker is connected to its coordinator (readiness). */

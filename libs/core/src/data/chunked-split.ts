@@ -19,7 +19,11 @@ export class ChunkCache {
   hits = 0;
   misses = 0;
   fetchedBytes = 0;
-  /** Chunks fetched ahead on a hint (`ChunkedSplit.prefetch`). */
+  /**
+   * Chunks a hint fetched ahead (`ChunkedSplit.prefetch`) that landed before any step asked
+   * for them. A step that joins a prefetch still in flight counts a miss instead, so every
+   * download is either one miss or one prefetch: fetched chunks = misses + prefetched.
+   */
   prefetched = 0;
 
   constructor(readonly maxBytes = DEFAULT_CACHE_BYTES) {}
@@ -80,6 +84,8 @@ export class ChunkedSplit {
   /** Hinted chunks waiting for a prefetch slot, in hint order. */
   private readonly hinted: number[] = [];
   private prefetching = 0;
+  /** Chunks whose in-flight fetch a hint started and no step has joined yet. */
+  private readonly prefetchOwned = new Set<number>();
 
   constructor(
     readonly manifest: DatasetManifest,
@@ -128,6 +134,7 @@ export class ChunkedSplit {
     else {
       this.cache.hits += chunks.length - missing.length;
       this.cache.misses += missing.length;
+      for (const c of missing) this.prefetchOwned.delete(c); // the step takes over a prefetch in flight
     }
     let next = 0;
     const run = async () => {
@@ -174,16 +181,19 @@ export class ChunkedSplit {
       const c = this.hinted.shift()!;
       if (this.cache.has(this.chunkKey(c)) || this.inflight.has(c)) continue;
       this.prefetching++;
+      this.prefetchOwned.add(c);
       this.fetchOnce(c)
         .then((chunk) => {
           const key = this.chunkKey(c);
-          if (this.cache.has(key)) return;
+          // A step joined this fetch (it counted the miss and caches the chunk), or it is cached.
+          if (!this.prefetchOwned.has(c) || this.cache.has(key)) return;
           this.cache.putPinned(key, chunk);
           this.cache.prefetched++;
           this.release([c]);
         })
         .catch(() => undefined)
         .finally(() => {
+          this.prefetchOwned.delete(c);
           this.prefetching--;
           this.prefetch([]);
         });
