@@ -16,6 +16,7 @@ import {
   type DataSplit,
   type Dataset,
   type JobSpecInput,
+  type JobStatus,
 } from '@gradfleet/core';
 import { TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
 
@@ -104,12 +105,12 @@ function* batches(
   }
 }
 
-/** A CSV of TRAIN rows `a,b,c,d,y` from a fixed generator: y a noisy regression target, or 0/1. */
-function tabularCsv(labels: 'regression' | 'binary'): string {
-  let state = 12345;
+/** A CSV of `count` rows `a,b,c,d,y` from a fixed generator (`seed`): y a noisy regression target, or 0/1. */
+function tabularCsv(labels: 'regression' | 'binary', count = TRAIN, seed = 12345): string {
+  let state = seed;
   const next = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32;
   const rows = ['a,b,c,d,y'];
-  for (let i = 0; i < TRAIN; i++) {
+  for (let i = 0; i < count; i++) {
     const [a, b, c, d] = [next(), next(), next(), next()];
     const target = labels === 'regression' ? 2 * a - b + 0.5 * c * d + 0.1 * next() : a + b > 1 ? 1 : 0;
     rows.push([a, b, c, d, target].map((v) => v.toFixed(4)).join(','));
@@ -207,6 +208,10 @@ describe('parity with model.fit and plain TensorFlow.js loops (1 and 2 workers)'
   afterAll(() => cluster.stop());
 
   async function train(workers: number, spec: JobSpecInput): Promise<Float32Array> {
+    return new Float32Array((await cluster.client.model((await trainJob(workers, spec)).id)).weights);
+  }
+
+  async function trainJob(workers: number, spec: JobSpecInput): Promise<JobStatus> {
     const job = await cluster.client.submit({
       dataset: data.dataset,
       epochs: EPOCHS,
@@ -225,8 +230,34 @@ describe('parity with model.fit and plain TensorFlow.js loops (1 and 2 workers)'
     expect(done.result?.steps).toBe(STEPS);
     expect(done.replicas.divergences).toBe(0);
     if (workers > 1) expect(done.replicas.checks).toBeGreaterThan(0);
-    return new Float32Array((await cluster.client.model(job.id)).weights);
+    return done;
   }
+
+  /** The job's model as `gradfleet download` writes it (model.json + weights.bin), loaded by `tf.loadLayersModel`. */
+  async function downloaded(id: string): Promise<tfl.LayersModel> {
+    const { modelJson, weights } = await cluster.client.model(id);
+    const json = modelJson as { modelTopology: object; weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[] };
+    return tfl.loadLayersModel(
+      tf.io.fromMemory({
+        modelTopology: json.modelTopology,
+        weightSpecs: json.weightsManifest[0]!.weights,
+        weightData: weights,
+      }),
+    );
+  }
+
+  /** `model.evaluate` on (x, y) after compiling with `loss` and `metrics`: [loss, ...metrics]. */
+  function evaluate(model: tfl.LayersModel, x: tf.Tensor, y: tf.Tensor, loss: string, metrics: string[]): number[] {
+    model.compile({ optimizer: 'sgd', loss, metrics });
+    const out = model.evaluate(x, y, { batchSize: 1024 });
+    const list = Array.isArray(out) ? out : [out];
+    const values = list.map((t) => t.dataSync()[0]!);
+    tf.dispose(list);
+    return values;
+  }
+
+  /** Relative difference, for losses and metrics reported by two computations of the same sums. */
+  const relative = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-12);
 
   /** Trains `spec` with 1 and 2 workers and checks both against `reference`. */
   async function expectParity(spec: JobSpecInput, reference: Float32Array, label: string): Promise<void> {
@@ -433,6 +464,68 @@ describe('parity with model.fit and plain TensorFlow.js loops (1 and 2 workers)'
   it('regression targets from a CSV train as model.fit does, with mse and with mae', async () => {
     await tabularParity('regression', 'meanSquaredError');
     await tabularParity('regression', 'meanAbsoluteError');
+  });
+
+  it('a regularized MLP and a regression MLP download, load with tf.loadLayersModel, and model.evaluate reproduces the reported test metrics', async () => {
+    // Regularized: the reported test loss is the data loss, as model.evaluate reports it (no penalty).
+    const reg = await trainJob(2, {
+      model: { topology: topology(true) },
+      optimizer: 'sgd',
+      learningRate: 0.2,
+      metrics: ['accuracy'],
+    });
+    const test = mnist.test!;
+    const x = tf.tensor2d(
+      Float32Array.from(test.x, (v) => v * test.scale),
+      [test.count, 784],
+    );
+    const y = tf.oneHot(tf.tensor1d(Array.from(test.y), 'int32'), 10);
+    const model = await downloaded(reg.id);
+    // The penalties came down with the topology.
+    expect(model.layers[0]!.getConfig().kernelRegularizer).toMatchObject({ className: 'L1L2' });
+    const [loss, accuracy] = evaluate(model, x, y, 'categoricalCrossentropy', ['accuracy']);
+    const r = reg.result!;
+    console.log(`regularized: reported test loss ${r.testLoss}, model.evaluate ${loss}`);
+    expect(relative(loss!, r.testLoss!)).toBeLessThan(1e-5);
+    expect(accuracy).toBeCloseTo(r.testAccuracy!, 6);
+    tf.dispose([x, y]);
+    model.dispose();
+
+    // Regression: mse as the loss, mae as a metric, on a test file of its own.
+    const train = join(data.dir, 'regression-train.csv');
+    const testFile = join(data.dir, 'regression-test.csv');
+    writeFileSync(train, tabularCsv('regression'));
+    writeFileSync(testFile, tabularCsv('regression', 200, 777));
+    const regression = await trainJob(2, {
+      model: { topology: tabularTopology('linear') },
+      dataset: { csv: { train, test: testFile, labelColumn: 'y' } },
+      labels: 'regression',
+      loss: 'meanSquaredError',
+      metrics: ['mae'],
+      optimizer: 'adam',
+      learningRate: 0.05,
+    });
+    const rr = regression.result!;
+    expect(rr.testAccuracy).toBe(0); // documented: regression has no accuracy (docs/api.md)
+    const { split } = parseCsv(tabularCsv('regression', 200, 777), testFile, { labelColumn: 'y', numericLabels: true });
+    const tx = tf.tensor2d(
+      Float32Array.from(split.x, (v) => v * split.scale),
+      [split.count, 4],
+    );
+    const ty = tf.tensor2d(Float32Array.from(split.y), [split.count, 1]);
+    const fitted = await downloaded(regression.id);
+    const [mse, mae] = evaluate(fitted, tx, ty, 'meanSquaredError', ['mae']);
+    console.log(
+      `regression: reported test mse ${rr.testLoss} mae ${rr.testMetrics?.mae}, model.evaluate ${mse} ${mae}`,
+    );
+    const targets = Array.from(split.y);
+    const mean = targets.reduce((a, v) => a + v, 0) / split.count;
+    const variance = targets.reduce((a, v) => a + (v - mean) ** 2, 0) / split.count;
+    expect(mse).toBeLessThan(0.8 * variance); // better than predicting the mean, after 10 steps
+    expect(relative(mse!, rr.testLoss!)).toBeLessThan(1e-5);
+    expect(relative(mae!, rr.testMetrics!.mae!)).toBeLessThan(1e-5);
+    tf.dispose([tx, ty]);
+    fitted.dispose();
   });
 
   it('binary labels train a sigmoid output with binaryCrossentropy as model.fit does', async () => {
