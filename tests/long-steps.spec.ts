@@ -19,7 +19,7 @@ describe('computations longer than the heartbeat timeout (real worker processes)
   let data: SmallMnist;
 
   beforeAll(async () => {
-    data = await writeSmallMnist(640, 100);
+    data = await writeSmallMnist(256, 100); // 4 steps, each over the timeout
     await c.startCoordinator([
       '--heartbeat-interval-ms',
       '500',
@@ -55,7 +55,7 @@ describe('computations longer than the heartbeat timeout (real worker processes)
     expect(job.state, `${job.reason}\n${c.log}`).toBe('SUCCEEDED');
     expect(job.workers).toHaveLength(2);
     const steps = job.result!.steps;
-    expect(steps).toBe(640 / BATCH);
+    expect(steps).toBe(256 / BATCH);
     // Every step really ran longer than the heartbeat timeout (training time only).
     expect(job.result!.wallTimeMs / steps).toBeGreaterThan(HEARTBEAT_TIMEOUT_MS);
     const metrics = await fetch(`${c.url}/metrics`).then((r) => r.text());

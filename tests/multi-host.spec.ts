@@ -65,7 +65,7 @@ describe.skipIf(skipUnlessAvailable('the multi-host suite', unavailable))(
     it('a worker whose link is cut (iptables DROP) is dropped within the timeout, rejoins when it returns, and the job finishes', async () => {
       const job = await cluster.client.submit({
         dataset: data.dataset,
-        epochs: 12,
+        epochs: 8,
         batchSize: 32,
         minWorkers: 2,
         maxWorkers: 3,
