@@ -151,28 +151,40 @@ describe('named chunked datasets across processes', () => {
     client.destroy();
   });
 
-  it('a worker SIGKILLed while streaming chunks: the job completes with exact audits', async () => {
+  it('a worker SIGKILLed and another joining while streaming chunks: the job completes with exact audits', async () => {
     await cluster.client.ingestDataset('elastic', { source: mnist.dataset, chunkBytes: 65536 });
     expect((await cluster.client.waitForDataset('elastic')).state).toBe('READY');
     const third = cluster.startWorker(['--name', 'chunked-victim', '--cache-bytes', '200000']);
     await cluster.client.waitForWorkers(3, 60_000);
     const submitted = await cluster.client.submit({
       ...job({ name: 'elastic' }),
-      epochs: 2,
+      epochs: 3,
       minWorkers: 2,
       maxWorkers: 3,
     } as never);
-    let killed = false;
+    let killedAt = -1;
+    let joinedAt = -1;
+    let before = new Set<string>();
+    let joiner = '';
     const done = await cluster.client.waitForJob(submitted.id, (j) => {
-      if (!killed && j.workers.length === 3 && j.progress.step >= 10) {
-        killed = true;
+      if (killedAt < 0 && j.workers.length === 3 && j.progress.step >= 10) {
+        killedAt = j.progress.step;
+        before = new Set(j.workers);
         third.kill('SIGKILL');
+        // A fresh worker (an empty chunk cache) joins the running job after the loss.
+        cluster.startWorker(['--name', 'chunked-joiner', '--cache-bytes', '200000']);
       }
+      const fresh = j.workers.find((w) => !before.has(w));
+      if (killedAt >= 0 && joinedAt < 0 && fresh) [joiner, joinedAt] = [fresh, j.progress.step];
     });
-    expect(killed).toBe(true);
+    expect(killedAt).toBeGreaterThanOrEqual(10);
     expect(done.state, `${done.reason}\n${cluster.log.slice(-3000)}`).toBe('SUCCEEDED');
-    expect(done.history).toHaveLength(2);
+    expect(joinedAt, 'the joiner took part before the job ended').toBeGreaterThan(killedAt);
+    expect(done.history).toHaveLength(3);
     expect(done.history.every((h) => h.audit.ok && h.audit.seen === 3000)).toBe(true);
+    expect(done.replicas.divergences).toBe(0);
+    const logs = (await cluster.client.logs(submitted.id)).map((l) => l.line).join('\n');
+    expect(logs).toContain(`worker ${joiner} joined at step`);
     await cluster.client.removeDataset('elastic');
   });
 

@@ -6,28 +6,16 @@ import {
   flattenWeights,
   gatherBatch,
   loadDataset,
-  maxRelativeDifference,
   selectBackend,
   type JobSpecInput,
 } from '@gradfleet/core';
+import { worstDifference } from './helpers/sampler-batches.js';
 import { TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
 import { smallMlpTopology } from './helpers/models.js';
 
 const TRAIN = 600; // not a multiple of the batch: the last step of each epoch is partial
 const BATCH = 64;
 const EPOCHS = 2; // 2 x ceil(600 / 64) = 20 steps
-
-/** Per weight tensor, the largest relative difference. */
-function worstDifference(a: Float32Array, b: Float32Array, layout: number[][]): number {
-  let off = 0;
-  let worst = 0;
-  for (const shape of layout) {
-    const n = shape.reduce((x, y) => x * y, 1);
-    worst = Math.max(worst, maxRelativeDifference(a.subarray(off, off + n), b.subarray(off, off + n)));
-    off += n;
-  }
-  return worst;
-}
 
 describe('equivalence: N workers at global batch B = 1 worker at B = plain TensorFlow.js', () => {
   const cluster = new TestCluster();

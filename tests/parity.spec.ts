@@ -4,20 +4,17 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  EpochSampler,
   buildModel,
   flattenWeights,
-  gatherBatch,
   dropoutMask,
   loadDataset,
-  maxRelativeDifference,
   parseCsv,
   selectBackend,
-  type DataSplit,
   type Dataset,
   type JobSpecInput,
   type JobStatus,
 } from '@gradfleet/core';
+import { samplerBatches, worstDifference } from './helpers/sampler-batches.js';
 import { TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
 
 /**
@@ -32,6 +29,8 @@ const EPOCHS = 2; // 2 x ceil(300 / 64) = 10 steps
 const STEPS = EPOCHS * Math.ceil(TRAIN / BATCH);
 const SEED = 11;
 const TOLERANCE = 1e-4;
+/** The sampler's batches of this suite, with one-hot MNIST targets. */
+const ONE_HOT = { batch: BATCH, epochs: EPOCHS, seed: SEED, classes: 10 };
 
 /** A dropout-free 784-16-10 MLP topology; `regularized` adds L1/L2 kernel and bias penalties. */
 function topology(regularized: boolean): Record<string, unknown> {
@@ -68,42 +67,6 @@ function dropoutTopology(): Record<string, unknown> {
   return json;
 }
 const DROPOUT = 0.3;
-
-/** Per weight tensor, the largest relative difference. */
-function worstDifference(a: Float32Array, b: Float32Array, layout: number[][]): number {
-  let off = 0;
-  let worst = 0;
-  for (const shape of layout) {
-    const n = shape.reduce((x, y) => x * y, 1);
-    worst = Math.max(worst, maxRelativeDifference(a.subarray(off, off + n), b.subarray(off, off + n)));
-    off += n;
-  }
-  return worst;
-}
-
-/** The batches the coordinator's sampler gives (`shuffle`, seed SEED), as tensors: one-hot MNIST targets by default. */
-function* batches(
-  split: DataSplit,
-  targets: { width: number; kind: 'one-hot' | 'value' } = { width: 10, kind: 'one-hot' },
-): Generator<{ xs: tf.Tensor2D; ys: tf.Tensor2D; step: number; examples: number[] }> {
-  const sampler = new EpochSampler({ size: split.count, seed: SEED });
-  const f = split.featureSize;
-  const x = new Float32Array(BATCH * f);
-  const y = new Float32Array(BATCH * targets.width);
-  let step = 0;
-  for (let e = 0; e < EPOCHS; e++) {
-    sampler.beginEpoch(e);
-    while (!sampler.exhausted) {
-      const batch = sampler.take(BATCH);
-      sampler.complete(batch);
-      gatherBatch(split, batch, targets.width, x, y, targets.kind);
-      const xs = tf.tensor2d(x.subarray(0, batch.length * f), [batch.length, f]);
-      const ys = tf.tensor2d(y.subarray(0, batch.length * targets.width), [batch.length, targets.width]);
-      yield { xs, ys, step: step++, examples: Array.from(batch) };
-      tf.dispose([xs, ys]);
-    }
-  }
-}
 
 /** A CSV of `count` rows `a,b,c,d,y` from a fixed generator (`seed`): y a noisy regression target, or 0/1. */
 function tabularCsv(labels: 'regression' | 'binary', count = TRAIN, seed = 12345): string {
@@ -154,7 +117,7 @@ async function plainLoop(data: Dataset, recipe: PlainRecipe): Promise<PlainRun> 
   const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const optimizer = recipe.optimizer();
   const run: PlainRun = { weights: new Float32Array(0), valueClippedSteps: 0, normClippedSteps: 0 };
-  for (const { xs, ys, step } of batches(data.train)) {
+  for (const { xs, ys, step } of samplerBatches(data.train, ONE_HOT)) {
     tf.tidy(() => {
       const { grads } = tf.variableGrads(
         () => tf.mean(tfl.metrics.categoricalCrossentropy(ys, model.apply(xs, { training: true }) as tf.Tensor)),
@@ -275,7 +238,7 @@ describe('parity with model.fit and plain TensorFlow.js loops (1 and 2 workers)'
     // model.fit's own train function, one global batch per call, in the sampler's order.
     const model = await buildModel({ topology: topology(true) }, SEED);
     model.compile({ optimizer: tf.train.sgd(0.2), loss: 'categoricalCrossentropy' });
-    for (const { xs, ys } of batches(mnist.train)) await model.trainOnBatch(xs, ys);
+    for (const { xs, ys } of samplerBatches(mnist.train, ONE_HOT)) await model.trainOnBatch(xs, ys);
     const fit = flattenWeights(model);
     model.dispose();
     const spec: JobSpecInput = { model: { topology: topology(true) }, optimizer: 'sgd', learningRate: 0.2 };
@@ -289,7 +252,7 @@ describe('parity with model.fit and plain TensorFlow.js loops (1 and 2 workers)'
     // model.fit's train function on the whole global batch of each step.
     const model = await buildModel({ topology: topology(false) }, SEED);
     model.compile({ optimizer: tf.train.sgd(0.2), loss: 'categoricalCrossentropy' });
-    for (const { xs, ys } of batches(mnist.train)) await model.trainOnBatch(xs, ys);
+    for (const { xs, ys } of samplerBatches(mnist.train, ONE_HOT)) await model.trainOnBatch(xs, ys);
     const fit = flattenWeights(model);
     model.dispose();
     // Slices of 64 (1 worker) and 32 (2 workers) in 5 micro-batches: uneven, 13+13+13+13+12 and 7+7+7+7+4.
@@ -391,7 +354,7 @@ describe('parity with model.fit and plain TensorFlow.js loops (1 and 2 workers)'
     const [hidden, , output] = model.layers;
     const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
     const optimizer = tf.train.adam(0.01);
-    for (const { xs, ys, step, examples } of batches(mnist.train)) {
+    for (const { xs, ys, step, examples } of samplerBatches(mnist.train, ONE_HOT)) {
       const mask = tf.tensor2d(dropoutMask(examples, 32, DROPOUT, SEED, step, 0), [examples.length, 32]);
       optimizer.minimize(
         () => {
@@ -442,7 +405,8 @@ describe('parity with model.fit and plain TensorFlow.js loops (1 and 2 workers)'
     const tabularLayout = model.weights.map((w) => w.shape as number[]);
     const start = flattenWeights(model);
     model.compile({ optimizer: tf.train.adam(0.05), loss });
-    for (const { xs, ys } of batches(split, { width: 1, kind: 'value' })) await model.trainOnBatch(xs, ys);
+    for (const { xs, ys } of samplerBatches(split, { ...ONE_HOT, classes: 1, kind: 'value' }))
+      await model.trainOnBatch(xs, ys);
     const fit = flattenWeights(model);
     model.dispose();
     expect(worstDifference(fit, start, tabularLayout)).toBeGreaterThan(1e-2);

@@ -7,16 +7,14 @@ import {
   EpochSampler,
   buildModel,
   flattenWeights,
-  gatherBatch,
   loadDataset,
   loadFlatWeights,
-  maxRelativeDifference,
   parseCsv,
   selectBackend,
-  type DataSplit,
   type Dataset,
   type JobSpecInput,
 } from '@gradfleet/core';
+import { samplerBatches, worstDifference } from './helpers/sampler-batches.js';
 import { TestCluster, writeSmallMnist, type SmallMnist } from './helpers/cluster.js';
 
 /**
@@ -35,42 +33,6 @@ const STEPS = EPOCHS * Math.ceil(TRAIN / BATCH);
 const SEED = 11;
 const TOLERANCE = 1e-4;
 const TARGETS = 3;
-
-/** Per weight tensor, the largest relative difference. */
-function worstDifference(a: Float32Array, b: Float32Array, layout: number[][]): number {
-  let off = 0;
-  let worst = 0;
-  for (const shape of layout) {
-    const n = shape.reduce((x, y) => x * y, 1);
-    worst = Math.max(worst, maxRelativeDifference(a.subarray(off, off + n), b.subarray(off, off + n)));
-    off += n;
-  }
-  return worst;
-}
-
-/** The coordinator's batches (sampler, seed SEED) as tensors, targets `width` wide of `kind`. */
-function* batches(
-  split: DataSplit,
-  width: number,
-  kind: 'one-hot' | 'value',
-): Generator<{ xs: tf.Tensor2D; ys: tf.Tensor2D }> {
-  const sampler = new EpochSampler({ size: split.count, seed: SEED });
-  const f = split.featureSize;
-  const x = new Float32Array(BATCH * f);
-  const y = new Float32Array(BATCH * width);
-  for (let e = 0; e < EPOCHS; e++) {
-    sampler.beginEpoch(e);
-    while (!sampler.exhausted) {
-      const batch = sampler.take(BATCH);
-      sampler.complete(batch);
-      gatherBatch(split, batch, width, x, y, kind);
-      const xs = tf.tensor2d(x.subarray(0, batch.length * f), [batch.length, f]);
-      const ys = tf.tensor2d(y.subarray(0, batch.length * width), [batch.length, width]);
-      yield { xs, ys };
-      tf.dispose([xs, ys]);
-    }
-  }
-}
 
 /** Examples of four features and three 0/1 targets that depend on them, from a fixed generator. */
 function multilabelRows(rows: number, seed: number): { x: number[]; t: number[] }[] {
@@ -275,7 +237,13 @@ describe('multilabel targets, classWeight and metrics: parity with model.fit (1 
       topology,
       async (model) => {
         model.compile({ optimizer: tf.train.adam(0.05), loss: 'binaryCrossentropy' });
-        for (const { xs, ys } of batches(split, 1, 'value'))
+        for (const { xs, ys } of samplerBatches(split, {
+          batch: BATCH,
+          epochs: EPOCHS,
+          seed: SEED,
+          classes: 1,
+          kind: 'value',
+        }))
           await model.fit(xs, ys, { batchSize: BATCH, epochs: 1, shuffle: false, classWeight, verbose: 0 });
       },
       spec,
@@ -293,7 +261,13 @@ describe('multilabel targets, classWeight and metrics: parity with model.fit (1 
       mnistTopology(),
       async (model) => {
         model.compile({ optimizer: tf.train.sgd(0.2), loss: 'categoricalCrossentropy' });
-        for (const { xs, ys } of batches(mnist.train, 10, 'one-hot'))
+        for (const { xs, ys } of samplerBatches(mnist.train, {
+          batch: BATCH,
+          epochs: EPOCHS,
+          seed: SEED,
+          classes: 10,
+          kind: 'one-hot',
+        }))
           await model.fit(xs, ys, {
             batchSize: BATCH,
             epochs: 1,

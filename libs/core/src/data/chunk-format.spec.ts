@@ -192,6 +192,36 @@ describe('chunked dataset format', () => {
     await expect(split.ensure([40])).rejects.toThrow(RangeError);
   });
 
+  it('two steps waiting on one download fetch it once and each count a miss (downloads ≤ misses + prefetched)', async () => {
+    const { stored, manifest } = await build(40);
+    const cache = new ChunkCache();
+    const calls: number[] = [];
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const split = new ChunkedSplit(
+      manifest,
+      'train',
+      cache,
+      async (s, i) => {
+        calls.push(i);
+        await gate;
+        return verifyChunk(stored.get(`${s}-${String(i).padStart(6, '0')}.chunk`)!, manifest, s, i);
+      },
+      'k',
+    );
+    // The probe and the first step, say: both need chunk 0 before either download lands.
+    const first = split.ensure([0, 1]);
+    const second = split.ensure([2]);
+    open();
+    split.release(await first);
+    split.release(await second);
+    expect(calls).toEqual([0]);
+    expect(cache.misses).toBe(2);
+    expect(cache.prefetched).toBe(0);
+    expect(cache.fetchedBytes).toBe(28); // one chunk of 4 examples: 12 + 16 decoded bytes
+    expect(cache.bytes).toBe(28); // pinned twice, released twice, kept
+  });
+
   it('prefetches hinted chunks two at a time, unpinned; a step needing one waits for that same fetch; failures are dropped', async () => {
     const { stored, manifest } = await build(40); // ten chunks
     const cache = new ChunkCache(1024);

@@ -22,7 +22,8 @@ export class ChunkCache {
   /**
    * Chunks a hint fetched ahead (`ChunkedSplit.prefetch`) that landed before any step asked
    * for them. A step that joins a prefetch still in flight counts a miss instead, so every
-   * download is either one miss or one prefetch: fetched chunks = misses + prefetched.
+   * download counts once as a miss or a prefetch; steps that wait on the same download (the
+   * probe and the first step, say) each count a miss: fetched chunks ≤ misses + prefetched.
    */
   prefetched = 0;
 
