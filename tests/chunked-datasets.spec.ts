@@ -253,7 +253,7 @@ describe('named chunked datasets across processes', () => {
       `ingested ${(size / 1e6).toFixed(0)} MB of CSV in ${((Date.now() - started) / 1000).toFixed(1)} s; coordinator RSS ${(before / 1e6).toFixed(0)} MB before, peak ${(peak / 1e6).toFixed(0)} MB (+${(growth / 1e6).toFixed(0)} MB); ${polls} polls answered meanwhile`,
     );
     expect(size).toBeGreaterThan(200e6);
-    // The thread holds one 4 MiB chunk, a line and a read block; its heap is capped anyway.
+    // The thread holds two 4 MiB chunks, a line and a read block; its heap is capped anyway.
     expect(growth).toBeLessThan(size / 2);
     expect(growth).toBeLessThan(120e6);
     await cluster.client.removeDataset('big');

@@ -162,6 +162,62 @@ describe('streaming ingestion into chunks', () => {
     expect(ys).toEqual(Array.from({ length: 30 }, (_, i) => i % 10));
   });
 
+  it('IDX in runs of records: many chunks (uint8 and float32 images) keep every example in order; a bad label names its record', async () => {
+    const count = 12_000; // 84 KB of images: more than one 64 KiB read block
+    const values = Array.from({ length: count * 7 }, (_, i) => (i * 31) % 256);
+    await writeFile(join(root, 'many-im'), idx(0x08, [count, 7], values));
+    await writeFile(
+      join(root, 'many-lb'),
+      idx(
+        0x08,
+        [count],
+        Array.from({ length: count }, (_, i) => i % 2),
+      ),
+    );
+    // 93 examples per chunk (1024 / (4 + 7) bytes): runs cross read blocks.
+    const bytes = await ingest({
+      source: { idx: { trainImages: join(root, 'many-im'), trainLabels: join(root, 'many-lb') } },
+      chunkBytes: 1024,
+    });
+    expect(bytes.manifest.chunkExamples).toBe(93);
+    expect(bytes.manifest.splits.train.chunks.length).toBe(130);
+    const b = await bytes.read('train');
+    expect(b.xs).toEqual(values);
+    expect(b.ys).toEqual(Array.from({ length: count }, (_, i) => i % 2));
+    // float32 (type 0x0D, big-endian) images: read value by value.
+    const floats = Buffer.alloc(4 + 8 + count * 2 * 4);
+    floats[2] = 0x0d;
+    floats[3] = 2;
+    floats.writeUInt32BE(count, 4);
+    floats.writeUInt32BE(2, 8);
+    for (let i = 0; i < count * 2; i++) floats.writeFloatBE(i / 8, 12 + i * 4);
+    await writeFile(join(root, 'many-f'), floats);
+    const f = await ingest({
+      source: { idx: { trainImages: join(root, 'many-f'), trainLabels: join(root, 'many-lb') } },
+      chunkBytes: 1024, // 85 examples of 4 + 8 bytes
+    });
+    expect(f.manifest.dtype).toBe('float32');
+    expect((await f.read('train')).xs).toEqual(Array.from({ length: count * 2 }, (_, i) => i / 8));
+    // Binary labels: a 2 at record 7777 is refused by number.
+    await writeFile(
+      join(root, 'bad-lb'),
+      idx(
+        0x08,
+        [count],
+        Array.from({ length: count }, (_, i) => (i === 7776 ? 2 : i % 2)),
+      ),
+    );
+    const bad = await fail(
+      ingest({
+        source: { idx: { trainImages: join(root, 'many-im'), trainLabels: join(root, 'bad-lb') } },
+        labels: 'binary',
+        chunkBytes: 1024,
+      }),
+    );
+    expect(bad.message).toBe(`${join(root, 'bad-lb')}: record 7777: label is not 0 or 1 (labels: 'binary')`);
+    expect(bad.path).toBe('source.idx.trainLabels');
+  });
+
   it('IDX: a gzip bomb stops at the inflate limit; a label file of another length is refused', async () => {
     const big = idx(0x08, [1000, 100, 100], new Uint8Array(10_000_000));
     await writeFile(join(root, 'bomb.gz'), gzipSync(big));

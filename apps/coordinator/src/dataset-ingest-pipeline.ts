@@ -17,6 +17,7 @@ import {
   epochPermutation,
   maybeGunzip,
   readLines,
+  type ChunkSink,
   type DatasetManifest,
   type FeatureDtype,
   type IngestProgress,
@@ -52,28 +53,42 @@ export interface IngestPipelineOptions extends IngestLimits {
   onProgress?: (p: IngestProgress) => void;
 }
 
-/** Checks one label against the kind; tracks the largest class index. */
+/** Checks labels against the kind; tracks the largest class index. */
 class LabelCheck {
   max = 0;
   constructor(readonly kind: LabelKind) {}
+
+  private ok(v: number): boolean {
+    return this.kind === 'regression'
+      ? Number.isFinite(v)
+      : this.kind === 'binary'
+        ? v === 0 || v === 1
+        : Number.isInteger(v) && v >= 0 && v <= MAX_LABEL;
+  }
+
+  private fail(file: string, where: string): never {
+    const want = {
+      class: `a class index (an integer 0..${MAX_LABEL})`,
+      binary: '0 or 1',
+      regression: 'a finite number',
+      multilabel: '0 or 1', // refused by the ingest request; listed for the type
+    };
+    throw new InvalidDataError(`${file}: ${where}: label is not ${want[this.kind]} (labels: '${this.kind}')`);
+  }
+
   check(v: number, file: string, where: string): number {
-    const ok =
-      this.kind === 'regression'
-        ? Number.isFinite(v)
-        : this.kind === 'binary'
-          ? v === 0 || v === 1
-          : Number.isInteger(v) && v >= 0 && v <= MAX_LABEL;
-    if (!ok) {
-      const want = {
-        class: `a class index (an integer 0..${MAX_LABEL})`,
-        binary: '0 or 1',
-        regression: 'a finite number',
-        multilabel: '0 or 1', // refused by the ingest request; listed for the type
-      };
-      throw new InvalidDataError(`${file}: ${where}: label is not ${want[this.kind]} (labels: '${this.kind}')`);
-    }
+    if (!this.ok(v)) this.fail(file, where);
     if (v > this.max) this.max = v;
     return v;
+  }
+
+  /** `check` of each of `values`, records numbered from `first` + 1 in errors. */
+  checkMany(values: Float64Array, file: string, first: number): void {
+    for (let j = 0; j < values.length; j++) {
+      const v = values[j]!;
+      if (!this.ok(v)) this.fail(file, `record ${first + j + 1}`);
+      if (v > this.max) this.max = v;
+    }
   }
 }
 
@@ -88,6 +103,40 @@ export async function ingestDataset(
   sources: DatasetSources,
   store: ChunkStore,
   options: IngestPipelineOptions = {},
+): Promise<DatasetManifest> {
+  const sink = trackedSink(store);
+  try {
+    return await streamIntoChunks(req, sources, store, sink, options);
+  } catch (err) {
+    // A chunk still being stored lands (or fails) before the caller removes the half-written target.
+    await sink.idle();
+    throw err;
+  }
+}
+
+/** `sink` whose stores in flight can be awaited (`idle`). */
+function trackedSink(sink: ChunkSink): ChunkSink & { idle(): Promise<void> } {
+  const inFlight = new Set<Promise<unknown>>();
+  return {
+    put(name, bytes) {
+      const stored = sink.put(name, bytes);
+      const settled = stored.catch(() => undefined);
+      inFlight.add(settled);
+      void settled.then(() => inFlight.delete(settled));
+      return stored;
+    },
+    idle: async () => {
+      await Promise.all(inFlight);
+    },
+  };
+}
+
+async function streamIntoChunks(
+  req: IngestRequest,
+  sources: DatasetSources,
+  store: ChunkStore,
+  sink: ChunkSink,
+  options: IngestPipelineOptions,
 ): Promise<DatasetManifest> {
   const maxExamples = options.maxExamples ?? DEFAULT_MAX_EXAMPLES;
   const progress: IngestProgress = { bytesRead: 0, bytesTotal: 0, examples: 0, chunks: 0, bytesWritten: 0 };
@@ -160,7 +209,7 @@ export async function ingestDataset(
         `${file}: examples of ${shape.join('x')} values, the training examples have ${featureShape.join('x')}`,
       );
     }
-    current = new SplitChunkWriter(split, size, dtype, labelDtype, chunkExamples, store);
+    current = new SplitChunkWriter(split, size, dtype, labelDtype, chunkExamples, sink);
     return current;
   };
 
@@ -281,11 +330,19 @@ export async function ingestDataset(
       } else if ((images.bytes ? 'uint8' : 'float32') !== dtype)
         throw new InvalidDataError(`${im.o.display}: element type differs from the training images`, imField);
       const w = await named(imField, async () => writer(split, shape, im.o.display));
-      const one = [0];
-      for (let i = 0; i < images.count; i++) {
-        await named(imField, () => images.next(w.slot()));
-        await named(lbField, () => labelIdx.next(one));
-        await w.commit(await named(lbField, async () => labels.check(one[0]!, lb.display, `record ${i + 1}`)));
+      // Whole runs of records at a time, as many as the current chunk takes: one copy of the
+      // images straight into the chunk, the labels checked as a block.
+      const ys = new Float64Array(w.chunkExamples);
+      for (let i = 0; i < images.count;) {
+        const k = Math.min(w.room, images.count - i);
+        await named(imField, () => images.nextMany(k, w.slots(k)));
+        const y = ys.subarray(0, k);
+        await named(lbField, async () => {
+          await labelIdx.nextMany(k, y);
+          labels.checkMany(y, lb.display, i);
+        });
+        await w.commitMany(y);
+        i += k;
       }
       await named(imField, () => images.end());
       await named(lbField, () => labelIdx.end());

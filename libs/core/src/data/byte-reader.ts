@@ -35,6 +35,13 @@ export class ByteReader {
       return view;
     }
     const out = new Uint8Array(n);
+    await this.readInto(out);
+    return out;
+  }
+
+  /** Fills `out` with the next `out.byteLength` bytes (one copy, straight from the stream's blocks). */
+  async readInto(out: Uint8Array): Promise<void> {
+    const n = out.byteLength;
     let off = 0;
     while (off < n) {
       if (this.pos >= this.block.byteLength && !(await this.fill()))
@@ -45,7 +52,6 @@ export class ByteReader {
       off += take;
     }
     this.offset += n;
-    return out;
   }
 
   /** True when no byte is left. */

@@ -192,6 +192,41 @@ describe('chunked dataset format', () => {
     await expect(split.ensure([40])).rejects.toThrow(RangeError);
   });
 
+  it('the writer fills the next chunk while one is stored, and reuses a buffer only once its store resolved', async () => {
+    const puts: { name: string; bytes: Uint8Array; copy: Uint8Array; done: () => void }[] = [];
+    const w = new SplitChunkWriter('train', 3, 'uint8', 'int32', 4, {
+      put: (name, bytes) => new Promise<void>((done) => puts.push({ name, bytes, copy: bytes.slice(), done })),
+    });
+    const add = async (i: number) => {
+      w.slot().set([i, i, i]);
+      await w.commit(i % 4);
+    };
+    for (let i = 0; i < 4; i++) await add(i); // chunk 0 handed to the sink, not stored yet
+    expect(puts.map((p) => p.name)).toEqual(['train-000000.chunk']);
+    for (let i = 4; i < 7; i++) await add(i); // chunk 1 fills the other buffer meanwhile
+    let returned = false;
+    const full = add(7).then(() => (returned = true)); // chunk 1 handed over: waits for chunk 0's store
+    await new Promise((r) => setTimeout(r, 5));
+    expect(puts).toHaveLength(2);
+    expect(returned).toBe(false);
+    expect(puts[0]!.bytes).toEqual(puts[0]!.copy); // untouched while stored
+    puts[0]!.done();
+    await full;
+    const end = (async () => {
+      await add(8); // refills chunk 0's buffer
+      return w.finish(); // the partial chunk 2, then waits for chunks 1 and 2
+    })();
+    await new Promise((r) => setTimeout(r, 5));
+    expect(puts).toHaveLength(3);
+    expect(puts[1]!.bytes).toEqual(puts[1]!.copy);
+    puts[1]!.done();
+    puts[2]!.done();
+    const split = await end;
+    expect(split.examples).toBe(9);
+    expect(split.chunks.map((c) => c.examples)).toEqual([4, 4, 1]);
+    expect(decodeChunk(puts[0]!.copy, 'c0').x).toEqual(Uint8Array.from([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]));
+  });
+
   it('two steps waiting on one download fetch it once and each count a miss (downloads ≤ misses + prefetched)', async () => {
     const { stored, manifest } = await build(40);
     const cache = new ChunkCache();

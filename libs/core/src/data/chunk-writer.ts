@@ -28,16 +28,27 @@ export function chunkExamplesFor(featureSize: number, dtype: FeatureDtype, targe
   return Math.max(1, Math.min(max, Math.floor(targetBytes / per)));
 }
 
+/** One chunk's buffer and its label and feature sections. */
+interface ChunkBuffer {
+  buf: Uint8Array;
+  x: Uint8Array | Float32Array;
+  y: Int32Array | Float32Array;
+}
+
 /**
  * Writes one split as chunks of `chunkExamples` examples: callers fill `slot()` (the next
- * example's feature values, in place, no copy) and `commit(label)`; a full chunk is hashed and
- * handed to the sink before the next example is taken, so memory holds one chunk whatever the
- * split's size. `finish()` writes the last, partial chunk and returns the split's manifest entry.
+ * example's feature values, in place, no copy) and `commit(label)`, or whole runs with
+ * `slots(k)` and `commitMany`. A full chunk is hashed and handed to the sink, and the next
+ * chunk fills the other of two buffers while it is stored: memory holds two chunks whatever
+ * the split's size, and filling waits only when the sink is a whole chunk behind.
+ * `finish()` writes the last, partial chunk, waits for every store, and returns the split's
+ * manifest entry.
  */
 export class SplitChunkWriter {
-  private readonly buf: Uint8Array;
-  private readonly x: Uint8Array | Float32Array;
-  private readonly y: Int32Array | Float32Array;
+  private readonly buffers: [ChunkBuffer, ChunkBuffer];
+  private current: ChunkBuffer;
+  /** The store of the other buffer's chunk, still running. */
+  private storing: Promise<void> | undefined;
   private n = 0;
   private readonly chunks: ChunkEntry[] = [];
   private total = 0;
@@ -55,18 +66,30 @@ export class SplitChunkWriter {
     const bytes = chunkBytes(chunkExamples, featureSize, dtype);
     if (bytes > MAX_CHUNK_BYTES)
       throw new RangeError(`a chunk of ${chunkExamples} examples exceeds ${MAX_CHUNK_BYTES} bytes`);
-    this.buf = new Uint8Array(bytes);
-    const yOff = CHUNK_HEADER_BYTES;
-    const xOff = yOff + chunkExamples * 4;
-    this.y =
-      labelDtype === 'int32'
-        ? new Int32Array(this.buf.buffer, yOff, chunkExamples)
-        : new Float32Array(this.buf.buffer, yOff, chunkExamples);
-    const values = chunkExamples * featureSize;
-    this.x =
-      dtype === 'uint8'
-        ? new Uint8Array(this.buf.buffer, xOff, values)
-        : new Float32Array(this.buf.buffer, xOff, values);
+    const buffer = (): ChunkBuffer => {
+      const buf = new Uint8Array(bytes);
+      const yOff = CHUNK_HEADER_BYTES;
+      const xOff = yOff + chunkExamples * 4;
+      const values = chunkExamples * featureSize;
+      return {
+        buf,
+        y:
+          labelDtype === 'int32'
+            ? new Int32Array(buf.buffer, yOff, chunkExamples)
+            : new Float32Array(buf.buffer, yOff, chunkExamples),
+        x: dtype === 'uint8' ? new Uint8Array(buf.buffer, xOff, values) : new Float32Array(buf.buffer, xOff, values),
+      };
+    };
+    this.buffers = [buffer(), buffer()];
+    this.current = this.buffers[0];
+  }
+
+  private get x(): Uint8Array | Float32Array {
+    return this.current.x;
+  }
+
+  private get y(): Int32Array | Float32Array {
+    return this.current.y;
   }
 
   /** Examples committed so far. */
@@ -80,6 +103,26 @@ export class SplitChunkWriter {
     return this.x.subarray(this.n * f, (this.n + 1) * f);
   }
 
+  /** Examples the current chunk still takes (at least 1). */
+  get room(): number {
+    return this.chunkExamples - this.n;
+  }
+
+  /** The feature values of the next `k` examples (`k` ≤ `room`), to fill in place before `commitMany`. */
+  slots(k: number): Uint8Array | Float32Array {
+    if (!(k >= 1 && k <= this.room)) throw new RangeError(`${k} slots asked, the chunk has room for ${this.room}`);
+    const f = this.featureSize;
+    return this.x.subarray(this.n * f, (this.n + k) * f);
+  }
+
+  /** Takes the examples in `slots(labels.length)` with `labels`; writes the chunk when it is full. */
+  async commitMany(labels: Float64Array): Promise<void> {
+    if (labels.length > this.room) throw new RangeError(`${labels.length} labels, the chunk has room for ${this.room}`);
+    this.y.set(labels, this.n);
+    this.n += labels.length;
+    if (this.n === this.chunkExamples) await this.flush();
+  }
+
   /** Takes the example in `slot()` with `label`; writes the chunk when it is full. */
   async commit(label: number): Promise<void> {
     this.y[this.n++] = label;
@@ -90,7 +133,7 @@ export class SplitChunkWriter {
     if (this.n === 0) return;
     const count = this.n;
     let bytes: Uint8Array;
-    if (count === this.chunkExamples) bytes = this.buf;
+    if (count === this.chunkExamples) bytes = this.current.buf;
     else {
       // The last chunk: labels then features, packed without the unused tail of each section.
       bytes = new Uint8Array(chunkBytes(count, this.featureSize, this.dtype));
@@ -100,15 +143,24 @@ export class SplitChunkWriter {
     }
     writeChunkHeader(bytes, count, this.featureSize, this.dtype, this.labelDtype);
     const sha256 = createHash('sha256').update(bytes).digest('hex');
-    await this.sink.put(chunkName(this.split, this.chunks.length), bytes);
+    const stored = this.sink.put(chunkName(this.split, this.chunks.length), bytes);
+    stored.catch(() => undefined); // awaited below or by the next flush; never left unhandled
     this.chunks.push({ examples: count, bytes: bytes.byteLength, sha256 });
     this.bytesWritten += bytes.byteLength;
     this.total += count;
     this.n = 0;
+    // The other buffer is free once its chunk is stored; this one stays with the sink meanwhile.
+    const previous = this.storing;
+    this.storing = stored;
+    this.current = this.current === this.buffers[0] ? this.buffers[1] : this.buffers[0];
+    await previous;
   }
 
   async finish(): Promise<SplitManifest> {
     await this.flush();
+    const last = this.storing;
+    this.storing = undefined;
+    await last;
     return { examples: this.total, chunks: this.chunks };
   }
 }

@@ -51,16 +51,17 @@ export class IdxStream {
     return this.dims.slice(1).reduce((a, b) => a * b, 1);
   }
 
-  /** Reads the next record into `out` (recordSize values). */
-  async next(out: Uint8Array | Float32Array | number[]): Promise<void> {
-    const size = this.recordSize;
-    const raw = await this.reader.read(size * this.type.bytes);
-    if (this.bytes && out instanceof Uint8Array) {
-      out.set(raw);
-      return;
-    }
+  /**
+   * Reads the next `k` records into `out` (k × recordSize values): unsigned bytes into a
+   * Uint8Array in one copy from the stream's blocks, other types value by value.
+   */
+  async nextMany(k: number, out: Uint8Array | Float32Array | Float64Array): Promise<void> {
+    const n = k * this.recordSize;
+    if (out.length < n) throw new RangeError(`room for ${out.length} values, ${k} records need ${n}`);
+    if (this.bytes && out instanceof Uint8Array) return this.reader.readInto(out.subarray(0, n));
+    const raw = await this.reader.read(n * this.type.bytes);
     const v = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-    for (let i = 0; i < size; i++) out[i] = this.type.read(v, i * this.type.bytes);
+    for (let i = 0; i < n; i++) out[i] = this.type.read(v, i * this.type.bytes);
   }
 
   /** Throws unless the file ends here (the header's dimensions must cover it exactly). */
