@@ -73,7 +73,7 @@ describe('ingesting from an existing chunked dataset, across processes', () => {
     }
   };
 
-  it('re-chunks a named dataset into S3 and copies it back through the CLI: the same examples in the same order', async () => {
+  it('re-chunks a named dataset into S3, copies it back from the S3 prefix and by name: the same examples in the same order', async () => {
     const into = await runCli([
       'dataset',
       'ingest',
@@ -107,6 +107,15 @@ describe('ingesting from an existing chunked dataset, across processes', () => {
     expect(back.code, back.out).toBe(0);
     expect(manifestOf('back')).toEqual(manifestOf('mnist')); // same chunk size: the same chunks and hashes
     await expectSameExamples('mnist', 'back');
+
+    // A named dataset whose chunks are in S3, by name, into the coordinator's store.
+    await cluster.client.ingestDataset('from-named-s3', {
+      source: { chunked: { dataset: 'rechunked' } },
+      chunkBytes: 40000,
+    });
+    const named = await cluster.client.waitForDataset('from-named-s3');
+    expect([named.state, named.store, named.train?.chunks]).toEqual(['READY', undefined, 12]); // 50 per 40,000 bytes
+    await expectSameExamples('mnist', 'from-named-s3');
   });
 
   it('a corrupted source chunk fails the ingestion naming it, and removes what was written', async () => {
