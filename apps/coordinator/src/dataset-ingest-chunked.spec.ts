@@ -137,6 +137,43 @@ describe('ingestion from an existing chunked dataset', () => {
     await expectSameExamples(new FsChunkStore(srcDir()), src, back, backM);
   });
 
+  it('streams: each source chunk is fetched only after the examples before it went out in target chunks', async () => {
+    const from = sources();
+    const events: string[] = [];
+    const open = from.openChunked.bind(from);
+    from.openChunked = async (spec, field) => {
+      const opened = await open(spec, field);
+      return {
+        ...opened,
+        chunk: (split, i) => {
+          events.push(`get ${chunkName(split, i)}`);
+          return opened.chunk(split, i);
+        },
+      };
+    };
+    const out = new FsChunkStore(join(dir, 'streamed'));
+    const store = out.put.bind(out);
+    out.put = (name, bytes) => {
+      events.push(`put ${name}`);
+      return store(name, bytes);
+    };
+    // Source chunks of 64 examples (58 in the last), target chunks of 128.
+    await ingest({ source: { chunked: { dir: srcDir() } }, chunkBytes: 2048 }, out, from);
+    const get = (split: SplitName, i: number) => `get ${chunkName(split, i)}`;
+    const put = (split: SplitName, i: number) => `put ${chunkName(split, i)}`;
+    expect(events).toEqual([
+      get('train', 0),
+      get('train', 1),
+      put('train', 0),
+      get('train', 2),
+      get('train', 3),
+      put('train', 1),
+      get('test', 0),
+      put('test', 0),
+      'put manifest.json',
+    ]);
+  });
+
   it('a named dataset handed over by the catalog; an unknown name is refused', async () => {
     const from = sources({ datasets: { set: { dir: srcDir(), store: srcDir() } } });
     const out = new FsChunkStore(join(dir, 'named'));
