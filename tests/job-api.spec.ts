@@ -249,6 +249,16 @@ describe('job API', () => {
       await cluster.client.ingestDataset('dup', request);
       return cluster.client.ingestDataset('dup', request);
     },
+    'ingest-unknown-source-dataset': () =>
+      cluster.client.ingestDataset('copy', { source: { chunked: { dataset: 'no-such-dataset' } } }),
+    'ingest-source-labels-differ': async () => {
+      await cluster.client.ingestDataset('labels-src', { source: { csv: { train: file('l.csv', 'label,a\n1,2\n') } } });
+      await cluster.client.waitForDataset('labels-src');
+      return cluster.client.ingestDataset('copy', {
+        source: { chunked: { dataset: 'labels-src' } },
+        labels: 'regression',
+      });
+    },
     'unknown-dataset': () => cluster.client.dataset('no-such-dataset'),
     'unknown-job': () => cluster.client.job('no-such-job'),
     'unknown-checkpoint': async () =>

@@ -166,11 +166,23 @@ const datasetCommand = (name: string, description: string) =>
     .addOption(caOption())
     .option('--json', 'print JSON');
 
-datasetCommand('ingest', 'ingest a CSV, JSON Lines, IDX file, image folder or s3:// source as a named chunked dataset')
-  .argument('<src>', 'a path on the coordinator, an s3:// or http(s) URL, upload:<id>, or a JSON source object')
+datasetCommand(
+  'ingest',
+  'ingest a CSV, JSON Lines, IDX file, image folder, s3:// source or existing chunked dataset as a named chunked dataset',
+)
+  .argument(
+    '<src>',
+    'a path on the coordinator, an s3:// or http(s) URL, upload:<id>, dataset:NAME (copy a named dataset), a chunked dataset directory or s3:// prefix (its manifest.json, or --kind chunked), or a JSON source object',
+  )
   .requiredOption('--name <name>', 'the dataset name jobs use: dataset: { "name": ... }')
   .addOption(
-    new Option('--kind <kind>', 'what SRC is (guessed from its name)').choices(['csv', 'jsonl', 'idx', 'images']),
+    new Option('--kind <kind>', 'what SRC is (guessed from its name)').choices([
+      'csv',
+      'jsonl',
+      'idx',
+      'images',
+      'chunked',
+    ]),
   )
   .option('--test <src>', 'a test split of the same kind')
   .option('--idx-labels <file>', 'IDX: the labels file of SRC')

@@ -38,6 +38,8 @@ interface Entry {
   store: string;
   /** Resolves when the ingestion ends (either way). */
   done?: Promise<void>;
+  /** While INGESTING from another named dataset (`source.chunked.dataset`): its name. */
+  copying?: string;
 }
 
 /** Progress and ends of ingestions, for the API's event streams and the metrics. */
@@ -189,16 +191,47 @@ export class DatasetCatalog {
         parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
       );
     const req = parsed.data;
+    let sourceOptions = this.sourceOptions;
+    let copying: string | undefined;
+    if ('chunked' in req.source && 'dataset' in req.source.chunked) {
+      copying = req.source.chunked.dataset;
+      const from = this.entries.get(copying);
+      const refuse = (path: string, message: string) => new InvalidIngestRequestError([{ path, message }]);
+      if (!from) throw refuse('source.chunked.dataset', `no dataset named ${copying}; gradfleet dataset ls lists them`);
+      if (from.info.state !== 'READY' || !from.manifest)
+        throw refuse('source.chunked.dataset', `dataset ${copying} is ${from.info.state}, not READY`);
+      if (from.manifest.labels.kind !== req.labels)
+        throw refuse(
+          'labels',
+          `dataset ${copying} has labels '${from.manifest.labels.kind}'; give labels '${from.manifest.labels.kind}'`,
+        );
+      sourceOptions = {
+        ...sourceOptions,
+        datasets: { [copying]: { dir: join(this.root, copying), store: from.store } },
+      };
+    }
     const tmp = join(this.root, `.ingest-${name}-${randomUUID()}`);
     let store: string;
     if (req.store) {
       this.sources.s3Store(req.store); // refuses a bucket not on --dataset-s3-allow, before anything starts
       store = `${req.store.replace(/\/+$/, '')}/${name}/`;
     } else store = tmp;
+    if ('chunked' in req.source) {
+      // Reading and writing (and, on failure, removing) one S3 prefix would destroy the source.
+      const src = 'dir' in req.source.chunked ? req.source.chunked.dir : sourceOptions.datasets![copying!]!.store;
+      const norm = (u: string) => u.replace(/\/*$/, '/');
+      if (store.startsWith('s3://') && (norm(store).startsWith(norm(src)) || norm(src).startsWith(norm(store))))
+        throw new InvalidIngestRequestError([
+          {
+            path: 'dir' in req.source.chunked ? 'source.chunked.dir' : 'source.chunked.dataset',
+            message: `the source ${norm(src)} and the new dataset's chunks ${store} overlap; choose another --store prefix`,
+          },
+        ]);
+    }
     const info: DatasetInfo = { name, state: 'INGESTING', createdAt: new Date().toISOString(), progress: noProgress() };
-    const entry: Entry = { info, store };
+    const entry: Entry = { info, store, ...(copying ? { copying } : {}) };
     this.entries.set(name, entry);
-    const data: IngestThreadData = { request: input, sources: this.sourceOptions, limits: this.limits, store };
+    const data: IngestThreadData = { request: input, sources: sourceOptions, limits: this.limits, store };
     const thread = startThread('dataset-ingest-thread', {
       workerData: data,
       name: `ingest-${name}`,
@@ -212,10 +245,12 @@ export class DatasetCatalog {
         if (ended) return;
         ended = true;
         entry.thread = undefined;
+        entry.copying = undefined;
+        // What was written goes first: once FAILED shows, nothing of the ingestion is left.
+        await this.discard(store, tmp).catch(() => undefined);
         info.state = 'FAILED';
         info.error = { code, message: path ? `${path}: ${message}` : message };
         this.log.warn({ dataset: name, code, err: message.slice(0, 300) }, 'dataset ingestion failed');
-        await this.discard(store, tmp).catch(() => undefined);
         resolve();
       };
       thread.on('message', (m: IngestThreadMessage) => {
@@ -226,6 +261,7 @@ export class DatasetCatalog {
         else if (m.t === 'done') {
           ended = true;
           entry.thread = undefined;
+          entry.copying = undefined;
           void this.commit(name, entry, m.manifest, tmp, req.store ? store : undefined).then(resolve, (err: Error) => {
             ended = false;
             void fail('INGEST_FAILED', `cannot store the dataset (${(err as NodeJS.ErrnoException).code ?? err.name})`);
@@ -270,6 +306,13 @@ export class DatasetCatalog {
   /** Removes a dataset (stops its ingestion first). Jobs holding links to its chunks keep them. */
   async remove(name: string): Promise<void> {
     const e = this.entry(name);
+    const copier = [...this.entries.values()].find((o) => o.copying === name);
+    if (copier)
+      throw new JobRequestError(
+        409,
+        'DATASET_IN_USE',
+        `dataset ${name} is being copied into ${copier.info.name}; wait for that ingestion or remove ${copier.info.name} first`,
+      );
     if (e.store.startsWith('s3://') && this.inUse(name))
       throw new JobRequestError(
         409,

@@ -14,7 +14,9 @@ import {
   SplitChunkWriter,
   checkManifest,
   chunkExamplesFor,
+  chunkName,
   epochPermutation,
+  featureSizeOf,
   maybeGunzip,
   readLines,
   type ChunkSink,
@@ -25,6 +27,7 @@ import {
   type LabelKind,
   type SplitManifest,
   type SplitName,
+  verifyChunk,
 } from '@gradfleet/core';
 import type { ChunkStore } from './chunk-store.js';
 import type { DatasetSources, OpenedSource } from './dataset-sources.js';
@@ -195,6 +198,7 @@ async function streamIntoChunks(
   let scale = 1;
   let chunkExamples = 0;
   let classes: string[] | undefined;
+  let sourceClasses: number | undefined; // a chunked source's class count, carried over
   const splits: Partial<Record<SplitName, SplitManifest>> = {};
   const src = req.source;
 
@@ -351,6 +355,47 @@ async function streamIntoChunks(
       progress.bytesRead = doneBytes;
       splits[split] = await finishSplit(w);
     }
+  } else if ('chunked' in src) {
+    // An existing chunked dataset, copied example by example in its order: one source chunk
+    // in memory at a time, each verified against the source manifest before any of it is written.
+    const field = 'dataset' in src.chunked ? 'source.chunked.dataset' : 'source.chunked.dir';
+    const from = await sources.openChunked(src.chunked, field);
+    const m = from.manifest;
+    if (m.labels.kind !== req.labels)
+      throw new InvalidDataError(
+        `${from.display}: its labels are '${m.labels.kind}'; the request says labels '${req.labels}' (give labels: '${m.labels.kind}')`,
+        'labels',
+      );
+    dtype = m.dtype;
+    scale = m.scale;
+    classes = m.labels.classes;
+    sourceClasses = m.labels.numClasses;
+    const f = featureSizeOf(m);
+    for (const split of ['train', 'test'] as const)
+      for (const c of m.splits[split]?.chunks ?? []) progress.bytesTotal += c.bytes;
+    for (const split of ['train', 'test'] as const) {
+      const s = m.splits[split];
+      if (!s) continue;
+      if (s.examples > maxExamples) throw Object.assign(tooMany(`${from.display} ${split}`), { path: field });
+      const out = writer(split, m.featureShape, from.display);
+      for (let i = 0; i < s.chunks.length; i++) {
+        const name = `${from.display}: ${split} chunk ${i} (${chunkName(split, i)})`;
+        const bytes = await from.chunk(split, i);
+        let chunk;
+        try {
+          chunk = verifyChunk(bytes, m, split, i, name);
+        } catch (err) {
+          throw Object.assign(err as Error, { path: field }); // DatasetChunkError: its code, the chunk named
+        }
+        for (let k = 0; k < chunk.count; k++) {
+          out.slot().set(chunk.x.subarray(k * f, (k + 1) * f));
+          await out.commit(labels.check(chunk.y[k]!, name, `example ${k}`));
+        }
+        progress.bytesRead += bytes.byteLength;
+        report();
+      }
+      splits[split] = await finishSplit(out);
+    }
   } else {
     const spec = src.images;
     const [h, w] = spec.size;
@@ -400,9 +445,11 @@ async function streamIntoChunks(
   const numClasses =
     req.labels === 'regression'
       ? 1
-      : classes
-        ? classes.length
-        : Math.max(labels.max + 1, req.labels === 'binary' ? 2 : 1);
+      : sourceClasses !== undefined
+        ? sourceClasses
+        : classes
+          ? classes.length
+          : Math.max(labels.max + 1, req.labels === 'binary' ? 2 : 1);
   const manifest: DatasetManifest = checkManifest(
     {
       format: MANIFEST_FORMAT,

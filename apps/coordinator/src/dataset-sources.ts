@@ -4,6 +4,7 @@ import { mkdir, open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { InvalidDataError } from '@gradfleet/core';
+import { openChunkedSource, type ChunkedSource, type NamedDatasetLocation } from './chunked-source.js';
 import { openDatasetPath, resolveDatasetDir } from './dataset-path.js';
 import { downloadDataset, urlName } from './dataset-url.js';
 import { getObjectStream, listObjects, parseS3Url, s3Reason } from './s3-access.js';
@@ -24,6 +25,11 @@ export interface DatasetSourcesOptions {
   s3Allow?: readonly string[] | undefined;
   /** Largest downloaded URL file, in bytes. */
   maxBytes: number;
+  /**
+   * The named datasets a `source.chunked.dataset` may name: the one the catalog checked READY
+   * for this ingestion. @defaultValue none
+   */
+  datasets?: Readonly<Record<string, NamedDatasetLocation>> | undefined;
   /** Made on first use of an `s3://` source. */
   s3?: () => S3Client;
 }
@@ -71,6 +77,19 @@ export class DatasetSources {
   /** Checks that an `s3://` store names an allowed bucket; returns the client. */
   s3Store(url: string): S3Client {
     return this.s3(url, 'store').client;
+  }
+
+  /** An existing chunked dataset (`source.chunked`), under the same rules as the other sources. */
+  openChunked(spec: { dataset: string } | { dir: string }, field: string): Promise<ChunkedSource> {
+    return openChunkedSource(
+      spec,
+      {
+        roots: this.options.roots ?? [],
+        datasets: this.options.datasets ?? {},
+        s3: (url, f) => this.s3(url, f).client,
+      },
+      field,
+    );
   }
 
   async open(source: string, field: string): Promise<OpenedSource> {

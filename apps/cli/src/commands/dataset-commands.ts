@@ -7,7 +7,7 @@ import type { ClientOptions } from './job-commands.js';
 
 export interface IngestOptions extends ClientOptions {
   name: string;
-  /** csv | jsonl | idx | images; guessed from SRC when absent. */
+  /** csv | jsonl | idx | images | chunked; guessed from SRC when absent. */
   kind?: string;
   test?: string;
   /** IDX: the labels file of SRC (and of --test with --test-labels). */
@@ -43,15 +43,17 @@ export function ingestRequest(src: string, o: IngestOptions): IngestRequestInput
     o.kind ??
     (src.trim().startsWith('{')
       ? 'json'
-      : /\.csv(\.gz)?$/i.test(src)
-        ? 'csv'
-        : /\.(jsonl|ndjson)$/i.test(src)
-          ? 'jsonl'
-          : /(ubyte|\.idx\d?)(\.gz)?$/i.test(src)
-            ? 'idx'
-            : o.size
-              ? 'images'
-              : undefined);
+      : src.startsWith('dataset:') || /(^|\/)manifest\.json$/.test(src)
+        ? 'chunked'
+        : /\.csv(\.gz)?$/i.test(src)
+          ? 'csv'
+          : /\.(jsonl|ndjson)$/i.test(src)
+            ? 'jsonl'
+            : /(ubyte|\.idx\d?)(\.gz)?$/i.test(src)
+              ? 'idx'
+              : o.size
+                ? 'images'
+                : undefined);
   const common = {
     ...(o.labels ? { labels: o.labels } : {}),
     ...(o.store ? { store: o.store } : {}),
@@ -83,6 +85,16 @@ export function ingestRequest(src: string, o: IngestOptions): IngestRequestInput
         },
         ...common,
       };
+    case 'chunked':
+      // dataset:NAME (a named dataset here), or the directory / s3:// prefix of a manifest.json.
+      return {
+        source: {
+          chunked: src.startsWith('dataset:')
+            ? { dataset: src.slice('dataset:'.length) }
+            : { dir: where(src.replace(/\/?manifest\.json$/, '')) },
+        },
+        ...common,
+      };
     case 'images': {
       const m = /^(\d+)x(\d+)$/.exec(o.size ?? '');
       if (!m) throw new Error('an image folder needs --size HxW (e.g. --size 28x28)');
@@ -102,7 +114,7 @@ export function ingestRequest(src: string, o: IngestOptions): IngestRequestInput
     }
     default:
       throw new Error(
-        `cannot tell what ${src} is: name a .csv, .jsonl or IDX (*-ubyte) file, an image folder with --size HxW, or pass --kind`,
+        `cannot tell what ${src} is: name a .csv, .jsonl or IDX (*-ubyte) file, an image folder with --size HxW, dataset:NAME or a chunked dataset's manifest.json, or pass --kind`,
       );
   }
 }

@@ -11,7 +11,8 @@ export const MAX_IMAGE_SIDE = 4096;
 
 /**
  * What `PUT /v1/datasets/:name` ingests (`gradfleet dataset ingest`): the same sources as
- * a job's inline dataset, plus a folder of images per class; `docs/datasets.md`.
+ * a job's inline dataset, plus a folder of images per class and an existing chunked dataset;
+ * `docs/datasets.md`.
  */
 export const IngestSourceSchema = z.union([
   z
@@ -56,6 +57,17 @@ export const IngestSourceSchema = z.union([
           channels: z.union([z.literal(1), z.literal(3)]).default(3),
         })
         .strict(),
+    })
+    .strict(),
+  z
+    .object({
+      /**
+       * An existing chunked dataset, copied example by example (re-chunked with the request's
+       * `chunkBytes`, into its `store`): a named dataset of this coordinator (`dataset`, READY),
+       * or a directory under `--dataset-root` / an `s3://bucket/prefix` holding `manifest.json`
+       * and its chunks (`dir`). Every chunk is verified against the source manifest first.
+       */
+      chunked: z.union([z.object({ dataset: DatasetNameSchema }).strict(), z.object({ dir: file }).strict()]),
     })
     .strict(),
 ]);
