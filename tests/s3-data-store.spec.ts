@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,6 +28,7 @@ describe('dataStore s3: workers read chunks straight from the bucket', () => {
   let mnist: SmallMnist;
   let s3: S3TestServer;
   let client: S3Client;
+  const workers: ChildProcess[] = [];
   const KEY = 'sets/mnist-small/train-000003.chunk';
   // Dropout-free, as tests/chunked-datasets.spec.ts.
   const job = (dataStore: 'coordinator' | 's3') => ({
@@ -41,8 +43,10 @@ describe('dataStore s3: workers read chunks straight from the bucket', () => {
     maxWorkers: 2,
     seed: 7,
   });
-  const run = async (dataStore: 'coordinator' | 's3'): Promise<JobStatus> =>
-    cluster.client.waitForJob((await cluster.client.submit(job(dataStore) as never)).id);
+  const run = async (dataStore: 'coordinator' | 's3', workers = 2): Promise<JobStatus> =>
+    cluster.client.waitForJob(
+      (await cluster.client.submit({ ...job(dataStore), minWorkers: workers, maxWorkers: workers } as never)).id,
+    );
 
   beforeAll(async () => {
     await selectBackend('wasm'); // smallMlpTopology builds the model
@@ -56,7 +60,8 @@ describe('dataStore s3: workers read chunks straight from the bucket', () => {
     });
     await cluster.startCoordinator(['--dataset-s3-allow', 'chunks'], 0, s3.env);
     // The workers reach the bucket with their own AWS environment; a cache of about three chunks.
-    for (let i = 0; i < 2; i++) cluster.startWorker(['--name', `s3-${i}`, '--cache-bytes', '200000'], s3.env);
+    for (let i = 0; i < 2; i++)
+      workers.push(cluster.startWorker(['--name', `s3-${i}`, '--cache-bytes', '200000'], s3.env));
     await cluster.client.waitForWorkers(2, 60_000);
     await cluster.client.ingestDataset('mnist-small', {
       source: mnist.dataset,
@@ -126,5 +131,27 @@ describe('dataStore s3: workers read chunks straight from the bucket', () => {
       ),
     );
     expect(cluster.log).not.toContain('S3RVER');
+  });
+
+  it('a worker whose credentials the bucket refuses FAILS the job with the reason, never the secret', async () => {
+    for (const w of workers) w.kill('SIGKILL');
+    const secret = 'not-the-secret-0123456789';
+    cluster.startWorker(['--name', 's3-refused'], {
+      ...s3.env,
+      AWS_ACCESS_KEY_ID: 'NOBODY',
+      AWS_SECRET_ACCESS_KEY: secret,
+    });
+    for (let i = 0; ; i++) {
+      const names = (await cluster.client.workers()).map((w) => w.name);
+      if (names.length === 1 && names[0] === 's3-refused') break;
+      if (i > 300) throw new Error(`workers: ${names.join(', ')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const refused = await run('s3', 1);
+    expect(refused.state).toBe('FAILED');
+    expect(refused.reason).toMatch(
+      /chunk (train|test)\/\d+ \(s3:\/\/chunks\/sets\/mnist-small\/\w+-\d{6}\.chunk\): cannot read \(InvalidAccessKeyId 403\)/,
+    );
+    expect(`${refused.reason}${cluster.log}`).not.toContain(secret);
   });
 });
