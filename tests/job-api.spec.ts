@@ -243,6 +243,13 @@ describe('job API', () => {
     'upload-too-large': () => cluster.client.upload(new Uint8Array(UPLOAD_LIMIT + 1), 'big.csv'),
     'dataset-name-invalid': () => cluster.client.submit({ dataset: { name: 'Not A Name' } }),
     'unknown-named-dataset': () => cluster.client.submit({ dataset: { name: 'no-such-dataset' } }),
+    'data-store-not-named-dataset': () => cluster.client.submit({ dataset: 'mnist', dataStore: 's3' }),
+    'data-store-dataset-not-in-bucket': async () => {
+      const request = { source: { csv: { train: file('local.csv', 'label,a\n1,2\n0,3\n') } } };
+      await cluster.client.ingestDataset('local-set', request);
+      expect((await cluster.client.waitForDataset('local-set')).state).toBe('READY');
+      return cluster.client.submit({ dataset: { name: 'local-set' }, dataStore: 's3' });
+    },
     'ingest-invalid-source': () => cluster.client.ingestDataset('x', { source: { csv: {} } } as never),
     'ingest-dataset-exists': async () => {
       const request = { source: { csv: { train: file('dup.csv', 'label,a\n1,2\n') } } };

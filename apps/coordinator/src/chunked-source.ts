@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import {
+  s3Reason,
   InvalidDataError,
   MAX_CHUNK_BYTES,
   MAX_MANIFEST_BYTES,
@@ -11,7 +12,6 @@ import {
 } from '@gradfleet/core';
 import { FsChunkStore, S3ChunkStore } from './chunk-store.js';
 import { readDatasetPath, resolveDatasetDir } from './dataset-path.js';
-import { s3Reason } from './s3-access.js';
 
 /** Where a named dataset of the catalog lives, as the catalog hands it to one ingestion. */
 export interface NamedDatasetLocation {

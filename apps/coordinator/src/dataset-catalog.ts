@@ -12,12 +12,14 @@ import {
   sha256Hex,
   targetWidth,
   type DatasetInfo,
+  type DataStore,
   type DatasetManifest,
   type IngestProgress,
   type LabelKind,
   type Logger,
 } from '@gradfleet/core';
 import { FsChunkStore, S3ChunkStore, type ChunkStore } from './chunk-store.js';
+import { parseS3Url } from './s3-access.js';
 import type { PreparedDataset } from './dataset-ingest.js';
 import type { IngestLimits } from './dataset-ingest-pipeline.js';
 import type { IngestThreadData, IngestThreadMessage } from './dataset-ingest-thread.js';
@@ -333,9 +335,16 @@ export class DatasetCatalog {
   /**
    * Gives a job the named dataset: checked READY and against the job's labels, its manifest
    * and chunks linked into `<jobDir>/data/chunked/` (S3-stored chunks stay in S3; the job
-   * records where). The workers fetch them through `/v1/jobs/:id/data/...`.
+   * records where). The workers fetch them through `/v1/jobs/:id/data/...`, or, with
+   * `dataStore` 's3' (refused for a dataset stored here), the chunks straight from S3.
    */
-  async prepareForJob(name: string, jobId: string, jobDir: string, labels: LabelKind): Promise<PreparedDataset> {
+  async prepareForJob(
+    name: string,
+    jobId: string,
+    jobDir: string,
+    labels: LabelKind,
+    dataStore: DataStore = 'coordinator',
+  ): Promise<PreparedDataset> {
     const e = this.entries.get(name);
     const issue = (message: string) => new InvalidJobSpecError([{ path: 'dataset.name', message }]);
     if (!e) throw issue(`no dataset named ${name}; gradfleet dataset ls lists them`);
@@ -344,6 +353,14 @@ export class DatasetCatalog {
     const m = e.manifest;
     if (m.labels.kind !== labels)
       throw issue(`dataset ${name} has labels '${m.labels.kind}'; the job says labels '${labels}'`);
+    const s3 = e.store.startsWith('s3://') ? parseS3Url(e.store, 'dataStore') : undefined;
+    if (dataStore === 's3' && !s3)
+      throw new InvalidJobSpecError([
+        {
+          path: 'dataStore',
+          message: `dataset ${name} is stored on the coordinator, not in S3: remove dataStore, or ingest it with --store s3://bucket/prefix`,
+        },
+      ]);
     const dir = join(jobDir, 'data', 'chunked');
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, 'manifest.json'), e.manifestBytes);
@@ -365,6 +382,7 @@ export class DatasetCatalog {
       ...(m.splits.test
         ? { test: { ...remote, path: `/v1/jobs/${jobId}/data/manifest`, examples: m.splits.test.examples } }
         : {}),
+      ...(dataStore === 's3' && s3 ? { s3: { bucket: s3.bucket, prefix: s3.key } } : {}),
       featureShape: m.featureShape,
       numClasses: targetWidth(labels, m.labels.numClasses),
     };

@@ -3,7 +3,14 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { InvalidDataError, type DatasetSpec, type LabelKind, type Logger, type RemoteSplit } from '@gradfleet/core';
+import {
+  InvalidDataError,
+  type DatasetSpec,
+  type LabelKind,
+  type Logger,
+  type RemoteSplit,
+  type S3Location,
+} from '@gradfleet/core';
 import type { PrepareThreadData, PrepareThreadMessage } from './dataset-prepare-thread.js';
 import { startThread } from './thread-module.js';
 
@@ -47,6 +54,8 @@ export interface PreparedDataset {
   datasetName?: string | undefined;
   /** Chunked: examples per chunk (the sampler's windows follow the chunks). */
   chunkExamples?: number | undefined;
+  /** Chunked, `dataStore: 's3'`: where the workers read the chunks (the manifest stays on the coordinator). */
+  s3?: S3Location | undefined;
   train: PreparedSplit;
   validation?: PreparedSplit;
   test?: PreparedSplit;

@@ -3,11 +3,11 @@ import { constants, createReadStream } from 'node:fs';
 import { mkdir, open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { InvalidDataError } from '@gradfleet/core';
+import { InvalidDataError, s3Reason } from '@gradfleet/core';
 import { openChunkedSource, type ChunkedSource, type NamedDatasetLocation } from './chunked-source.js';
 import { openDatasetPath, resolveDatasetDir } from './dataset-path.js';
 import { downloadDataset, urlName } from './dataset-url.js';
-import { getObjectStream, listObjects, parseS3Url, s3Reason } from './s3-access.js';
+import { getObjectStream, listObjects, parseS3Url } from './s3-access.js';
 
 /** Most files an image-folder source may hold (all classes together). */
 export const MAX_IMAGE_FILES = 10_000_000;

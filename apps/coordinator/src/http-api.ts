@@ -10,13 +10,13 @@ import {
   JOB_STATES,
   summarizeJob,
   chunkName,
+  s3Reason,
   type JobState,
   type Logger,
 } from '@gradfleet/core';
 import { readModelArtifact } from './checkpoint-store.js';
 import { checkpointInfo } from './job-checkpoint.js';
 import { FsChunkStore } from './chunk-store.js';
-import { s3Reason } from './s3-access.js';
 import type { Authenticator } from './auth.js';
 import type { BrowserGuard } from './browser-guard.js';
 import type { DatasetFiles } from './dataset-files.js';
@@ -96,7 +96,7 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
 
 /**
  * Streams a file; opened first, so a delete racing the request answers 404 or serves the
- * whole file, and a read error later only ends this response (never the coordinator).
+ * whole file, and a read error later only ends this response (never the coordinator). Answers the file's size.
  */
 async function sendFile(
   ctx: ApiContext,
@@ -104,11 +104,13 @@ async function sendFile(
   path: string,
   what: string,
   missing = async (): Promise<Error> => new JobRequestError(404, 'NOT_FOUND', `${what} not found`),
-): Promise<void> {
+): Promise<number> {
   const file = await open(path).catch(() => undefined);
   if (!file) throw await missing();
+  let size: number;
   try {
     const info = await file.stat();
+    size = info.size;
     res.writeHead(200, {
       'content-type': 'application/octet-stream',
       'content-length': info.size,
@@ -122,6 +124,7 @@ async function sendFile(
     ctx.log.warn({ what, code: err.code }, 'file response ended early');
     res.destroy();
   });
+  return size;
 }
 
 /** The files of a TensorFlow.js model artifact as the API serves them. */
@@ -141,7 +144,8 @@ async function sendArtifact(
   what: string,
   missing: () => Promise<Error>,
 ): Promise<void> {
-  if (file === 'weights.bin') return sendFile(ctx, res, join(dir, 'weights.bin'), `weights of the ${what}`, missing);
+  if (file === 'weights.bin')
+    return void (await sendFile(ctx, res, join(dir, 'weights.bin'), `weights of the ${what}`, missing));
   const artifact = await readModelArtifact(dir);
   if (!artifact) throw await missing();
   return send(res, 200, artifact.modelJson);
@@ -163,7 +167,12 @@ async function sendChunk(
     throw new JobRequestError(404, 'NOT_FOUND', 'no such chunk');
   const name = chunkName(split, Number(index));
   const store = await ctx.datasets.jobStore(jobDir);
-  if (store instanceof FsChunkStore) return sendFile(ctx, res, join(store.dir, name), `chunk ${name} of job ${id}`);
+  const served = (bytes: number) => {
+    ctx.metrics.chunksServed.inc();
+    ctx.metrics.chunkBytesServed.inc(bytes);
+  };
+  if (store instanceof FsChunkStore)
+    return served(await sendFile(ctx, res, join(store.dir, name), `chunk ${name} of job ${id}`));
   let bytes: Uint8Array;
   try {
     bytes = await store.get(name);
@@ -171,7 +180,8 @@ async function sendChunk(
     ctx.log.warn({ job_id: id, chunk: name, err: s3Reason(err) }, 'chunk read from the store failed');
     throw new JobRequestError(502, 'STORE_UNAVAILABLE', `chunk ${name} cannot be read from the dataset's store`);
   }
-  return send(res, 200, bytes, 'application/octet-stream');
+  send(res, 200, bytes, 'application/octet-stream');
+  served(bytes.byteLength);
 }
 
 async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -302,11 +312,16 @@ async function route(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
     if (p[3] === 'logs' && method === 'GET')
       return send(res, 200, ctx.store.logs(id, Number(url.searchParams.get('after') ?? 0)));
     if (p[3] === 'data' && p[4] === 'manifest' && p.length === 5 && method === 'GET' && job.data?.format === 'chunked')
-      return sendFile(ctx, res, join(job.dir, 'data', 'chunked', 'manifest.json'), `manifest of job ${id}`);
+      return void (await sendFile(
+        ctx,
+        res,
+        join(job.dir, 'data', 'chunked', 'manifest.json'),
+        `manifest of job ${id}`,
+      ));
     if (p[3] === 'data' && p[4] === 'chunks' && p.length === 7 && method === 'GET' && job.data?.format === 'chunked')
       return sendChunk(ctx, res, job.dir, p[5]!, p[6]!, id);
     if (p[3] === 'data' && (p[4] === 'train' || p[4] === 'validation' || p[4] === 'test') && method === 'GET')
-      return sendFile(ctx, res, join(job.dir, 'data', `${p[4]}.bin`), `${p[4]} data of job ${id}`);
+      return void (await sendFile(ctx, res, join(job.dir, 'data', `${p[4]}.bin`), `${p[4]} data of job ${id}`));
     if (p[3] === 'model' && p.length === 5 && method === 'GET' && ARTIFACT_FILES.has(p[4]!)) {
       const notReady = async () =>
         new JobRequestError(

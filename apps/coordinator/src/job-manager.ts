@@ -194,7 +194,7 @@ export class JobManager {
     try {
       const data =
         typeof spec.dataset === 'object' && 'name' in spec.dataset
-          ? await this.catalog.prepareForJob(spec.dataset.name, id, dir, spec.labels)
+          ? await this.catalog.prepareForJob(spec.dataset.name, id, dir, spec.labels, spec.dataStore)
           : await this.ingest.prepare(id, dir, spec.dataset, spec.labels);
       const initial = spec.initialModel
         ? await stageInitialModel(spec.initialModel, join(dir, 'initial'), {

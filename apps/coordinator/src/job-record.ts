@@ -64,6 +64,7 @@ export class JobRecord {
               ...(data.format ? { format: data.format } : {}),
               ...(data.datasetName ? { name: data.datasetName } : {}),
               ...(data.chunkExamples ? { chunkExamples: data.chunkExamples } : {}),
+              ...(data.s3 ? { s3: data.s3 } : {}),
               train: data.train,
               ...(data.validation ? { validation: data.validation } : {}),
               ...(data.test ? { test: data.test } : {}),

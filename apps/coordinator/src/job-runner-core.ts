@@ -203,7 +203,7 @@ export abstract class JobRunnerCore implements JobMessageHandler {
    * the current weights and optimizer state of a live replica at the next step boundary.
    */
   /** The dataset shards `job-start` announces (undefined for the built-in MNIST). */
-  protected remoteData(): Pick<PreparedDataset, 'train' | 'validation' | 'test' | 'format'> | undefined {
+  protected remoteData(): Pick<PreparedDataset, 'train' | 'validation' | 'test' | 'format' | 's3'> | undefined {
     const d = this.job.data;
     if (!d) return undefined;
     return {
@@ -211,6 +211,7 @@ export abstract class JobRunnerCore implements JobMessageHandler {
       ...(d.validation ? { validation: d.validation } : {}),
       ...(d.test ? { test: d.test } : {}),
       ...(d.format ? { format: d.format } : {}),
+      ...(d.s3 ? { s3: d.s3 } : {}),
     };
   }
 

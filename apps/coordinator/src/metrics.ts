@@ -282,6 +282,16 @@ export class CoordinatorMetrics {
     help: 'Examples written into chunks by named-dataset ingestions (failed ones included).',
     registers: this.r,
   });
+  readonly chunksServed = new Counter({
+    name: 'gradfleet_dataset_chunks_served_total',
+    help: 'Chunks of named datasets the coordinator served to workers over HTTP (none for dataStore s3).',
+    registers: this.r,
+  });
+  readonly chunkBytesServed = new Counter({
+    name: 'gradfleet_dataset_chunk_served_bytes_total',
+    help: 'Bytes of the chunks the coordinator served to workers over HTTP.',
+    registers: this.r,
+  });
   /** Named-dataset ingestions running, read at scrape time (set by the coordinator). */
   ingestionsRunning: (() => number) | undefined;
   readonly datasetIngestions: Gauge = new Gauge({

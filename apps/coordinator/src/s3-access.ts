@@ -6,7 +6,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { InvalidDataError } from '@gradfleet/core';
+import { InvalidDataError, s3ConfigFromEnv } from '@gradfleet/core';
 
 /** `s3://bucket/key`, split; the key may be empty (a whole bucket) or a prefix. */
 export function parseS3Url(url: string, field: string): { bucket: string; key: string } {
@@ -15,29 +15,9 @@ export function parseS3Url(url: string, field: string): { bucket: string; key: s
   return { bucket: m[1]!, key: m[2] ?? '' };
 }
 
-/**
- * An S3 client configured as the AWS tools are: region from `AWS_REGION` /
- * `AWS_DEFAULT_REGION` (default us-east-1), credentials from the SDK's default chain
- * (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE` and the shared config files,
- * instance roles), the endpoint from `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` (MinIO and
- * other S3-compatible stores). A custom endpoint uses path-style addressing
- * (`AWS_S3_FORCE_PATH_STYLE=false` turns it off; `true` turns it on for AWS too).
- */
+/** An S3 client configured from this process's AWS environment (`s3ConfigFromEnv`, shared with the workers). */
 export function s3ClientFromEnv(env: NodeJS.ProcessEnv = process.env): S3Client {
-  const endpoint = env['AWS_ENDPOINT_URL_S3'] ?? env['AWS_ENDPOINT_URL'];
-  const flag = env['AWS_S3_FORCE_PATH_STYLE'];
-  const forcePathStyle = flag === undefined ? endpoint !== undefined : flag === 'true' || flag === '1';
-  return new S3Client({
-    region: env['AWS_REGION'] ?? env['AWS_DEFAULT_REGION'] ?? 'us-east-1',
-    ...(endpoint ? { endpoint } : {}),
-    forcePathStyle,
-  });
-}
-
-/** The reason of an S3 failure, without anything the server echoed back (keys, bodies). */
-export function s3Reason(err: unknown): string {
-  const e = err as { name?: string; $metadata?: { httpStatusCode?: number }; code?: string };
-  return `${e.name ?? e.code ?? 'error'}${e.$metadata?.httpStatusCode ? ` ${e.$metadata.httpStatusCode}` : ''}`;
+  return new S3Client(s3ConfigFromEnv(env));
 }
 
 /** Objects of a bucket under a prefix (all pages), with their sizes. */

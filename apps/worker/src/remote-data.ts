@@ -1,3 +1,4 @@
+import { S3Client } from '@aws-sdk/client-s3';
 import {
   ChunkCache,
   ChunkedSplit,
@@ -7,13 +8,16 @@ import {
   httpFetch,
   loadDataset,
   parseManifest,
+  s3ConfigFromEnv,
   sha256Hex,
   verifyChunk,
   type DatasetManifest,
   type RemoteSplit,
+  type S3Location,
   type SplitName,
   type TrainingData,
 } from '@gradfleet/core';
+import { S3ChunkReader } from './s3-chunks.js';
 
 /** Bounded retry of a shard download, for a coordinator that is briefly busy. */
 const FETCH_ATTEMPTS = 3;
@@ -36,6 +40,8 @@ export class DataCache {
   readonly chunks: ChunkCache;
   /** Bytes of dataset chunks downloaded and verified so far (as stored: header and padding included). */
   fetchedChunkBytes = 0;
+  /** For `dataStore: 's3'`: made on first use, from this worker's AWS environment. */
+  private s3Client: S3Client | undefined;
 
   constructor(
     private readonly httpBase: string,
@@ -53,6 +59,7 @@ export class DataCache {
           validation?: RemoteSplit | undefined;
           test?: RemoteSplit | undefined;
           format?: 'chunked' | undefined;
+          s3?: S3Location | undefined;
         }
       | undefined,
     builtin: boolean,
@@ -61,7 +68,7 @@ export class DataCache {
       if (!builtin) return Promise.reject(new Error('the coordinator announced no data for a non-built-in dataset'));
       return this.memo('mnist', () => loadDataset('mnist'));
     }
-    if (data.format === 'chunked') return this.chunked(data.train);
+    if (data.format === 'chunked') return this.chunked(data.train, data.s3);
     return this.memo(`${data.train.sha256}/${data.validation?.sha256 ?? ''}/${data.test?.sha256 ?? ''}`, async () => {
       const train = await this.fetchSplit(data.train);
       const validation = data.validation ? await this.fetchSplit(data.validation) : undefined;
@@ -80,10 +87,11 @@ export class DataCache {
   /**
    * A chunked dataset: the manifest is fetched now (size and SHA-256 checked against what the
    * coordinator announced, then its sums), chunks only when a step or evaluation needs them
-   * (`ChunkedSplit`), each checked against the manifest before use. Not memoised: the manifest
-   * is small and the chunk cache is shared.
+   * (`ChunkedSplit`), from the coordinator or, with `s3`, straight from the bucket
+   * (`S3ChunkReader`), each checked against the manifest before use. Not memoised: the
+   * manifest is small and the chunk cache is shared.
    */
-  private async chunked(manifestRef: RemoteSplit): Promise<TrainingData> {
+  private async chunked(manifestRef: RemoteSplit, s3?: S3Location): Promise<TrainingData> {
     if (manifestRef.bytes > MAX_MANIFEST_BYTES)
       throw new InvalidDataError(
         `the coordinator announced a ${manifestRef.bytes}-byte manifest; at most ${MAX_MANIFEST_BYTES}`,
@@ -92,10 +100,13 @@ export class DataCache {
     const bytes = await this.download(url, manifestRef.bytes, manifestRef.sha256);
     const manifest = parseManifest(bytes, url);
     const base = url.replace(/\/manifest$/, '');
+    const bucket = s3 ? new S3ChunkReader((this.s3Client ??= new S3Client(s3ConfigFromEnv())), s3) : undefined;
     const fetchChunk = async (split: SplitName, index: number) => {
       const entry = manifest.splits[split]!.chunks[index]!;
       const chunkUrl = `${base}/chunks/${split}/${index}`;
-      const chunk = verifyChunk(await this.download(chunkUrl, entry.bytes), manifest, split, index, chunkUrl);
+      const chunk = bucket
+        ? await bucket.read(manifest, split, index)
+        : verifyChunk(await this.download(chunkUrl, entry.bytes), manifest, split, index, chunkUrl);
       this.fetchedChunkBytes += entry.bytes;
       return chunk;
     };

@@ -39,6 +39,8 @@ export {
   type Received,
   type RemoteSplit,
   RemoteSplitSchema,
+  type S3Location,
+  S3LocationSchema,
   type TensorSpec,
   TensorSpecSchema,
   type WorkerMessage,
@@ -86,6 +88,8 @@ export { decodeHalves } from './compression/fp16.js';
 export { decodeInt8 } from './compression/int8.js';
 export {
   BUILTIN_MODELS,
+  DATA_STORES,
+  type DataStore,
   DATASET_NAME_PATTERN,
   DatasetNameSchema,
   type DatasetSpec,
@@ -238,6 +242,7 @@ export {
   type SplitName,
 } from './data/dataset-manifest.js';
 export { chunkEntry, verifyChunk } from './data/chunk-reader.js';
+export { s3ConfigFromEnv, s3Reason, type S3Config } from './data/s3-config.js';
 export { DEFAULT_CHUNK_BYTES, SplitChunkWriter, chunkExamplesFor, type ChunkSink } from './data/chunk-writer.js';
 export { DEFAULT_MAX_LINE_BYTES, readLines, type Line, type LineReaderOptions } from './data/line-reader.js';
 export {

@@ -106,6 +106,16 @@ describe('parseJobSpec', () => {
     expect(issuesOf({ labels: 'ordinal' })[0]!.path).toBe('labels');
   });
 
+  it('reads chunks from the coordinator by default; dataStore s3 only for a named dataset', () => {
+    expect(parseJobSpec({}).dataStore).toBe('coordinator');
+    expect(parseJobSpec({ dataset: { name: 'd' }, dataStore: 's3' }).dataStore).toBe('s3');
+    for (const dataset of ['mnist', { csv: { train: 'a.csv' } }])
+      expect(issuesOf({ dataset, dataStore: 's3' })).toEqual([
+        { path: 'dataStore', message: expect.stringMatching(/named dataset stored in S3/) as string },
+      ]);
+    expect(issuesOf({ dataStore: 'gcs' })[0]!.path).toBe('dataStore');
+  });
+
   it('refuses an optimizer option the chosen optimizer does not take, saying which does', () => {
     const [nesterov] = issuesOf({ optimizer: 'adam', optimizerOptions: { nesterov: true } });
     expect(nesterov).toEqual({

@@ -4,6 +4,9 @@ import { DEFAULT_BUCKET_BYTES } from '../math/bucket-plan.js';
 import { EarlyStoppingSchema } from './early-stopping.js';
 import { ClassWeightSchema, LabelColumnsSchema, MetricsSchema, defaultMetrics, targetsIssues } from './targets-spec.js';
 
+/** Where the workers read a named dataset's chunks (`dataStore`). */
+export const DATA_STORES = ['coordinator', 's3'] as const;
+
 export const BUILTIN_MODELS = ['mnist-mlp', 'mnist-cnn'] as const;
 export const OPTIMIZERS = ['adam', 'sgd', 'momentum', 'rmsprop', 'adagrad'] as const;
 export const LOSSES = [
@@ -284,6 +287,12 @@ export const JobSpecSchema = z
      * owns. A dataset of at most this many chunks is shuffled globally, as in-memory data.
      */
     shuffleWindowChunks: z.number().int().min(1).max(1_000_000).default(64),
+    /**
+     * Where the workers read a named dataset's chunks: from the coordinator (`/v1/jobs/:id/data/chunks/...`),
+     * or straight from the S3 bucket the dataset is stored in (`--store s3://...`), with their
+     * own AWS credentials, so the coordinator's network carries the manifest only.
+     */
+    dataStore: z.enum(DATA_STORES).default('coordinator'),
     minWorkers: z.number().int().min(1).max(1024).default(1),
     maxWorkers: z.number().int().min(1).max(1024).default(64),
     /** Replica consistency check every this many steps (0 turns it off). */
@@ -346,6 +355,13 @@ export const JobSpecSchema = z
         path: ['earlyStopping', 'monitor'],
         message: `'${s.earlyStopping.monitor}' needs validation data: set validationSplit above 0, or monitor '${s.earlyStopping.monitor.slice(4)}'`,
       });
+    if (s.dataStore === 's3' && !(typeof s.dataset === 'object' && 'name' in s.dataset))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['dataStore'],
+        message:
+          "'s3' reads the chunks of a named dataset stored in S3 (dataset: { name }); this dataset is served by the coordinator: remove dataStore or set 'coordinator'",
+      });
     if (s.dataset === 'mnist' && s.labels !== 'class')
       ctx.addIssue({ code: 'custom', path: ['labels'], message: "the built-in 'mnist' dataset has labels 'class'" });
     const takes: readonly string[] = LOSS_LABELS[s.loss];
@@ -385,6 +401,7 @@ export function hasValidationFile(dataset: z.output<typeof DatasetSpecSchema>): 
 export type JobSpec = z.output<typeof JobSpecSchema>;
 export type JobSpecInput = z.input<typeof JobSpecSchema>;
 export type LabelKind = (typeof LABEL_KINDS)[number];
+export type DataStore = (typeof DATA_STORES)[number];
 export type LrSchedule = z.output<typeof LrScheduleSchema>;
 export type OptimizerOptions = z.output<typeof OptimizerOptionsSchema>;
 export type ModelSpec = z.output<typeof ModelSpecSchema>;

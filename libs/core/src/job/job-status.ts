@@ -102,6 +102,8 @@ export interface JobStatus {
     name?: string;
     /** Chunked datasets: examples per chunk (the manifest's). */
     chunkExamples?: number;
+    /** `dataStore: 's3'`: where the workers read the chunks. */
+    s3?: { bucket: string; prefix: string };
     train: { examples: number; bytes: number; sha256: string };
     validation?: { examples: number; bytes: number; sha256: string };
     test?: { examples: number; bytes: number; sha256: string };

@@ -26,6 +26,17 @@ export const RemoteSplitSchema = z.object({ path: z.string().max(512), bytes: co
 export type RemoteSplit = z.infer<typeof RemoteSplitSchema>;
 
 /**
+ * Where a named dataset's chunks lie in S3 (`dataStore: 's3'`): chunk keys are `prefix` +
+ * `chunkName(split, index)`, derived on the worker. A location only: the worker reads it
+ * with its own AWS environment (`s3ConfigFromEnv`); no credentials travel.
+ */
+export const S3LocationSchema = z.object({
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,62}$/),
+  prefix: z.string().max(1024),
+});
+export type S3Location = z.infer<typeof S3LocationSchema>;
+
+/**
  * Payload: chunk `index` of whole-model state transfer `transfer` (`state-transfer.ts`): the
  * bytes `[index * chunkBytes, ...)` of the state its begin message declared. Both directions.
  */
@@ -157,13 +168,15 @@ export const CoordinatorMessageSchema = z.discriminatedUnion('t', [
     layout: z.array(z.array(count).max(8)).max(100_000),
     optimizer: z.array(TensorSpecSchema).max(100_000).default([]),
     state: StateHeaderSchema,
-    /** `format: 'chunked'`: `train` (and `test`) name the manifest of a chunked dataset, its chunks next to it. */
+    /** `format: 'chunked'`: `train` (and `test`) name the manifest of a chunked dataset, its chunks next to it (or in `s3`). */
     data: z
       .object({
         train: RemoteSplitSchema,
         validation: RemoteSplitSchema.optional(),
         test: RemoteSplitSchema.optional(),
         format: z.literal('chunked').optional(),
+        /** `dataStore: 's3'`: the chunks are read from this S3 location, the manifest still from the coordinator. */
+        s3: S3LocationSchema.optional(),
       })
       .optional(),
     /**
