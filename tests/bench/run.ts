@@ -18,7 +18,9 @@ const suites = [
   'e2e-overhead',
   'scaling',
   'wire',
+  'data',
   'reference-recipe',
+  'reference-seeds',
   'gpu',
 ];
 const only = process.argv
