@@ -2,7 +2,7 @@ import { createWriteStream, mkdtempSync, readFileSync, rmSync, statSync } from '
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maxRelativeDifference, selectBackend, type JobStatus } from '@gradfleet/core';
 import { runCli } from './helpers/cli.js';
@@ -106,12 +106,7 @@ describe('named chunked datasets across processes', () => {
   });
 
   it('S3: ingests IDX objects from a bucket into chunks kept in a bucket, and trains on them', async () => {
-    const client = new S3Client({
-      endpoint: s3.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    });
+    const client = s3.client();
     const idx = mnist.dataset.idx;
     for (const [key, file] of Object.entries(idx))
       await client.send(new PutObjectCommand({ Bucket: 'src', Key: `mnist/${key}`, Body: readFileSync(file) }));

@@ -17,12 +17,7 @@ describe('ingesting from an existing chunked dataset, across processes', () => {
   beforeAll(async () => {
     mnist = await writeSmallMnist(600, 100);
     s3 = await startS3Server(['chunks']);
-    client = new S3Client({
-      endpoint: s3.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    });
+    client = s3.client();
     await cluster.startCoordinator(['--dataset-s3-allow', 'chunks'], 0, s3.env);
     await cluster.client.ingestDataset('mnist', { source: mnist.dataset, chunkBytes: 65536 });
     expect((await cluster.client.waitForDataset('mnist')).state).toBe('READY');

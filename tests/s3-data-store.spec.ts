@@ -52,12 +52,7 @@ describe('dataStore s3: workers read chunks straight from the bucket', () => {
     await selectBackend('wasm'); // smallMlpTopology builds the model
     mnist = await writeSmallMnist(3000, 500);
     s3 = await startS3Server(['chunks']);
-    client = new S3Client({
-      endpoint: s3.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    });
+    client = s3.client();
     await cluster.startCoordinator(['--dataset-s3-allow', 'chunks'], 0, s3.env);
     // The workers reach the bucket with their own AWS environment; a cache of about three chunks.
     for (let i = 0; i < 2; i++)

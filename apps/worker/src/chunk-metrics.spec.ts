@@ -1,41 +1,14 @@
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ChunkedSplit,
-  SplitChunkWriter,
-  checkManifest,
-  chunkName,
-  selectBackend,
-  sha256Hex,
-  type DatasetManifest,
-} from '@gradfleet/core';
+import { ChunkedSplit, chunkName, selectBackend, sha256Hex, type DatasetManifest } from '@gradfleet/core';
 import { DataCache } from './remote-data.js';
+import { tinyChunkedDataset } from './tiny-dataset.fixture.js';
 import { WorkerMetrics } from './worker-metrics.js';
 
 /** 10 examples of 3 uint8 values in chunks of 4 (4, 4, 2), as a coordinator stores them. */
 async function dataset(): Promise<{ manifest: DatasetManifest; files: Map<string, Uint8Array> }> {
-  const files = new Map<string, Uint8Array>();
-  const w = new SplitChunkWriter('train', 3, 'uint8', 'int32', 4, {
-    put: async (name, bytes) => void files.set(name, bytes.slice()),
-  });
-  for (let i = 0; i < 10; i++) {
-    w.slot().set([i, i + 1, i + 2]);
-    await w.commit(i % 4);
-  }
-  const manifest = checkManifest(
-    {
-      format: 'gradfleet-chunks',
-      version: 1,
-      featureShape: [3],
-      dtype: 'uint8',
-      scale: 1 / 255,
-      labels: { kind: 'class', dtype: 'int32', numClasses: 4 },
-      chunkExamples: 4,
-      splits: { train: await w.finish() },
-    },
-    'm',
-  );
-  return { manifest, files };
+  const { manifest, stored } = await tinyChunkedDataset(10);
+  return { manifest, files: stored };
 }
 
 /** The value of an unlabelled series in a /metrics text. */

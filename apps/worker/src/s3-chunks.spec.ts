@@ -1,33 +1,11 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
-import { DatasetChunkError, SplitChunkWriter, checkManifest, type DatasetManifest } from '@gradfleet/core';
+import { DatasetChunkError } from '@gradfleet/core';
 import { S3ChunkReader } from './s3-chunks.js';
+import { tinyChunkedDataset } from './tiny-dataset.fixture.js';
 
 /** Two chunks of 4 examples of 3 uint8 values, as an ingestion writes them. */
-async function dataset(): Promise<{ manifest: DatasetManifest; stored: Map<string, Uint8Array> }> {
-  const stored = new Map<string, Uint8Array>();
-  const w = new SplitChunkWriter('train', 3, 'uint8', 'int32', 4, {
-    put: async (name, bytes) => void stored.set(name, bytes.slice()),
-  });
-  for (let i = 0; i < 8; i++) {
-    w.slot().set([i, i + 1, i + 2]);
-    await w.commit(i % 4);
-  }
-  const manifest = checkManifest(
-    {
-      format: 'gradfleet-chunks',
-      version: 1,
-      featureShape: [3],
-      dtype: 'uint8',
-      scale: 1 / 255,
-      labels: { kind: 'class', dtype: 'int32', numClasses: 4 },
-      chunkExamples: 4,
-      splits: { train: await w.finish() },
-    },
-    'm',
-  );
-  return { manifest, stored };
-}
+const dataset = () => tinyChunkedDataset(8);
 
 /** An S3 client answering one GetObject: the length it announces and the parts of its body. */
 function bucket(contentLength: number | undefined, parts: Uint8Array[] | Error, keys: string[] = []) {
