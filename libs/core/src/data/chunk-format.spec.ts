@@ -227,6 +227,41 @@ describe('chunked dataset format', () => {
     expect(decodeChunk(puts[0]!.copy, 'c0').x).toEqual(Uint8Array.from([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]));
   });
 
+  it('a step joins a prefetch still running even when its own fetches keep it busy: the chunk is downloaded once', async () => {
+    const { stored, manifest } = await build(40); // ten chunks of 4 examples
+    const cache = new ChunkCache();
+    const calls: number[] = [];
+    const gates = new Map<number, () => void>();
+    const split = new ChunkedSplit(
+      manifest,
+      'train',
+      cache,
+      async (s, i) => {
+        calls.push(i);
+        await new Promise<void>((r) => gates.set(i, r));
+        return verifyChunk(stored.get(`${s}-${String(i).padStart(6, '0')}.chunk`)!, manifest, s, i);
+      },
+      'k',
+    );
+    const open = async (i: number) => {
+      while (!gates.has(i)) await new Promise((r) => setTimeout(r, 1));
+      gates.get(i)!();
+      gates.delete(i);
+    };
+    split.prefetch([9]);
+    // Chunks 0-4 and 9: four fetches at a time keep the step on 0-3 while chunk 9's prefetch lands.
+    const step = split.ensure([0, 4, 8, 12, 16, 36]);
+    await open(9);
+    for (const c of [0, 1, 2, 3, 4]) await open(c);
+    await new Promise((r) => setTimeout(r, 5));
+    gates.get(9)?.(); // a second download of chunk 9 (the bug this guards against) is let through
+    expect(await step).toEqual([0, 1, 2, 3, 4, 9]);
+    expect(calls.filter((c) => c === 9)).toHaveLength(1);
+    expect(calls).toHaveLength(6);
+    expect(cache.misses + cache.prefetched).toBe(6); // one count per download
+    expect(cache.fetchedBytes).toBe(6 * 28);
+  });
+
   it('two steps waiting on one download fetch it once and each count a miss (downloads ≤ misses + prefetched)', async () => {
     const { stored, manifest } = await build(40);
     const cache = new ChunkCache();

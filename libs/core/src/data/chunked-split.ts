@@ -20,8 +20,8 @@ export class ChunkCache {
   misses = 0;
   fetchedBytes = 0;
   /**
-   * Chunks a hint fetched ahead (`ChunkedSplit.prefetch`) that landed before any step asked
-   * for them. A step that joins a prefetch still in flight counts a miss instead, so every
+   * Chunks a hint fetched ahead (`ChunkedSplit.prefetch`) that landed before a step took
+   * their fetch over. A step that joins a prefetch still in flight counts a miss instead, so every
    * download counts once as a miss or a prefetch; steps that wait on the same download (the
    * probe and the first step, say) each count a miss: fetched chunks ≤ misses + prefetched.
    */
@@ -137,16 +137,46 @@ export class ChunkedSplit {
       this.cache.misses += missing.length;
       for (const c of missing) this.prefetchOwned.delete(c); // the step takes over a prefetch in flight
     }
+    // Fetches already running (prefetches) are joined now, before they land: a prefetch a step
+    // joined leaves its chunk to the step, so the step must be waiting for it when it lands
+    // (joining later, after the fetch ended, would download the chunk again). One that fails
+    // is fetched again by the step. The rest are fetched FETCH_CONCURRENCY at a time.
+    const joined: Promise<void>[] = [];
+    const queue: number[] = [];
+    for (const c of missing) {
+      const running = this.inflight.get(c);
+      if (!running) queue.push(c);
+      else
+        joined.push(
+          running
+            .catch(() => this.fetchOnce(c))
+            .then((chunk) => {
+              this.cache.putPinned(this.chunkKey(c), chunk);
+              pinned.push(c);
+            }),
+        );
+    }
     let next = 0;
     const run = async () => {
-      while (next < missing.length) {
-        const c = missing[next++]!;
-        this.cache.putPinned(this.chunkKey(c), await this.fetchOnce(c));
+      while (next < queue.length) {
+        const c = queue[next++]!;
+        const key = this.chunkKey(c);
+        if (this.cache.has(key)) {
+          // A prefetch started after this step asked, and landed first: a hit after all.
+          this.cache.misses--;
+          this.cache.hits++;
+          this.cache.pin(key, 1);
+          pinned.push(c);
+          continue;
+        }
+        // A prefetch started after this step asked and still running: the step takes it over (its miss).
+        if (this.inflight.has(c)) this.prefetchOwned.delete(c);
+        this.cache.putPinned(key, await this.fetchOnce(c));
         pinned.push(c);
       }
     };
     try {
-      await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, missing.length) }, run));
+      await Promise.all([...joined, ...Array.from({ length: Math.min(FETCH_CONCURRENCY, queue.length) }, run)]);
     } catch (err) {
       this.release(pinned);
       throw err;
