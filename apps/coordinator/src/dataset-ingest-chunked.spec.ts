@@ -38,12 +38,7 @@ beforeAll(async () => {
   root = join(dir, 'root');
   await mkdir(root);
   s3 = await startS3Server(['chunks', 'other']);
-  client = new S3Client({
-    endpoint: s3.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-  });
+  client = s3.client();
   // 250 training rows of 3 features (class labels 0..4), 7 test rows.
   const row = (i: number) => `${i % 5},${i},${i * 3 + 1},${255 - (i % 256)}`;
   await writeFile(

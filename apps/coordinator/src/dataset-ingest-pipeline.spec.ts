@@ -35,12 +35,7 @@ beforeAll(async () => {
   root = join(dir, 'root');
   await mkdir(root);
   s3 = await startS3Server(['src', 'chunks']);
-  client = new S3Client({
-    endpoint: s3.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-  });
+  client = s3.client();
   sources = new DatasetSources({
     dataDir: dir,
     roots: [root],

@@ -10,7 +10,6 @@ import {
   MANIFEST_FORMAT,
   MANIFEST_VERSION,
   MAX_IDX_BYTES,
-  MAX_LABEL,
   SplitChunkWriter,
   checkManifest,
   chunkExamplesFor,
@@ -24,13 +23,14 @@ import {
   type FeatureDtype,
   type IngestProgress,
   type IngestRequest,
-  type LabelKind,
   type SplitManifest,
   type SplitName,
   verifyChunk,
 } from '@gradfleet/core';
 import type { ChunkStore } from './chunk-store.js';
 import type { DatasetSources, OpenedSource } from './dataset-sources.js';
+import { LabelCheck } from './label-check.js';
+import { trackedSink } from './tracked-sink.js';
 
 /** Seed of the order image-folder examples are stored in (fixed: the same folder gives the same dataset). */
 const IMAGE_ORDER_SEED = 0x1a6e;
@@ -56,45 +56,6 @@ export interface IngestPipelineOptions extends IngestLimits {
   onProgress?: (p: IngestProgress) => void;
 }
 
-/** Checks labels against the kind; tracks the largest class index. */
-class LabelCheck {
-  max = 0;
-  constructor(readonly kind: LabelKind) {}
-
-  private ok(v: number): boolean {
-    return this.kind === 'regression'
-      ? Number.isFinite(v)
-      : this.kind === 'binary'
-        ? v === 0 || v === 1
-        : Number.isInteger(v) && v >= 0 && v <= MAX_LABEL;
-  }
-
-  private fail(file: string, where: string): never {
-    const want = {
-      class: `a class index (an integer 0..${MAX_LABEL})`,
-      binary: '0 or 1',
-      regression: 'a finite number',
-      multilabel: '0 or 1', // refused by the ingest request; listed for the type
-    };
-    throw new InvalidDataError(`${file}: ${where}: label is not ${want[this.kind]} (labels: '${this.kind}')`);
-  }
-
-  check(v: number, file: string, where: string): number {
-    if (!this.ok(v)) this.fail(file, where);
-    if (v > this.max) this.max = v;
-    return v;
-  }
-
-  /** `check` of each of `values`, records numbered from `first` + 1 in errors. */
-  checkMany(values: Float64Array, file: string, first: number): void {
-    for (let j = 0; j < values.length; j++) {
-      const v = values[j]!;
-      if (!this.ok(v)) this.fail(file, `record ${first + j + 1}`);
-      if (v > this.max) this.max = v;
-    }
-  }
-}
-
 /**
  * Streams a dataset source into chunks (`docs/datasets.md`): one chunk in memory at a time,
  * every limit checked before what it bounds is allocated, errors naming file and line (or
@@ -115,23 +76,6 @@ export async function ingestDataset(
     await sink.idle();
     throw err;
   }
-}
-
-/** `sink` whose stores in flight can be awaited (`idle`). */
-function trackedSink(sink: ChunkSink): ChunkSink & { idle(): Promise<void> } {
-  const inFlight = new Set<Promise<unknown>>();
-  return {
-    put(name, bytes) {
-      const stored = sink.put(name, bytes);
-      const settled = stored.catch(() => undefined);
-      inFlight.add(settled);
-      void settled.then(() => inFlight.delete(settled));
-      return stored;
-    },
-    idle: async () => {
-      await Promise.all(inFlight);
-    },
-  };
 }
 
 async function streamIntoChunks(

@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { S3Client } from '@aws-sdk/client-s3';
 
 interface S3rverInstance {
   run(): Promise<{ address: string; port: number }>;
@@ -17,6 +18,8 @@ export interface S3TestServer {
   endpoint: string;
   /** Environment a client (or a child coordinator) needs to reach it. */
   env: Record<string, string>;
+  /** A client of this server (path-style, its credentials); the caller destroys it. */
+  client(): S3Client;
   close(): Promise<void>;
 }
 
@@ -39,6 +42,13 @@ export async function startS3Server(buckets: string[]): Promise<S3TestServer> {
       AWS_SECRET_ACCESS_KEY: 'S3RVER',
       AWS_REGION: 'us-east-1',
     },
+    client: () =>
+      new S3Client({
+        endpoint,
+        region: 'us-east-1',
+        forcePathStyle: true,
+        credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+      }),
     close: async () => {
       await server.close();
       await rm(dir, { recursive: true, force: true });

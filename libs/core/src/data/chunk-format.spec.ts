@@ -35,6 +35,40 @@ async function build(count: number, labelDtype: 'int32' | 'float32' = 'int32') {
   return { stored, manifest };
 }
 
+/**
+ * A split of `build(40)` (ten chunks of 4 examples) whose fetches each wait until the test
+ * `open`s that chunk's gate: `calls` lists the fetches in start order, `most` the most that
+ * ran at once; `afterGate(i)` runs once a gate opens (it may throw, as a network error).
+ */
+async function gatedSplit(cache: ChunkCache, afterGate: (i: number) => void = () => undefined) {
+  const { stored, manifest } = await build(40);
+  const calls: number[] = [];
+  const gates = new Map<number, () => void>();
+  let running = 0;
+  const state = { most: 0 };
+  const split = new ChunkedSplit(
+    manifest,
+    'train',
+    cache,
+    async (s, i) => {
+      calls.push(i);
+      running++;
+      state.most = Math.max(state.most, running);
+      await new Promise<void>((r) => gates.set(i, r));
+      running--;
+      afterGate(i);
+      return verifyChunk(stored.get(`${s}-${String(i).padStart(6, '0')}.chunk`)!, manifest, s, i);
+    },
+    'k',
+  );
+  const open = async (i: number) => {
+    while (!gates.has(i)) await new Promise((r) => setTimeout(r, 1));
+    gates.get(i)!();
+    gates.delete(i);
+  };
+  return { split, calls, gates, open, state };
+}
+
 const codeOf = (f: () => unknown) => {
   try {
     f();
@@ -228,26 +262,8 @@ describe('chunked dataset format', () => {
   });
 
   it('a step joins a prefetch still running even when its own fetches keep it busy: the chunk is downloaded once', async () => {
-    const { stored, manifest } = await build(40); // ten chunks of 4 examples
     const cache = new ChunkCache();
-    const calls: number[] = [];
-    const gates = new Map<number, () => void>();
-    const split = new ChunkedSplit(
-      manifest,
-      'train',
-      cache,
-      async (s, i) => {
-        calls.push(i);
-        await new Promise<void>((r) => gates.set(i, r));
-        return verifyChunk(stored.get(`${s}-${String(i).padStart(6, '0')}.chunk`)!, manifest, s, i);
-      },
-      'k',
-    );
-    const open = async (i: number) => {
-      while (!gates.has(i)) await new Promise((r) => setTimeout(r, 1));
-      gates.get(i)!();
-      gates.delete(i);
-    };
+    const { split, calls, gates, open } = await gatedSplit(cache); // ten chunks of 4 examples
     split.prefetch([9]);
     // Chunks 0-4 and 9: four fetches at a time keep the step on 0-3 while chunk 9's prefetch lands.
     const step = split.ensure([0, 4, 8, 12, 16, 36]);
@@ -293,36 +309,14 @@ describe('chunked dataset format', () => {
   });
 
   it('prefetches hinted chunks two at a time, unpinned; a step needing one waits for that same fetch; failures are dropped', async () => {
-    const { stored, manifest } = await build(40); // ten chunks
     const cache = new ChunkCache(1024);
-    const calls: number[] = [];
-    let running = 0;
-    let most = 0;
     let failOnce = true;
-    const gates = new Map<number, () => void>();
-    const split = new ChunkedSplit(
-      manifest,
-      'train',
-      cache,
-      async (s, i) => {
-        calls.push(i);
-        running++;
-        most = Math.max(most, running);
-        await new Promise<void>((r) => gates.set(i, r));
-        running--;
-        if (i === 5 && failOnce) {
-          failOnce = false;
-          throw new Error('network');
-        }
-        return verifyChunk(stored.get(`${s}-${String(i).padStart(6, '0')}.chunk`)!, manifest, s, i);
-      },
-      'k',
-    );
-    const open = async (i: number) => {
-      while (!gates.has(i)) await new Promise((r) => setTimeout(r, 1));
-      gates.get(i)!();
-      gates.delete(i);
-    };
+    const { split, calls, open, state } = await gatedSplit(cache, (i) => {
+      if (i === 5 && failOnce) {
+        failOnce = false;
+        throw new Error('network');
+      }
+    });
     split.prefetch([1, 5, 3, 99, -1, 1.5]);
     expect(calls).toEqual([1, 5]); // two at a time; out-of-range indices ignored
     const step = split.ensure([4, 5]); // chunk 1 (being prefetched) and chunk 1 only
@@ -335,7 +329,7 @@ describe('chunked dataset format', () => {
     // Chunk 3 only: chunk 1's fetch was joined by the step, which counted it as its miss.
     while (cache.prefetched < 1) await new Promise((r) => setTimeout(r, 1));
     expect(cache.misses).toBe(1);
-    expect(most).toBe(2);
+    expect(state.most).toBe(2);
     const again = split.ensure([20]); // chunk 5: fetched again by the step itself
     await open(5);
     expect(await again).toEqual([5]);
